@@ -1,0 +1,38 @@
+# Two commands for a fresh machine: `make run` and `make test`. Both set up what they need once;
+# the stamp files make the second run skip the install.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.mnistlab-installed
+DEV    := $(VENV)/.mnistlab-dev-installed
+
+.PHONY: setup setup-dev run test lint bench speedrun clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP) $@
+
+setup: $(STAMP)
+
+setup-dev: $(DEV)
+
+run: setup
+	$(BIN)/mnistlab data fetch
+	$(BIN)/mnistlab data info
+
+test: setup-dev
+	$(BIN)/python -m pytest
+
+lint: setup-dev
+	$(BIN)/ruff check src tests
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
