@@ -13,6 +13,6 @@ def data_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """Where new runs go by default: ``$MNISTLAB_RUNS_DIR``, else ``runs/`` in the working folder."""
+    """Where new runs go: ``$MNISTLAB_RUNS_DIR``, else ``runs/`` in the working folder."""
     env = os.environ.get("MNISTLAB_RUNS_DIR")
     return Path(env or "runs").expanduser().resolve()

