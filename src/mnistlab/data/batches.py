@@ -16,8 +16,10 @@ import torch
 def to_tensors(images: np.ndarray, labels: np.ndarray, *,
                dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 [N, 28, 28] and [N] -> inputs (N, 1, 28, 28) scaled to [0, 1], labels int64 (N,)."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).to(dtype).div_(255.0).unsqueeze(1)
-    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    # Cached arrays are read-only; torch.as_tensor shares memory with a read-only array only
+    # with a warning, so convert dtype on the NumPy side first (which copies into new memory).
+    x = torch.from_numpy(np.array(images, dtype=np.float32)).to(dtype).div_(255.0).unsqueeze(1)
+    y = torch.from_numpy(np.array(labels, dtype=np.int64))
     return x, y
 
 

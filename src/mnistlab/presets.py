@@ -1,0 +1,90 @@
+"""Named training recipes: a preset maps a model name to overrides of ``TrainConfig``.
+
+    overrides = preset_overrides("seed", "cnn")   # {"optimizer": "adam", "lr": 1e-3, ...}
+
+A preset is data, not code: ``register_preset`` adds one (other modules add ``speedrun`` and
+``best`` this way) and ``mnistlab train MODEL --preset NAME`` applies it before the flags.
+
+The ``seed`` preset is what the seed report ran:
+
+- fc: SGD, learning rate **0.1**. The report's text says 0.01, but its own logs (epoch 5: train
+  accuracy 0.9720, loss 0.1013; test 0.9689, loss 0.1065) are what 0.1 gives: re-run in Keras
+  3.15 + TensorFlow 2.21 (batch 64, 5 epochs), lr 0.1 gives test 0.9695 / loss 0.1066 and lr
+  0.01 gives test 0.9226. The 0.01 is Keras's SGD default, probably where the text took it
+  from; the numbers the report shows came from 0.1, so that is what we reproduce.
+- cnn: Adam with Keras's defaults (lr 1e-3, epsilon 1e-7); precision ``auto``: bf16 autocast
+  with channels_last where the CPU has native bf16, else fp32; config.json records which. Here
+  (AMX) bf16 trains 2.2x faster (1,700 vs 790 images/s, 2 threads, machine shared) and keeps
+  the seed's accuracy: 98.65% +- 0.15 over seeds 0-2 (the seed: 98.55%).
+  The FC model stays fp32: an epoch takes about a second either way.
+- both: batch 64 (938 steps per epoch, the last one short, as Keras does), 5 epochs, inputs in
+  [0, 1], Keras's initialisation (Glorot-uniform weights, zero biases).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mnistlab.errors import UserError
+
+# preset name -> model name -> TrainConfig field overrides
+_PRESETS: dict[str, dict[str, dict[str, Any]]] = {}
+_DESCRIPTIONS: dict[str, str] = {}
+
+
+def register_preset(name: str, model: str, description: str = "", **overrides: Any) -> None:
+    """Add (or replace) the recipe ``name`` for ``model``; ``overrides`` are TrainConfig fields."""
+    _PRESETS.setdefault(name, {})[model] = dict(overrides)
+    if description:
+        _DESCRIPTIONS[name] = description
+
+
+def available_presets() -> dict[str, list[str]]:
+    """Preset names and the models each one has a recipe for."""
+    _import_extra()
+    return {name: sorted(models) for name, models in sorted(_PRESETS.items())}
+
+
+def has_preset(name: str, model: str) -> bool:
+    _import_extra()
+    return model in _PRESETS.get(name, {})
+
+
+def preset_overrides(name: str, model: str) -> dict[str, Any]:
+    """The overrides of preset ``name`` for ``model``; a clear UserError when there is none."""
+    _import_extra()
+    if name not in _PRESETS:
+        raise UserError(f"unknown preset {name!r}; choose one of: {', '.join(sorted(_PRESETS))}")
+    models = _PRESETS[name]
+    if model not in models:
+        raise UserError(f"preset {name!r} has no recipe for model {model!r}; "
+                        f"it has: {', '.join(sorted(models))}")
+    return dict(models[model])
+
+
+def describe(name: str) -> str:
+    return _DESCRIPTIONS.get(name, "")
+
+
+def _import_extra() -> None:
+    # Other modules register their presets on import (listed, not scanned), e.g. the fast recipes.
+    import importlib
+
+    for module in _EXTRA:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_EXTRA = ["mnistlab.models.fast"]
+
+
+SEED_DESCRIPTION = ("what the seed report ran: fc SGD lr 0.1 (its logs, not the 0.01 its text "
+                    "says), cnn Adam 1e-3; batch 64, 5 epochs, Keras initialisation")
+
+register_preset("seed", "fc", SEED_DESCRIPTION, optimizer="sgd", lr=0.1, momentum=0.0,
+                batch_size=64, epochs=5, schedule="constant", init="keras", precision="fp32")
+register_preset("seed", "cnn", SEED_DESCRIPTION, optimizer="adam", lr=1e-3, eps=1e-7,
+                batch_size=64, epochs=5, schedule="constant", init="keras", precision="auto")
