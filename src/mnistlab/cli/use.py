@@ -1,0 +1,233 @@
+"""`mnistlab predict | export | serve | bench-serve`: use a trained model on real images."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+JSON_HELP = "print one JSON object as the last line of standard output"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "predict", help="classify pictures of digits (PNG/JPEG, photos included)",
+        usage="mnistlab predict [RUN] IMAGE... [--top K] [--onnx MODEL.onnx] "
+              "[--debug-dir DIR] [--json]",
+        description="Classify each picture: it is turned into a 28x28 MNIST-style image "
+                    "(grayscale, ink white on black, cropped, scaled to 20x20, centred by "
+                    "mass) and fed to the model. Without RUN, the best finished run under the "
+                    "runs folder is used.")
+    p.add_argument("items", nargs="+", metavar="RUN/IMAGE",
+                   help="an optional run (folder or name) followed by one or more images")
+    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
+    p.add_argument("--onnx", metavar="MODEL.onnx",
+                   help="use an exported ONNX file (onnxruntime) instead of a run")
+    p.add_argument("--debug-dir", metavar="DIR",
+                   help="write the 28x28 image the model saw for each picture (PNG)")
+    p.add_argument("--json", action="store_true", help=JSON_HELP)
+    p.set_defaults(func=cmd_predict)
+
+    e = subparsers.add_parser(
+        "export", help="export a run's model to ONNX and check it against PyTorch",
+        description="Export with a dynamic batch dimension, then compare onnxruntime with "
+                    "PyTorch on 1,000 MNIST test images (max |logit difference| <= 1e-4, "
+                    "same accuracy).")
+    e.add_argument("run", metavar="RUN", help="a run folder or its name under the runs folder")
+    e.add_argument("--format", choices=["onnx"], default="onnx", help="only onnx for now")
+    e.add_argument("--out", metavar="FILE", help="where to write it (default RUN/model.onnx)")
+    e.add_argument("--json", action="store_true", help=JSON_HELP)
+    e.set_defaults(func=cmd_export)
+
+    s = subparsers.add_parser(
+        "serve", help="the draw-a-digit web app (and a JSON API) on this machine",
+        description="Serve a page where you draw a digit and watch the model's ten "
+                    "probabilities change as you draw. API: POST /api/predict, GET /healthz, "
+                    "docs at /docs. Everything is served locally.")
+    s.add_argument("run", nargs="?", metavar="RUN", help="a run (default: the best one)")
+    s.add_argument("--onnx", metavar="MODEL.onnx", help="serve an ONNX file instead of a run")
+    s.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="PyTorch threads per forward pass (default 1: a request is one image, "
+                        "and concurrent requests already use the cores)")
+    s.set_defaults(func=cmd_serve)
+
+    b = subparsers.add_parser(
+        "bench-serve", help="latency and throughput of predict, the web API and ONNX",
+        description="Measure single-image latency in process and over HTTP (p50, p99), a load "
+                    "of REQUESTS from CLIENTS concurrent clients on 127.0.0.1, and batch "
+                    "throughput of PyTorch against onnxruntime.")
+    b.add_argument("run", nargs="?", metavar="RUN", help="a run (default: the best one)")
+    b.add_argument("--requests", type=int, default=1000, help="load-test requests (1000)")
+    b.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
+    b.add_argument("--threads", type=int, metavar="N",
+                   help="threads for PyTorch and onnxruntime alike (default: one per core)")
+    b.add_argument("--json", action="store_true", help=JSON_HELP)
+    b.set_defaults(func=cmd_bench)
+
+
+def _best_run_or_error() -> Path:
+    from mnistlab import runs
+    from mnistlab.errors import UserError
+    from mnistlab.predict import no_run_message
+
+    best = runs.find_best_run()
+    if best is None:
+        raise UserError(no_run_message())
+    return best
+
+
+def _looks_like_run(item: str) -> bool:
+    from mnistlab.paths import runs_dir
+
+    path = Path(item)
+    return path.is_dir() or (not path.exists() and (runs_dir() / item).is_dir())
+
+
+def _run_description(run_dir: Path) -> str:
+    from mnistlab import runs
+    from mnistlab.errors import UserError
+
+    try:
+        acc = runs.read_metrics(run_dir).get("test_accuracy")
+    except UserError:
+        acc = None
+    return f"{run_dir.name}" + (f" (test accuracy {acc:.2%})" if isinstance(acc, float) else "")
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from mnistlab import atomic, console
+    from mnistlab.errors import UserError
+    from mnistlab.predict import OnnxPredictor, TorchPredictor, predict_files
+    from mnistlab.preprocess import to_png
+
+    items = list(args.items)
+    run = items.pop(0) if len(items) > 1 and _looks_like_run(items[0]) else None
+    if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
+        raise UserError("no image given: `mnistlab predict [RUN] IMAGE...` needs at least one "
+                        "PNG or JPEG file")
+    if args.top < 1:
+        raise UserError(f"--top must be at least 1, got {args.top}")
+    if args.onnx:
+        if run is not None:
+            raise UserError("give either a RUN or --onnx, not both")
+        predictor: Any = OnnxPredictor(args.onnx)
+        console.say(f"model: {args.onnx} (onnxruntime)")
+    else:
+        from mnistlab import runs
+
+        run_dir = runs.resolve_run(run) if run is not None else _best_run_or_error()
+        predictor = TorchPredictor(runs.load_model(run_dir), str(run_dir))
+        how = "" if run is not None else "best available run: "
+        console.say(f"model: {how}{_run_description(run_dir)} [{run_dir}]")
+
+    results = predict_files(predictor, items, top=args.top)
+    failed = 0
+    out = []
+    for i, (path, res) in enumerate(zip(items, results, strict=True)):
+        if isinstance(res, UserError):
+            failed += 1
+            sys.stderr.write(f"error: {res}\n")
+            out.append({"file": path, "error": str(res)})
+            continue
+        tops = ", ".join(f"{d} {p:.1%}" for d, p in res.top)
+        console.say(f"{path}: {res.digit} ({res.probability:.1%})   top {args.top}: {tops}")
+        if args.debug_dir:
+            target = Path(args.debug_dir) / f"{i:03d}-{Path(path).stem}-28x28.png"
+            atomic.write_bytes(target, to_png(res.pre.image))
+        out.append(res.to_json())
+    if args.debug_dir:
+        console.say(f"the 28x28 images the model saw are in {args.debug_dir}")
+    if args.json:
+        console.emit_json({"model": predictor.name, "predictions": out})
+    return 2 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from mnistlab import console
+    from mnistlab.export import export_run
+
+    r = export_run(args.run, args.out)
+    console.say(f"wrote {r['onnx_path']} ({r['onnx_bytes'] / 1024:.0f} KiB, dynamic batch)")
+    console.say(f"onnxruntime vs PyTorch on {r['n']:,} MNIST test images: max |logit diff| "
+                f"{r['max_abs_diff']:.2e} (limit {r['tolerance']:.0e}); accuracy "
+                f"{r['onnx_accuracy']:.2%} vs {r['torch_accuracy']:.2%}; "
+                f"{'OK' if r['ok'] else 'MISMATCH'}")
+    if args.json:
+        console.emit_json(r)
+    if not r["ok"]:
+        sys.stderr.write("error: the ONNX model does not match PyTorch within the tolerance\n")
+        return 1
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mnistlab import console
+    from mnistlab.errors import UserError
+    from mnistlab.serve import create_app
+    from mnistlab.serve.runner import check_port, serve_forever
+
+    if args.onnx and args.run:
+        raise UserError("give either a RUN or --onnx, not both")
+    if args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    source: Any = args.onnx or args.run
+    if source is None:
+        best = _best_run_or_error()
+        console.say(f"model: best available run: {_run_description(best)} [{best}]")
+        source = best
+    check_port(args.host, args.port)
+    import torch
+
+    # Measured under load on 2 cores: intra-op threads on small batches oversubscribe the
+    # CPU (batch throughput fell 7x with 2 threads against 1).
+    torch.set_num_threads(args.threads)
+    app = create_app(source)
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    console.say(f"serving {app.state.predictor.name} on http://{host}:{args.port}/ "
+                "(API docs at /docs; Ctrl-C stops)")
+    serve_forever(app, args.host, args.port)
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from mnistlab import console
+    from mnistlab.errors import UserError
+    from mnistlab.serve.bench import bench_all
+
+    if args.requests < 1 or args.clients < 1:
+        raise UserError("--requests and --clients must be at least 1")
+    run = args.run or _best_run_or_error()
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be at least 1, got {args.threads}")
+    r = bench_all(run, requests=args.requests, clients=args.clients, threads=args.threads,
+                  progress=lambda m: sys.stderr.write(f"... {m}\n"))
+    f, b, h, load = r["forward_only"], r["batch"], r["http_single"], r["http_load"]
+    console.say(f"run: {r['run_dir']}   load average before/after: "
+                f"{r['load_before']:.2f} / {r['load_after']:.2f} on {r['cpu_count']} CPUs; "
+                f"{r['threads']} thread(s)")
+    console.say(f"in process, PNG -> digit:      p50 {r['in_process']['p50_ms']:.2f} ms   "
+                f"p99 {r['in_process']['p99_ms']:.2f} ms")
+    console.say(f"forward only, PyTorch:         p50 {f['pytorch']['p50_ms']:.3f} ms   "
+                f"p99 {f['pytorch']['p99_ms']:.3f} ms")
+    console.say(f"forward only, onnxruntime:     p50 {f['onnxruntime']['p50_ms']:.3f} ms   "
+                f"p99 {f['onnxruntime']['p99_ms']:.3f} ms")
+    console.say(f"HTTP, one client:              p50 {h['p50_ms']:.2f} ms   "
+                f"p99 {h['p99_ms']:.2f} ms")
+    console.say(f"HTTP, {load['requests']} requests / {load['clients']} clients: "
+                f"p50 {load['p50_ms']:.2f} ms   p99 {load['p99_ms']:.2f} ms   "
+                f"{load['requests_per_s']:.0f} req/s   errors {load['errors']}")
+    console.say(f"batch {b['batch_size']}, {b['images']:,} images: PyTorch "
+                f"{b['pytorch_img_per_s']:,.0f} img/s, onnxruntime "
+                f"{b['onnxruntime_img_per_s']:,.0f} img/s")
+    rt = r["roundtrip"]
+    console.say(f"predict on {rt['images']} test digits: as 28x28 arrays "
+                f"{rt['direct_accuracy']:.1%}, as large dark-on-white PNGs "
+                f"{rt['rendered_png_accuracy']:.1%}, as phone-photo JPEGs "
+                f"{rt['phone_photo_accuracy']:.1%}")
+    if args.json:
+        console.emit_json(r)
+    return 1 if load["errors"] else 0

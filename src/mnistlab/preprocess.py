@@ -1,0 +1,348 @@
+"""Any photo or drawing of one digit -> the 28x28 image MNIST would have made of it.
+
+MNIST's recipe (LeCun et al.): white ink on black, the digit's bounding box scaled to fit
+20x20 keeping its aspect ratio (anti-aliased), pasted into 28x28 so that its centre of mass
+sits at the centre. Measured on MNIST's training set, the centre of mass lies at (14.0, 14.0)
+in array coordinates with a spread of 0.29 px: an integer shift, which we copy.
+
+Real images need more than that recipe, done in this order:
+
+1. decode safely (PNG/JPEG only, pixel count checked from the header before decoding),
+   apply the EXIF orientation, composite any alpha channel onto a contrasting background;
+2. make ink bright: against a robust fit of the paper, the ink is the heavier tail (darker
+   or lighter than the paper); dark ink gets inverted;
+3. flatten uneven lighting (phone photos): a smooth quadratic surface is fitted to the paper
+   pixels only (iteratively, so the ink does not pull it); the picture is divided by it
+   (light on paper is multiplicative) or, for light ink on a dark ground, it is subtracted;
+4. Otsu's threshold separates ink from paper; small specks are dropped; too little contrast
+   over the paper's noise means no digit (``NoInk``);
+5. pen strokes much thinner than MNIST's (about 1/8 of the digit's height) are thickened;
+6. crop, scale, centre by mass.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+from scipy import ndimage
+
+from mnistlab.errors import UserError
+
+FORMATS = ("PNG", "JPEG")
+MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
+WORK_SIDE = 1024               # px: larger pictures are reduced first (the digit ends at 20 px)
+BOX = 20                       # px: the digit's longer side, as in MNIST
+SIZE = 28                      # px: the output side
+TARGET_COM = 14.0              # MNIST's measured mean centre of mass (row, column)
+STROKE_MIN_RATIO = 0.07        # stroke width / longer side under which we thicken (MNIST 0.08-0.20)
+STROKE_TARGET_RATIO = 0.11     # ... and the ratio we thicken to (MNIST's median is 0.125)
+
+
+class ImageInputError(UserError):
+    """Base class for a picture we cannot use; the web app maps each subclass to a status."""
+
+
+class NotAnImage(ImageInputError):
+    pass
+
+
+class UnsupportedFormat(ImageInputError):
+    pass
+
+
+class ImageTooLarge(ImageInputError):
+    pass
+
+
+class NoInk(ImageInputError):
+    pass
+
+
+@dataclass
+class Preprocessed:
+    """The model's input and what was done to get it (for --debug-dir and the web app)."""
+
+    image: np.ndarray                 # float32 (28, 28) in [0, 1], ink white on black
+    inverted: bool                    # True if the picture was dark ink on light paper
+    bbox: tuple[int, int, int, int]   # (top, left, bottom, right) of the ink, working pixels
+    thickened_px: float = 0.0         # how much the strokes were widened, working pixels
+    notes: list[str] = field(default_factory=list)   # anything unusual done, for the user
+
+
+def open_image(source: str | os.PathLike[str] | bytes, *,
+               max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Decode a PNG or JPEG (path or bytes) safely and apply its EXIF orientation."""
+    name = "the upload" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes):
+        if not source:
+            raise NotAnImage("empty image: no bytes were sent; send a PNG or JPEG file")
+        fp: io.BytesIO | Path = io.BytesIO(source)
+    else:
+        fp = Path(source)
+        if not fp.is_file():
+            raise UserError(f"{name}: no such file; give the path of a PNG or JPEG image")
+    try:
+        # Lazy: reads the header only. Every format is identified so that the error can name
+        # it, but only PNG and JPEG are ever decoded (checked just below).
+        img = Image.open(fp)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{name}: image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError):
+        raise NotAnImage(f"{name}: not an image that can be read; expected a PNG or JPEG "
+                         "file") from None
+    if img.format not in FORMATS:
+        raise UnsupportedFormat(f"{name}: {img.format} images are not supported; "
+                                "convert it to PNG or JPEG")
+    w, h = img.size
+    if w * h > max_pixels or w <= 0 or h <= 0:
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels is more than the {max_pixels:,} allowed; "
+                            "send a smaller picture")
+    if img.format == "JPEG":
+        # JPEG can decode at 1/2, 1/4, 1/8 scale directly: a 12 MP photo costs a fraction.
+        img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
+    try:
+        img.load()
+        img = ImageOps.exif_transpose(img)
+    except Image.DecompressionBombError as exc:
+        raise ImageTooLarge(f"{name}: image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise NotAnImage(f"{name}: the image data is damaged ({exc}); send a whole PNG or "
+                         "JPEG file") from None
+    return img
+
+
+def to_gray(img: Image.Image) -> np.ndarray:
+    """Luminance as float32 (H, W) in [0, 1], reduced to at most WORK_SIDE px on a side.
+
+    Transparent pixels are composited onto a background: where most of the picture is opaque
+    (a sheet with see-through margins), the sheet's own median colour; where only the strokes
+    are opaque, a colour contrasting with them: white behind dark strokes (the usual case),
+    black behind light strokes (white ink on a transparent canvas).
+    """
+    if max(img.size) > WORK_SIDE:
+        img = img.copy()
+        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+    has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P"
+                                                       and "transparency" in img.info)
+    if has_alpha:
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32) / 255.0
+        alpha = rgba[..., 3]
+        lum = rgba[..., :3] @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        opaque = alpha > 0.5
+        if opaque.mean() > 0.5:      # an opaque sheet with see-through margins: extend it
+            background = float(np.median(lum[opaque]))
+        else:                        # strokes alone on transparency: contrast with them
+            background = 0.0 if opaque.any() and float(lum[opaque].mean()) > 0.5 else 1.0
+        return (lum * alpha + background * (1.0 - alpha)).astype(np.float32)
+    if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs
+        arr = np.asarray(img, dtype=np.float32)
+        return arr / max(float(arr.max()), 1.0)
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _fit_background(img: np.ndarray, *, two_sided: bool = False,
+                    iterations: int = 5) -> np.ndarray:
+    """A smooth quadratic surface a + bx + cy + dx² + exy + fy² fitted to the paper pixels.
+
+    Fitted on a grid of at most 64x64 samples. With ink bright (the default), each pass keeps
+    the pixels less than 3 sigma above the surface and refits, so thick strokes do not pull
+    it; ``two_sided`` rejects outliers on both sides (ink polarity not known yet).
+    """
+    h, w = img.shape
+    step = max(1, max(h, w) // 64)
+    sample = img[::step, ::step]
+    yy, xx = np.mgrid[0:h:step, 0:w:step].astype(np.float32)
+    yy, xx = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
+    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
+    values = sample.ravel()
+    # Start from the paper's likely share: the darker half (ink bright), or the middle half.
+    lo, mid, hi = np.percentile(values, [25, 50, 75])
+    keep = (values >= lo) & (values <= hi) if two_sided else values <= mid
+    coef = np.zeros(6, dtype=np.float32)
+    for _ in range(iterations):
+        # Normal equations (6x6): far cheaper than lstsq's SVD, and well conditioned here
+        # since the coordinates are centred and scaled to [-0.5, 0.5].
+        a = design[keep]
+        coef = np.linalg.solve(a.T @ a + 1e-6 * np.eye(6, dtype=a.dtype), a.T @ values[keep])
+        resid = values - design @ coef
+        spread = max(1.4826 * float(np.median(np.abs(resid[keep]))), 0.01)  # robust sigma
+        new_keep = (np.abs(resid) if two_sided else resid) < 3.0 * spread
+        if new_keep.sum() < 12 or np.array_equal(new_keep, keep):
+            break
+        keep = new_keep
+    a, b, c, d, e, f = (float(v) for v in coef)
+    gy = (np.arange(h, dtype=np.float32) / max(h - 1, 1) - 0.5)[:, None]   # (H, 1)
+    gx = (np.arange(w, dtype=np.float32) / max(w - 1, 1) - 0.5)[None, :]   # (1, W)
+    return (a + b * gx + d * gx * gx) + (c * gy + f * gy * gy) + e * (gy * gx)
+
+
+def dark_ink(gray: np.ndarray) -> bool:
+    """True if the strokes are darker than the paper.
+
+    Against a background surface fitted with outliers rejected on both sides, the ink is the
+    heavier tail: we compare the summed excess of pixels beyond 3 sigma below and above it.
+    This survives lighting gradients that an absolute test (border brighter than 0.5?) does
+    not.
+    """
+    resid = gray - _fit_background(gray, two_sided=True)
+    sigma = max(1.4826 * float(np.median(np.abs(resid))), 0.01)
+    below = float(np.clip(-resid - 3 * sigma, 0, None).sum())
+    above = float(np.clip(resid - 3 * sigma, 0, None).sum())
+    if below == above:  # nothing stands out: fall back on the border (the paper)
+        h, w = gray.shape
+        b = max(1, min(h, w) // 20)
+        border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(),
+                                 gray[:, :b].ravel(), gray[:, -b:].ravel()])
+        return bool(np.median(border) > 0.5)
+    return below > above
+
+
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold: the cut maximising the between-class variance of a 1-D sample."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi - lo < 1e-6:
+        return hi
+    hist, edges = np.histogram(values, bins=bins, range=(lo, hi))
+    p = hist.astype(np.float64) / hist.sum()
+    centres = (edges[:-1] + edges[1:]) / 2
+    w0 = np.cumsum(p)
+    m0 = np.cumsum(p * centres)
+    total = m0[-1]
+    w1 = 1.0 - w0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (total * w0 - m0) ** 2 / (w0 * w1)
+    between[~np.isfinite(between)] = 0
+    # Every cut inside an empty gap between the modes scores the same: take the gap's middle,
+    # not its first bin (which hugs the paper's noise).
+    best = np.flatnonzero(between >= between.max() * (1 - 1e-9))
+    return float((edges[best[0] + 1] + edges[best[-1] + 1]) / 2)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in px: area / half the perimeter (a stroke of length L, width w
+    has area L*w and about 2L boundary pixels)."""
+    boundary = mask & ~ndimage.binary_erosion(mask)
+    return float(mask.sum()) / max(float(boundary.sum()) / 2.0, 1.0)
+
+
+def _disk(radius: float) -> np.ndarray:
+    r = int(np.ceil(radius))
+    yy, xx = np.mgrid[-r:r + 1, -r:r + 1]
+    return (xx * xx + yy * yy) <= radius * radius + 1e-6
+
+
+def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """gray (H, W) -> (ink float32 in [0, 1] with paper at 0, ink mask, inverted?)."""
+    inverted = dark_ink(gray)
+    if inverted:
+        # Light falls on paper and ink alike (multiplicative): divide by the paper's
+        # brightness to get reflectance, so a shadowed corner does not turn into ink.
+        light = 1.0 - _fit_background(1.0 - gray)
+        ink = 1.0 - gray / np.maximum(light, 0.05)
+    else:
+        ink = gray - _fit_background(gray)
+    t = otsu_threshold(ink)
+    mask = ink > t
+    paper = ink[~mask] if (~mask).any() else ink.ravel()
+    noise = 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 1e-3
+    level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
+    contrast = level - float(np.median(paper))
+    if not mask.any() or contrast < max(0.1, 6.0 * noise):
+        raise NoInk("no ink found: the picture looks blank (no dark strokes on light paper or "
+                    "light strokes on dark); draw or photograph one digit with clear contrast")
+    # Drop specks: connected pieces holding under 2% of the largest piece's area.
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count > 1:
+        sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
+        big = np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1
+        mask = np.isin(labels, big)
+    # Paper (below half the threshold) goes to 0, the strokes' body to 1, edges stay grey.
+    low = max(t / 2, float(np.median(paper)) + 2 * noise)
+    scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
+    scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
+    return scaled.astype(np.float32), mask, inverted
+
+
+def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
+
+
+def fit_to_mnist(ink: np.ndarray) -> np.ndarray:
+    """A cropped ink image (h, w) -> (28, 28): longer side scaled to 20 px keeping the
+    aspect ratio, pasted with its centre of mass at (14, 14) by an integer shift."""
+    h, w = ink.shape
+    scale = BOX / max(h, w)
+    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
+    # BOX (area averaging) is the anti-aliased downscale; bicubic for the rare upscale.
+    resample = Image.Resampling.BOX if scale < 1 else Image.Resampling.BICUBIC
+    small = np.asarray(Image.fromarray(ink.astype(np.float32))
+                       .resize((nw, nh), resample), dtype=np.float32)
+    small = np.clip(small, 0.0, 1.0)
+    peak = float(small.max())
+    if peak > 0:  # thin strokes get greyed by averaging; MNIST's strokes peak at 1
+        small = np.clip(small / peak, 0.0, 1.0)
+    cy, cx = ndimage.center_of_mass(small) if small.sum() > 0 else (nh / 2, nw / 2)
+    top = int(np.clip(round(TARGET_COM - cy), 0, SIZE - nh))
+    left = int(np.clip(round(TARGET_COM - cx), 0, SIZE - nw))
+    out = np.zeros((SIZE, SIZE), dtype=np.float32)
+    out[top:top + nh, left:left + nw] = small
+    return out
+
+
+def _shrink(ink: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
+    """Area-average ``ink`` down so its longer side is at most ``long_side``; (image, factor)."""
+    h, w = ink.shape
+    factor = min(1.0, long_side / max(h, w))
+    if factor >= 1.0:
+        return ink, 1.0
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return np.asarray(Image.fromarray(ink).resize(size, Image.Resampling.BOX)), factor
+
+
+def preprocess_gray(gray: np.ndarray) -> Preprocessed:
+    """A grayscale picture (H, W) float in [0, 1] -> the MNIST-style 28x28."""
+    ink, mask, inverted = ink_image(gray)
+    top, left, bottom, right = _bbox(mask)
+    notes: list[str] = []
+    long_side = max(bottom - top, right - left)
+    width = _stroke_width(mask[top:bottom, left:right])
+    thicken = STROKE_TARGET_RATIO * long_side - width if width < STROKE_MIN_RATIO * long_side else 0
+    pad = int(np.ceil(thicken / 2)) + 1 if thicken else 0
+    crop = ink[max(0, top - pad):bottom + pad, max(0, left - pad):right + pad]
+    if thicken:
+        # Work at 8x the final size (160 px): enough detail, and the dilation stays cheap.
+        crop, factor = _shrink(crop, 8 * BOX)
+        radius = max(0.5, thicken * factor / 2)
+        # Grey dilation by a disk of radius r widens every stroke by 2r.
+        crop = ndimage.grey_dilation(crop, footprint=_disk(radius))
+        crop_mask = crop > 0.25
+        if crop_mask.any():
+            t2, l2, b2, r2 = _bbox(crop_mask)
+            crop = crop[t2:b2, l2:r2]
+        notes.append(f"thin strokes widened by {thicken:.0f} px")
+    return Preprocessed(fit_to_mnist(crop), inverted, (top, left, bottom, right),
+                        float(thicken), notes)
+
+
+def preprocess(source: str | os.PathLike[str] | bytes | Image.Image, *,
+               max_pixels: int = MAX_PIXELS) -> Preprocessed:
+    """A PNG/JPEG (path, bytes or an opened PIL image) -> ``Preprocessed`` (28x28 in [0, 1])."""
+    img = source if isinstance(source, Image.Image) else open_image(source, max_pixels=max_pixels)
+    return preprocess_gray(to_gray(img))
+
+
+def to_png(image28: np.ndarray, scale: int = 1) -> bytes:
+    """A (28, 28) float image in [0, 1] as PNG bytes (optionally enlarged, nearest pixel)."""
+    img = Image.fromarray(np.round(np.clip(image28, 0, 1) * 255).astype(np.uint8))
+    if scale > 1:
+        img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()

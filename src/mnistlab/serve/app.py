@@ -1,0 +1,219 @@
+"""The draw-a-digit web app: one page, one prediction endpoint, health, offline API docs.
+
+    app = create_app("runs/cnn-...")        # a run folder or name, an .onnx file, a Predictor,
+                                            # or None for the best finished run
+
+Routes: ``GET /`` the page (static/index.html, all assets local); ``POST /api/predict`` an
+image (multipart field ``file``, or the raw body as image/png or image/jpeg) -> JSON;
+``GET /healthz``; ``GET /docs`` (Swagger UI from local assets, via fastapi-offline) and
+``/openapi.json``, so no page of this app makes a request beyond the server it came from.
+
+Every bad input gets a 4xx JSON body ``{"error": <code>, "detail": <what was wrong>}``.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
+from pydantic import BaseModel, Field
+
+from mnistlab import __version__
+from mnistlab.errors import UserError
+from mnistlab.predict import Predictor, load_predictor, predict_preprocessed
+from mnistlab.preprocess import (
+    ImageTooLarge,
+    NoInk,
+    NotAnImage,
+    UnsupportedFormat,
+    preprocess,
+    to_png,
+)
+
+STATIC = Path(__file__).parent / "static"
+MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
+MAX_UPLOAD_PIXELS = 25_000_000          # decompression bombs stop at the header
+MULTIPART_OVERHEAD = 64 * 1024          # boundaries and part headers around the file
+RAW_TYPES = {"image/png", "image/jpeg", "application/octet-stream"}
+FILE_TYPES = RAW_TYPES | {""}           # a multipart part may carry no type at all
+
+
+class TopEntry(BaseModel):
+    digit: int
+    probability: float
+
+
+class PredictionOut(BaseModel):
+    digit: int = Field(description="the most likely digit")
+    probability: float = Field(description="its probability")
+    probabilities: list[float] = Field(description="ten probabilities, digits 0 to 9")
+    top: list[TopEntry]
+    image_28: list[list[float]] = Field(description="the 28x28 the model saw, rows of [0, 1]")
+    image_28_png: str = Field(description="the same as a PNG data URL")
+    inverted: bool = Field(description="dark ink on light paper was inverted")
+    notes: list[str]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    detail: str
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail = status, code, detail
+
+
+_STATUS = [(NoInk, 422, "no_ink"), (ImageTooLarge, 413, "too_large"),
+           (UnsupportedFormat, 415, "unsupported_format"), (NotAnImage, 400, "not_an_image")]
+
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "description": f"a PNG or JPEG of at most {MAX_UPLOAD_BYTES // 1024 // 1024} MiB",
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}}}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+
+
+def _resolve(model_source: Any) -> Predictor:
+    if model_source is None or isinstance(model_source, str | os.PathLike):
+        if model_source is not None and str(model_source).endswith(".onnx"):
+            return load_predictor(onnx=model_source)
+        return load_predictor(model_source)
+    if hasattr(model_source, "logits"):
+        return model_source
+    raise TypeError(f"model_source must be a run, an .onnx path or a Predictor, "
+                    f"not {type(model_source).__name__}")
+
+
+async def _read_capped(stream: Any, limit: int) -> bytes:
+    """Read a body stream, stopping as soon as it passes ``limit`` bytes."""
+    chunks, size = [], 0
+    async for chunk in stream:
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, "too_large", f"the upload is larger than {limit:,} bytes; "
+                           "send a smaller PNG or JPEG")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _form_file(form: Any) -> bytes:
+    upload = form.get("file")
+    if upload is None or isinstance(upload, str):
+        raise ApiError(400, "no_file", "the form has no file field named 'file'; send the "
+                       "image as multipart field 'file' or as the raw body")
+    part_type = (upload.content_type or "").split(";")[0].strip().lower()
+    if part_type not in FILE_TYPES:
+        raise ApiError(415, "unsupported_type", f"the file is {part_type}; expected "
+                       "image/png or image/jpeg")
+    return await upload.read(MAX_UPLOAD_BYTES + 1)
+
+
+async def _upload_bytes(request: Request) -> bytes:
+    """The image bytes of a request (multipart field ``file`` or the raw body)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_UPLOAD_BYTES + MULTIPART_OVERHEAD:
+        raise ApiError(413, "too_large", f"the upload is {int(length):,} bytes; the limit is "
+                       f"{MAX_UPLOAD_BYTES:,}; send a smaller PNG or JPEG")
+    if ctype == "multipart/form-data":
+        if not length.isdigit():
+            # Starlette spools a form's files whole before we could count them: without a
+            # declared length that would be unbounded. Browsers and HTTP clients declare it.
+            raise ApiError(411, "length_required", "a multipart upload needs a Content-Length "
+                           "header; or send the image as the raw body")
+        try:
+            form = await request.form(max_files=1, max_fields=4)
+        except Exception as exc:  # starlette raises MultiPartException and HTTPException
+            raise ApiError(400, "bad_form", f"unreadable multipart form ({exc}); send the "
+                           "image as the form field 'file'") from None
+        try:
+            data = await _form_file(form)
+        finally:
+            await form.close()  # removes the spooled temporary file
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ApiError(413, "too_large", f"the file is larger than {MAX_UPLOAD_BYTES:,} "
+                           "bytes; send a smaller PNG or JPEG")
+    elif ctype in RAW_TYPES:
+        data = await _read_capped(request.stream(), MAX_UPLOAD_BYTES)
+    else:
+        raise ApiError(415, "unsupported_type", f"content type {ctype or '(none)'!r} is not "
+                       "accepted; send image/png or image/jpeg as the body, or a multipart "
+                       "form with the field 'file'")
+    if not data:
+        raise ApiError(400, "empty_body", "the request holds no image bytes; send a PNG or JPEG")
+    return data
+
+
+def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
+    try:
+        pre = preprocess(data, max_pixels=MAX_UPLOAD_PIXELS)
+    except UserError as exc:
+        for cls, status, code in _STATUS:
+            if isinstance(exc, cls):
+                raise ApiError(status, code, str(exc)) from None
+        raise ApiError(400, "bad_image", str(exc)) from None
+    pred = predict_preprocessed(predictor, pre, name="upload")
+    png = base64.b64encode(to_png(pre.image)).decode("ascii")
+    return {
+        "digit": pred.digit, "probability": pred.probability,
+        "probabilities": pred.probabilities,
+        "top": [{"digit": d, "probability": p} for d, p in pred.top],
+        "image_28": [[round(float(v), 4) for v in row] for row in pre.image],
+        "image_28_png": f"data:image/png;base64,{png}",
+        "inverted": pre.inverted, "notes": pre.notes,
+    }
+
+
+def create_app(model_source: Any = None) -> FastAPIOffline:
+    """The web app around one model (see the module docstring for ``model_source``)."""
+    predictor = _resolve(model_source)
+    backend = "onnxruntime" if predictor.__class__.__name__ == "OnnxPredictor" else "pytorch"
+    app = FastAPIOffline(
+        title="mnistlab", version=__version__,
+        description="Draw a digit, get the model's ten probabilities.",
+        # Swagger UI would otherwise ask validator.swagger.io to check the schema; ReDoc
+        # fetches its logo from its CDN whatever we do, so it is left out.
+        swagger_ui_parameters={"validatorUrl": None}, redoc_url=None,
+    )
+    app.state.predictor = predictor
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        """Liveness, and which model answers."""
+        return {"status": "ok", "model": Path(predictor.name).name, "backend": backend}
+
+    @app.post("/api/predict", response_model=PredictionOut, openapi_extra=_BODY_DOC,
+              responses={code: {"model": ErrorOut} for code in (400, 411, 413, 415, 422)})
+    async def api_predict(request: Request) -> dict[str, Any]:
+        """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
+        data = await _upload_bytes(request)
+        # Preprocessing and the forward pass are CPU work: off the event loop.
+        return await run_in_threadpool(_predict_payload, predictor, data)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app

@@ -1,0 +1,202 @@
+// Draw-a-digit: pointer events (mouse, pen, touch) on a canvas, live predictions from
+// POST /api/predict while drawing. Only same-origin requests; no libraries.
+"use strict";
+
+const pad = document.getElementById("pad");
+const ctx = pad.getContext("2d");
+const barsEl = document.getElementById("bars");
+const digitEl = document.getElementById("digit");
+const probEl = document.getElementById("probability");
+const statusEl = document.getElementById("status");
+const seenEl = document.getElementById("seen");
+
+const INK = "#111418";
+const PAPER = "#ffffff";
+const BRUSH = 24;            // px on the 280 px canvas: 1/8 of a 190 px digit, as in MNIST
+const LIVE_MS = 120;         // at most one request in flight; the newest drawing wins
+
+// --- the ten bars -------------------------------------------------------------------------
+const bars = [];
+for (let d = 0; d < 10; d++) {
+  const li = document.createElement("li");
+  li.className = "bar";
+  li.innerHTML = `<span class="label">${d}</span>` +
+    `<span class="track"><span class="fill"></span></span><span class="pct">0%</span>`;
+  barsEl.appendChild(li);
+  bars.push({ li, fill: li.querySelector(".fill"), pct: li.querySelector(".pct") });
+}
+
+function showProbabilities(p, best) {
+  p.forEach((v, d) => {
+    bars[d].fill.style.width = `${(v * 100).toFixed(1)}%`;
+    bars[d].pct.textContent = v >= 0.9995 ? "100%" : `${(v * 100).toFixed(1)}%`;
+    bars[d].li.classList.toggle("best", d === best);
+  });
+}
+
+function resetResult(message) {
+  showProbabilities(new Array(10).fill(0), -1);
+  digitEl.textContent = "?";
+  probEl.textContent = "–";
+  seenEl.removeAttribute("src");
+  seenEl.classList.add("empty");
+  statusEl.textContent = message;
+  statusEl.classList.remove("error");
+}
+
+// --- drawing -------------------------------------------------------------------------------
+function clearPad() {
+  ctx.fillStyle = PAPER;
+  ctx.fillRect(0, 0, pad.width, pad.height);
+  dirty = false;
+}
+
+let drawing = false;
+let dirty = false;
+let last = null;
+
+function point(ev) {
+  const r = pad.getBoundingClientRect();
+  return { x: (ev.clientX - r.left) * (pad.width / r.width),
+           y: (ev.clientY - r.top) * (pad.height / r.height) };
+}
+
+function stroke(from, to) {
+  ctx.strokeStyle = INK;
+  ctx.lineWidth = BRUSH;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  ctx.beginPath();
+  ctx.moveTo(from.x, from.y);
+  ctx.lineTo(to.x, to.y);
+  ctx.stroke();
+}
+
+pad.addEventListener("pointerdown", (ev) => {
+  ev.preventDefault();
+  pad.setPointerCapture(ev.pointerId);
+  drawing = true;
+  last = point(ev);
+  stroke(last, last);  // a tap leaves a dot
+  dirty = true;
+  schedule();
+});
+
+pad.addEventListener("pointermove", (ev) => {
+  if (!drawing) return;
+  // Coalesced events keep fast strokes smooth on high-rate pointers.
+  const events = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [ev];
+  for (const e of (events.length ? events : [ev])) {
+    const p = point(e);
+    stroke(last, p);
+    last = p;
+  }
+  dirty = true;
+  schedule();
+});
+
+function endStroke() {
+  if (!drawing) return;
+  drawing = false;
+  schedule(0);
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+document.getElementById("clear").addEventListener("click", () => {
+  clearPad();
+  pending = false;
+  generation++;
+  resetResult("draw something");
+});
+
+// --- predictions ---------------------------------------------------------------------------
+let timer = null;
+let inFlight = false;
+let pending = false;
+let generation = 0;  // bumped by Clear: answers to older drawings are dropped
+
+function schedule(delay = LIVE_MS) {
+  pending = true;
+  clearTimeout(timer);
+  timer = setTimeout(flush, delay);
+}
+
+function flush() {
+  if (inFlight || !pending || !dirty) return;
+  pending = false;
+  pad.toBlob((blob) => send(blob, { "Content-Type": "image/png" }), "image/png");
+}
+
+async function send(body, headers) {
+  inFlight = true;
+  const gen = generation;
+  statusEl.textContent = "thinking…";
+  try {
+    const res = await fetch("/api/predict", { method: "POST", body, headers });
+    const data = await res.json();
+    if (gen !== generation) return;
+    if (!res.ok) {
+      resetResult(data.detail || `error ${res.status}`);
+      statusEl.classList.add("error");
+      return;
+    }
+    showResult(data);
+  } catch (err) {
+    if (gen === generation) {
+      statusEl.textContent = `server unreachable (${err.message})`;
+      statusEl.classList.add("error");
+    }
+  } finally {
+    inFlight = false;
+    if (pending) schedule(0);
+  }
+}
+
+function showResult(data) {
+  digitEl.textContent = String(data.digit);
+  probEl.textContent = `${(data.probability * 100).toFixed(1)}%`;
+  showProbabilities(data.probabilities, data.digit);
+  seenEl.src = data.image_28_png;
+  seenEl.classList.remove("empty");
+  statusEl.classList.remove("error");
+  statusEl.textContent = data.notes && data.notes.length ? data.notes.join("; ")
+    : "updates as you draw";
+}
+
+// --- upload --------------------------------------------------------------------------------
+document.getElementById("upload").addEventListener("change", async (ev) => {
+  const file = ev.target.files[0];
+  ev.target.value = "";  // choosing the same file again fires change again
+  if (!file) return;
+  generation++;
+  pending = false;
+  dirty = false;
+  showOnPad(file);
+  const form = new FormData();
+  form.append("file", file);
+  await send(form, {});
+});
+
+function showOnPad(file) {
+  // Shows the picture on the canvas, scaled to fit; the server gets the original file.
+  const url = URL.createObjectURL(file);
+  const img = new Image();
+  img.onload = () => {
+    clearPad();
+    const s = Math.min(pad.width / img.width, pad.height / img.height);
+    const w = img.width * s, h = img.height * s;
+    ctx.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
+    URL.revokeObjectURL(url);
+  };
+  img.src = url;
+}
+
+// --- start ---------------------------------------------------------------------------------
+clearPad();
+resetResult("draw something");
+fetch("/healthz").then((r) => r.json()).then((h) => {
+  document.getElementById("model").textContent = `model: ${h.model} · ${h.backend}`;
+}).catch(() => {
+  document.getElementById("model").textContent = "server unreachable";
+});
