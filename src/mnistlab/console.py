@@ -26,6 +26,7 @@ def progress(iterable: Iterable[T] | None = None, *, total: int | None = None, d
 def say(line: str) -> None:
     """A human-readable line on standard output (works alongside an active progress bar)."""
     tqdm.write(line, file=sys.stdout)
+    sys.stdout.flush()  # a pipe or log file sees each line as it happens, not at exit
 
 
 def emit_json(obj: Any) -> None:

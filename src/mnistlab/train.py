@@ -479,6 +479,7 @@ def _history_row(epoch: int, train: dict[str, float], test: dict[str, float],
         "test_accuracy": test.get("test_accuracy"),
         "seconds": round(train["seconds"], 4),                     # training phase only
         "eval_seconds": round(test.get("seconds", 0.0), 4),
+        "eval_steps": test.get("steps"),                           # None: not evaluated
         "images_per_second": round(train["images"] / train["seconds"], 1),
         "steps": train["steps"],
         "lr": optimizer.param_groups[0]["lr"],                     # at the end of the epoch

@@ -35,7 +35,8 @@ class Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> Parser:
-    parser = Parser(prog="mnistlab", description=__doc__.splitlines()[0] if __doc__ else None)
+    parser = Parser(prog="mnistlab", description="Train, compare and use handwritten-digit "
+                    "classifiers: the MNIST lab study, reproduced and surpassed on a CPU.")
     parser.add_argument("--version", action="version", version=f"mnistlab {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name in COMMAND_MODULES:

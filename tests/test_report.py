@@ -1,0 +1,196 @@
+"""`mnistlab report --quick` on a small subset: files, figures, numbers, self-contained HTML.
+
+The report is built once per session (about 30 s on two busy cores) and every test reads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import re
+from html.parser import HTMLParser
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from mnistlab.cli import main
+from mnistlab.report import findings, fmt
+
+LIMIT = 2_000        # training images per model
+TEST_LIMIT = 1_000   # test images
+LOOP_STEPS = 60      # custom-loop iterations
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["report", "--quick", "--epochs", "1", "--limit", str(LIMIT),
+                     "--test-limit", str(TEST_LIMIT), "--threads", "1",
+                     "--loop-steps", str(LOOP_STEPS), "--out", str(out), "--json"])
+    assert code == 0
+    return out, stdout.getvalue()
+
+
+@pytest.fixture(scope="session")
+def report(built):
+    return json.loads((built[0] / "report.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def markdown(built):
+    return (built[0] / "REPORT.md").read_text()
+
+
+def test_terminal_shows_stages_and_ends_with_json(built):
+    out, stdout = built
+    assert re.search(r"\[1/\d+\] data", stdout)
+    assert "report written in" in stdout
+    last = json.loads(stdout.strip().splitlines()[-1])
+    assert last["report_md"] == str(out / "REPORT.md")
+    assert set(last["models"]) == {"fc", "cnn"}
+
+
+@pytest.mark.timeout(120)
+def test_every_referenced_figure_is_a_valid_png(built, markdown):
+    out = built[0]
+    refs = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", markdown)
+    assert len(refs) >= 8 and len(set(refs)) == len(refs)
+    assert "figures/fig5_prediction_grid.png" in refs
+    assert "figures/fig6_custom_loop_loss.png" in refs
+    for ref in refs:
+        path = out / ref
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", ref
+        with Image.open(path) as im:
+            im.verify()
+
+
+def test_numbers_in_the_report_equal_the_runs_metrics(built, report, markdown):
+    out = built[0]
+    assert len(report["runs"]) == 2
+    for row in report["runs"]:
+        metrics = json.loads((out / row["run_dir_rel"] / "metrics.json").read_text())
+        history = json.loads((out / row["run_dir_rel"] / "history.json").read_text())
+        for key in ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "parameters"):
+            assert row[key] == metrics[key], key
+        assert metrics["train_images"] == LIMIT and len(history) == 1
+        assert metrics["test_images"] == TEST_LIMIT
+        # The per-seed table row shows exactly these values, formatted.
+        line = next(x for x in markdown.splitlines()
+                    if x.startswith(f"| {row['model'].upper()} | {row['seed']} |"))
+        for text in (fmt.pct(metrics["test_accuracy"]), fmt.loss(metrics["test_loss"]),
+                     fmt.frac(metrics["train_accuracy"]), fmt.loss(metrics["train_loss"])):
+            assert f"| {text} |" in line, (text, line)
+        m = report["models"][row["model"]]
+        assert m["test_accuracy"]["mean"] == metrics["test_accuracy"]
+        assert m["parameters"] == metrics["parameters"]
+        assert f"Total params: {metrics['parameters']:,}" in markdown
+        assert f"accuracy: {metrics['test_accuracy']:.4f}  loss: {metrics['test_loss']:.4f}" \
+            in markdown
+    fc, cnn = (next(r for r in report["runs"] if r["model"] == m) for m in ("fc", "cnn"))
+    imp = report["comparison"]["improvement"]["mean"]
+    assert imp == pytest.approx(cnn["test_accuracy"] - fc["test_accuracy"])
+    assert f"beat it by {fmt.pts(imp)} points" in markdown
+    assert "101,770" in markdown and "438,026" in markdown
+
+
+def test_grid_and_mistakes_are_consistent(report):
+    grid = report["grid"]
+    assert len(grid["indices"]) == 20 and grid["indices"] == sorted(grid["indices"])
+    assert 0 <= grid["cnn"]["correct"] <= 20
+    confs = [m["confidence"] for m in grid["mistakes"]]
+    assert confs == sorted(confs, reverse=True)
+    assert all(m["true"] != m["pred"] for m in grid["mistakes"])
+    cm = np.asarray(report["models"]["cnn"]["confusion"])
+    assert cm.sum() == report["meta"]["test_images"]
+    assert cm.sum() - np.trace(cm) >= len(grid["mistakes"])
+
+
+def test_the_loop_ran_and_is_reported(built, report, markdown):
+    loop = report["loop"]
+    assert loop["steps"] == LOOP_STEPS and loop["batch_size"] == 12
+    metrics = json.loads((built[0] / loop["run_dir_rel"] / "metrics.json").read_text())
+    assert metrics["steps"] == LOOP_STEPS
+    assert metrics["smoothed_last"] == loop["smoothed_end"]
+    assert metrics["test_accuracy"] == loop["test_accuracy"]
+    assert fmt.loss(loop["smoothed_end"]) in markdown
+    assert f"Test accuracy after the loop: {fmt.pct(metrics['test_accuracy'])}" in markdown
+
+
+def test_html_is_self_contained(built, report):
+    html = (built[0] / "report.html").read_text()
+
+    class Links(HTMLParser):
+        def __init__(self):
+            super().__init__()
+            self.urls, self.images = [], 0
+
+        def handle_starttag(self, tag, attrs):
+            for name, value in attrs:
+                if name in ("src", "href", "srcset", "action", "data") and value:
+                    self.urls.append(value)
+            self.images += tag == "img"
+
+    parser = Links()
+    parser.feed(html)
+    assert parser.images == len(report["figures"])
+    assert all(u.startswith("data:image/png;base64,") for u in parser.urls)
+    assert "http://" not in html and "https://" not in html
+    assert "<script" not in html.lower() and "@import" not in html
+
+
+def test_run_folders_stay_usable(built):
+    from mnistlab.runs import load_model
+    from mnistlab.train import predict_proba
+
+    model = load_model(built[0] / "runs" / "cnn-seed0")
+    probs = predict_proba(model, np.zeros((3, 28, 28), dtype=np.uint8))
+    assert probs.shape == (3, 10) and np.allclose(probs.sum(1), 1, atol=1e-5)
+
+
+def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert main(["report", "--out", str(afile)]) == 2
+    assert main(["report", "--seeds", "0", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and all(line.startswith("error: ") for line in err)
+
+
+def _fc(test_loss, gap):
+    n = len(test_loss)
+    return {"gap_measured": {"mean": gap}, "gap_keras": {"mean": gap},
+            "curves": {"test_loss": [test_loss], "train_loss": [[1.0 - 0.1 * i for i in range(n)]],
+                       "test_accuracy": [[0.9] * n]}}
+
+
+def test_overfitting_verdict_follows_the_curves():
+    falling = findings._overfitting_claim(_fc([0.3, 0.2, 0.15], 0.005))
+    assert falling["verdict"] == "not supported" and "still falling" in falling["evidence"]
+    rising = findings._overfitting_claim(_fc([0.3, 0.2, 0.25], 0.03))
+    assert rising["verdict"] == "supported" and "epoch 2" in rising["evidence"]
+    # A CNN whose test loss turns up is named as the one that starts to overfit.
+    both = findings._overfitting_claim(_fc([0.3, 0.2, 0.15], 0.005), _fc([0.1, 0.05, 0.06], 0))
+    assert both["verdict"] == "not supported" and "the CNN's, not the FC's" in both["evidence"]
+
+
+def test_reuse_redraws_from_the_finished_runs(built, report):
+    # Last in the file: it re-writes the session's report (with the same numbers).
+    out = built[0]
+    stdout = io.StringIO()
+    with contextlib.redirect_stdout(stdout):
+        code = main(["report", "--quick", "--epochs", "1", "--limit", str(LIMIT),
+                     "--test-limit", str(TEST_LIMIT), "--threads", "1",
+                     "--loop-steps", str(LOOP_STEPS), "--out", str(out), "--reuse"])
+    assert code == 0
+    text = stdout.getvalue()
+    assert text.count("reusing ") == 3 and "Epoch 1/1" not in text
+    again = json.loads((out / "report.json").read_text())
+    assert [r["test_accuracy"] for r in again["runs"]] == \
+        [r["test_accuracy"] for r in report["runs"]]
+    assert again["models"]["cnn"]["confusion"] == report["models"]["cnn"]["confusion"]
+    assert again["loop"]["smoothed_end"] == report["loop"]["smoothed_end"]
+    assert "re-drawn with `--reuse`" in (out / "REPORT.md").read_text()
