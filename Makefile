@@ -27,6 +27,7 @@ setup-dev: $(DEV)
 run: setup
 	$(BIN)/mnistlab data fetch
 	$(BIN)/mnistlab data info
+	$(BIN)/mnistlab report
 
 test: setup-dev
 	$(BIN)/python -m pytest
@@ -34,5 +35,23 @@ test: setup-dev
 lint: setup-dev
 	$(BIN)/ruff check src tests
 
+# The Keras/TensorFlow reference lives in its own venv, apart from mnistlab's dependencies.
+BENCH_VENV := .bench-venv
+
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+# The stamp is touched only after the install succeeds, so an interrupted install is retried.
+$(BENCH_STAMP):
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet tensorflow-cpu==2.21.0 keras
+	touch $@
+
+bench: setup $(BENCH_STAMP)
+	$(BIN)/mnistlab bench
+
+speedrun: setup
+	$(BIN)/mnistlab speedrun --seeds 5
+
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(BENCH_VENV) build dist src/*.egg-info .pytest_cache .ruff_cache

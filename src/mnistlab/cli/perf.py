@@ -1,0 +1,103 @@
+"""`mnistlab bench` and `mnistlab speedrun`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import argparse
+
+from mnistlab import console
+from mnistlab.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
+        description="Train the seed fc and cnn presets in fp32 and in bf16 + channels_last, and "
+                    "(when .bench-venv exists; `make bench` builds it) the same models in "
+                    "Keras/TensorFlow; print images/s, test accuracy, the ratio to Keras and the "
+                    "share of the machine's matmul peak.")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per row (default: 5, the seed's)")
+    p.add_argument("--threads", type=int, default=0, help="threads for both frameworks (0: all)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny sizes (512 images, 1 epoch): checks the plumbing, not the speed")
+    p.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
+    p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.set_defaults(func=bench)
+
+    p = sub.add_parser(
+        "speedrun", help="the time-to-99%% recipe over several seeds",
+        description="Train the speedrun recipe (model `speedrun`, 1 epoch, bf16) once per seed; "
+                    "print seconds from first to last training step and test accuracy per seed, "
+                    "then mean and spread. Data loading and process start are reported apart.")
+    p.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
+    p.add_argument("--first-seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
+    p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.set_defaults(func=speedrun)
+
+
+def _positive(name: str, value: int, *, zero_ok: bool = False) -> None:
+    if value < 0 or (value == 0 and not zero_ok):
+        raise UserError(f"--{name} must be {'0 or more' if zero_ok else 'at least 1'}, "
+                        f"got {value}")
+
+
+def bench(args: argparse.Namespace) -> int:
+    from mnistlab.bench import QUICK, BenchSize, run_bench
+
+    _positive("epochs", args.epochs)
+    _positive("threads", args.threads, zero_ok=True)
+    size = QUICK if args.quick else BenchSize(epochs=args.epochs)
+
+    def on_row(r: dict) -> None:
+        ips = r["images_per_second"]
+        if ips is None:
+            console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} failed: "
+                        f"{r.get('error')}")
+            return
+        cpu = r.get("images_per_cpu_second") or 0
+        console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} "
+                    f"{ips:>9,.0f} img/s  {r['train_seconds']:7.1f} s  "
+                    f"test {r['test_accuracy']:.4f}  {100 * r['share_of_peak']:5.1f}% of peak  "
+                    f"| {cpu:>8,.0f} img/CPU-s  "
+                    f"{100 * (r.get('share_of_peak_cpu') or 0):5.1f}% of CPU peak")
+
+    result = run_bench(size, keras=not args.no_keras, threads=args.threads, on_row=on_row)
+    peak, peak_cpu = result["peak_gflops"], result["peak_gflops_cpu"]
+    console.say(f"matmul peak (GFLOP/s): fp32 {peak['fp32']:,.0f} wall / "
+                f"{peak_cpu['fp32']:,.0f} CPU-time, bf16 {peak['bf16']:,.0f} / "
+                f"{peak_cpu['bf16']:,.0f}; load average {result['load_average']}")
+    for r in result["rows"]:
+        if r["framework"] == "mnistlab" and r["ratio_vs_keras"]:
+            console.say(f"{r['model']} {r['precision']}: {r['ratio_vs_keras']:.2f}x Keras "
+                        f"(wall), {r['ratio_vs_keras_cpu'] or 0:.2f}x (CPU time)")
+    if result["keras"] != "measured":
+        console.say(f"keras: {result['keras']}")
+    if args.json:
+        console.emit_json(result)
+    return 0
+
+
+def speedrun(args: argparse.Namespace) -> int:
+    from mnistlab.speedrun import run_speedrun
+
+    _positive("seeds", args.seeds)
+    _positive("threads", args.threads, zero_ok=True)
+    _positive("limit", args.limit, zero_ok=True)
+
+    def on_seed(r: dict) -> None:
+        console.say(f"seed {r['seed']}: {r['train_seconds']:.2f} s "
+                    f"({r['fit_cpu_seconds']:.2f} CPU-s), "
+                    f"test accuracy {100 * r['test_accuracy']:.2f}%")
+
+    result = run_speedrun(args.seeds, first_seed=args.first_seed, threads=args.threads,
+                          limit=args.limit, on_seed=on_seed)
+    console.say(f"mean {100 * result['mean_test_accuracy']:.2f}% "
+                f"+- {100 * result['std_test_accuracy']:.2f} in "
+                f"{result['mean_train_seconds']:.2f} +- {result['std_train_seconds']:.2f} s "
+                f"of training; data {result['data_seconds']:.2f} s, warm-up "
+                f"{result['warmup_seconds']:.2f} s, process start "
+                f"{result['process_start_seconds']} s; load average {result['load_average']}")
+    if args.json:
+        console.emit_json(result)
+    return 0

@@ -1,0 +1,74 @@
+"""Architectures for the fast and the accurate recipes, and the presets that train them.
+
+    speedrun  ~ 99.2% in one epoch: three (conv3x3 -> max-pool -> BatchNorm -> ReLU) blocks,
+              16/32/64 channels; pooling *before* BatchNorm and ReLU (they commute closely
+              enough with a max) does their work on a quarter of the pixels: 1.5x faster
+              per step than conv -> BN -> ReLU -> pool on this CPU (bf16, channels_last).
+    best      ~ 99.6-99.7%: a VGG-style BN CNN, two 3x3 convs per stage (32/64/128), trained
+              with random affine augmentation, label smoothing and a one-cycle schedule.
+
+Both use PyTorch's default (Kaiming-uniform) initialisation: with BatchNorm the Keras
+Glorot init of the seed models buys nothing, so these factories take no ``init`` argument.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from mnistlab.models import register
+from mnistlab.presets import register_preset
+
+IMAGE_SIZE = 28
+NUM_CLASSES = 10
+
+
+def _conv(in_ch: int, out_ch: int) -> nn.Conv2d:
+    # No bias: the BatchNorm that follows every conv has its own shift.
+    return nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1, bias=False)
+
+
+@register("speedrun", "fast CNN: 3 x (Conv3x3 -> MaxPool2 -> BN -> ReLU) 16/32/64 -> Dense(10); "
+                      "29,178 parameters")
+def speedrun(widths: tuple[int, ...] = (16, 32, 64)) -> nn.Module:
+    layers: list[nn.Module] = []
+    in_ch, side = 1, IMAGE_SIZE
+    for w in widths:                            # (B, C, s, s) -> (B, w, s // 2, s // 2)
+        layers += [_conv(in_ch, w), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        in_ch, side = w, side // 2               # 28 -> 14 -> 7 -> 3
+    layers += [nn.Flatten(), nn.Linear(in_ch * side * side, NUM_CLASSES)]   # (B, 576) -> (B, 10)
+    return nn.Sequential(*layers)
+
+
+@register("best", "accurate CNN: 3 stages x 2 (Conv3x3 -> BN -> ReLU) 32/64/128, max-pool "
+                  "after each stage -> Dense(10); 298,410 parameters")
+def best(widths: tuple[int, ...] = (32, 64, 128), dropout: float = 0.1) -> nn.Module:
+    layers: list[nn.Module] = []
+    in_ch, side = 1, IMAGE_SIZE
+    for w in widths:
+        layers += [_conv(in_ch, w), nn.BatchNorm2d(w), nn.ReLU(inplace=True),
+                   _conv(w, w), nn.MaxPool2d(2), nn.BatchNorm2d(w), nn.ReLU(inplace=True)]
+        in_ch, side = w, side // 2               # 28 -> 14 -> 7 -> 3
+    layers += [nn.Flatten(),                     # (B, 128 * 3 * 3)
+               nn.Dropout(dropout),
+               nn.Linear(in_ch * side * side, NUM_CLASSES)]
+    return nn.Sequential(*layers)
+
+
+# --- recipes (TrainConfig overrides; `mnistlab train speedrun --preset speedrun`) --------------
+#
+# speedrun: one epoch, batch 128 (468 steps), Adam with a one-cycle schedule peaking at 1e-2,
+# bf16 autocast + channels_last (AMX), no per-epoch evaluation (it is not training time).
+# best: 12 epochs of random affine augmentation (rotation, scale, shift), SGD + Nesterov with a
+# one-cycle schedule, label smoothing 0.1.
+
+register_preset("speedrun", "speedrun",
+                "time-to-99%: 1 epoch, batch 128, Adam one-cycle 1e-2, bf16",
+                epochs=1, batch_size=128, optimizer="adam", lr=1e-2, eps=1e-8,
+                schedule="onecycle", precision="bf16", eval_each_epoch=False,
+                eval_batch_size=1000, augment="none")
+register_preset("best", "best",
+                "accuracy: 12 epochs, affine augmentation, SGD Nesterov one-cycle 0.1, "
+                "label smoothing 0.1, bf16",
+                epochs=12, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
+                nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
+                augment="affine", precision="bf16", eval_batch_size=1000)
