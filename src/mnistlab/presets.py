@@ -67,18 +67,10 @@ def describe(name: str) -> str:
 
 
 def _import_extra() -> None:
-    # Other modules register their presets on import (listed, not scanned), e.g. the fast recipes.
-    import importlib
+    # Model modules register their presets on import (models.fast: speedrun and best).
+    from mnistlab.models import load_builtin
 
-    for module in _EXTRA:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-
-
-_EXTRA = ["mnistlab.models.fast"]
+    load_builtin()
 
 
 SEED_DESCRIPTION = ("what the seed report ran: fc SGD lr 0.1 (its logs, not the 0.01 its text "

@@ -154,11 +154,10 @@ def prepare_model(model: nn.Module, precision: str) -> nn.Module:
 
 def build(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
     """The model for ``config`` (seeded) and the model config that rebuilds it."""
-    from mnistlab.models import _REGISTRY, available, build_model
+    from mnistlab.models import build_model, factory
 
-    available()                                   # imports the built-in model modules
     model_config = dict(config.model_config)
-    params = inspect.signature(_REGISTRY[config.model]).parameters
+    params = inspect.signature(factory(config.model)).parameters
     if "init" in params and "init" not in model_config:
         model_config["init"] = config.init
     torch.manual_seed(config.seed)

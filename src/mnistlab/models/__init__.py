@@ -31,34 +31,35 @@ def register(name: str, description: str = "") -> Callable[[Factory], Factory]:
 
 def available() -> dict[str, str]:
     """Registered model names and a one-line description of each."""
-    _import_builtin()
+    load_builtin()
     return dict(sorted(_DESCRIPTIONS.items()))
 
 
-def build_model(name: str, **config: Any) -> nn.Module:
-    _import_builtin()
+def factory(name: str) -> Factory:
+    """The function that builds model ``name``; a clear UserError for an unknown name."""
+    load_builtin()
     try:
-        factory = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         choices = ", ".join(sorted(_REGISTRY))
         raise UserError(f"unknown model {name!r}; choose one of: {choices}") from None
-    return factory(**config)
+
+
+def build_model(name: str, **config: Any) -> nn.Module:
+    return factory(name)(**config)
 
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def _import_builtin() -> None:
-    # Importing a module runs its @register decorators; modules are listed here, not scanned.
+def load_builtin() -> None:
+    """Import the built-in model modules: their @register (and presets' register_preset)
+    calls run on import. Listed here, not scanned, so the set of models is explicit."""
     import importlib
 
     for module in _BUILTIN:
-        try:
-            importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        importlib.import_module(module)
 
 
 _BUILTIN = ["mnistlab.models.seed", "mnistlab.models.fast"]
