@@ -125,7 +125,9 @@ def test_bad_training_arguments(argv: list[str], needle: str, tmp_path: Path,
 
 
 def _digest(folder: Path) -> dict[str, str]:
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    # Every file below the run (TensorBoard writes a subfolder when it is installed).
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in folder.rglob("*") if p.is_file()}
 
 
 def test_train_into_an_existing_run_overwrites_nothing(fc_run: Path,

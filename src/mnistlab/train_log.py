@@ -77,9 +77,14 @@ class TensorBoardLogger(Callback):
     """Event files under ``run_dir/tensorboard`` (needs the optional ``tensorboard`` package)."""
 
     def __init__(self, run_dir: Path) -> None:
+        self.log_dir = Path(run_dir) / "tensorboard"
+        self.writer: Any = None
+
+    def on_train_begin(self, info: dict[str, Any]) -> None:
+        # Opened only once fit() has accepted the run folder: a refused run writes nothing.
         from torch.utils.tensorboard import SummaryWriter  # raises ImportError without it
 
-        self.writer = SummaryWriter(log_dir=str(Path(run_dir) / "tensorboard"))
+        self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
     def on_epoch_end(self, row: dict[str, Any]) -> None:
         for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
@@ -89,7 +94,8 @@ class TensorBoardLogger(Callback):
         self.writer.flush()
 
     def on_train_end(self, result: FitResult | None) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
 
 
 def tensorboard_available() -> bool:
