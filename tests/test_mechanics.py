@@ -159,6 +159,16 @@ def test_scratch_cli_json(capsys):
     assert 0.8 < m["test_accuracy"] <= 1.0
 
 
+def test_scratch_twin_tracks_the_numpy_net():
+    # Two epochs from the same init on the same batches: torch's autograd + optim.SGD lands on
+    # the same weights (to float32 rounding) and so the same test accuracy.
+    result = train_scratch(ScratchConfig(epochs=2, limit=3000, twin=True))
+    m = result.metrics
+    assert m["twin_max_weight_diff"] < 1e-4
+    assert abs(m["twin_test_accuracy"] - m["test_accuracy"]) <= 2e-4   # at most 2 of 10,000
+    assert all("twin_test_accuracy" in row for row in result.history)
+
+
 # --- the explicit loop -----------------------------------------------------------------------
 
 def _seeded(name: str, seed: int = 0) -> torch.nn.Module:

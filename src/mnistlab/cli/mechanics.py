@@ -6,6 +6,7 @@ Thin: each handler builds a config, calls ``mnistlab.mechanics``, and prints wha
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from mnistlab import console
@@ -47,6 +48,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
     p.add_argument("--threads", type=int, default=1,
                    help="NumPy BLAS threads (1: fastest for these small matrices)")
+    p.add_argument("--twin", action="store_true",
+                   help="also train the torch fc model from the same init on the same batches "
+                        "(autograd + torch.optim.SGD) and compare: it tracks the NumPy net")
     p.add_argument("--json", action="store_true", help="end with one JSON object (the metrics)")
     p.set_defaults(func=scratch)
 
@@ -130,17 +134,18 @@ def scratch(args: argparse.Namespace) -> int:
     from mnistlab.train_log import epoch_line
 
     config = ScratchConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           seed=args.seed, limit=args.limit, threads=args.threads)
+                           seed=args.seed, limit=args.limit, threads=args.threads,
+                           twin=args.twin)
     config.validate()
     console.say(f"numpy FC (784-{config.hidden}-10, backward by hand): SGD lr {config.lr:g}, "
                 f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}")
     bar = None
 
-    def on_batch(n: int) -> None:
+    def on_batch(idx: Sequence[int]) -> None:
         nonlocal bar
         if bar is None:
             bar = console.progress(desc=f"Epoch {len(done) + 1}/{config.epochs}", unit="img")
-        bar.update(n)
+        bar.update(len(idx))
 
     done: list[dict] = []
 
@@ -150,7 +155,10 @@ def scratch(args: argparse.Namespace) -> int:
             bar.close()
             bar = None
         done.append(row)
-        console.say(epoch_line(row, config.epochs))
+        line = epoch_line(row, config.epochs)
+        if "twin_test_accuracy" in row:
+            line += f"  | torch twin val_accuracy: {row['twin_test_accuracy']:.4f}"
+        console.say(line)
 
     try:
         result = train_scratch(config, on_epoch=on_epoch, on_batch=on_batch)
@@ -163,6 +171,10 @@ def scratch(args: argparse.Namespace) -> int:
     else:
         console.say(f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}; "
                     f"{m['train_seconds']:.1f} s of training")
+        if config.twin:
+            console.say(f"torch twin (same init, same batches, autograd + torch.optim.SGD): test "
+                        f"accuracy {m['twin_test_accuracy']:.4f}; largest weight difference "
+                        f"{m['twin_max_weight_diff']:.1e}")
     return 0
 
 

@@ -109,9 +109,10 @@ def evaluate(params: Params, x: np.ndarray, labels: np.ndarray,
 
 def train_epoch(params: Params, x: np.ndarray, labels: np.ndarray, *, lr: float,
                 batch_size: int, rng: np.random.Generator,
-                on_batch: Callable[[int], None] | None = None) -> dict[str, float]:
+                on_batch: Callable[[np.ndarray], None] | None = None) -> dict[str, float]:
     """One shuffled pass (the last batch may be short, as in Keras). Returns the running mean of
-    the batch losses and accuracies, weighted by batch size: what Keras prints."""
+    the batch losses and accuracies, weighted by batch size: what Keras prints. ``on_batch``
+    gets each batch's indices into ``x`` after its step."""
     order = rng.permutation(len(x))
     total_loss, correct = 0.0, 0
     for i in range(0, len(x), batch_size):
@@ -123,7 +124,7 @@ def train_epoch(params: Params, x: np.ndarray, labels: np.ndarray, *, lr: float,
         total_loss += loss * len(idx)
         correct += int((logits.argmax(axis=1) == yb).sum())
         if on_batch is not None:
-            on_batch(len(idx))
+            on_batch(idx)
     return {"loss": total_loss / len(x), "accuracy": correct / len(x)}
 
 
@@ -131,7 +132,8 @@ def fit(x: np.ndarray, labels: np.ndarray, *, epochs: int = 5, lr: float = 0.1,
         batch_size: int = 64, seed: int = 0, hidden: int = 128,
         validation: tuple[np.ndarray, np.ndarray] | None = None,
         on_epoch: Callable[[dict[str, float]], None] | None = None,
-        on_batch: Callable[[int], None] | None = None) -> tuple[Params, list[dict[str, float]]]:
+        on_batch: Callable[[np.ndarray], None] | None = None,
+        ) -> tuple[Params, list[dict[str, float]]]:
     """Train from a seeded Glorot init; the seed's FC settings are the defaults.
 
     Returns the parameters and one row per epoch: ``epoch``, ``steps``, ``train_loss``,

@@ -30,6 +30,8 @@ class ScratchConfig:
     # this shared 2-core machine two BLAS threads measured 20x slower under load.
     threads: int = 1
     dataset: str = "mnist"
+    # Also step the torch fc model from the same init on the same batches (mechanics.twin).
+    twin: bool = False
 
     def validate(self) -> None:
         for name in ("epochs", "batch_size", "hidden", "threads"):
@@ -63,13 +65,28 @@ def load_flat(dataset: str, split: str, limit: int = 0,
 
 def train_scratch(config: ScratchConfig, *,
                   on_epoch: Callable[[dict[str, Any]], None] | None = None,
-                  on_batch: Callable[[int], None] | None = None) -> ScratchResult:
-    """Train ``numpy_net`` (evaluating the test set after each epoch) and return the numbers."""
+                  on_batch: Callable[[np.ndarray], None] | None = None) -> ScratchResult:
+    """Train ``numpy_net`` (evaluating the test set after each epoch) and return the numbers.
+
+    With ``config.twin``, each epoch row also holds ``twin_test_accuracy`` and the metrics
+    ``twin_test_accuracy`` and ``twin_max_weight_diff`` (see ``mechanics.twin``).
+    """
     from threadpoolctl import threadpool_limits
 
     config.validate()
     x, y = load_flat(config.dataset, "train", config.limit)
     x_test, y_test = load_flat(config.dataset, "test")
+    twin = None
+    if config.twin:
+        from mnistlab.mechanics.twin import TorchTwin
+
+        # fit() draws its init first from a generator seeded the same way: the same weights.
+        init = numpy_net.init_params(np.random.default_rng(config.seed), inputs=x.shape[1],
+                                     hidden=config.hidden, dtype=x.dtype.type)
+        twin = TorchTwin(init, x, y, config.lr)
+        on_batch = _also(twin.step, on_batch)
+        on_epoch = _also(lambda row: row.update(
+            twin_test_accuracy=twin.accuracy(x_test, y_test)), on_epoch)
     with threadpool_limits(limits=config.threads, user_api="blas"):
         start = time.perf_counter()
         params, history = numpy_net.fit(
@@ -86,4 +103,17 @@ def train_scratch(config: ScratchConfig, *,
         "wall_seconds": round(wall, 3),                 # including the per-epoch test pass
         "train_images": len(x), "test_images": len(x_test),
     }
+    if twin is not None:
+        metrics.update(twin_test_accuracy=last["twin_test_accuracy"],
+                       twin_max_weight_diff=twin.max_weight_diff(params))
     return ScratchResult(params=params, history=history, metrics=metrics)
+
+
+def _also(first: Callable[[Any], None], then: Callable[[Any], None] | None,
+          ) -> Callable[[Any], None]:
+    """A callback that runs ``first`` and then ``then`` (when given) on the same argument."""
+    def both(arg: Any) -> None:
+        first(arg)
+        if then is not None:
+            then(arg)
+    return both
