@@ -32,6 +32,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mnistlab.machine import load_average, torch_threads
+
 MODELS = ("fc", "cnn")
 KERAS_SCRIPT = "bench/keras_reference.py"
 KERAS_VENV = ".bench-venv"
@@ -157,18 +159,13 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
 
     size = size or BenchSize()
     root = root or _repository_root()
-    threads_before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         # the best of a medium and a large matrix: large ones run nearer the limit on an idle
         # machine, medium ones more often escape preemption on a busy one
         peak = {}
         for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
             tries = [matmul_peak_gflops(dt, n, size.matmul_seconds) for n in size.matmul_sizes]
             peak[p] = {k: max(t[k] for t in tries) for k in ("wall", "cpu")}
-    finally:
-        torch.set_num_threads(threads_before)
     flops = {m: training_flops_per_image(build_model(m)) for m in MODELS}
 
     rows: list[dict[str, Any]] = []
@@ -221,7 +218,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
-        "load_average": _load_average(),
+        "load_average": load_average(),
     }
 
 
@@ -237,16 +234,6 @@ def _find(rows: list[dict[str, Any]], model: str, framework: str) -> dict[str, A
 
 def _ratio(a: float | None, b: float | None) -> float | None:
     return round(a / b, 2) if a and b else None
-
-
-def _load_average() -> list[float] | None:
-    # Other processes on a shared machine slow every row; the 1/5/15-minute load says how much.
-    try:
-        import os
-
-        return [round(v, 2) for v in os.getloadavg()]
-    except OSError:
-        return None
 
 
 if __name__ == "__main__":  # pragma: no cover - a convenience, the CLI is `mnistlab bench`

@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from mnistlab.machine import load_average
+
 MODEL = "speedrun"
 PRESET = "speedrun"
 TARGET = 0.99
@@ -102,5 +104,5 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
                    "precision": config.precision, "augment": config.augment},
         "threads": threads or torch.get_num_threads(),
         "train_images": limit or 60000,
-        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "load_average": load_average(),
     }

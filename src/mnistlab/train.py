@@ -36,6 +36,7 @@ from torch import nn
 from mnistlab import runs
 from mnistlab.data.batches import Batches, to_tensors
 from mnistlab.errors import UserError
+from mnistlab.machine import torch_threads
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
@@ -360,13 +361,8 @@ def fit(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool 
     """
     validate(config)
     run_dir = Path(run_dir) if run_dir is not None else None
-    threads_before = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads):
         return _fit(config, run_dir, resume, list(callbacks), record or {})
-    finally:
-        torch.set_num_threads(threads_before)
 
 
 def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,

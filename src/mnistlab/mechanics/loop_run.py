@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mnistlab.errors import UserError
+from mnistlab.machine import torch_threads
 from mnistlab.mechanics.curve import SMOOTHING, ema, plot_loss_curve, write_loss_csv
 
 LOSS_CSV = "loss.csv"
@@ -119,7 +120,6 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
     ``train_images``, ``parameters``, ``threads``), then ``on_step(step, loss, smoothed)`` after
     each. Same config and seed, same thread count: the same losses and weights.
     """
-    import torch
 
     from mnistlab import runs
     from mnistlab.mechanics.loop import batch_stream, train_loop
@@ -135,13 +135,9 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
                         "training images; choose a smaller --batch-size or a larger --limit")
     steps = config.steps or per_pass
 
-    threads_before = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
-    try:
+    with torch_threads(config.threads) as threads:
         # build() seeds torch with config.seed, then initialises the model (Keras init).
         model, model_config = build(TrainConfig(model=config.model, seed=config.seed))
-        threads = torch.get_num_threads()
         runs.write_config(run_dir, _config_json(config, model_config, model, threads, steps))
         title = (f"Explicit training loop: {config.model}, SGD {config.lr:g}, batch "
                  f"{config.batch_size}, {steps:,} iterations")
@@ -166,8 +162,6 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
             curve.write()        # also on Ctrl-C: the curve so far stays on disk
         seconds = time.perf_counter() - start
         test = evaluate(model, x_test, y_test)
-    finally:
-        torch.set_num_threads(threads_before)
 
     smoothed = ema(losses, config.smoothing)
     history = _history(losses, smoothed, per_pass, test)

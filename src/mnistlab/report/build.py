@@ -23,6 +23,7 @@ import numpy as np
 
 from mnistlab import console
 from mnistlab.errors import UserError
+from mnistlab.machine import load_average, torch_threads
 
 MODELS = ("fc", "cnn")
 # 3 seeds keep `make run` near 10 minutes on a 2-core CPU (the seed CNN: about 1.5-2 min per
@@ -116,7 +117,7 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     stages = Stages(total=1 + len(seeds) * len(MODELS) + 3, say=say)
 
-    with _threads(cfg.threads):
+    with torch_threads(cfg.threads):
         with stages("data: load MNIST"):
             data = _load_data(cfg)
         trained: list[Trained] = []
@@ -137,20 +138,6 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say)
     say("writing REPORT.md, report.html, report.json ...")
     render.write_all(report, out)
     return report
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    """Use ``n`` torch threads inside (0: leave PyTorch's default), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _check_out(out: Path) -> None:
@@ -177,7 +164,7 @@ def _meta(cfg: ReportConfig, started: float, t0: float, stages: Stages) -> dict[
         "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
         "total_seconds": round(time.perf_counter() - t0, 1),
         "stage_seconds": dict(stages.seconds),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "load_average": load_average(),
         "cpu_count": os.cpu_count(),
         "threads": cfg.threads or torch.get_num_threads(),
         "versions": {"mnistlab": __version__, "torch": torch.__version__,
