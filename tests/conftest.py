@@ -7,6 +7,7 @@ cache of ``load_dataset`` cleared before and after), so the user's cache is neve
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,19 @@ from mnistlab import paths
 
 # Resolved at import, before any test points $MNISTLAB_DATA_DIR elsewhere.
 USER_DATA_DIR = paths.data_dir()
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_report_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Commands given no RUN also look in the report's runs (paths.run_roots); a developer's own
+    ./report must not decide which run a test gets, so point the report folder at an empty one."""
+    before = os.environ.get("MNISTLAB_REPORT_DIR")
+    os.environ["MNISTLAB_REPORT_DIR"] = str(tmp_path_factory.mktemp("report"))
+    yield
+    if before is None:
+        os.environ.pop("MNISTLAB_REPORT_DIR", None)
+    else:
+        os.environ["MNISTLAB_REPORT_DIR"] = before
 
 
 @pytest.fixture

@@ -87,6 +87,18 @@ def test_find_best_run(tmp_path: Path) -> None:
     assert runs.find_best_run(tmp_path, dataset=None) == tmp_path / "c"
 
 
+def test_best_run_also_looks_in_the_reports_runs(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # After `make run` the only trained models are the report's: predict and serve find them.
+    monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("MNISTLAB_REPORT_DIR", str(tmp_path / "report"))
+    with pytest.raises(UserError, match="no trained run found"):
+        runs.best_run()
+    _metrics_run(tmp_path / "runs", "mine", 0.97)
+    _metrics_run(tmp_path / "report" / "runs", "cnn-seed0", 0.988)
+    assert runs.best_run() == tmp_path / "report" / "runs" / "cnn-seed0"
+
+
 # --- bad input: one line on stderr, exit 2, nothing written ---------------------------------
 
 def _fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
@@ -209,7 +221,7 @@ def test_corrupt_checkpoint_refuses_to_resume(fc_run: Path, tmp_path: Path,
 def test_evaluate_best(fc_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                        capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(tmp_path))
-    _fails_cleanly(["evaluate", "best"], capsys, "no finished run")
+    _fails_cleanly(["evaluate", "best"], capsys, "no trained run found")
     copy_run(fc_run, tmp_path / "fc-run")
     assert main(["evaluate", "best", "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])

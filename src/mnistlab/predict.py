@@ -143,13 +143,6 @@ def predict_files(predictor: Predictor, paths: list[str], *,
     return out
 
 
-def no_run_message() -> str:
-    from mnistlab.paths import runs_dir
-
-    return (f"no trained run found under {runs_dir()}; train one first, e.g. "
-            "`mnistlab train cnn` (about a minute), or name a run folder")
-
-
 def load_predictor(run: str | os.PathLike[str] | None = None, *,
                    onnx: str | os.PathLike[str] | None = None) -> Predictor:
     """A run folder (or its name), an ONNX file, or, with neither, the best finished run."""
@@ -158,9 +151,6 @@ def load_predictor(run: str | os.PathLike[str] | None = None, *,
     from mnistlab import runs
 
     if run is None:
-        best = runs.find_best_run()
-        if best is None:
-            raise UserError(no_run_message())
-        run = best
+        run = runs.best_run()
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)
     return TorchPredictor(runs.load_model(path), str(path))

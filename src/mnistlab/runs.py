@@ -31,7 +31,7 @@ from torch import nn
 
 from mnistlab import __version__, atomic
 from mnistlab.errors import UserError
-from mnistlab.paths import runs_dir
+from mnistlab.paths import run_roots, runs_dir
 
 CONFIG = "config.json"
 WEIGHTS = "model.safetensors"
@@ -284,9 +284,13 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[Path]:
 
 def find_best_run(root: str | os.PathLike[str] | None = None, *,
                   dataset: str | None = "mnist") -> Path | None:
-    """The finished run with the highest test accuracy (on ``dataset``; None: any), or None."""
+    """The finished run with the highest test accuracy (on ``dataset``; None: any), or None.
+
+    Looks under ``root``, or by default under every folder of ``paths.run_roots()``.
+    """
+    roots = [Path(root)] if root is not None else run_roots()
     best: tuple[float, Path] | None = None
-    for path in list_runs(root):
+    for path in (p for base in roots for p in list_runs(base)):
         try:
             metrics = read_metrics(path)
         except UserError:
@@ -299,6 +303,16 @@ def find_best_run(root: str | os.PathLike[str] | None = None, *,
         if best is None or acc > best[0]:
             best = (float(acc), path)
     return best[1] if best else None
+
+
+def best_run(dataset: str | None = "mnist") -> Path:
+    """``find_best_run`` for commands given no RUN: a clear UserError when there is none."""
+    best = find_best_run(dataset=dataset)
+    if best is None:
+        where = " or ".join(str(p) for p in run_roots())
+        raise UserError(f"no trained run found under {where}; train one first, e.g. "
+                        "`mnistlab train cnn` (about a minute), or name a run folder")
+    return best
 
 
 # --- checkpoints (exact resume) --------------------------------------------------------------

@@ -31,9 +31,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--loop-steps", type=int, default=0,
                    help="custom-loop iterations (default: one full pass, 5,000)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    p.add_argument("--out", type=Path, default=Path("report"), metavar="DIR",
+    p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where REPORT.md, report.html, report.json, figures/, runs/ go "
-                        "(default: ./report)")
+                        "(default: $MNISTLAB_REPORT_DIR, else ./report)")
     p.add_argument("--reuse", action="store_true",
                    help="take finished runs in <out>/runs made with the same settings instead of "
                         "training them again (re-draws and re-writes the report in minutes)")
@@ -43,16 +43,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def report(args: argparse.Namespace) -> int:
+    from mnistlab.paths import report_dir
     from mnistlab.report import ReportConfig, build_report
     from mnistlab.report.build import DEFAULT_SEEDS
 
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else DEFAULT_SEEDS)
-    cfg = ReportConfig(out=args.out, seeds=seeds, first_seed=args.first_seed,
+    out = args.out.expanduser().resolve() if args.out is not None else report_dir()
+    cfg = ReportConfig(out=out, seeds=seeds, first_seed=args.first_seed,
                        epochs=args.epochs, limit=args.limit, test_limit=args.test_limit,
                        loop_steps=args.loop_steps,
                        threads=args.threads, quick=args.quick, reuse=args.reuse)
     result = build_report(cfg)
-    out = Path(args.out).expanduser().resolve()
     meta, models = result["meta"], result["models"]
     console.say(f"report written in {meta['total_seconds']:.0f} s: {out / 'REPORT.md'} "
                 f"and {out / 'report.html'}")

@@ -215,12 +215,7 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
 
 def _best_or(run: str) -> Path:
     from mnistlab import runs
-    from mnistlab.errors import UserError
 
     if run == "best" and not Path(run).exists():
-        best = runs.find_best_run(dataset=None)
-        if best is None:
-            raise UserError(f"no finished run under {runs.runs_dir()}; "
-                            "train one with `mnistlab train MODEL`")
-        return best
+        return runs.best_run(dataset=None)
     return runs.resolve_run(run)

@@ -69,15 +69,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.set_defaults(func=cmd_bench)
 
 
-def _best_run_or_error() -> Path:
+def _best_run() -> Path:
     from mnistlab import runs
-    from mnistlab.errors import UserError
-    from mnistlab.predict import no_run_message
 
-    best = runs.find_best_run()
-    if best is None:
-        raise UserError(no_run_message())
-    return best
+    return runs.best_run()
 
 
 def _looks_like_run(item: str) -> bool:
@@ -119,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         from mnistlab import runs
 
-        run_dir = runs.resolve_run(run) if run is not None else _best_run_or_error()
+        run_dir = runs.resolve_run(run) if run is not None else _best_run()
         predictor = TorchPredictor(runs.load_model(run_dir), str(run_dir))
         how = "" if run is not None else "best available run: "
         console.say(f"model: {how}{_run_description(run_dir)} [{run_dir}]")
@@ -176,7 +171,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     source: Any = args.onnx or args.run
     if source is None:
-        best = _best_run_or_error()
+        best = _best_run()
         console.say(f"model: best available run: {_run_description(best)} [{best}]")
         source = best
     check_port(args.host, args.port)
@@ -200,7 +195,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.requests < 1 or args.clients < 1:
         raise UserError("--requests and --clients must be at least 1")
-    run = args.run or _best_run_or_error()
+    run = args.run or _best_run()
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
     r = bench_all(run, requests=args.requests, clients=args.clients, threads=args.threads,
