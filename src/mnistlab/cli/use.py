@@ -96,7 +96,7 @@ def _run_description(run_dir: Path) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.errors import UserError
-    from mnistlab.predict import OnnxPredictor, TorchPredictor, predict_files
+    from mnistlab.predict import load_predictor, predict_files
     from mnistlab.preprocess import to_png
 
     items = list(args.items)
@@ -106,16 +106,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
                         "PNG or JPEG file")
     if args.top < 1:
         raise UserError(f"--top must be at least 1, got {args.top}")
+    if args.onnx and run is not None:
+        raise UserError("give either a RUN or --onnx, not both")
+    predictor = load_predictor(run, onnx=args.onnx)   # no RUN: the best finished run
     if args.onnx:
-        if run is not None:
-            raise UserError("give either a RUN or --onnx, not both")
-        predictor: Any = OnnxPredictor(args.onnx)
         console.say(f"model: {args.onnx} (onnxruntime)")
     else:
-        from mnistlab import runs
-
-        run_dir = runs.resolve_run(run) if run is not None else _best_run()
-        predictor = TorchPredictor(runs.load_model(run_dir), str(run_dir))
+        run_dir = Path(predictor.name)
         how = "" if run is not None else "best available run: "
         console.say(f"model: {how}{_run_description(run_dir)} [{run_dir}]")
 
