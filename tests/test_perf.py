@@ -147,8 +147,9 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert main(["bench", "--quick", "--no-keras", "--threads", "1", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = result["rows"]
-    assert {(r["model"], r["precision"]) for r in rows} == {
-        (m, p) for m in ("fc", "cnn") for p in ("fp32", "bf16")}
+    assert {(r["model"], r["precision"], r["engine"]) for r in rows} == {
+        (m, p, "autograd") for m in ("fc", "cnn") for p in ("fp32", "bf16")} | {
+        ("cnn", "bf16", "fused")}
     for r in rows:
         assert r["framework"] == "mnistlab"
         assert r["images_per_second"] > 0 and 0 <= r["test_accuracy"] <= 1

@@ -82,6 +82,10 @@ class InterruptAfter(Callback):
     {"model": "fc", "optimizer": "adam", "lr": 3e-3, "schedule": "onecycle"},
     {"model": "fc", "optimizer": "sgd", "lr": 0.05, "momentum": 0.9},
     {"model": "cnn", "limit": 256, "test_limit": 100},     # Adam, the seed's CNN recipe
+    {"model": "cnn", "limit": 256, "test_limit": 100,      # ... in bf16: channels_last weights
+     "precision": "bf16", "engine": "autograd"},           # meet moments restored contiguous
+    {"model": "cnn", "limit": 256, "test_limit": 100,      # ... through the fused bf16 step
+     "precision": "bf16", "engine": "fused"},
 ])
 def test_resume_equals_uninterrupted(tmp_path: Path, overrides: dict) -> None:
     config = TrainConfig(**{**SMALL, "epochs": 2, "preset": "test", **overrides})

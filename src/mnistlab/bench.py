@@ -4,8 +4,9 @@
 
 In one process, on one machine:
   1. the matmul peak (fp32 and bf16, square 1024 and 2048 matrices): the machine's limit;
-  2. the seed presets (fc, cnn) trained by mnistlab's engine (``mnistlab.train.fit``) in fp32,
-     and in bf16 autocast with channels_last;
+  2. the seed presets (fc, cnn) trained by ``mnistlab.train.fit``: PyTorch autograd in fp32, and
+     in bf16 autocast with channels_last; and the seed CNN through the fused bf16 step
+     (``mnistlab.fused``, what ``mnistlab train cnn`` uses by default);
   3. when the reference environment (.bench-venv) exists, the same architectures and
      hyperparameters in Keras 3 on TensorFlow (``bench/keras_reference.py``, ``model.fit``).
 Each row: images per second, training seconds, test accuracy, and the share of the machine's
@@ -35,6 +36,9 @@ import torch.nn.functional as F
 from mnistlab.machine import load_average, torch_threads
 
 MODELS = ("fc", "cnn")
+# (precision, engine) rows per model; the fused engine trains only the cnn family
+VARIANTS = {"fc": (("fp32", "autograd"), ("bf16", "autograd")),
+            "cnn": (("fp32", "autograd"), ("bf16", "autograd"), ("bf16", "fused"))}
 KERAS_SCRIPT = "bench/keras_reference.py"
 KERAS_VENV = ".bench-venv"
 
@@ -91,14 +95,14 @@ def training_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
     return counter.get_total_flops() / batch
 
 
-def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
-                   ) -> dict[str, Any]:
-    """Train ``model`` with its seed preset at ``precision``; one bench row."""
+def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0,
+                   engine: str = "autograd") -> dict[str, Any]:
+    """Train ``model`` with its seed preset at ``precision`` through ``engine``; one bench row."""
     from mnistlab.presets import preset_overrides
     from mnistlab.train import TrainConfig, fit, load_tensors
 
     overrides = preset_overrides("seed", model) | {
-        "precision": precision, "epochs": size.epochs, "limit": size.limit,
+        "precision": precision, "engine": engine, "epochs": size.epochs, "limit": size.limit,
         "test_limit": size.test_limit, "threads": threads, "seed": 0,
         "eval_each_epoch": False, "eval_batch_size": 1000}
     config = TrainConfig(model=model, preset="seed", **overrides)
@@ -107,8 +111,9 @@ def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
     result = fit(config)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     m = result.metrics
-    return {"model": model, "precision": precision,
-            "layout": "channels_last" if precision == "bf16" and model == "cnn" else "nchw",
+    layout = "nhwc" if engine == "fused" else (
+        "channels_last" if precision == "bf16" and model == "cnn" else "nchw")
+    return {"model": model, "precision": precision, "engine": engine, "layout": layout,
             "framework": "mnistlab", "epochs": m["epochs"], "batch_size": config.batch_size,
             "images_per_second": m["images_per_second"], "train_seconds": m["train_seconds"],
             "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
@@ -130,10 +135,12 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"model": model, "precision": "fp32", "framework": "keras",
-                "images_per_second": None, "test_accuracy": None, "error": tail}
+        return {"model": model, "precision": "fp32", "engine": "model.fit",
+                "framework": "keras", "images_per_second": None, "test_accuracy": None,
+                "error": tail}
     out = json.loads(lines[-1])
-    return {"model": model, "precision": "fp32", "layout": "nhwc", "framework": "keras",
+    return {"model": model, "precision": "fp32", "engine": "model.fit", "layout": "nhwc",
+            "framework": "keras",
             "epochs": out["epochs"], "batch_size": out["batch_size"],
             "images_per_second": out["images_per_second"], "train_seconds": out["wall_seconds"],
             "wall_seconds": out["wall_seconds"], "cpu_seconds": out["cpu_seconds"],
@@ -188,8 +195,8 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
             on_row(row)
 
     for model in MODELS:
-        for precision in ("fp32", "bf16"):
-            add(bench_mnistlab(model, precision, size, threads))
+        for precision, engine in VARIANTS[model]:
+            add(bench_mnistlab(model, precision, size, threads, engine))
     has_keras = keras and keras_available(root)
     if has_keras:
         with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
@@ -213,6 +220,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
                                        keras_cnn and keras_cnn.get("images_per_second")),
         "cnn_speedup_vs_keras_cpu": fastest.get("ratio_vs_keras_cpu"),
         "cnn_fastest_precision": fastest["precision"],
+        "cnn_fastest_engine": fastest["engine"],
         "keras": "measured" if has_keras else f"skipped: {KERAS_VENV} not found (make bench)",
         "peak_gflops": {k: round(v["wall"], 1) for k, v in peak.items()},
         "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},

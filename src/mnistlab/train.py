@@ -41,6 +41,7 @@ from mnistlab.machine import torch_threads
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
+ENGINES = ("auto", "fused", "autograd")
 
 
 @dataclass
@@ -63,6 +64,7 @@ class TrainConfig:
     label_smoothing: float = 0.0       # cross-entropy target smoothing, 0 <= x < 1
     augment: str = "none"              # none, or a kind known to mnistlab.augment.augment_batch
     precision: str = "auto"            # fp32 | bf16 (autocast + channels_last) | auto: see below
+    engine: str = "auto"               # fused (bf16 seed-CNN family) | autograd | auto: see below
     threads: int = 0                   # torch intra-op threads; 0: PyTorch's default (all cores)
     seed: int = 0                      # model init, batch order, augmentation
     limit: int = 0                     # train on the first N training images; 0: all
@@ -97,6 +99,8 @@ def validate(config: TrainConfig) -> None:
     if config.precision not in PRECISIONS:
         raise UserError(f"unknown precision {config.precision!r}; choose one of: "
                   f"{', '.join(PRECISIONS)}")
+    if config.engine not in ENGINES:
+        raise UserError(f"unknown engine {config.engine!r}; choose one of: {', '.join(ENGINES)}")
     for name in ("epochs", "batch_size", "eval_batch_size"):
         value = getattr(config, name)
         if not isinstance(value, int) or value <= 0:
@@ -144,6 +148,20 @@ def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
     if precision == "bf16":
         return torch.autocast("cpu", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_engine(config: TrainConfig, model: nn.Module, precision: str) -> str:
+    """``auto`` -> ``fused`` for the seed CNN's family in bf16 (mnistlab.fused: a hand-written
+    step checked against autograd, about 1.5x faster here), else ``autograd``."""
+    from mnistlab.fused import supports
+
+    fits = precision == "bf16" and supports(model)
+    if config.engine == "fused" and not fits:
+        raise UserError("the fused engine trains the cnn family (3x3 conv + relu + 2x2 pool "
+                        "blocks, then two dense layers) in bf16 only; use --engine autograd")
+    if config.engine == "auto":
+        return "fused" if fits else "autograd"
+    return config.engine
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
@@ -249,9 +267,10 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
                     precision: str = "fp32", label_smoothing: float = 0.0,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     augment: str = "none", augment_generator: torch.Generator | None = None,
-                    on_step: Any = None) -> dict[str, float]:
+                    on_step: Any = None, engine: Any = None) -> dict[str, float]:
     """One pass over ``batches``; returns the running mean loss and accuracy, as Keras reports.
 
+    ``engine`` (a ``mnistlab.fused`` step) replaces the forward, loss and backward when given.
     Raises TrainingDiverged on a non-finite loss, before the bad step is applied.
     """
     augment_batch = _augmenter(augment)
@@ -261,15 +280,21 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     for step, (x, y) in enumerate(batches, 1):
         if augment_batch is not None:
             x = augment_batch(x, augment, augment_generator)
-        with autocast(precision):
-            logits = model(x)                                          # (B, 10)
-            loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        if engine is not None:                                         # fills the gradients
+            loss, logits = engine.step(x, y, label_smoothing)
+        else:
+            with autocast(precision):
+                logits = model(x)                                      # (B, 10)
+                loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         loss_value = loss.item()
         if not math.isfinite(loss_value):
             raise TrainingDiverged(f"the loss became {loss_value} at step {step}")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        if engine is None:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        else:
+            engine.optimizer_step(optimizer)
         if scheduler is not None:
             scheduler.step()
         n = len(y)
@@ -372,13 +397,15 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     model, model_config = build(config)
     precision = resolve_precision(config, model)
     model = prepare_model(model, precision)
+    engine_name = resolve_engine(config, model, precision)
+    engine = _make_engine(engine_name, model)
     batches = Batches(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
     augment_generator = torch.Generator().manual_seed(config.seed + 1)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(batches))
     history: list[dict[str, Any]] = []
     info = {"model": config.model, "model_config": model_config, "precision": precision,
-            "threads": torch.get_num_threads(), "train_images": len(x_train),
+            "engine": engine_name, "threads": torch.get_num_threads(), "train_images": len(x_train),
             "test_images": len(x_test), "steps_per_epoch": len(batches),
             "parameters": sum(p.numel() for p in model.parameters()),
             "run_dir": str(run_dir) if run_dir else None, "resumed_from": 0}
@@ -396,7 +423,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     elif run_dir is not None:
         runs.write_config(run_dir, {
             "model": config.model, "model_config": model_config, "precision": precision,
-            "threads": info["threads"], "parameters": info["parameters"],
+            "engine": engine_name, "threads": info["threads"], "parameters": info["parameters"],
             "train": asdict(config), "environment": runs.environment(info["threads"]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record})
     for cb in callbacks:
@@ -415,7 +442,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                     model, batches, optimizer, precision=precision,
                     label_smoothing=config.label_smoothing, scheduler=scheduler,
                     augment=config.augment, augment_generator=augment_generator,
-                    on_step=_fan_out(callbacks))
+                    on_step=_fan_out(callbacks), engine=engine)
             except TrainingDiverged as exc:
                 for cb in callbacks:
                     cb.on_train_end(None)
@@ -454,6 +481,16 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     return result
 
 
+def _make_engine(name: str, model: nn.Module) -> Any:
+    if name != "fused":
+        return None
+    from mnistlab.fused import FusedCNN
+
+    engine = FusedCNN(model)
+    engine.warm_up()              # compiles (or loads) its kernels before any step is timed
+    return engine
+
+
 def _fan_out(callbacks: list[Callback]) -> Any:
     if not callbacks:
         return None
@@ -488,7 +525,8 @@ def _final_metrics(config: TrainConfig, info: dict[str, Any], history: list[dict
     last = history[-1]
     return {
         "model": config.model, "dataset": config.dataset, "preset": config.preset,
-        "seed": config.seed, "precision": info["precision"], "threads": info["threads"],
+        "seed": config.seed, "precision": info["precision"], "engine": info["engine"],
+        "threads": info["threads"],
         "epochs": len(history), "parameters": info["parameters"],
         "test_accuracy": test["test_accuracy"], "test_loss": test["test_loss"],
         "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
@@ -520,6 +558,8 @@ def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
     if not isinstance(saved, dict):
         raise UserError(f"{run_dir / runs.CONFIG} has no training config; cannot resume it")
     mine = asdict(config)
+    # a setting added after the run started ran with its default
+    saved = {f.name: f.default for f in fields(TrainConfig) if f.name not in saved} | saved
     diff = sorted(k for k in set(saved) | set(mine)
                   if k != "threads" and saved.get(k) != mine.get(k))
     if diff:
@@ -540,6 +580,7 @@ def _restore(ckpt: runs.Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
             groups.append({k: tuple(v) if isinstance(fresh.get(k), tuple) else v
                            for k, v in saved.items()})
         optimizer.load_state_dict({"state": state["state"], "param_groups": groups})
+        _match_param_layouts(optimizer)
         if scheduler is not None:
             scheduler.load_state_dict(ckpt.scheduler_state)
         batches.set_state(ckpt.rng["batches"])
@@ -547,3 +588,20 @@ def _restore(ckpt: runs.Checkpoint, model: nn.Module, optimizer: torch.optim.Opt
         augment_generator.set_state(ckpt.rng["augment"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         raise UserError(f"the checkpoint does not match this model/optimizer ({exc})") from None
+
+
+def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
+    """Give each restored state tensor (Adam's moments, ...) its parameter's memory layout.
+
+    Checkpoints store tensors contiguous; a channels_last parameter then meets NCHW moments,
+    and fused optimizers walk all of a parameter's tensors in one memory order, which would
+    pair the wrong elements. Copying into ``empty_like(param)`` keeps the values, fixes the order.
+    """
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if (isinstance(value, torch.Tensor) and value.shape == p.shape
+                        and value.stride() != p.stride()):
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+

@@ -11,7 +11,8 @@ from mnistlab.errors import UserError
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
-        description="Train the seed fc and cnn presets in fp32 and in bf16 + channels_last, and "
+        description="Train the seed fc and cnn presets with PyTorch autograd in fp32 and in "
+                    "bf16 + channels_last, the cnn also through mnistlab's fused bf16 step, and "
                     "(when .bench-venv exists; `make bench` builds it) the same models in "
                     "Keras/TensorFlow; print images/s, test accuracy, the ratio to Keras and the "
                     "share of the machine's matmul peak.")
@@ -52,11 +53,11 @@ def bench(args: argparse.Namespace) -> int:
     def on_row(r: dict) -> None:
         ips = r["images_per_second"]
         if ips is None:
-            console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} failed: "
-                        f"{r.get('error')}")
+            console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} "
+                        f"{r['engine']:9} failed: {r.get('error')}")
             return
         cpu = r.get("images_per_cpu_second") or 0
-        console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} "
+        console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} {r['engine']:9} "
                     f"{ips:>9,.0f} img/s  {r['train_seconds']:7.1f} s  "
                     f"test {r['test_accuracy']:.4f}  {100 * r['share_of_peak']:5.1f}% of peak  "
                     f"| {cpu:>8,.0f} img/CPU-s  "
@@ -69,7 +70,8 @@ def bench(args: argparse.Namespace) -> int:
                 f"{peak_cpu['bf16']:,.0f}; load average {result['load_average']}")
     for r in result["rows"]:
         if r["framework"] == "mnistlab" and r["ratio_vs_keras"]:
-            console.say(f"{r['model']} {r['precision']}: {r['ratio_vs_keras']:.2f}x Keras "
+            console.say(f"{r['model']} {r['precision']} {r['engine']}: "
+                        f"{r['ratio_vs_keras']:.2f}x Keras "
                         f"(wall), {r['ratio_vs_keras_cpu'] or 0:.2f}x (CPU time)")
     if result["keras"] != "measured":
         console.say(f"keras: {result['keras']}")

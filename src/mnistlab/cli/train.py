@@ -19,7 +19,8 @@ _FLAGS = {
     "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
     "momentum": "momentum", "weight_decay": "weight_decay", "schedule": "schedule",
     "label_smoothing": "label_smoothing", "augment": "augment", "seed": "seed",
-    "precision": "precision", "threads": "threads", "limit": "limit", "test_limit": "test_limit",
+    "precision": "precision", "engine": "engine", "threads": "threads", "limit": "limit",
+    "test_limit": "test_limit",
     "dataset": "dataset", "init": "init", "eval_batch_size": "eval_batch_size",
     "nesterov": "nesterov", "eps": "eps", "eval_each_epoch": "eval_each_epoch",
 }
@@ -47,6 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--augment", help="none, or a kind of mnistlab.augment")
     p.add_argument("--seed", type=int, help="model init, batch order, augmentation")
     p.add_argument("--precision", help="fp32 | bf16 | auto (bf16 for conv nets on bf16 CPUs)")
+    p.add_argument("--engine", help="fused (hand-written bf16 step for the cnn family) | "
+                                    "autograd | auto (fused where it applies)")
     p.add_argument("--threads", type=int, help="torch threads (0: all cores)")
     p.add_argument("--limit", type=int, help="train on the first N images only")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")

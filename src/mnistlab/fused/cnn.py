@@ -1,0 +1,196 @@
+"""A fused bf16 training step for the seed CNN's family: forward, loss and backward in one call.
+
+    engine = FusedCNN(model)                       # model: mnistlab's ``cnn`` (any widths)
+    loss, logits = engine.step(x, y)               # fills every parameter's .grad
+    optimizer.step()
+
+Why: in PyTorch's eager autograd a step of the seed CNN at batch 64 spends most of its time
+outside the convolutions' arithmetic: oneDNN's convolution backward, max-pool backward with its
+zero-filled index scatter, ReLU masks and dtype/layout copies, each a separate pass over memory.
+Here each block is im2col -> one bf16 matmul (AMX) -> max-pool + ReLU in one pass, and the
+backward is written out by hand in the same terms, on buffers allocated once per batch size
+(fresh multi-megabyte buffers each step cost page faults). Two facts make it lean:
+  * pooling 2x2 after a 3x3 valid convolution discards the last row and column of an odd-sized
+    output (11 -> 5, 3 -> 1), so only the even part is computed: the same function, fewer FLOPs;
+  * ReLU and max-pool commute, so one pass computes both and records which input won.
+
+The numerics are those of ``torch.autocast(cpu, bfloat16)``: bf16 operands, float32 weights,
+gradients and loss. tests/test_fused.py checks the gradients against autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+BF16 = torch.bfloat16
+IMAGE_SIZE = 28
+
+
+def supports(model: nn.Module) -> bool:
+    """True for (Conv2d 3x3 valid + ReLU + MaxPool2d 2) x N -> Flatten -> Linear -> ReLU ->
+    Linear on 28x28 single-channel images: the seed ``cnn`` with any widths."""
+    layers = list(model.children()) if isinstance(model, nn.Sequential) else []
+    convs, i, side, channels = [], 0, IMAGE_SIZE, 1
+    while i + 3 <= len(layers) and isinstance(layers[i], nn.Conv2d):
+        conv, relu, pool = layers[i:i + 3]
+        if not (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (0, 0)
+                and conv.dilation == (1, 1) and conv.groups == 1 and conv.bias is not None
+                and conv.in_channels == channels and isinstance(relu, nn.ReLU)
+                and isinstance(pool, nn.MaxPool2d) and _is_2x2(pool)):
+            return False
+        side, channels = (side - 2) // 2, conv.out_channels
+        if side < 1:
+            return False
+        convs.append(conv)
+        i += 3
+    head = layers[i:]
+    return (bool(convs) and len(head) == 4 and isinstance(head[0], nn.Flatten)
+            and isinstance(head[1], nn.Linear) and isinstance(head[2], nn.ReLU)
+            and isinstance(head[3], nn.Linear)
+            and head[1].in_features == channels * side * side
+            and head[1].bias is not None and head[3].bias is not None)
+
+
+def _is_2x2(pool: nn.MaxPool2d) -> bool:
+    def pair(v: Any) -> tuple[int, int]:
+        return (v, v) if isinstance(v, int) else tuple(v)
+    return (pair(pool.kernel_size) == (2, 2) and pair(pool.stride) == (2, 2)
+            and pair(pool.padding) == (0, 0) and pair(pool.dilation) == (1, 1)
+            and not pool.ceil_mode)
+
+
+def _bits(t: torch.Tensor) -> np.ndarray:
+    """A bf16 tensor's storage as uint16, shared (no copy)."""
+    return t.view(torch.int16).numpy().view(np.uint16)
+
+
+class FusedCNN:
+    """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step."""
+
+    def __init__(self, model: nn.Module) -> None:
+        if not supports(model):
+            raise ValueError("FusedCNN needs the seed CNN's layout: (Conv2d 3x3 + ReLU + "
+                             "MaxPool2d 2) x N -> Flatten -> Linear -> ReLU -> Linear")
+        from mnistlab.fused import kernels
+
+        self.kernels = kernels
+        layers = list(model.children())
+        self.convs: list[nn.Conv2d] = [m for m in layers if isinstance(m, nn.Conv2d)]
+        self.fc1, self.fc2 = (m for m in layers if isinstance(m, nn.Linear))
+        self.params = [p for m in (*self.convs, self.fc1, self.fc2) for p in (m.weight, m.bias)]
+        self._buffers: dict[int, list[dict[str, Any]]] = {}
+        self._weights = [torch.empty(c.out_channels, 9 * c.in_channels, dtype=BF16)
+                         for c in self.convs]
+
+    def warm_up(self) -> None:
+        """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
+        as many threads as torch does. The gradients it leaves are overwritten by the next step."""
+        import numba
+
+        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        self.step(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, dtype=torch.int64))
+        self._buffers.pop(2, None)
+
+    def _layers(self, batch: int) -> list[dict[str, Any]]:
+        """Per-block buffers for this batch size, allocated once (at most two sizes per epoch)."""
+        if batch not in self._buffers:
+            layers, side = [], IMAGE_SIZE
+            for conv in self.convs:
+                cin, cout = conv.in_channels, conv.out_channels
+                even = (side - 2) // 2 * 2                 # conv output rows the pool reads
+                rows = batch * even * even
+                layers.append({
+                    "side": side, "even": even,
+                    "p": torch.empty(batch, even, even, 9 * cin, dtype=BF16),
+                    "z": torch.empty(rows, cout, dtype=BF16),
+                    "out": torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
+                    "arg": torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
+                    "dz": torch.empty(rows, cout, dtype=BF16),
+                    "dbias": torch.empty(batch, cout),
+                    "dw": torch.empty(cout, 9 * cin, dtype=BF16),
+                    "dp": torch.empty(rows, 9 * cin, dtype=BF16),
+                    "dh": torch.empty(batch, side, side, cin),
+                })
+                side = even // 2
+            self._buffers[batch] = layers
+        return self._buffers[batch]
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward on one batch: x (B, 1, 28, 28) in [0, 1], y (B,) int64.
+
+        Returns the mean cross-entropy (float32 scalar) and the logits (B, classes), and leaves
+        each parameter's gradient in ``.grad`` (overwritten, not accumulated).
+        """
+        k = self.kernels
+        batch = x.shape[0]
+        layers = self._layers(batch)
+        for w, conv in zip(self._weights, self.convs, strict=True):
+            # (O, I, 3, 3) -> (O, 3, 3, I): a plain cast when the model is channels_last
+            w.view(conv.out_channels, 3, 3, -1).copy_(conv.weight.permute(0, 2, 3, 1))
+        h = x.reshape(batch, IMAGE_SIZE, IMAGE_SIZE, 1).to(BF16)
+        for layer, conv, w in zip(layers, self.convs, self._weights, strict=True):
+            e = layer["even"]
+            k.im2col3(_bits(h), _bits(layer["p"]))
+            torch.addmm(conv.bias.to(BF16), layer["p"].view(-1, w.shape[1]), w.t(),
+                        out=layer["z"])
+            k.pool_relu_forward(_bits(layer["z"].view(batch, e, e, -1)), _bits(layer["out"]),
+                                layer["arg"].numpy())
+            h = layer["out"]
+        flat = h.permute(0, 3, 1, 2).reshape(batch, -1)   # nn.Flatten's (C, H, W) order
+        w1, b1 = self.fc1.weight.to(BF16), self.fc1.bias.to(BF16)
+        w2, b2 = self.fc2.weight.to(BF16), self.fc2.bias.to(BF16)
+        hidden = torch.addmm(b1, flat, w1.t()).relu_()
+        logits = torch.addmm(b2, hidden, w2.t()).float()
+
+        # cross-entropy with smoothed targets, and its gradient (softmax - target) / B
+        logp = logits.log_softmax(1)
+        classes = logits.shape[1]
+        target = torch.full_like(logp, label_smoothing / classes)
+        target.scatter_(1, y.view(-1, 1), 1.0 - label_smoothing + label_smoothing / classes)
+        loss = -(target * logp).sum(1).mean()
+        d_logits = ((logp.exp() - target) / batch).to(BF16)
+
+        self._set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
+        self._set_grad(self.fc2.weight, d_logits.t() @ hidden)
+        d_hidden = (d_logits @ w2) * (hidden > 0)
+        self._set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
+        self._set_grad(self.fc1.weight, d_hidden.t() @ flat)
+        grad = (d_hidden @ w1).float()                              # (B, C*side*side)
+        grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
+        for i in reversed(range(len(layers))):
+            layer, conv = layers[i], self.convs[i]
+            e, arg, dz = layer["even"], layer["arg"], layer["dz"]
+            k.pool_relu_backward(grad.contiguous().numpy(), arg.numpy(),
+                                 _bits(dz.view(batch, e, e, -1)), layer["dbias"].numpy())
+            self._set_grad(conv.bias, layer["dbias"].sum(0))
+            torch.mm(dz.t(), layer["p"].view(dz.shape[0], -1), out=layer["dw"])
+            self._set_grad(conv.weight, layer["dw"].view(conv.out_channels, 3, 3, -1),
+                           permute=(0, 2, 3, 1))
+            if i:
+                torch.mm(dz, self._weights[i], out=layer["dp"])
+                k.col2im3(_bits(layer["dp"].view(batch, e, e, -1)), layer["dh"].numpy())
+                grad = layer["dh"]
+        return loss, logits
+
+    @staticmethod
+    def optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+        """``optimizer.step()`` on one thread: for the seed CNN's ten small tensors, fused Adam
+        is about three times faster on one thread than on two (thread start-up per tensor)."""
+        from mnistlab.machine import torch_threads
+
+        with torch_threads(1):
+            optimizer.step()
+
+    @staticmethod
+    def _set_grad(param: torch.Tensor, value: torch.Tensor,
+                  permute: tuple[int, ...] | None = None) -> None:
+        if param.grad is None:
+            param.grad = torch.empty_like(param)
+        target = param.grad.permute(*permute) if permute else param.grad
+        target.copy_(value)

@@ -1,0 +1,115 @@
+"""The memory-bound halves of a conv block, compiled by Numba: im2col, col2im, 2x2 max-pool + ReLU.
+
+The matmuls stay with PyTorch (oneDNN, AMX bf16); these kernels move and compare the data around
+them in one pass each, with no zero-filled temporaries. Tensors are NHWC. bf16 tensors travel as
+their raw 16-bit patterns (``uint16``): NumPy has no bf16, and a bf16 value is the upper half of
+the float32 with the same bits, so widening is a shift and narrowing rounds to nearest even.
+
+    im2col3(h, p)          h (B,H,W,C) -> p (B,OH,OW,9C): p[n,i,j,k*C + c] = h[n,i+kr,j+ks,c]
+    col2im3(dp, dh)        the gradient of im2col3 (bf16 in, float32 out)
+    pool_relu_forward(z, out, arg)
+                           out = relu(max of each 2x2 window); arg = the winner 0..3, or -1
+                           where the max is <= 0
+    pool_relu_backward(g, arg, dz, dbias)
+                           routes g to the winners (bf16 out); per-image sums for the bias
+
+``k = 3*kr + ks`` runs over the 3x3 window, so a patch row matches a conv weight stored
+(O, kh, kw, I): the layout of a channels_last ``nn.Conv2d`` weight.
+Each kernel parallelises over the batch (``prange``); every output element is written by one
+thread, and sums are per image, so results do not depend on the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+_HALF = np.uint32(0x7FFF)
+_SIXTEEN = np.uint32(16)
+_ONE = np.uint32(1)
+
+
+@njit(parallel=True, cache=True)
+def im2col3(h, p):  # pragma: no cover - compiled
+    batch, oh, ow = p.shape[0], p.shape[1], p.shape[2]
+    channels = h.shape[3]
+    if channels == 1:                               # the image itself: nine taps per pixel
+        for n in prange(batch):
+            for i in range(oh):
+                for j in range(ow):
+                    for k in range(9):
+                        p[n, i, j, k] = h[n, i + k // 3, j + k % 3, 0]
+        return
+    for n in prange(batch):
+        for i in range(oh):
+            for j in range(ow):
+                for k in range(9):
+                    kr, ks = k // 3, k % 3
+                    base = k * channels
+                    for c in range(channels):
+                        p[n, i, j, base + c] = h[n, i + kr, j + ks, c]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def col2im3(dp, dh):  # pragma: no cover - compiled
+    batch, oh, ow, width = dp.shape[0], dp.shape[1], dp.shape[2], dp.shape[3]
+    channels = dh.shape[3]
+    for n in prange(batch):
+        row = np.empty(width, np.uint32)
+        value = row.view(np.float32)
+        dh[n] = 0.0
+        for i in range(oh):
+            for j in range(ow):
+                for t in range(width):
+                    row[t] = np.uint32(dp[n, i, j, t]) << _SIXTEEN
+                for k in range(9):
+                    kr, ks = k // 3, k % 3
+                    base = k * channels
+                    for c in range(channels):
+                        dh[n, i + kr, j + ks, c] += value[base + c]
+
+
+@njit(parallel=True, cache=True)
+def pool_relu_forward(z, out, arg):  # pragma: no cover - compiled
+    batch, oh, ow, channels = out.shape[0], out.shape[1], out.shape[2], out.shape[3]
+    for n in prange(batch):
+        window = np.empty((4, channels), np.uint32)
+        value = window.view(np.float32)
+        for i in range(oh):
+            for j in range(ow):
+                for q in range(4):
+                    for c in range(channels):
+                        window[q, c] = np.uint32(z[n, 2 * i + q // 2, 2 * j + q % 2, c]) << _SIXTEEN
+                for c in range(channels):
+                    best, winner = value[0, c], 0
+                    for q in range(1, 4):           # strict >: the first maximum wins, as in torch
+                        if value[q, c] > best:
+                            best, winner = value[q, c], q
+                    if best > 0:
+                        out[n, i, j, c] = np.uint16(window[winner, c] >> _SIXTEEN)
+                        arg[n, i, j, c] = winner
+                    else:                           # relu: no gradient flows back through here
+                        out[n, i, j, c] = 0
+                        arg[n, i, j, c] = -1
+
+
+@njit(parallel=True, cache=True)
+def pool_relu_backward(g, arg, dz, dbias):  # pragma: no cover - compiled
+    batch, oh, ow, channels = g.shape[0], g.shape[1], g.shape[2], g.shape[3]
+    for n in prange(batch):
+        grad = np.empty(channels, np.float32)
+        grad_bits = grad.view(np.uint32)
+        dbias[n] = 0.0
+        for i in range(oh):
+            for j in range(ow):
+                for c in range(channels):
+                    grad[c] = g[n, i, j, c]
+                    if arg[n, i, j, c] >= 0:
+                        dbias[n, c] += grad[c]
+                for c in range(channels):           # float32 -> bf16, round to nearest even
+                    u = grad_bits[c]
+                    grad_bits[c] = (u + _HALF + ((u >> _SIXTEEN) & _ONE)) >> _SIXTEEN
+                for q in range(4):
+                    r, s = 2 * i + q // 2, 2 * j + q % 2
+                    for c in range(channels):
+                        dz[n, r, s, c] = np.uint16(grad_bits[c]) if arg[n, i, j, c] == q else 0

@@ -1,0 +1,165 @@
+"""The fused bf16 step (mnistlab.fused): each kernel against PyTorch's own ops, the whole step's
+gradients against autograd, and training through it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mnistlab.errors import UserError
+from mnistlab.fused import FusedCNN, supports
+from mnistlab.fused import kernels as k
+from mnistlab.fused.cnn import _bits
+from mnistlab.models import build_model
+from mnistlab.train import TrainConfig, fit
+
+BF16 = torch.bfloat16
+
+
+def _nhwc(t: torch.Tensor) -> torch.Tensor:
+    return t.permute(0, 2, 3, 1).contiguous()
+
+
+def test_supports_the_cnn_family_only() -> None:
+    assert supports(build_model("cnn"))
+    assert supports(build_model("cnn", widths=(8, 16), hidden=32))
+    assert not supports(build_model("fc"))
+    assert not supports(build_model("speedrun"))
+    padded = build_model("cnn")
+    padded[0] = nn.Conv2d(1, 64, 3, padding=1)
+    assert not supports(padded)
+    with pytest.raises(ValueError, match="layout"):
+        FusedCNN(build_model("fc"))
+
+
+@pytest.mark.parametrize("channels", [1, 5])
+def test_im2col_matches_unfold(channels: int) -> None:
+    h = torch.randn(3, channels, 9, 9).to(BF16)
+    p = torch.empty(3, 6, 6, 9 * channels, dtype=BF16)      # the even part of a 7x7 output
+    k.im2col3(_bits(_nhwc(h)), _bits(p))
+    ref = F.unfold(h.float(), 3).view(3, channels, 9, 7, 7)[..., :6, :6]   # (B, C, k, oh, ow)
+    assert torch.equal(p.float(), ref.permute(0, 3, 4, 2, 1).reshape(3, 6, 6, -1))
+
+
+def test_col2im_is_the_adjoint_of_im2col() -> None:
+    # <im2col(h), dp> == <h, col2im(dp)> for every h and dp: the definition of the gradient
+    h = torch.randn(2, 7, 7, 4).to(BF16)
+    dp = torch.randn(2, 4, 4, 36).to(BF16)
+    p = torch.empty(2, 4, 4, 36, dtype=BF16)
+    dh = torch.empty(2, 7, 7, 4)
+    k.im2col3(_bits(h), _bits(p))
+    k.col2im3(_bits(dp), dh.numpy())
+    lhs = (p.double() * dp.double()).sum()
+    rhs = (h.double() * dh.double()).sum()
+    assert lhs.item() == pytest.approx(rhs.item(), rel=1e-5)
+    assert dh[:, 6].abs().sum() == 0                        # rows no window reached: no gradient
+
+
+def test_pool_relu_forward_and_backward_match_autograd() -> None:
+    torch.manual_seed(0)
+    z = torch.randn(4, 6, 10, 10).to(BF16).float().requires_grad_()   # bf16-exact values
+    ref = F.max_pool2d(F.relu(z), 2)
+    g = torch.randn_like(ref).to(BF16).float()                          # bf16-exact gradient
+    ref.backward(g)
+
+    out = torch.empty(4, 5, 5, 6, dtype=BF16)
+    arg = torch.empty(4, 5, 5, 6, dtype=torch.int8)
+    k.pool_relu_forward(_bits(_nhwc(z.detach()).to(BF16)), _bits(out), arg.numpy())
+    assert torch.equal(out.float(), _nhwc(ref.detach()))
+    assert ((arg >= 0) == (_nhwc(ref.detach()) > 0)).all()
+
+    dz = torch.empty(4, 10, 10, 6, dtype=BF16)
+    dbias = torch.empty(4, 6)
+    k.pool_relu_backward(_nhwc(g).numpy(), arg.numpy(), _bits(dz), dbias.numpy())
+    assert torch.equal(dz.float(), _nhwc(z.grad))
+    assert torch.allclose(dbias.sum(0), z.grad.sum((0, 2, 3)), atol=1e-4)
+
+
+def _autocast_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
+                    ) -> tuple[float, list[torch.Tensor]]:
+    with torch.autocast("cpu", dtype=BF16):
+        loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
+    model.zero_grad()
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize(("widths", "smoothing", "channels_last"), [
+    ((64, 128, 256), 0.0, True),         # the seed CNN, as training prepares it
+    ((64, 128, 256), 0.1, False),
+    ((8, 16), 0.0, False),               # two blocks: 28 -> 13 -> 5, a 5x5x16 flatten
+])
+def test_step_gradients_match_autograd(widths: tuple[int, ...], smoothing: float,
+                                       channels_last: bool) -> None:
+    torch.manual_seed(1)
+    model = build_model("cnn", widths=widths, hidden=64)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
+    ref_loss, ref_grads = _autocast_grads(model, x, y, smoothing)
+    loss, logits = FusedCNN(model).step(x, y, smoothing)
+    assert loss.item() == pytest.approx(ref_loss, abs=2e-3)
+    assert logits.shape == (32, 10) and logits.dtype == torch.float32
+    for (name, p), ref in zip(model.named_parameters(), ref_grads, strict=True):
+        # both sides round to bf16 in different places: a wrong gradient is off by ~100%
+        rel = ((p.grad - ref).norm() / ref.norm()).item()
+        assert rel < 0.03, (name, rel)
+
+
+def test_step_does_not_depend_on_the_thread_count() -> None:
+    import numba
+
+    model = build_model("cnn")
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    engine = FusedCNN(model)
+    before = numba.get_num_threads()
+    grads = []
+    try:
+        for n in sorted({1, before}):
+            numba.set_num_threads(n)
+            engine.step(x, y)
+            grads.append([p.grad.clone() for p in model.parameters()])
+    finally:
+        numba.set_num_threads(before)
+    for a, b in zip(grads[0], grads[-1], strict=True):
+        assert torch.equal(a, b)
+
+
+def test_training_through_the_fused_engine() -> None:
+    config = TrainConfig(model="cnn", precision="bf16", engine="fused", epochs=2, limit=1024,
+                         test_limit=500, threads=1, eval_each_epoch=True)
+    result = fit(config)
+    assert result.metrics["engine"] == "fused"
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.metrics["test_accuracy"] > 0.6
+    auto = fit(TrainConfig(model="cnn", precision="bf16", epochs=1, limit=64, test_limit=64,
+                           threads=1))
+    assert auto.metrics["engine"] == "fused"                # auto picks it for the cnn in bf16
+    assert fit(TrainConfig(model="cnn", precision="fp32", epochs=1, limit=64, test_limit=64,
+                           threads=1)).metrics["engine"] == "autograd"
+
+
+@pytest.mark.parametrize(("model", "precision"), [("fc", "bf16"), ("cnn", "fp32")])
+def test_fused_engine_refuses_what_it_cannot_train(model: str, precision: str) -> None:
+    with pytest.raises(UserError, match="fused engine"):
+        fit(TrainConfig(model=model, precision=precision, engine="fused", epochs=1, limit=64))
+
+
+def test_unknown_engine_is_a_user_error() -> None:
+    with pytest.raises(UserError, match="unknown engine"):
+        fit(TrainConfig(model="cnn", engine="jit", epochs=1, limit=64))
+
+
+def test_kernels_leave_no_uninitialised_output() -> None:
+    # every output element is written: NaN-filled buffers come back finite
+    h = torch.randn(2, 5, 5, 3).to(BF16)
+    p = torch.full((2, 2, 2, 27), float("nan"), dtype=BF16)
+    k.im2col3(_bits(h), _bits(p))
+    dz = torch.full((2, 4, 4, 3), float("nan"), dtype=BF16)
+    g = torch.randn(2, 2, 2, 3)
+    arg = torch.from_numpy(np.random.default_rng(0).integers(-1, 4, (2, 2, 2, 3), dtype=np.int8))
+    k.pool_relu_backward(g.numpy(), arg.numpy(), _bits(dz), np.empty((2, 3), np.float32))
+    assert torch.isfinite(p.float()).all() and torch.isfinite(dz.float()).all()
