@@ -35,7 +35,7 @@ def test_supports_the_cnn_family_only() -> None:
         FusedCNN(build_model("fc"))
 
 
-@pytest.mark.parametrize("channels", [1, 5])
+@pytest.mark.parametrize("channels", [3, 5])
 def test_im2col_matches_unfold(channels: int) -> None:
     h = torch.randn(3, channels, 9, 9).to(BF16)
     p = torch.empty(3, 6, 6, 9 * channels, dtype=BF16)      # the even part of a 7x7 output
@@ -78,13 +78,17 @@ def test_pool_relu_forward_and_backward_match_autograd() -> None:
     assert torch.allclose(dbias.sum(0), z.grad.sum((0, 2, 3)), atol=1e-4)
 
 
-def _autocast_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float
-                    ) -> tuple[float, list[torch.Tensor]]:
-    with torch.autocast("cpu", dtype=BF16):
+def _grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothing: float,
+           dtype: torch.dtype | None) -> tuple[float, list[torch.Tensor]]:
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
         loss = F.cross_entropy(model(x), y, label_smoothing=smoothing)
     model.zero_grad()
     loss.backward()
     return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+
+def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a - b).norm() / b.norm()).item()
 
 
 @pytest.mark.parametrize(("widths", "smoothing", "channels_last"), [
@@ -92,21 +96,42 @@ def _autocast_grads(model: nn.Module, x: torch.Tensor, y: torch.Tensor, smoothin
     ((64, 128, 256), 0.1, False),
     ((8, 16), 0.0, False),               # two blocks: 28 -> 13 -> 5, a 5x5x16 flatten
 ])
-def test_step_gradients_match_autograd(widths: tuple[int, ...], smoothing: float,
-                                       channels_last: bool) -> None:
+def test_step_gradients_are_as_close_to_fp32_as_autocast(
+        widths: tuple[int, ...], smoothing: float, channels_last: bool) -> None:
     torch.manual_seed(1)
     model = build_model("cnn", widths=widths, hidden=64)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     x, y = torch.rand(32, 1, 28, 28), torch.randint(0, 10, (32,))
-    ref_loss, ref_grads = _autocast_grads(model, x, y, smoothing)
+    exact_loss, exact = _grads(model, x, y, smoothing, None)              # fp32 autograd
+    _, autocast = _grads(model, x, y, smoothing, BF16)                   # PyTorch's bf16
     loss, logits = FusedCNN(model).step(x, y, smoothing)
-    assert loss.item() == pytest.approx(ref_loss, abs=2e-3)
+    assert loss.item() == pytest.approx(exact_loss, abs=1e-2)
     assert logits.shape == (32, 10) and logits.dtype == torch.float32
-    for (name, p), ref in zip(model.named_parameters(), ref_grads, strict=True):
-        # both sides round to bf16 in different places: a wrong gradient is off by ~100%
-        rel = ((p.grad - ref).norm() / ref.norm()).item()
-        assert rel < 0.03, (name, rel)
+    for (name, p), ref, amp in zip(model.named_parameters(), exact, autocast, strict=True):
+        # bf16 rounding moves gradients by a few percent (up to ~10% where max-pool windows
+        # hold near-ties, as at initialisation); a wrong gradient is off by ~100%
+        assert _rel(p.grad, ref) <= max(2 * _rel(amp, ref), 0.05), (name, _rel(p.grad, ref))
+
+
+def test_first_block_kernels_match_fp32_autograd() -> None:
+    torch.manual_seed(2)
+    x = torch.rand(3, 1, 28, 28)
+    conv = nn.Conv2d(1, 16, 3)
+    ref = F.max_pool2d(F.relu(conv(x)), 2)                                # (3, 16, 13, 13)
+    g = torch.randn_like(ref)
+    ref.backward(g)
+    out = torch.empty(3, 13, 13, 16, dtype=BF16)
+    arg = torch.empty(3, 13, 13, 16, dtype=torch.int8)
+    w = conv.weight.detach().reshape(16, 9).t().contiguous()
+    images = x.reshape(3, 28, 28)
+    k.first_block_forward(images.numpy(), w.numpy(), conv.bias.detach().numpy(), _bits(out),
+                          arg.numpy())
+    assert torch.allclose(out.float(), _nhwc(ref.detach()), rtol=1 / 128, atol=1e-6)  # bf16
+    dw, db = torch.empty(3, 9, 16), torch.empty(3, 16)
+    k.first_block_backward(images.numpy(), _nhwc(g).numpy(), arg.numpy(), dw.numpy(), db.numpy())
+    assert torch.allclose(dw.sum(0).t().reshape(16, 1, 3, 3), conv.weight.grad, atol=1e-4)
+    assert torch.allclose(db.sum(0), conv.bias.grad, atol=1e-4)
 
 
 def test_step_does_not_depend_on_the_thread_count() -> None:

@@ -2,20 +2,25 @@
 
     engine = FusedCNN(model)                       # model: mnistlab's ``cnn`` (any widths)
     loss, logits = engine.step(x, y)               # fills every parameter's .grad
-    optimizer.step()
+    engine.optimizer_step(optimizer)
 
 Why: in PyTorch's eager autograd a step of the seed CNN at batch 64 spends most of its time
 outside the convolutions' arithmetic: oneDNN's convolution backward, max-pool backward with its
 zero-filled index scatter, ReLU masks and dtype/layout copies, each a separate pass over memory.
-Here each block is im2col -> one bf16 matmul (AMX) -> max-pool + ReLU in one pass, and the
-backward is written out by hand in the same terms, on buffers allocated once per batch size
-(fresh multi-megabyte buffers each step cost page faults). Two facts make it lean:
+Here
+  * block 1 (one input channel: 9 multiply-adds per output) is one Numba kernel from the image
+    to the pooled bf16 map, conv in float32, no im2col and no 26x26 map in memory; its backward
+    accumulates the weight gradient from the pooled gradient and the recorded winners;
+  * later blocks are im2col -> one bf16 matmul (oneDNN: AMX or AVX-512 BF16) -> max-pool + ReLU
+    in one pass, and the backward is written out in the same terms;
+  * buffers are allocated once per batch size (fresh multi-megabyte buffers cost page faults);
   * pooling 2x2 after a 3x3 valid convolution discards the last row and column of an odd-sized
     output (11 -> 5, 3 -> 1), so only the even part is computed: the same function, fewer FLOPs;
   * ReLU and max-pool commute, so one pass computes both and records which input won.
 
-The numerics are those of ``torch.autocast(cpu, bfloat16)``: bf16 operands, float32 weights,
-gradients and loss. tests/test_fused.py checks the gradients against autograd.
+The numerics are those of ``torch.autocast(cpu, bfloat16)`` (bf16 operands; float32 weights,
+gradients and loss), except block 1's convolution, which runs in float32. tests/test_fused.py
+checks the gradients against float32 autograd: as close as autocast's.
 """
 
 from __future__ import annotations
@@ -81,10 +86,10 @@ class FusedCNN:
         layers = list(model.children())
         self.convs: list[nn.Conv2d] = [m for m in layers if isinstance(m, nn.Conv2d)]
         self.fc1, self.fc2 = (m for m in layers if isinstance(m, nn.Linear))
-        self.params = [p for m in (*self.convs, self.fc1, self.fc2) for p in (m.weight, m.bias)]
         self._buffers: dict[int, list[dict[str, Any]]] = {}
+        # conv weights as bf16 (O, 9*I) matrices in im2col's (kh, kw, I) order, refreshed per step
         self._weights = [torch.empty(c.out_channels, 9 * c.in_channels, dtype=BF16)
-                         for c in self.convs]
+                         for c in self.convs[1:]]
 
     def warm_up(self) -> None:
         """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
@@ -98,13 +103,21 @@ class FusedCNN:
     def _layers(self, batch: int) -> list[dict[str, Any]]:
         """Per-block buffers for this batch size, allocated once (at most two sizes per epoch)."""
         if batch not in self._buffers:
-            layers, side = [], IMAGE_SIZE
-            for conv in self.convs:
+            first = self.convs[0].out_channels
+            pooled = (IMAGE_SIZE - 2) // 2
+            layers: list[dict[str, Any]] = [{
+                "out": torch.empty(batch, pooled, pooled, first, dtype=BF16),
+                "arg": torch.empty(batch, pooled, pooled, first, dtype=torch.int8),
+                "dw": torch.empty(batch, 9, first),          # per-image sums
+                "dbias": torch.empty(batch, first),
+            }]
+            side = pooled
+            for conv in self.convs[1:]:
                 cin, cout = conv.in_channels, conv.out_channels
                 even = (side - 2) // 2 * 2                 # conv output rows the pool reads
                 rows = batch * even * even
                 layers.append({
-                    "side": side, "even": even,
+                    "even": even,
                     "p": torch.empty(batch, even, even, 9 * cin, dtype=BF16),
                     "z": torch.empty(rows, cout, dtype=BF16),
                     "out": torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
@@ -130,12 +143,19 @@ class FusedCNN:
         k = self.kernels
         batch = x.shape[0]
         layers = self._layers(batch)
-        for w, conv in zip(self._weights, self.convs, strict=True):
+        images = x.reshape(batch, IMAGE_SIZE, IMAGE_SIZE).contiguous().numpy()
+
+        # block 1 reads the image directly: conv (one input channel, float32) + ReLU + pool
+        conv, first = self.convs[0], layers[0]
+        w = conv.weight.detach().reshape(-1, 9).t().contiguous()    # (9, O)
+        k.first_block_forward(images, w.numpy(), conv.bias.detach().numpy(),
+                              _bits(first["out"]), first["arg"].numpy())
+        h = first["out"]
+        # blocks 2.. : im2col -> bf16 matmul -> pool + ReLU
+        for w, conv, layer in zip(self._weights, self.convs[1:], layers[1:], strict=True):
+            e = layer["even"]
             # (O, I, 3, 3) -> (O, 3, 3, I): a plain cast when the model is channels_last
             w.view(conv.out_channels, 3, 3, -1).copy_(conv.weight.permute(0, 2, 3, 1))
-        h = x.reshape(batch, IMAGE_SIZE, IMAGE_SIZE, 1).to(BF16)
-        for layer, conv, w in zip(layers, self.convs, self._weights, strict=True):
-            e = layer["even"]
             k.im2col3(_bits(h), _bits(layer["p"]))
             torch.addmm(conv.bias.to(BF16), layer["p"].view(-1, w.shape[1]), w.t(),
                         out=layer["z"])
@@ -156,26 +176,30 @@ class FusedCNN:
         loss = -(target * logp).sum(1).mean()
         d_logits = ((logp.exp() - target) / batch).to(BF16)
 
-        self._set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
-        self._set_grad(self.fc2.weight, d_logits.t() @ hidden)
+        _set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
+        _set_grad(self.fc2.weight, d_logits.t() @ hidden)
         d_hidden = (d_logits @ w2) * (hidden > 0)
-        self._set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
-        self._set_grad(self.fc1.weight, d_hidden.t() @ flat)
+        _set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
+        _set_grad(self.fc1.weight, d_hidden.t() @ flat)
         grad = (d_hidden @ w1).float()                              # (B, C*side*side)
         grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
-        for i in reversed(range(len(layers))):
+        for i in range(len(layers) - 1, 0, -1):
             layer, conv = layers[i], self.convs[i]
             e, arg, dz = layer["even"], layer["arg"], layer["dz"]
             k.pool_relu_backward(grad.contiguous().numpy(), arg.numpy(),
                                  _bits(dz.view(batch, e, e, -1)), layer["dbias"].numpy())
-            self._set_grad(conv.bias, layer["dbias"].sum(0))
+            _set_grad(conv.bias, layer["dbias"].sum(0))
             torch.mm(dz.t(), layer["p"].view(dz.shape[0], -1), out=layer["dw"])
-            self._set_grad(conv.weight, layer["dw"].view(conv.out_channels, 3, 3, -1),
-                           permute=(0, 2, 3, 1))
-            if i:
-                torch.mm(dz, self._weights[i], out=layer["dp"])
-                k.col2im3(_bits(layer["dp"].view(batch, e, e, -1)), layer["dh"].numpy())
-                grad = layer["dh"]
+            _set_grad(conv.weight, layer["dw"].view(conv.out_channels, 3, 3, -1),
+                      permute=(0, 2, 3, 1))
+            torch.mm(dz, self._weights[i - 1], out=layer["dp"])
+            k.col2im3(_bits(layer["dp"].view(batch, e, e, -1)), layer["dh"].numpy())
+            grad = layer["dh"]
+        conv = self.convs[0]
+        k.first_block_backward(images, grad.contiguous().numpy(), first["arg"].numpy(),
+                               first["dw"].numpy(), first["dbias"].numpy())
+        _set_grad(conv.bias, first["dbias"].sum(0))
+        _set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
         return loss, logits
 
     @staticmethod
@@ -187,10 +211,11 @@ class FusedCNN:
         with torch_threads(1):
             optimizer.step()
 
-    @staticmethod
-    def _set_grad(param: torch.Tensor, value: torch.Tensor,
-                  permute: tuple[int, ...] | None = None) -> None:
-        if param.grad is None:
-            param.grad = torch.empty_like(param)
-        target = param.grad.permute(*permute) if permute else param.grad
-        target.copy_(value)
+
+def _set_grad(param: torch.Tensor, value: torch.Tensor,
+              permute: tuple[int, ...] | None = None) -> None:
+    """Overwrite ``param.grad`` with ``value`` (viewed through ``permute`` of the gradient)."""
+    if param.grad is None:
+        param.grad = torch.empty_like(param)
+    target = param.grad.permute(*permute) if permute else param.grad
+    target.copy_(value)

@@ -1,6 +1,6 @@
-"""The memory-bound halves of a conv block, compiled by Numba: im2col, col2im, 2x2 max-pool + ReLU.
+"""The memory-bound parts of a conv block, compiled by Numba: im2col, col2im, max-pool + ReLU.
 
-The matmuls stay with PyTorch (oneDNN, AMX bf16); these kernels move and compare the data around
+The matmuls stay with PyTorch (oneDNN bf16); these kernels move and compare the data around
 them in one pass each, with no zero-filled temporaries. Tensors are NHWC. bf16 tensors travel as
 their raw 16-bit patterns (``uint16``): NumPy has no bf16, and a bf16 value is the upper half of
 the float32 with the same bits, so widening is a shift and narrowing rounds to nearest even.
@@ -12,6 +12,10 @@ the float32 with the same bits, so widening is a shift and narrowing rounds to n
                            where the max is <= 0
     pool_relu_backward(g, arg, dz, dbias)
                            routes g to the winners (bf16 out); per-image sums for the bias
+    first_block_forward(x, w, b, out, arg)
+                           relu(max-pool(conv3x3(x) + b)) from single-channel float32 images
+    first_block_backward(x, g, arg, dw, db)
+                           its weight and bias gradients, per image
 
 ``k = 3*kr + ks`` runs over the 3x3 window, so a patch row matches a conv weight stored
 (O, kh, kw, I): the layout of a channels_last ``nn.Conv2d`` weight.
@@ -33,13 +37,6 @@ _ONE = np.uint32(1)
 def im2col3(h, p):  # pragma: no cover - compiled
     batch, oh, ow = p.shape[0], p.shape[1], p.shape[2]
     channels = h.shape[3]
-    if channels == 1:                               # the image itself: nine taps per pixel
-        for n in prange(batch):
-            for i in range(oh):
-                for j in range(ow):
-                    for k in range(9):
-                        p[n, i, j, k] = h[n, i + k // 3, j + k % 3, 0]
-        return
     for n in prange(batch):
         for i in range(oh):
             for j in range(ow):
@@ -113,3 +110,70 @@ def pool_relu_backward(g, arg, dz, dbias):  # pragma: no cover - compiled
                     r, s = 2 * i + q // 2, 2 * j + q % 2
                     for c in range(channels):
                         dz[n, r, s, c] = np.uint16(grad_bits[c]) if arg[n, i, j, c] == q else 0
+
+
+@njit(inline="always")
+def _window(x, n, r, s):  # pragma: no cover - compiled
+    """The 3x3 pixels of image ``n`` with top-left corner (r, s), row by row."""
+    return (x[n, r, s], x[n, r, s + 1], x[n, r, s + 2],
+            x[n, r + 1, s], x[n, r + 1, s + 1], x[n, r + 1, s + 2],
+            x[n, r + 2, s], x[n, r + 2, s + 1], x[n, r + 2, s + 2])
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def first_block_forward(x, w, b, out, arg):  # pragma: no cover - compiled
+    # x (B,28,28) f32 images, w (9,C) f32, b (C,) f32 -> out (B,13,13,C) bf16 bits, arg as above
+    batch, oh, ow, channels = out.shape[0], out.shape[1], out.shape[2], w.shape[1]
+    for n in prange(batch):
+        acc = np.empty((4, channels), np.float32)
+        acc_bits = acc.view(np.uint32)
+        for i in range(oh):
+            for j in range(ow):
+                for q in range(4):                  # the four conv outputs of this pool window
+                    t = _window(x, n, 2 * i + q // 2, 2 * j + q % 2)
+                    for c in range(channels):
+                        acc[q, c] = (b[c] + t[0] * w[0, c] + t[1] * w[1, c] + t[2] * w[2, c]
+                                     + t[3] * w[3, c] + t[4] * w[4, c] + t[5] * w[5, c]
+                                     + t[6] * w[6, c] + t[7] * w[7, c] + t[8] * w[8, c])
+                for c in range(channels):
+                    best, winner = acc[0, c], 0
+                    for q in range(1, 4):
+                        if acc[q, c] > best:
+                            best, winner = acc[q, c], q
+                    if best > 0:
+                        u = acc_bits[winner, c]
+                        out[n, i, j, c] = np.uint16((u + _HALF + ((u >> _SIXTEEN) & _ONE))
+                                                    >> _SIXTEEN)
+                        arg[n, i, j, c] = winner
+                    else:
+                        out[n, i, j, c] = 0
+                        arg[n, i, j, c] = -1
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def first_block_backward(x, g, arg, dw, db):  # pragma: no cover - compiled
+    # g (B,13,13,C) f32 -> dw (B,9,C), db (B,C): per-image sums (the caller adds them up)
+    batch, oh, ow, channels = g.shape[0], g.shape[1], g.shape[2], g.shape[3]
+    for n in prange(batch):
+        dwn, dbn = dw[n], db[n]
+        dwn[:] = 0.0
+        dbn[:] = 0.0
+        gq = np.empty(channels, np.float32)
+        for i in range(oh):
+            for j in range(ow):
+                for q in range(4):                  # the channels whose window winner is q
+                    t = _window(x, n, 2 * i + q // 2, 2 * j + q % 2)
+                    for c in range(channels):
+                        gq[c] = g[n, i, j, c] if arg[n, i, j, c] == q else np.float32(0.0)
+                    for c in range(channels):
+                        v = gq[c]
+                        dbn[c] += v
+                        dwn[0, c] += v * t[0]
+                        dwn[1, c] += v * t[1]
+                        dwn[2, c] += v * t[2]
+                        dwn[3, c] += v * t[3]
+                        dwn[4, c] += v * t[4]
+                        dwn[5, c] += v * t[5]
+                        dwn[6, c] += v * t[6]
+                        dwn[7, c] += v * t[7]
+                        dwn[8, c] += v * t[8]
