@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistlab.machine import load_average, torch_threads
+from mnistlab.machine import load_average, openmp_wait, torch_threads
 
 MODELS = ("fc", "cnn")
 # (precision, engine) rows per model; the fused engine trains only the cnn family
@@ -60,8 +60,9 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0
     """GFLOP/s of an (n x n) @ (n x n) matmul (2 n^3 FLOPs) in ``dtype``, two ways.
 
     ``wall``: the best wall time over ``seconds`` of repeats. ``cpu``: the best process CPU
-    time, spread over the threads in use (idle OpenMP threads sleep, see ``passive_openmp``),
-    which is what the machine would give without other jobs. Medium matrices (1024) make each
+    time, spread over the threads in use (idle OpenMP threads spin briefly or sleep, see
+    ``mnistlab.machine.choose_openmp_wait``), which is what the machine would give without
+    other jobs. Medium matrices (1024) make each
     repeat short, so some of them run undisturbed on a shared machine.
     """
     a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
@@ -226,7 +227,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
-        "load_average": load_average(),
+        "load_average": load_average(), "openmp_wait": openmp_wait(),
     }
 
 

@@ -32,3 +32,39 @@ def load_average() -> list[float] | None:
         return [round(v, 2) for v in os.getloadavg()]
     except OSError:
         return None
+
+
+# libgomp's spin count between parallel regions when the machine is quiet: about ten
+# microseconds of spinning, enough to bridge the gaps inside a training step
+QUIET_SPINCOUNT = "1000"
+
+
+def choose_openmp_wait(load: float | None = None, cores: int | None = None) -> str:
+    """Decide how idle OpenMP threads wait; must run before torch (and libgomp) is loaded.
+
+    Between two parallel regions a sleeping worker thread costs a wake-up (tens of
+    microseconds on these virtual machines, and a training step has dozens of regions), while a
+    spinning one steals a core from any other job. Measured here, seed CNN (fused) and FC, one
+    epoch each: on a quiet machine a brief spin (GOMP_SPINCOUNT=1000) trains the CNN 1.2x and
+    the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE); beside one busy process,
+    spinning costs the CNN 10% and halves the FC. So: spin briefly when the 1-minute load
+    average is under half the cores, else sleep. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
+    is left alone. Returns "user", "spin" or "sleep".
+    """
+    if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
+        return "user"
+    if load is None:
+        averages = load_average()
+        load = averages[0] if averages else float("inf")
+    cores = cores or os.cpu_count() or 1
+    if load < cores / 2:
+        os.environ["GOMP_SPINCOUNT"] = QUIET_SPINCOUNT
+        return "spin"
+    os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
+    return "sleep"
+
+
+def openmp_wait() -> dict[str, str | None]:
+    """The OpenMP wait settings in force, for the record (config.json, bench)."""
+    return {k.lower(): os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+

@@ -31,6 +31,7 @@ from torch import nn
 
 from mnistlab import __version__, atomic
 from mnistlab.errors import UserError
+from mnistlab.machine import openmp_wait
 from mnistlab.paths import run_roots, runs_dir
 
 CONFIG = "config.json"
@@ -111,6 +112,7 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
+        **openmp_wait(),
     }
 
 

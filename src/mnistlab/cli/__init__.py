@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from mnistlab import __version__
@@ -50,20 +49,18 @@ def build_parser() -> Parser:
     return parser
 
 
-def passive_openmp() -> None:
-    """Let idle OpenMP threads sleep instead of spinning, unless the user chose otherwise.
-
-    On a machine shared with other processes, spinning threads fight over the cores: measured
-    here with other jobs running, 2 threads trained the FC model at 2,000-3,000 images/s
-    instead of 36,000-49,000 with 1; with PASSIVE, 2 threads ran at 47,000. libgomp reads the
-    variable when torch is first imported, so this must run before that.
-    """
+def configure_openmp() -> None:
+    """How idle OpenMP threads wait: a brief spin on a quiet machine, sleep on a busy one
+    (``mnistlab.machine.choose_openmp_wait``). libgomp reads the variables when torch is first
+    imported, so this must run before that."""
     if "torch" not in sys.modules:
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+        from mnistlab.machine import choose_openmp_wait
+
+        choose_openmp_wait()
 
 
 def main(argv: list[str] | None = None) -> int:
-    passive_openmp()
+    configure_openmp()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -120,34 +120,47 @@ def _window(x, n, r, s):  # pragma: no cover - compiled
             x[n, r + 2, s], x[n, r + 2, s + 1], x[n, r + 2, s + 2])
 
 
+@njit(inline="always")
+def _dot9(t, w, c):  # pragma: no cover - compiled
+    return (t[0] * w[0, c] + t[1] * w[1, c] + t[2] * w[2, c] + t[3] * w[3, c] + t[4] * w[4, c]
+            + t[5] * w[5, c] + t[6] * w[6, c] + t[7] * w[7, c] + t[8] * w[8, c])
+
+
 @njit(parallel=True, fastmath=True, cache=True)
 def first_block_forward(x, w, b, out, arg):  # pragma: no cover - compiled
-    # x (B,28,28) f32 images, w (9,C) f32, b (C,) f32 -> out (B,13,13,C) bf16 bits, arg as above
+    # x (B,28,28) f32 images, w (9,C) f32, b (C,) f32 -> out (B,13,13,C) bf16 bits, arg as above.
+    # Per pooled pixel: the four windows' taps stay in registers, and each channel's four conv
+    # outputs are compared as they are made (max(v + b) = max(v) + b).
     batch, oh, ow, channels = out.shape[0], out.shape[1], out.shape[2], w.shape[1]
     for n in prange(batch):
-        acc = np.empty((4, channels), np.float32)
-        acc_bits = acc.view(np.uint32)
+        best_bits = np.empty(channels, np.uint32)
+        best_value = best_bits.view(np.float32)
         for i in range(oh):
             for j in range(ow):
-                for q in range(4):                  # the four conv outputs of this pool window
-                    t = _window(x, n, 2 * i + q // 2, 2 * j + q % 2)
-                    for c in range(channels):
-                        acc[q, c] = (b[c] + t[0] * w[0, c] + t[1] * w[1, c] + t[2] * w[2, c]
-                                     + t[3] * w[3, c] + t[4] * w[4, c] + t[5] * w[5, c]
-                                     + t[6] * w[6, c] + t[7] * w[7, c] + t[8] * w[8, c])
+                t0 = _window(x, n, 2 * i, 2 * j)
+                t1 = _window(x, n, 2 * i, 2 * j + 1)
+                t2 = _window(x, n, 2 * i + 1, 2 * j)
+                t3 = _window(x, n, 2 * i + 1, 2 * j + 1)
                 for c in range(channels):
-                    best, winner = acc[0, c], 0
-                    for q in range(1, 4):
-                        if acc[q, c] > best:
-                            best, winner = acc[q, c], q
+                    v1, v2, v3 = _dot9(t1, w, c), _dot9(t2, w, c), _dot9(t3, w, c)
+                    best, winner = _dot9(t0, w, c), np.int8(0)
+                    if v1 > best:                   # strict >: the first maximum wins
+                        best, winner = v1, np.int8(1)
+                    if v2 > best:
+                        best, winner = v2, np.int8(2)
+                    if v3 > best:
+                        best, winner = v3, np.int8(3)
+                    best += b[c]
                     if best > 0:
-                        u = acc_bits[winner, c]
-                        out[n, i, j, c] = np.uint16((u + _HALF + ((u >> _SIXTEEN) & _ONE))
-                                                    >> _SIXTEEN)
+                        best_value[c] = best
                         arg[n, i, j, c] = winner
                     else:
-                        out[n, i, j, c] = 0
+                        best_value[c] = 0.0
                         arg[n, i, j, c] = -1
+                for c in range(channels):           # float32 -> bf16, round to nearest even
+                    u = best_bits[c]
+                    out[n, i, j, c] = np.uint16((u + _HALF + ((u >> _SIXTEEN) & _ONE))
+                                                >> _SIXTEEN)
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -158,22 +171,19 @@ def first_block_backward(x, g, arg, dw, db):  # pragma: no cover - compiled
         dwn, dbn = dw[n], db[n]
         dwn[:] = 0.0
         dbn[:] = 0.0
-        gq = np.empty(channels, np.float32)
         for i in range(oh):
             for j in range(ow):
-                for q in range(4):                  # the channels whose window winner is q
-                    t = _window(x, n, 2 * i + q // 2, 2 * j + q % 2)
-                    for c in range(channels):
-                        gq[c] = g[n, i, j, c] if arg[n, i, j, c] == q else np.float32(0.0)
-                    for c in range(channels):
-                        v = gq[c]
-                        dbn[c] += v
-                        dwn[0, c] += v * t[0]
-                        dwn[1, c] += v * t[1]
-                        dwn[2, c] += v * t[2]
-                        dwn[3, c] += v * t[3]
-                        dwn[4, c] += v * t[4]
-                        dwn[5, c] += v * t[5]
-                        dwn[6, c] += v * t[6]
-                        dwn[7, c] += v * t[7]
-                        dwn[8, c] += v * t[8]
+                t0 = _window(x, n, 2 * i, 2 * j)
+                t1 = _window(x, n, 2 * i, 2 * j + 1)
+                t2 = _window(x, n, 2 * i + 1, 2 * j)
+                t3 = _window(x, n, 2 * i + 1, 2 * j + 1)
+                for c in range(channels):           # the gradient goes to the window that won
+                    a = arg[n, i, j, c]
+                    v = g[n, i, j, c] if a >= 0 else np.float32(0.0)
+                    g0 = v if a == 0 else np.float32(0.0)
+                    g1 = v if a == 1 else np.float32(0.0)
+                    g2 = v if a == 2 else np.float32(0.0)
+                    g3 = v if a == 3 else np.float32(0.0)
+                    dbn[c] += v
+                    for k in range(9):
+                        dwn[k, c] += g0 * t0[k] + g1 * t1[k] + g2 * t2[k] + g3 * t3[k]

@@ -57,7 +57,7 @@ def best(widths: tuple[int, ...] = (32, 64, 128), dropout: float = 0.1) -> nn.Mo
 # --- recipes (TrainConfig overrides; `mnistlab train speedrun --preset speedrun`) --------------
 #
 # speedrun: one epoch, batch 128 (468 steps), Adam with a one-cycle schedule peaking at 1e-2,
-# bf16 autocast + channels_last (AMX), no per-epoch evaluation (it is not training time).
+# bf16 autocast + channels_last, no per-epoch evaluation (it is not training time).
 # best: 12 epochs of random affine augmentation (rotation, scale, shift), SGD + Nesterov with a
 # one-cycle schedule, label smoothing 0.1.
 

@@ -123,9 +123,9 @@ def _comparison_blocks(r: dict) -> list[Block]:
     imp = comp["improvement"]
     return [
         p("Each model trained with the seed's recipe (FC: SGD, learning rate 0.1, fp32; CNN: "
-          "Adam 1e-3, bf16 autocast; batch 64) once per seed. The seed sets the weight "
-          "initialisation and the batch order; the FC and CNN runs of one seed share the batch "
-          "order, so differences are paired by seed."),
+          "Adam 1e-3, bf16 through mnistlab's fused step; batch 64) once per seed. The seed "
+          "sets the weight initialisation and the batch order; the FC and CNN runs of one seed "
+          "share the batch order, so differences are paired by seed."),
         per_seed,
         p("Mean ± standard deviation over seeds, then the 95% confidence interval of the mean "
           "(t distribution, n - 1 degrees of freedom):"),

@@ -1,0 +1,30 @@
+"""mnistlab.machine: thread counts and how idle OpenMP threads wait."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from mnistlab.machine import choose_openmp_wait, openmp_wait, torch_threads
+
+
+def test_openmp_wait_spins_on_a_quiet_machine_and_sleeps_on_a_busy_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
+        monkeypatch.delenv(key, raising=False)
+    assert choose_openmp_wait(load=0.3, cores=2) == "spin"
+    assert os.environ["GOMP_SPINCOUNT"] == "1000" and "OMP_WAIT_POLICY" not in os.environ
+    monkeypatch.delenv("GOMP_SPINCOUNT")
+    assert choose_openmp_wait(load=1.5, cores=2) == "sleep"
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
+    assert choose_openmp_wait(load=0.0, cores=2) == "user"       # a choice already made stays
+    assert openmp_wait() == {"omp_wait_policy": "PASSIVE", "gomp_spincount": None}
+
+
+def test_torch_threads_sets_and_restores() -> None:
+    before = torch.get_num_threads()
+    with torch_threads(1) as n:
+        assert n == 1 == torch.get_num_threads()
+    assert torch.get_num_threads() == before
