@@ -117,6 +117,8 @@ def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
     return {"model": model, "precision": precision, "engine": engine, "layout": layout,
             "framework": "mnistlab", "epochs": m["epochs"], "batch_size": config.batch_size,
             "images_per_second": m["images_per_second"], "train_seconds": m["train_seconds"],
+            "epoch_seconds": [round(r["seconds"], 3) for r in result.history],
+            "warmup_seconds": m.get("warmup_seconds"),
             "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
             "test_accuracy": m["test_accuracy"],
             "parameters": m["parameters"], "threads": m["threads"]}
@@ -145,6 +147,7 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
             "epochs": out["epochs"], "batch_size": out["batch_size"],
             "images_per_second": out["images_per_second"], "train_seconds": out["wall_seconds"],
             "wall_seconds": out["wall_seconds"], "cpu_seconds": out["cpu_seconds"],
+            "epoch_seconds": out.get("epoch_seconds"),
             "test_accuracy": out["test_accuracy"], "parameters": out["parameters"],
             "threads": threads or os.cpu_count(),
             "versions": out["versions"]}

@@ -398,14 +398,17 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     precision = resolve_precision(config, model)
     model = prepare_model(model, precision)
     engine_name = resolve_engine(config, model, precision)
+    warmup = time.perf_counter()
     engine = _make_engine(engine_name, model)
+    warmup = time.perf_counter() - warmup
     batches = Batches(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
     augment_generator = torch.Generator().manual_seed(config.seed + 1)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(batches))
     history: list[dict[str, Any]] = []
     info = {"model": config.model, "model_config": model_config, "precision": precision,
-            "engine": engine_name, "threads": torch.get_num_threads(), "train_images": len(x_train),
+            "engine": engine_name, "warmup_seconds": round(warmup, 3),
+            "threads": torch.get_num_threads(), "train_images": len(x_train),
             "test_images": len(x_test), "steps_per_epoch": len(batches),
             "parameters": sum(p.numel() for p in model.parameters()),
             "run_dir": str(run_dir) if run_dir else None, "resumed_from": 0}
@@ -526,6 +529,7 @@ def _final_metrics(config: TrainConfig, info: dict[str, Any], history: list[dict
     return {
         "model": config.model, "dataset": config.dataset, "preset": config.preset,
         "seed": config.seed, "precision": info["precision"], "engine": info["engine"],
+        "warmup_seconds": info["warmup_seconds"],
         "threads": info["threads"],
         "epochs": len(history), "parameters": info["parameters"],
         "test_accuracy": test["test_accuracy"], "test_loss": test["test_loss"],

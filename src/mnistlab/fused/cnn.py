@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 BF16 = torch.bfloat16
@@ -167,18 +168,18 @@ class FusedCNN:
         w2, b2 = self.fc2.weight.to(BF16), self.fc2.bias.to(BF16)
         hidden = torch.addmm(b1, flat, w1.t()).relu_()
         logits = torch.addmm(b2, hidden, w2.t()).float()
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
-        # cross-entropy with smoothed targets, and its gradient (softmax - target) / B
-        logp = logits.log_softmax(1)
-        classes = logits.shape[1]
-        target = torch.full_like(logp, label_smoothing / classes)
-        target.scatter_(1, y.view(-1, 1), 1.0 - label_smoothing + label_smoothing / classes)
-        loss = -(target * logp).sum(1).mean()
-        d_logits = ((logp.exp() - target) / batch).to(BF16)
+        # its gradient: (softmax - target) / B, target = one-hot smoothed towards uniform
+        d_logits = logits.softmax(1)
+        d_logits.scatter_add_(1, y.view(-1, 1), torch.full((batch, 1), label_smoothing - 1.0))
+        if label_smoothing:
+            d_logits.sub_(label_smoothing / logits.shape[1])
+        d_logits = d_logits.div_(batch).to(BF16)
 
         _set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
         _set_grad(self.fc2.weight, d_logits.t() @ hidden)
-        d_hidden = (d_logits @ w2) * (hidden > 0)
+        d_hidden = torch.ops.aten.threshold_backward(d_logits @ w2, hidden, 0)   # relu
         _set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
         _set_grad(self.fc1.weight, d_hidden.t() @ flat)
         grad = (d_hidden @ w1).float()                              # (B, C*side*side)
