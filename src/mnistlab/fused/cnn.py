@@ -117,16 +117,20 @@ class FusedCNN:
                 cin, cout = conv.in_channels, conv.out_channels
                 even = (side - 2) // 2 * 2                 # conv output rows the pool reads
                 rows = batch * even * even
+                patches = torch.empty(rows, 9 * cin, dtype=BF16)
+                z = torch.empty(rows, cout, dtype=BF16)
                 layers.append({
                     "even": even,
-                    "p": torch.empty(batch, even, even, 9 * cin, dtype=BF16),
-                    "z": torch.empty(rows, cout, dtype=BF16),
+                    "p": patches.view(batch, even, even, -1),
+                    "z": z,
                     "out": torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
                     "arg": torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
-                    "dz": torch.empty(rows, cout, dtype=BF16),
+                    # the backward reuses memory whose contents are dead by then: z once pooled,
+                    # the patches once the weight gradient is made (a smaller working set)
+                    "dz": z,
                     "dbias": torch.empty(batch, cout),
                     "dw": torch.empty(cout, 9 * cin, dtype=BF16),
-                    "dp": torch.empty(rows, 9 * cin, dtype=BF16),
+                    "dp": patches,
                     "dh": torch.empty(batch, side, side, cin),
                 })
                 side = even // 2
