@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 import torch
@@ -14,12 +15,12 @@ def test_openmp_wait_spins_on_a_quiet_machine_and_sleeps_on_a_busy_one(
         monkeypatch: pytest.MonkeyPatch) -> None:
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         monkeypatch.delenv(key, raising=False)
-    assert choose_openmp_wait(load=0.3, cores=2) == "spin"
+    assert choose_openmp_wait(others=0.3, cores=2) == "spin"
     assert os.environ["GOMP_SPINCOUNT"] == "1000" and "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.delenv("GOMP_SPINCOUNT")
-    assert choose_openmp_wait(load=1.5, cores=2) == "sleep"
+    assert choose_openmp_wait(others=1.0, cores=2) == "sleep"
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ
-    assert choose_openmp_wait(load=0.0, cores=2) == "user"       # a choice already made stays
+    assert choose_openmp_wait(others=0.0, cores=2) == "user"     # a choice already made stays
     assert openmp_wait() == {"omp_wait_policy": "PASSIVE", "gomp_spincount": None}
 
 
@@ -28,3 +29,23 @@ def test_torch_threads_sets_and_restores() -> None:
     with torch_threads(1) as n:
         assert n == 1 == torch.get_num_threads()
     assert torch.get_num_threads() == before
+
+
+def test_others_cpu_load_sees_a_busy_process() -> None:
+    import subprocess
+    import sys
+
+    from mnistlab.machine import others_cpu_load
+
+    quiet = others_cpu_load(0.2)
+    if quiet is None:
+        pytest.skip("no /proc/stat here")
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)
+        busy = others_cpu_load(0.3)
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert busy is not None and busy > 0.6          # one process spinning: about one core
+    assert 0 <= quiet <= (os.cpu_count() or 1)

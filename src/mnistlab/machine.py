@@ -1,4 +1,5 @@
-"""This machine's share of the work: torch's thread count for a block, and the load average.
+"""This machine's share of the work: torch's thread count for a block, the load, and how idle
+OpenMP threads wait.
 
 Timings on a shared machine mean little without the load beside them, and thread counts decide
 both speed and (for fp32 reductions) the exact figures a run produces, so both are recorded.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 from collections.abc import Iterator
 
 
@@ -39,7 +41,28 @@ def load_average() -> list[float] | None:
 QUIET_SPINCOUNT = "1000"
 
 
-def choose_openmp_wait(load: float | None = None, cores: int | None = None) -> str:
+def others_cpu_load(seconds: float = 0.1) -> float | None:
+    """Cores kept busy by other processes right now: /proc/stat's non-idle time over a short
+    window during which this process sleeps. None where /proc/stat is missing.
+
+    The load average is no guide here: it decays over a minute, so the run before this one
+    (ours) still counts as load."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
+        return sum(fields[:8]) - idle, sum(fields[:8])
+    try:
+        busy0, total0 = sample()
+        time.sleep(seconds)
+        busy1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    cores = os.cpu_count() or 1
+    return cores * (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+
+
+def choose_openmp_wait(others: float | None = None, cores: int | None = None) -> str:
     """Decide how idle OpenMP threads wait; must run before torch (and libgomp) is loaded.
 
     Between two parallel regions a sleeping worker thread costs a wake-up (tens of
@@ -47,17 +70,19 @@ def choose_openmp_wait(load: float | None = None, cores: int | None = None) -> s
     spinning one steals a core from any other job. Measured here, seed CNN (fused) and FC, one
     epoch each: on a quiet machine a brief spin (GOMP_SPINCOUNT=1000) trains the CNN 1.2x and
     the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE); beside one busy process,
-    spinning costs the CNN 10% and halves the FC. So: spin briefly when the 1-minute load
-    average is under half the cores, else sleep. A user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT
-    is left alone. Returns "user", "spin" or "sleep".
+    spinning costs the CNN 10% and halves the FC. So: spin briefly when other processes keep
+    less than a quarter of the cores busy (``others_cpu_load``, 0.1 s), else sleep. A user's own
+    OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone. Returns "user", "spin" or "sleep".
     """
     if "OMP_WAIT_POLICY" in os.environ or "GOMP_SPINCOUNT" in os.environ:
         return "user"
-    if load is None:
-        averages = load_average()
-        load = averages[0] if averages else float("inf")
     cores = cores or os.cpu_count() or 1
-    if load < cores / 2:
+    if others is None:
+        others = others_cpu_load()
+        if others is None:                          # no /proc/stat: fall back on the load
+            averages = load_average()
+            others = averages[0] if averages else float(cores)
+    if others < cores / 4:
         os.environ["GOMP_SPINCOUNT"] = QUIET_SPINCOUNT
         return "spin"
     os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
