@@ -188,3 +188,14 @@ def test_kernels_leave_no_uninitialised_output() -> None:
     arg = torch.from_numpy(np.random.default_rng(0).integers(-1, 4, (2, 2, 2, 3), dtype=np.int8))
     k.pool_relu_backward(g.numpy(), arg.numpy(), _bits(dz), np.empty((2, 3), np.float32))
     assert torch.isfinite(p.float()).all() and torch.isfinite(dz.float()).all()
+
+
+def test_gradients_round_to_bf16_like_torch() -> None:
+    # float32 gradients narrowed to bf16 in the kernel: nearest, ties to even, as Tensor.to
+    g = torch.randn(2, 3, 3, 8) * torch.logspace(-6, 6, 8)        # many exponents
+    g[0, 0, 0, :4] = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 2**-130])  # ties, tiny
+    arg = torch.zeros(2, 3, 3, 8, dtype=torch.int8)                # window corner 0 wins
+    dz = torch.empty(2, 6, 6, 8, dtype=BF16)
+    k.pool_relu_backward(g.numpy(), arg.numpy(), _bits(dz), np.empty((2, 8), np.float32))
+    assert torch.equal(dz[:, 0::2, 0::2].view(torch.int16), g.to(BF16).view(torch.int16))
+    assert dz[:, 1::2].float().abs().sum() == 0

@@ -33,6 +33,12 @@ _SIXTEEN = np.uint32(16)
 _ONE = np.uint32(1)
 
 
+@njit(inline="always")
+def _bf16_bits(u):  # pragma: no cover - compiled
+    """The bf16 nearest (ties to even) to the float32 whose bits are ``u``, as 16 bits."""
+    return np.uint16((u + _HALF + ((u >> _SIXTEEN) & _ONE)) >> _SIXTEEN)
+
+
 @njit(parallel=True, cache=True)
 def im2col3(h, p):  # pragma: no cover - compiled
     batch, oh, ow = p.shape[0], p.shape[1], p.shape[2]
@@ -103,9 +109,8 @@ def pool_relu_backward(g, arg, dz, dbias):  # pragma: no cover - compiled
                     grad[c] = g[n, i, j, c]
                     if arg[n, i, j, c] >= 0:
                         dbias[n, c] += grad[c]
-                for c in range(channels):           # float32 -> bf16, round to nearest even
-                    u = grad_bits[c]
-                    grad_bits[c] = (u + _HALF + ((u >> _SIXTEEN) & _ONE)) >> _SIXTEEN
+                for c in range(channels):           # float32 -> bf16
+                    grad_bits[c] = _bf16_bits(grad_bits[c])
                 for q in range(4):
                     r, s = 2 * i + q // 2, 2 * j + q % 2
                     for c in range(channels):
@@ -157,10 +162,8 @@ def first_block_forward(x, w, b, out, arg):  # pragma: no cover - compiled
                     else:
                         best_value[c] = 0.0
                         arg[n, i, j, c] = -1
-                for c in range(channels):           # float32 -> bf16, round to nearest even
-                    u = best_bits[c]
-                    out[n, i, j, c] = np.uint16((u + _HALF + ((u >> _SIXTEEN) & _ONE))
-                                                >> _SIXTEEN)
+                for c in range(channels):           # float32 -> bf16
+                    out[n, i, j, c] = _bf16_bits(best_bits[c])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
