@@ -112,6 +112,19 @@ def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
         fit(dataclasses.replace(config, lr=0.5), tmp_path, resume=True)
 
 
+def test_resume_accepts_a_run_older_than_a_setting(tmp_path: Path) -> None:
+    # config.json written before `engine` existed: the run used what is now the default
+    config = seed_config("fc", epochs=2)
+    with pytest.raises(TrainingInterrupted):
+        fit(config, tmp_path, callbacks=[InterruptAfter(1)])
+    saved = json.loads((tmp_path / runs.CONFIG).read_text())
+    del saved["train"]["engine"]
+    (tmp_path / runs.CONFIG).write_text(json.dumps(saved))
+    assert fit(config, tmp_path, resume=True).metrics["epochs"] == 2
+    with pytest.raises(UserError, match="engine"):
+        fit(dataclasses.replace(config, engine="autograd"), tmp_path, resume=True)
+
+
 class BlowUpAfter(Callback):
     """Sets an absurd learning rate after epoch 1, so that epoch 2 diverges."""
 

@@ -92,4 +92,3 @@ def choose_openmp_wait(others: float | None = None, cores: int | None = None) ->
 def openmp_wait() -> dict[str, str | None]:
     """The OpenMP wait settings in force, for the record (config.json, bench)."""
     return {k.lower(): os.environ.get(k) for k in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
-

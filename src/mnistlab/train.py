@@ -24,7 +24,7 @@ import inspect
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +63,9 @@ class TrainConfig:
     schedule: str = "constant"         # constant | onecycle (cosine warm-up then decay, per step)
     label_smoothing: float = 0.0       # cross-entropy target smoothing, 0 <= x < 1
     augment: str = "none"              # none, or a kind known to mnistlab.augment.augment_batch
-    precision: str = "auto"            # fp32 | bf16 (autocast + channels_last) | auto: see below
-    engine: str = "auto"               # fused (bf16 seed-CNN family) | autograd | auto: see below
+    precision: str = "auto"            # fp32 | bf16 (see engine) | auto: see below
+    engine: str = "auto"               # fused (bf16 cnn family) | autograd (bf16: autocast +
+                                       # channels_last) | auto: see resolve_engine
     threads: int = 0                   # torch intra-op threads; 0: PyTorch's default (all cores)
     seed: int = 0                      # model init, batch order, augmentation
     limit: int = 0                     # train on the first N training images; 0: all
@@ -152,7 +153,7 @@ def autocast(precision: str) -> contextlib.AbstractContextManager[Any]:
 
 def resolve_engine(config: TrainConfig, model: nn.Module, precision: str) -> str:
     """``auto`` -> ``fused`` for the seed CNN's family in bf16 (mnistlab.fused: a hand-written
-    step checked against autograd, about 1.5x faster here), else ``autograd``."""
+    step checked against autograd, 1.9x faster than autocast here), else ``autograd``."""
     from mnistlab.fused import supports
 
     fits = precision == "bf16" and supports(model)
@@ -563,7 +564,8 @@ def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
         raise UserError(f"{run_dir / runs.CONFIG} has no training config; cannot resume it")
     mine = asdict(config)
     # a setting added after the run started ran with its default
-    saved = {f.name: f.default for f in fields(TrainConfig) if f.name not in saved} | saved
+    saved = {f.name: f.default for f in fields(TrainConfig)
+             if f.name not in saved and f.default is not MISSING} | saved
     diff = sorted(k for k in set(saved) | set(mine)
                   if k != "threads" and saved.get(k) != mine.get(k))
     if diff:
@@ -608,4 +610,3 @@ def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
                 if (isinstance(value, torch.Tensor) and value.shape == p.shape
                         and value.stride() != p.stride()):
                     state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
-
