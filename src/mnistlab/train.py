@@ -7,7 +7,9 @@
 
 fit() = prepare (data, model, optimizer, schedule; or restore a checkpoint) -> for each epoch:
 train_one_epoch -> evaluate -> save (checkpoint, weights, history) -> callbacks. Printing is a
-callback's job (``KerasLogger``); train_one_epoch and evaluate only return numbers.
+callback's job (``KerasLogger``); train_one_epoch and evaluate only return numbers. The config
+and its validation live in ``mnistlab.train_config`` (re-exported here), checkpoints and resume
+in ``mnistlab.train_resume``, the fused bf16 step for the seed CNN in ``mnistlab.fused``.
 
 Reproducibility: the model is initialised from ``torch.manual_seed(seed)``, the batch order from
 its own generator seeded with ``seed``, augmentation from another (``seed + 1``); all three
@@ -24,7 +26,7 @@ import inspect
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,98 +39,16 @@ from mnistlab import runs
 from mnistlab.data.batches import Batches, to_tensors
 from mnistlab.errors import UserError
 from mnistlab.machine import torch_threads
-
-OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
-SCHEDULES = ("constant", "onecycle")
-PRECISIONS = ("auto", "fp32", "bf16")
-ENGINES = ("auto", "fused", "autograd")
-
-
-@dataclass
-class TrainConfig:
-    """Everything that decides a training run; written into config.json as ``train``."""
-
-    model: str = "cnn"                 # a registered model name (mnistlab.models.available())
-    model_config: dict[str, Any] = field(default_factory=dict)  # keyword args of its factory
-    init: str = "keras"                # keras: Glorot-uniform weights, zero biases; torch: its own
-    dataset: str = "mnist"             # mnist | fashion-mnist
-    epochs: int = 5                    # passes over the training images
-    batch_size: int = 64               # 938 steps per epoch on 60,000 images (the last one short)
-    optimizer: str = "adam"            # sgd | adam | adamw | rmsprop
-    lr: float = 1e-3                   # learning rate; the peak rate with schedule "onecycle"
-    momentum: float = 0.0              # sgd / rmsprop momentum (Keras's SGD default: 0)
-    nesterov: bool = False             # sgd only
-    eps: float = 1e-7                  # adam/adamw/rmsprop epsilon: Keras 1e-7 (torch: 1e-8)
-    weight_decay: float = 0.0          # L2 (sgd, adam, rmsprop) or decoupled (adamw)
-    schedule: str = "constant"         # constant | onecycle (cosine warm-up then decay, per step)
-    label_smoothing: float = 0.0       # cross-entropy target smoothing, 0 <= x < 1
-    augment: str = "none"              # none, or a kind known to mnistlab.augment.augment_batch
-    precision: str = "auto"            # fp32 | bf16 (see engine) | auto: see below
-    engine: str = "auto"               # fused (bf16 cnn family) | autograd (bf16: autocast +
-                                       # channels_last) | auto: see resolve_engine
-    threads: int = 0                   # torch intra-op threads; 0: PyTorch's default (all cores)
-    seed: int = 0                      # model init, batch order, augmentation
-    limit: int = 0                     # train on the first N training images; 0: all
-    test_limit: int = 0                # evaluate on the first N test images; 0: all
-    eval_batch_size: int = 32          # Keras's evaluate default (313 steps); larger is no faster
-    eval_each_epoch: bool = True       # test loss/accuracy after every epoch (else only at the end)
-    preset: str | None = None          # the preset that filled this config, for the record
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise UserError(f"unknown training setting(s): {', '.join(unknown)}; "
-                            f"known: {', '.join(sorted(known))}")
-        return cls(**data)
-
-
-def validate(config: TrainConfig) -> None:
-    """Raise UserError for any setting that cannot train (before anything is written)."""
-    from mnistlab.models import available
-
-    if config.model not in available():
-        raise UserError(f"unknown model {config.model!r}; "
-                        f"choose one of: {', '.join(available())}")
-    if config.optimizer not in OPTIMIZERS:
-        raise UserError(f"unknown optimizer {config.optimizer!r}; "
-                        f"choose one of: {', '.join(OPTIMIZERS)}")
-    if config.schedule not in SCHEDULES:
-        raise UserError(f"unknown schedule {config.schedule!r}; "
-                        f"choose one of: {', '.join(SCHEDULES)}")
-    if config.precision not in PRECISIONS:
-        raise UserError(f"unknown precision {config.precision!r}; choose one of: "
-                  f"{', '.join(PRECISIONS)}")
-    if config.engine not in ENGINES:
-        raise UserError(f"unknown engine {config.engine!r}; choose one of: {', '.join(ENGINES)}")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value <= 0:
-            raise UserError(f"{name.replace('_', ' ')} must be a positive whole number, "
-                            f"got {value!r}")
-    for name in ("limit", "test_limit", "threads"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
-            raise UserError(f"{name.replace('_', ' ')} must be 0 or a positive whole number, "
-                      f"got {value!r}")
-    if not (math.isfinite(config.lr) and config.lr > 0):
-        raise UserError(f"learning rate must be a positive number, got {config.lr!r}")
-    for name in ("momentum", "weight_decay"):
-        value = getattr(config, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(f"{name.replace('_', ' ')} must be >= 0, got {value!r}")
-    if not 0 <= config.label_smoothing < 1:
-        raise UserError(f"label smoothing must be in [0, 1), got {config.label_smoothing!r}")
-    if config.init not in ("keras", "torch"):
-        raise UserError(f"unknown init {config.init!r}; choose keras or torch")
-    if _augmenter(config.augment) is not None:
-        import mnistlab.augment
-
-        kinds = getattr(mnistlab.augment, "KINDS", ())
-        if kinds and config.augment not in kinds:
-            raise UserError(f"unknown augmentation {config.augment!r}; choose none or one of: "
-                      f"{', '.join(kinds)}")
+from mnistlab.train_config import (  # noqa: F401  (re-exported: mnistlab.train.TrainConfig, ...)
+    ENGINES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    augmenter,
+    validate,
+)
+from mnistlab.train_resume import check_resumable, restore, save_epoch
 
 
 def resolve_precision(config: TrainConfig, model: nn.Module | None = None) -> str:
@@ -274,7 +194,7 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     ``engine`` (a ``mnistlab.fused`` step) replaces the forward, loss and backward when given.
     Raises TrainingDiverged on a non-finite loss, before the bad step is applied.
     """
-    augment_batch = _augmenter(augment)
+    augment_batch = augmenter(augment)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     start = time.perf_counter()
@@ -307,19 +227,6 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     seconds = time.perf_counter() - start
     return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen,
             "seconds": seconds, "steps": len(batches), "images": seen}
-
-
-def _augmenter(kind: str) -> Any:
-    if kind in ("none", "", None):
-        return None
-    try:
-        from mnistlab.augment import augment_batch
-    except ModuleNotFoundError as exc:
-        if exc.name != "mnistlab.augment":
-            raise
-        raise UserError(f"augmentation {kind!r} needs mnistlab.augment, "
-                        "which this installation lacks; use --augment none") from None
-    return augment_batch
 
 
 def _eval_batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
@@ -417,11 +324,11 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     if resume:
         if run_dir is None:
             raise UserError("resuming needs the run folder (--out DIR)")
-        _check_resumable(config, run_dir)
+        check_resumable(config, run_dir)
         runs.remove_partial_writes(run_dir)
         if (run_dir / runs.CHECKPOINT).exists():  # else no epoch had finished: start afresh
             ckpt = runs.load_checkpoint(run_dir)
-            _restore(ckpt, model, optimizer, scheduler, batches, augment_generator)
+            restore(ckpt, model, optimizer, scheduler, batches, augment_generator)
             history = list(ckpt.history)
             info["resumed_from"] = ckpt.epoch
     elif run_dir is not None:
@@ -461,7 +368,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             row = _history_row(epoch, train, this_epoch, optimizer)
             history.append(row)
             if run_dir is not None:
-                _save_epoch(run_dir, config.model, model_config, model, optimizer, scheduler,
+                save_epoch(run_dir, config.model, model_config, model, optimizer, scheduler,
                             batches, augment_generator, history)
                 saved = epoch
             for cb in callbacks:
@@ -541,72 +448,3 @@ def _final_metrics(config: TrainConfig, info: dict[str, Any], history: list[dict
         "train_images": info["train_images"], "test_images": info["test_images"],
         "run_dir": str(run_dir) if run_dir is not None else None,
     }
-
-
-def _save_epoch(run_dir: Path, model_name: str, model_config: dict[str, Any], model: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any, batches: Batches,
-                augment_generator: torch.Generator, history: list[dict[str, Any]]) -> None:
-    # The checkpoint is the resume point: written first, whole or not at all (atomic rename).
-    runs.save_checkpoint(run_dir, runs.Checkpoint(
-        epoch=len(history), model_state=model.state_dict(),
-        optimizer_state=optimizer.state_dict(),
-        scheduler_state=scheduler.state_dict() if scheduler is not None else None,
-        rng={"batches": batches.get_state(), "torch": torch.get_rng_state(),
-             "augment": augment_generator.get_state()},
-        history=history))
-    runs.save_weights(run_dir / runs.WEIGHTS, model, model_name, model_config)
-    runs.write_history(run_dir, history)
-
-
-def _check_resumable(config: TrainConfig, run_dir: Path) -> None:
-    saved = runs.read_config(run_dir).get("train")
-    if not isinstance(saved, dict):
-        raise UserError(f"{run_dir / runs.CONFIG} has no training config; cannot resume it")
-    mine = asdict(config)
-    # a setting added after the run started ran with its default
-    saved = {f.name: f.default for f in fields(TrainConfig)
-             if f.name not in saved and f.default is not MISSING} | saved
-    diff = sorted(k for k in set(saved) | set(mine)
-                  if k != "threads" and saved.get(k) != mine.get(k))
-    if diff:
-        shown = ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in diff)
-        raise UserError(f"cannot resume {run_dir}: it was started with different settings: "
-                        f"{shown}; resume without changing them")
-
-
-def _restore(ckpt: runs.Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, batches: Batches, augment_generator: torch.Generator) -> None:
-    try:
-        model.load_state_dict(ckpt.model_state, strict=True)
-        state = ckpt.optimizer_state
-        groups = []
-        for saved, fresh in zip(state["param_groups"], optimizer.state_dict()["param_groups"],
-                                strict=True):
-            # JSON turned tuples (Adam's betas) into lists; give them back their type.
-            groups.append({k: tuple(v) if isinstance(fresh.get(k), tuple) else v
-                           for k, v in saved.items()})
-        optimizer.load_state_dict({"state": state["state"], "param_groups": groups})
-        _match_param_layouts(optimizer)
-        if scheduler is not None:
-            scheduler.load_state_dict(ckpt.scheduler_state)
-        batches.set_state(ckpt.rng["batches"])
-        torch.set_rng_state(ckpt.rng["torch"])
-        augment_generator.set_state(ckpt.rng["augment"])
-    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        raise UserError(f"the checkpoint does not match this model/optimizer ({exc})") from None
-
-
-def _match_param_layouts(optimizer: torch.optim.Optimizer) -> None:
-    """Give each restored state tensor (Adam's moments, ...) its parameter's memory layout.
-
-    Checkpoints store tensors contiguous; a channels_last parameter then meets NCHW moments,
-    and fused optimizers walk all of a parameter's tensors in one memory order, which would
-    pair the wrong elements. Copying into ``empty_like(param)`` keeps the values, fixes the order.
-    """
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            for key, value in state.items():
-                if (isinstance(value, torch.Tensor) and value.shape == p.shape
-                        and value.stride() != p.stride()):
-                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
