@@ -23,16 +23,22 @@ TEST_LIMIT = 1_000   # test images
 LOOP_STEPS = 60      # custom-loop iterations
 
 
-@pytest.fixture(scope="session")
-def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("report")
+def _small_report(out, *flags: str) -> tuple[int, str]:
+    """`mnistlab report --quick` on the small subsets into ``out``: exit code and stdout."""
     stdout = io.StringIO()
     with contextlib.redirect_stdout(stdout):
         code = main(["report", "--quick", "--epochs", "1", "--limit", str(LIMIT),
                      "--test-limit", str(TEST_LIMIT), "--threads", "1",
-                     "--loop-steps", str(LOOP_STEPS), "--out", str(out), "--json"])
+                     "--loop-steps", str(LOOP_STEPS), "--out", str(out), *flags])
+    return code, stdout.getvalue()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report")
+    code, text = _small_report(out, "--json")
     assert code == 0
-    return out, stdout.getvalue()
+    return out, text
 
 
 @pytest.fixture(scope="session")
@@ -180,13 +186,8 @@ def test_overfitting_verdict_follows_the_curves():
 def test_reuse_redraws_from_the_finished_runs(built, report):
     # Last in the file: it re-writes the session's report (with the same numbers).
     out = built[0]
-    stdout = io.StringIO()
-    with contextlib.redirect_stdout(stdout):
-        code = main(["report", "--quick", "--epochs", "1", "--limit", str(LIMIT),
-                     "--test-limit", str(TEST_LIMIT), "--threads", "1",
-                     "--loop-steps", str(LOOP_STEPS), "--out", str(out), "--reuse"])
+    code, text = _small_report(out, "--reuse")
     assert code == 0
-    text = stdout.getvalue()
     assert text.count("reusing ") == 3 and "Epoch 1/1" not in text
     again = json.loads((out / "report.json").read_text())
     assert [r["test_accuracy"] for r in again["runs"]] == \
