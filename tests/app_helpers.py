@@ -1,5 +1,6 @@
 """Shared by the predict / export / serve / browser tests: a small trained run, and synthetic
-pictures of digits (from mnistlab.synth: MNIST digits rendered large, a phone-photo look-alike).
+pictures of digits (from mnistlab.perf.synth: MNIST digits rendered large, a phone-photo
+look-alike).
 
 The run is trained once per test session (cached here, since several test modules use it):
 the seed's FC on 20,000 MNIST training images for 1 epoch (Adam, batch 128): about 94% test
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from mnistlab.synth import encode, phone_photo, render_mnist
+from mnistlab.perf.synth import encode, phone_photo, render_mnist
 
 TRAIN_IMAGES = 20_000
 

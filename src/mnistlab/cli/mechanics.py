@@ -86,7 +86,7 @@ def _new_run_dir(out: Path | None, stem: str) -> Path:
 
 def loop(args: argparse.Namespace) -> int:
     from mnistlab.errors import UserError
-    from mnistlab.mechanics.loop_run import CURVE_PNG, LoopConfig, run_loop
+    from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, run_loop
 
     config = LoopConfig(model=args.model, steps=args.steps, batch_size=args.batch_size,
                         lr=args.lr, seed=args.seed, limit=args.limit, threads=args.threads,
@@ -131,7 +131,7 @@ def loop(args: argparse.Namespace) -> int:
 
 def scratch(args: argparse.Namespace) -> int:
     from mnistlab.mechanics.scratch import ScratchConfig, train_scratch
-    from mnistlab.train_log import epoch_line
+    from mnistlab.train.callbacks import epoch_line
 
     config = ScratchConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                            seed=args.seed, limit=args.limit, threads=args.threads,

@@ -41,7 +41,7 @@ def parse_model_config(text: str | None) -> dict:
 def summary(args: argparse.Namespace) -> int:
     from mnistlab.errors import UserError
     from mnistlab.models import build_model
-    from mnistlab.summary import render, summarize
+    from mnistlab.models.summary import render, summarize
 
     config = parse_model_config(args.config)
     try:
@@ -58,7 +58,7 @@ def summary(args: argparse.Namespace) -> int:
 
 def models(args: argparse.Namespace) -> int:
     from mnistlab.models import available
-    from mnistlab.presets import available_presets, describe
+    from mnistlab.train.presets import available_presets, describe
 
     names = available()
     presets = available_presets()

@@ -44,7 +44,7 @@ def _positive(name: str, value: int, *, zero_ok: bool = False) -> None:
 
 
 def bench(args: argparse.Namespace) -> int:
-    from mnistlab.bench import QUICK, BenchSize, run_bench
+    from mnistlab.perf.bench import QUICK, BenchSize, run_bench
 
     _positive("epochs", args.epochs)
     _positive("threads", args.threads, zero_ok=True)
@@ -81,7 +81,7 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def speedrun(args: argparse.Namespace) -> int:
-    from mnistlab.speedrun import run_speedrun
+    from mnistlab.perf.speedrun import run_speedrun
 
     _positive("seeds", args.seeds)
     _positive("threads", args.threads, zero_ok=True)

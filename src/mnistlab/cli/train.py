@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--schedule", help="constant | onecycle")
     p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment", help="none, or a kind of mnistlab.augment")
+    p.add_argument("--augment", help="none, or a kind of mnistlab.data.augment")
     p.add_argument("--seed", type=int, help="model init, batch order, augmentation")
     p.add_argument("--precision", help="fp32 | bf16 | auto (bf16 for conv nets on bf16 CPUs)")
     p.add_argument("--engine", help="fused (hand-written bf16 step for the cnn family) | "
@@ -82,8 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
     """TrainConfig from defaults (or a saved run's config), the preset, then the given flags."""
     from mnistlab.cli.models import parse_model_config
-    from mnistlab.presets import has_preset, preset_overrides
     from mnistlab.train import TrainConfig
+    from mnistlab.train.presets import has_preset, preset_overrides
 
     if saved is not None:
         values = dict(saved)
@@ -123,7 +123,7 @@ def train(args: argparse.Namespace) -> int:
     from mnistlab import runs
     from mnistlab.errors import UserError
     from mnistlab.train import TrainingInterrupted, fit, load_tensors, validate
-    from mnistlab.train_log import KerasLogger, TensorBoardLogger, tensorboard_available
+    from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
 
     if args.resume:
         if args.out is None:
@@ -174,7 +174,7 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train import TrainConfig, load_tensors, prepare_model
     from mnistlab.train import evaluate as evaluate_model
-    from mnistlab.train_log import eval_line
+    from mnistlab.train.callbacks import eval_line
 
     run_dir = _best_or(args.run)
     model = runs.load_model(run_dir)
@@ -200,7 +200,7 @@ def evaluate(args: argparse.Namespace) -> int:
 def _evaluate_ensemble(args: argparse.Namespace) -> int:
     import torch
 
-    from mnistlab.ensemble import evaluate_ensemble
+    from mnistlab.train.ensemble import evaluate_ensemble
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -96,8 +96,8 @@ def _run_description(run_dir: Path) -> str:
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.errors import UserError
-    from mnistlab.predict import load_predictor, predict_files
-    from mnistlab.preprocess import to_png
+    from mnistlab.inference.predict import load_predictor, predict_files
+    from mnistlab.inference.preprocess import to_png
 
     items = list(args.items)
     run = items.pop(0) if len(items) > 1 and _looks_like_run(items[0]) else None
@@ -140,7 +140,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab import console
-    from mnistlab.export import export_run
+    from mnistlab.inference.export import export_run
 
     r = export_run(args.run, args.out)
     console.say(f"wrote {r['onnx_path']} ({r['onnx_bytes'] / 1024:.0f} KiB, dynamic batch)")
@@ -188,7 +188,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
-    from mnistlab.serve.bench import bench_all
+    from mnistlab.perf.serve_bench import bench_all
 
     if args.requests < 1 or args.clients < 1:
         raise UserError("--requests and --clients must be at least 1")

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from mnistlab.mechanics import numpy_net
+from mnistlab.mechanics.bridge import load_into_torch
 from mnistlab.mechanics.numpy_net import PARAM_NAMES, Params
 
 AUTOGRAD_TOLERANCE = 1e-7
@@ -66,28 +67,6 @@ class GradcheckResult:
 def relative_error(a: np.ndarray, b: np.ndarray, floor: float) -> np.ndarray:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return np.abs(a - b) / np.maximum(np.maximum(np.abs(a), np.abs(b)), floor)
-
-
-def params_from_torch(model) -> Params:
-    """Copy an ``fc``-shaped torch model's two Linear layers into NumPy (in, out) layout."""
-    from torch import nn
-
-    first, second = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    as_np = lambda t: t.detach().cpu().double().numpy().copy()  # noqa: E731
-    return {"W1": as_np(first.weight).T.copy(), "b1": as_np(first.bias),
-            "W2": as_np(second.weight).T.copy(), "b2": as_np(second.bias)}
-
-
-def load_into_torch(params: Params, model) -> None:
-    """Write NumPy (in, out) parameters into an ``fc``-shaped torch model, in its own dtype."""
-    import torch
-    from torch import nn
-
-    first, second = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
-        for layer, w, b in ((first, "W1", "b1"), (second, "W2", "b2")):
-            layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(params[w].T)))
-            layer.bias.copy_(torch.from_numpy(params[b]))
 
 
 def torch_loss_and_grads(params: Params, x: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:

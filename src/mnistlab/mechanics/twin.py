@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistlab.mechanics.gradcheck import load_into_torch, params_from_torch
+from mnistlab.mechanics.bridge import load_into_torch, params_from_torch
 from mnistlab.mechanics.numpy_net import Params
 from mnistlab.models import build_model
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 from torch import nn
 
 from mnistlab.models import register
-from mnistlab.presets import register_preset
+from mnistlab.train.presets import register_preset
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10

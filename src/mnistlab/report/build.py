@@ -220,9 +220,9 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
 def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
            runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
     from mnistlab import runs
-    from mnistlab.presets import preset_overrides
     from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
-    from mnistlab.train_log import KerasLogger
+    from mnistlab.train.callbacks import KerasLogger
+    from mnistlab.train.presets import preset_overrides
 
     overrides = preset_overrides("seed", model)
     if cfg.epochs:
@@ -251,9 +251,9 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
 def _custom_loop(cfg: ReportConfig, out: Path) -> dict[str, Any]:
     """The explicit training loop (figure 6), through ``mnistlab.mechanics``; its run folder
     is ``<out>/runs/loop-seed<N>``."""
-    from mnistlab.report import loop
+    from mnistlab.report import loop_stage
 
-    return loop.run(steps=cfg.loop_steps, limit=cfg.limit, seed=cfg.first_seed,
-                    threads=cfg.threads, reuse=cfg.reuse,
-                    run_dir=out / "runs" / f"loop-seed{cfg.first_seed}",
-                    figure_path=out / "figures" / "fig6_custom_loop_loss.png")
+    return loop_stage.run(steps=cfg.loop_steps, limit=cfg.limit, seed=cfg.first_seed,
+                          threads=cfg.threads, reuse=cfg.reuse,
+                          run_dir=out / "runs" / f"loop-seed{cfg.first_seed}",
+                          figure_path=out / "figures" / "fig6_custom_loop_loss.png")

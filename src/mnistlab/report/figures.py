@@ -1,4 +1,4 @@
-"""The report's PNGs, drawn by ``mnistlab.plots`` from report.json's numbers and the CNN's
+"""The report's PNGs, drawn by ``mnistlab.report.plots`` from report.json's numbers and the CNN's
 test-set probabilities. Returns ``{name: {"path": "figures/<file>.png", "caption": ...}}``.
 """
 
@@ -9,8 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import plots
-from mnistlab.report import fmt
+from mnistlab.report import fmt, plots
 from mnistlab.report.seed import SEED
 
 RELIABILITY_MIN_COUNT = 10   # a bin with fewer predictions has a meaningless accuracy

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab import analysis as A
+from mnistlab.report import analysis as A
 from mnistlab.report import findings
 from mnistlab.report.seed import SEED
 
@@ -63,10 +63,10 @@ def _run_row(t: Any, labels: np.ndarray) -> dict[str, Any]:
 
 
 def _model_numbers(name: str, runs: list, labels: np.ndarray) -> dict[str, Any]:
-    from mnistlab import summary as S
     from mnistlab.models import build_model
+    from mnistlab.models import summary as S
     from mnistlab.train import TrainConfig
-    from mnistlab.train_log import epoch_line, eval_line
+    from mnistlab.train.callbacks import epoch_line, eval_line
 
     rows = [_run_row(t, labels) for t in runs]
 

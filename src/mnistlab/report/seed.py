@@ -21,7 +21,7 @@ SEED = {
     "steps_per_epoch": 938,            # figure 2: "938/938"
     "eval_steps": 313,                 # figure 2: "313/313"
     "fc_parameters": 101_770,          # figure 1
-    "fc_lr_text": 0.01,                # section 2.2 text (its logs fit 0.1; see presets.py)
+    "fc_lr_text": 0.01,                # section 2.2 text (its logs fit 0.1; see train/presets.py)
     "fc_train_accuracy": 0.9720,       # figure 2, epoch 5
     "fc_train_loss": 0.1013,           # figure 2, epoch 5
     "fc_test_accuracy": 0.9689,        # figure 2: "accuracy: 0.9689", 96.89%

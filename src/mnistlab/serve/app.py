@@ -27,8 +27,8 @@ from pydantic import BaseModel, Field
 
 from mnistlab import __version__
 from mnistlab.errors import UserError
-from mnistlab.predict import Predictor, load_predictor, predict_preprocessed
-from mnistlab.preprocess import (
+from mnistlab.inference.predict import Predictor, load_predictor, predict_preprocessed
+from mnistlab.inference.preprocess import (
     ImageTooLarge,
     NoInk,
     NotAnImage,

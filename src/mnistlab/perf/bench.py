@@ -1,0 +1,254 @@
+"""`mnistlab bench`: how fast the seed models train here, against Keras and against the machine.
+
+    result = run_bench(epochs=5)     # {"rows": [...], "peak_gflops": {...}, ...}
+
+In one process, on one machine:
+  1. the matmul peak (fp32 and bf16, square 1024 and 2048 matrices): the machine's limit;
+  2. the seed presets (fc, cnn) trained by ``mnistlab.train.fit``: PyTorch autograd in fp32, and
+     in bf16 autocast with channels_last; and the seed CNN through the fused bf16 step
+     (``mnistlab.fused``, what ``mnistlab train cnn`` uses by default);
+  3. when the reference environment (.bench-venv) exists, the same architectures and
+     hyperparameters in Keras 3 on TensorFlow (``keras_reference.py`` beside
+     this file, ``model.fit``, run by the Keras venv's own Python).
+Each row: images per second, training seconds, test accuracy, and the share of the machine's
+limit reached = images/s x training FLOPs per image / matmul peak of that precision. On a
+machine shared with other jobs, wall-clock figures shrink with the load; each row and the peak
+are therefore also measured in CPU seconds (``*_cpu`` keys), which the load barely changes.
+Training FLOPs per image are counted by ``torch.utils.flop_counter`` over one forward and
+backward pass (convolutions and matmuls; the seed CNN: about 72 MFLOP).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from mnistlab.machine import load_average, openmp_wait, torch_threads
+
+MODELS = ("fc", "cnn")
+# (precision, engine) rows per model; the fused engine trains only the cnn family
+VARIANTS = {"fc": (("fp32", "autograd"), ("bf16", "autograd")),
+            "cnn": (("fp32", "autograd"), ("bf16", "autograd"), ("bf16", "fused"))}
+# a standalone script (it imports no mnistlab) run by the Keras venv's own Python
+KERAS_SCRIPT = Path(__file__).with_name("keras_reference.py")
+KERAS_VENV = ".bench-venv"
+
+
+@dataclass
+class BenchSize:
+    epochs: int = 5            # the seed's 5 epochs
+    limit: int = 0             # training images (0: all 60,000)
+    test_limit: int = 0        # test images (0: all 10,000)
+    matmul_sizes: tuple[int, ...] = (1024, 2048)   # sides of the square matrices timed
+    matmul_seconds: float = 1.5                    # per size and precision
+
+
+QUICK = BenchSize(epochs=1, limit=512, test_limit=256, matmul_sizes=(256,), matmul_seconds=0.05)
+
+
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0
+                       ) -> dict[str, float]:
+    """GFLOP/s of an (n x n) @ (n x n) matmul (2 n^3 FLOPs) in ``dtype``, two ways.
+
+    ``wall``: the best wall time over ``seconds`` of repeats. ``cpu``: the best process CPU
+    time, spread over the threads in use (idle OpenMP threads spin briefly or sleep, see
+    ``mnistlab.machine.choose_openmp_wait``), which is what the machine would give without
+    other jobs. Medium matrices (1024) make each
+    repeat short, so some of them run undisturbed on a shared machine.
+    """
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)                                           # warm-up: oneDNN picks its kernel
+    threads = torch.get_num_threads()
+    best_wall = best_cpu = float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline or best_wall == float("inf"):
+        wall, cpu = time.perf_counter(), time.process_time()
+        torch.mm(a, b)
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    flops = 2 * n**3
+    return {"wall": flops / best_wall / 1e9,
+            "cpu": flops / max(best_cpu / threads, 1e-9) / 1e9}
+
+
+def training_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
+    """FLOPs of one training step (forward + backward), per image, as counted by PyTorch."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(batch, 1, 28, 28)
+    y = torch.zeros(batch, dtype=torch.int64)
+    was_training = model.training
+    model.train()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        F.cross_entropy(model(x), y).backward()
+    model.zero_grad(set_to_none=True)
+    model.train(was_training)
+    return counter.get_total_flops() / batch
+
+
+def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0,
+                   engine: str = "autograd") -> dict[str, Any]:
+    """Train ``model`` with its seed preset at ``precision`` through ``engine``; one bench row."""
+    from mnistlab.train import TrainConfig, fit, load_tensors
+    from mnistlab.train.presets import preset_overrides
+
+    overrides = preset_overrides("seed", model) | {
+        "precision": precision, "engine": engine, "epochs": size.epochs, "limit": size.limit,
+        "test_limit": size.test_limit, "threads": threads, "seed": 0,
+        "eval_each_epoch": False, "eval_batch_size": 1000}
+    config = TrainConfig(model=model, preset="seed", **overrides)
+    load_tensors(config)                                     # data loading is not training
+    start, cpu = time.perf_counter(), time.process_time()
+    result = fit(config)
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu
+    m = result.metrics
+    layout = "nhwc" if engine == "fused" else (
+        "channels_last" if precision == "bf16" and model == "cnn" else "nchw")
+    return {"model": model, "precision": precision, "engine": engine, "layout": layout,
+            "framework": "mnistlab", "epochs": m["epochs"], "batch_size": config.batch_size,
+            "images_per_second": m["images_per_second"], "train_seconds": m["train_seconds"],
+            "epoch_seconds": [round(r["seconds"], 3) for r in result.history],
+            "warmup_seconds": m.get("warmup_seconds"),
+            "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
+            "test_accuracy": m["test_accuracy"],
+            "parameters": m["parameters"], "threads": m["threads"]}
+
+
+def keras_available(root: Path) -> bool:
+    return (root / KERAS_VENV / "bin" / "python").exists() and KERAS_SCRIPT.exists()
+
+
+def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, threads: int = 0
+                ) -> dict[str, Any]:
+    """The same model and hyperparameters in Keras/TensorFlow, in the reference venv."""
+    cmd = [str(root / KERAS_VENV / "bin" / "python"), str(KERAS_SCRIPT),
+           "--data", str(data_file), "--model", model, "--epochs", str(size.epochs),
+           "--threads", str(threads)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"model": model, "precision": "fp32", "engine": "model.fit",
+                "framework": "keras", "images_per_second": None, "test_accuracy": None,
+                "error": tail}
+    out = json.loads(lines[-1])
+    return {"model": model, "precision": "fp32", "engine": "model.fit", "layout": "nhwc",
+            "framework": "keras",
+            "epochs": out["epochs"], "batch_size": out["batch_size"],
+            "images_per_second": out["images_per_second"], "train_seconds": out["wall_seconds"],
+            "wall_seconds": out["wall_seconds"], "cpu_seconds": out["cpu_seconds"],
+            "epoch_seconds": out.get("epoch_seconds"),
+            "test_accuracy": out["test_accuracy"], "parameters": out["parameters"],
+            "threads": threads or os.cpu_count(),
+            "versions": out["versions"]}
+
+
+def _write_npz(path: Path, size: BenchSize) -> None:
+    from mnistlab.data import load_dataset
+
+    x_train, y_train = load_dataset("mnist", "train")
+    x_test, y_test = load_dataset("mnist", "test")
+    n, nt = size.limit or len(x_train), size.test_limit or len(x_test)
+    np.savez(path, x_train=x_train[:n], y_train=y_train[:n], x_test=x_test[:nt],
+             y_test=y_test[:nt])
+
+
+def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int = 0,
+              root: Path | None = None, on_row: Any = None) -> dict[str, Any]:
+    """The whole comparison; ``on_row(row)`` is called as each row finishes."""
+    from mnistlab.models import build_model
+
+    size = size or BenchSize()
+    root = root or _repository_root()
+    with torch_threads(threads):
+        # the best of a medium and a large matrix: large ones run nearer the limit on an idle
+        # machine, medium ones more often escape preemption on a busy one
+        peak = {}
+        for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+            tries = [matmul_peak_gflops(dt, n, size.matmul_seconds) for n in size.matmul_sizes]
+            peak[p] = {k: max(t[k] for t in tries) for k in ("wall", "cpu")}
+    flops = {m: training_flops_per_image(build_model(m)) for m in MODELS}
+
+    rows: list[dict[str, Any]] = []
+
+    def add(row: dict[str, Any]) -> None:
+        # share of the limit = achieved FLOP/s / matmul peak, both measured the same way:
+        # wall-clock (what this run saw) and CPU time (what an idle machine would give)
+        ips = row.get("images_per_second")
+        p = peak["bf16" if row["precision"] == "bf16" else "fp32"]
+        f = flops[row["model"]]
+        row["train_mflop_per_image"] = round(f / 1e6, 3)
+        row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if ips else None
+        if ips and row.get("cpu_seconds"):
+            images = row["epochs"] * (size.limit or 60000)
+            row["images_per_cpu_second"] = round(images / row["cpu_seconds"], 1)
+            row["share_of_peak_cpu"] = round(
+                row["images_per_cpu_second"] * row["threads"] * f / (p["cpu"] * 1e9), 4)
+        rows.append(row)
+        if on_row is not None:
+            on_row(row)
+
+    for model in MODELS:
+        for precision, engine in VARIANTS[model]:
+            add(bench_mnistlab(model, precision, size, threads, engine))
+    has_keras = keras and keras_available(root)
+    if has_keras:
+        with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
+            data_file = Path(tmp) / "mnist.npz"
+            _write_npz(data_file, size)
+            for model in MODELS:
+                add(bench_keras(model, size, root, data_file, threads))
+
+    for row in rows:
+        ref = _find(rows, row["model"], "keras") or {}
+        row["ratio_vs_keras"] = _ratio(row.get("images_per_second"),
+                                       ref.get("images_per_second"))
+        row["ratio_vs_keras_cpu"] = _ratio(row.get("images_per_cpu_second"),
+                                           ref.get("images_per_cpu_second"))
+    fastest = max((r for r in rows if r["model"] == "cnn" and r["framework"] == "mnistlab"),
+                  key=lambda r: r["images_per_second"] or 0)
+    keras_cnn = _find(rows, "cnn", "keras")
+    return {
+        "rows": rows,
+        "cnn_speedup_vs_keras": _ratio(fastest["images_per_second"],
+                                       keras_cnn and keras_cnn.get("images_per_second")),
+        "cnn_speedup_vs_keras_cpu": fastest.get("ratio_vs_keras_cpu"),
+        "cnn_fastest_precision": fastest["precision"],
+        "cnn_fastest_engine": fastest["engine"],
+        "keras": "measured" if has_keras else f"skipped: {KERAS_VENV} not found (make bench)",
+        "peak_gflops": {k: round(v["wall"], 1) for k, v in peak.items()},
+        "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},
+        "epochs": size.epochs, "train_images": size.limit or 60000,
+        "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
+        "load_average": load_average(), "openmp_wait": openmp_wait(),
+    }
+
+
+def _repository_root() -> Path:
+    """The checkout holding .bench-venv: the current folder, else this package's."""
+    here = Path(__file__).resolve().parents[3]          # src/mnistlab/perf/bench.py -> root
+    return next((p for p in (Path.cwd(), here) if keras_available(p)), Path.cwd())
+
+
+def _find(rows: list[dict[str, Any]], model: str, framework: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["model"] == model and r["framework"] == framework), None)
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 2) if a and b else None
+
+
+if __name__ == "__main__":  # pragma: no cover - a convenience, the CLI is `mnistlab bench`
+    json.dump(run_bench(QUICK), sys.stdout)

@@ -1,0 +1,138 @@
+"""A run folder's files: their names, creating and finding the folder, its JSON files.
+
+Every reader turns a missing, foreign or damaged file into a ``UserError`` (one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from mnistlab import atomic
+from mnistlab.errors import UserError
+from mnistlab.paths import runs_dir
+
+CONFIG = "config.json"
+
+
+WEIGHTS = "model.safetensors"
+
+
+CHECKPOINT = "checkpoint.safetensors"
+
+
+HISTORY_CSV = "history.csv"
+
+
+HISTORY_JSON = "history.json"
+
+
+METRICS = "metrics.json"
+
+
+def new_run_dir(stem: str, root: str | os.PathLike[str] | None = None) -> Path:
+    """Create and return a fresh folder ``root/<stem>-<UTC time>`` (never an existing one)."""
+    base = Path(root) if root is not None else runs_dir()
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    for i in range(1000):
+        path = base / (f"{stem}-{stamp}" + (f"-{i}" if i else ""))
+        try:
+            path.mkdir(parents=True, exist_ok=False)
+            return path
+        except FileExistsError:
+            continue
+    raise UserError(f"could not create a new run folder under {base}")
+
+
+def resolve_run(run: str | os.PathLike[str]) -> Path:
+    """A run folder from a path, or from a name under the runs folder; UserError if not a run."""
+    path = Path(run).expanduser()
+    if not path.exists() and not path.is_absolute():
+        candidate = runs_dir() / path
+        if candidate.exists():
+            path = candidate
+    if not path.exists():
+        raise UserError(f"run {str(run)!r} not found: expected a run folder (as written by "
+                        f"`mnistlab train`) or a name under {runs_dir()}")
+    if path.is_file():
+        raise UserError(f"{path} is a file; expected a run folder holding {CONFIG} and {WEIGHTS}")
+    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
+        raise UserError(f"{path} is not an mnistlab run: it lacks {CONFIG} or {WEIGHTS}; "
+                        "train one with `mnistlab train MODEL`")
+    return path.resolve()
+
+
+def resolve_resumable(run: str | os.PathLike[str]) -> Path:
+    """The folder of a started run (config.json present; weights may not be, yet)."""
+    path = Path(run).expanduser()
+    if not path.is_dir():
+        raise UserError(f"cannot resume {str(run)!r}: no such run folder")
+    if not (path / CONFIG).is_file():
+        raise UserError(f"cannot resume {path}: it is not an mnistlab run (no {CONFIG})")
+    return path.resolve()
+
+
+def remove_partial_writes(run_dir: Path) -> None:
+    """Delete temp files that a killed process left mid-write (atomic writes' ``.NAME.*.tmp``)."""
+    for tmp in Path(run_dir).glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
+def write_config(run_dir: Path, config: dict[str, Any]) -> None:
+    atomic.write_json(Path(run_dir) / CONFIG, config)
+
+
+def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    return _read_json(Path(run_dir) / CONFIG, "config")
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: the run has no {what} file "
+                        "(was it interrupted before finishing?)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a readable {what} file ({exc}); "
+                        "re-run the training that wrote it") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not an mnistlab {what} file (expected a JSON object)")
+    return data
+
+
+def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    run_dir = Path(run_dir)
+    atomic.write_json(run_dir / HISTORY_JSON, rows)
+    buf = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    atomic.write_text(run_dir / HISTORY_CSV, buf.getvalue())
+
+
+def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    path = Path(run_dir) / HISTORY_JSON
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UserError(f"{path} not found: the run has no finished epoch yet") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path} is not a readable history file ({exc})") from None
+    if not isinstance(rows, list):
+        raise UserError(f"{path} is not an mnistlab history file (expected a JSON list)")
+    return rows
+
+
+def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
+    atomic.write_json(Path(run_dir) / METRICS, metrics)
+
+
+def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """metrics.json of a finished run (test_accuracy, test_loss, train_accuracy, ...)."""
+    return _read_json(Path(run_dir) / METRICS, "metrics")

@@ -1,0 +1,115 @@
+"""model.safetensors: a run's weights with the model's name and config as metadata, never
+pickled; ``load_model`` rebuilds the architecture its metadata names."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save as safetensors_bytes
+from torch import nn
+
+from mnistlab import __version__, atomic
+from mnistlab.errors import UserError
+from mnistlab.models import build_model
+from mnistlab.runs.files import (
+    WEIGHTS,
+    read_config,
+    resolve_run,
+    write_config,
+    write_history,
+    write_metrics,
+)
+
+FORMAT = "mnistlab-model-1"          # metadata["format"] of model.safetensors
+
+
+def _state_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
+    # safetensors needs contiguous, unshared tensors; channels_last weights are not contiguous.
+    return {prefix + k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def weights_bytes(model: nn.Module, model_name: str, model_config: dict[str, Any]) -> bytes:
+    """model.safetensors as bytes: the state dict, plus what is needed to rebuild the model."""
+    metadata = {"format": FORMAT, "model": model_name,
+                "model_config": json.dumps(model_config, sort_keys=True),
+                "mnistlab": __version__, "torch": torch.__version__}
+    return safetensors_bytes(_state_tensors(model), metadata=metadata)
+
+
+def save_weights(path: str | os.PathLike[str], model: nn.Module, model_name: str,
+                 model_config: dict[str, Any]) -> None:
+    atomic.write_bytes(path, weights_bytes(model, model_name, model_config))
+
+
+def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the metadata of a safetensors file; UserError if missing or damaged."""
+    if not path.is_file():
+        raise UserError(f"{path} not found")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
+    except Exception as exc:  # safetensors raises its own error types, and OSError
+        raise UserError(f"{path} is damaged or not a safetensors file ({one_line(exc)}); "
+                        "re-run the training that wrote it") from None
+    return tensors, metadata
+
+
+def load_model(run: str | os.PathLike[str]) -> nn.Module:
+    """The trained model of a run folder (or of a model.safetensors file), in eval mode.
+
+    Raises UserError when the folder is not a run, the file is damaged, or the weights do not
+    fit the architecture that its metadata names.
+    """
+    path = Path(run).expanduser()
+    if path.is_file():
+        weights, config_model = path, None
+    else:
+        run_dir = resolve_run(run)
+        weights, config_model = run_dir / WEIGHTS, read_config(run_dir).get("model")
+    tensors, metadata = read_safetensors(weights)
+    if metadata.get("format") != FORMAT or "model" not in metadata:
+        raise UserError(f"{weights} is not an mnistlab model file (its metadata lacks "
+                        f"format={FORMAT!r}); expected the model.safetensors of an mnistlab run")
+    name = metadata["model"]
+    if config_model is not None and config_model != name:
+        raise UserError(f"{weights} holds a {name!r} model but the run's config.json says "
+                        f"{config_model!r}; the folder mixes two runs")
+    try:
+        model_config = json.loads(metadata.get("model_config", "{}"))
+    except json.JSONDecodeError:
+        raise UserError(f"{weights} has an unreadable model_config in its metadata") from None
+    model = build_model(name, **model_config)
+    try:
+        model.load_state_dict(tensors, strict=True)
+    except RuntimeError as exc:
+        raise UserError(f"{weights} does not hold weights of model {name!r} "
+                        f"({one_line(exc)}); the file belongs to another architecture") from None
+    return model.eval()
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def save_run(run_dir: str | os.PathLike[str], *, model: nn.Module, model_name: str,
+             model_config: dict[str, Any], config: dict[str, Any] | None = None,
+             history: list[dict[str, Any]] | None = None,
+             metrics: dict[str, Any] | None = None) -> Path:
+    """Write a whole run folder (the parts given); returns the folder."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        write_config(run_dir, config)
+    save_weights(run_dir / WEIGHTS, model, model_name, model_config)
+    if history is not None:
+        write_history(run_dir, history)
+    if metrics is not None:
+        write_metrics(run_dir, metrics)
+    return run_dir

@@ -1,0 +1,34 @@
+"""Training: one typed config, presets, a loop in named phases, numbers returned, not printed.
+
+    config = TrainConfig(model="cnn", **preset_overrides("seed", "cnn"))
+    result = fit(config, run_dir)                 # trains, checkpoints each epoch, writes the run
+    evaluate(model, x, y)                         # {"test_loss": ..., "test_accuracy": ...}
+    predict_proba(model, images)                  # np.ndarray (N, 10), rows sum to 1
+
+Modules: ``config`` (TrainConfig and its validation), ``presets`` (named recipes), ``data``
+(a dataset's tensors), ``build`` (model, optimizer, schedule), ``precision`` (precision and
+engine), ``phases`` (one epoch, evaluate, predict), ``fit`` (the run), ``resume`` (checkpoints),
+``callbacks`` (what a run shows while it runs), ``ensemble`` (several runs averaged).
+"""
+
+from mnistlab.train.build import build, make_optimizer, make_scheduler
+from mnistlab.train.config import (
+    ENGINES,
+    OPTIMIZERS,
+    PRECISIONS,
+    SCHEDULES,
+    TrainConfig,
+    augmenter,
+    validate,
+)
+from mnistlab.train.data import load_tensors
+from mnistlab.train.fit import Callback, FitResult, TrainingInterrupted, fit
+from mnistlab.train.phases import TrainingDiverged, evaluate, predict_proba, train_one_epoch
+from mnistlab.train.precision import autocast, prepare_model, resolve_engine, resolve_precision
+
+__all__ = [
+    "ENGINES", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "Callback", "FitResult", "TrainConfig",
+    "TrainingDiverged", "TrainingInterrupted", "augmenter", "autocast", "build", "evaluate",
+    "fit", "load_tensors", "make_optimizer", "make_scheduler", "predict_proba",
+    "prepare_model", "resolve_engine", "resolve_precision", "train_one_epoch", "validate",
+]

@@ -1,0 +1,175 @@
+"""The fast recipes, augmentation, bench, speedrun and ensembles, on tiny budgets.
+
+Speed is measured by commands (`mnistlab bench`, `mnistlab speedrun`), never by tests: these
+check that each piece computes the right thing, on a few thousand real MNIST images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from mnistlab.cli import main
+from mnistlab.data.augment import KINDS, augment_batch
+from mnistlab.errors import UserError
+from mnistlab.models import build_model
+from mnistlab.train import TrainConfig, fit
+from mnistlab.train.ensemble import accuracy, average_probabilities, evaluate_ensemble
+from mnistlab.train.presets import preset_overrides
+
+TINY = {"limit": 2000, "test_limit": 1000, "threads": 1}
+
+
+def images(n: int = 8) -> torch.Tensor:
+    from mnistlab.data import load_dataset
+    from mnistlab.data.batches import to_tensors
+
+    x, y = load_dataset("mnist", "train")
+    return to_tensors(np.array(x[:n]), np.array(y[:n]))[0]          # (n, 1, 28, 28)
+
+
+# --- augmentation ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_augment_keeps_shape_dtype_and_range(kind: str) -> None:
+    x = images()
+    out = augment_batch(x, kind, torch.Generator().manual_seed(0))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    assert out.min() >= 0 and out.max() <= 1 + 1e-6                 # bilinear: a convex mix
+
+
+def test_augment_is_deterministic_for_a_seed_and_varies_across_seeds() -> None:
+    x = images()
+    a = augment_batch(x, "affine", torch.Generator().manual_seed(1))
+    b = augment_batch(x, "affine", torch.Generator().manual_seed(1))
+    c = augment_batch(x, "affine", torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+    assert not torch.equal(a, x)
+
+
+def test_augment_none_is_identity_and_shift_moves_ink_but_keeps_most_of_it() -> None:
+    x = images()
+    assert augment_batch(x, "none", None) is x
+    shifted = augment_batch(x, "shift", torch.Generator().manual_seed(0))
+    # a shift of up to 2 px keeps the digit inside the frame: total ink barely changes
+    ratio = shifted.sum((1, 2, 3)) / x.sum((1, 2, 3))
+    assert torch.all((ratio > 0.85) & (ratio < 1.15))
+    assert not torch.allclose(shifted, x)
+
+
+def test_augment_rejects_unknown_kind() -> None:
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        augment_batch(images(2), "flip", None)
+
+
+# --- models and recipes ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["speedrun", "best"])
+def test_fast_models_map_images_to_logits(name: str) -> None:
+    model = build_model(name)
+    assert model(torch.rand(3, 1, 28, 28)).shape == (3, 10)
+
+
+@pytest.mark.parametrize("name", ["speedrun", "best"])
+def test_recipe_trains_on_a_tiny_budget(name: str) -> None:
+    # 2,000 images: one epoch (16 steps) for speedrun; best's augmentation and BatchNorm
+    # running statistics need a second one before its test accuracy means anything
+    epochs = 1 if name == "speedrun" else 2
+    overrides = preset_overrides(name, name) | TINY | {"epochs": epochs}
+    result = fit(TrainConfig(model=name, preset=name, **overrides))
+    m = result.metrics
+    # far above chance (10%), and the loss fell below its starting value (ln 10)
+    assert m["test_accuracy"] > 0.6
+    assert m["train_loss"] < math.log(10)
+    assert m["precision"] == "bf16"
+
+
+# --- ensembles -------------------------------------------------------------------------------
+
+def test_average_probabilities_on_known_values() -> None:
+    a = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    b = np.array([[0.5, 0.5], [0.6, 0.4], [0.0, 1.0]])
+    mean = average_probabilities([a, b])
+    np.testing.assert_allclose(mean, [[0.7, 0.3], [0.4, 0.6], [0.3, 0.7]])
+    # each member gets 2 of 3 right; the average gets all 3
+    labels = np.array([0, 1, 1])
+    assert accuracy(a, labels) == pytest.approx(2 / 3)
+    assert accuracy(b, labels) == pytest.approx(2 / 3)
+    assert accuracy(mean, labels) == 1.0
+
+
+def test_average_probabilities_rejects_mismatched_members() -> None:
+    with pytest.raises(ValueError):
+        average_probabilities([np.zeros((2, 10)), np.zeros((3, 10))])
+    with pytest.raises(ValueError):
+        average_probabilities([])
+
+
+def test_ensemble_of_two_runs(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    dirs = []
+    for seed in (0, 1):
+        overrides = preset_overrides("speedrun", "speedrun") | TINY | {"seed": seed}
+        fit(TrainConfig(model="speedrun", **overrides), tmp_path / f"s{seed}")
+        dirs.append(tmp_path / f"s{seed}")
+    result = evaluate_ensemble(dirs, test_limit=1000)
+    members = [m["test_accuracy"] for m in result["members"]]
+    assert len(members) == 2 and result["test_images"] == 1000
+    assert result["test_accuracy"] >= min(members) - 0.01         # averaging rarely hurts
+    with pytest.raises(UserError):
+        evaluate_ensemble(dirs[:1])
+    # the CLI: `mnistlab evaluate --ensemble RUN RUN` (full test set)
+    assert main(["evaluate", "--ensemble", *map(str, dirs), "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["test_images"] == 10_000 and len(out["members"]) == 2
+    assert main(["evaluate"]) == 2
+    assert "--ensemble" in capsys.readouterr().err
+
+
+# --- bench and speedrun ------------------------------------------------------------------------
+
+def test_matmul_peak_and_flop_count() -> None:
+    from mnistlab.perf.bench import matmul_peak_gflops, training_flops_per_image
+
+    peak = matmul_peak_gflops(torch.float32, 128, 0.01)
+    assert peak["wall"] > 0.1 and peak["cpu"] > 0.1
+    # the seed CNN: ~12.0 M multiply-adds forward = 24 MFLOP; training = 3x that, ~72 MFLOP
+    flops = training_flops_per_image(build_model("cnn"))
+    assert 60e6 < flops < 80e6
+
+
+@pytest.mark.timeout(120)
+def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "--quick", "--no-keras", "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = result["rows"]
+    assert {(r["model"], r["precision"], r["engine"]) for r in rows} == {
+        (m, p, "autograd") for m in ("fc", "cnn") for p in ("fp32", "bf16")} | {
+        ("cnn", "bf16", "fused")}
+    for r in rows:
+        assert r["framework"] == "mnistlab"
+        assert r["images_per_second"] > 0 and 0 <= r["test_accuracy"] <= 1
+        assert r["share_of_peak"] > 0 and r["cpu_seconds"] > 0        # load-dependent: no cap
+        assert r["images_per_cpu_second"] > 0 and r["ratio_vs_keras"] is None
+    assert result["peak_gflops"]["fp32"] > 0
+    assert "cnn_speedup_vs_keras" in result             # None without the reference venv
+
+
+def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["speedrun", "--seeds", "2", "--limit", "1000", "--threads", "1", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [s["seed"] for s in result["seeds"]] == [0, 1]
+    for s in result["seeds"]:
+        assert s["train_seconds"] > 0 and 0.1 < s["test_accuracy"] <= 1
+    assert result["mean_test_accuracy"] == pytest.approx(
+        sum(s["test_accuracy"] for s in result["seeds"]) / 2)
+    assert result["data_seconds"] >= 0
+
+
+def test_speedrun_rejects_zero_seeds(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["speedrun", "--seeds", "0"]) == 2
+    assert "--seeds" in capsys.readouterr().err
