@@ -1,0 +1,88 @@
+"""Ink detection follows the picture: faint but clear strokes are ink, blank paper is not.
+
+The pictures are MNIST test digits drawn large as a scanner or a phone would see them: pencil
+grey on white, low-contrast scans, uneven light, JPEG; and blank sheets with the same noise.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image, ImageFilter
+
+from mnistlab.data import load_dataset
+from mnistlab.inference.preprocess import NoInk, preprocess
+
+
+@pytest.fixture(scope="module")
+def digits() -> np.ndarray:
+    return load_dataset("mnist", "test")[0][:3]
+
+
+def encode(gray: np.ndarray, fmt: str = "PNG", blur: float = 0.0, **save: object) -> bytes:
+    img = Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8))
+    if blur:
+        img = img.filter(ImageFilter.GaussianBlur(blur))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **save)
+    return buf.getvalue()
+
+
+def scan(digit: np.ndarray, *, paper: float = 0.97, ink: float = 0.88, noise: float = 0.004,
+         gradient: float = 0.0, seed: int = 0) -> np.ndarray:
+    """The digit 10x larger, as grey ``ink`` on ``paper`` with sensor noise and light falling
+    off by ``gradient`` across the sheet; float (360, 360) in [0, 1]."""
+    rng = np.random.default_rng(seed)
+    big = np.asarray(Image.fromarray(digit).resize((280, 280), Image.Resampling.BICUBIC),
+                     dtype=np.float32) / 255.0
+    strokes = np.zeros((360, 360), np.float32)
+    strokes[40:320, 40:320] = big
+    xx = np.mgrid[0:360, 0:360][1] / 360
+    return paper - gradient * xx - (paper - ink) * strokes + rng.normal(0, noise, strokes.shape)
+
+
+FAINT = {
+    "pencil": dict(ink=0.88),
+    "faint pencil": dict(ink=0.92),
+    "very faint pencil": dict(ink=0.94, noise=0.003),
+    "low-contrast scan": dict(paper=0.85, ink=0.72, noise=0.01),
+    "uneven light": dict(ink=0.86, gradient=0.3, noise=0.006),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAINT))
+def test_faint_strokes_are_ink(digits, kind):
+    for seed, digit in enumerate(digits):
+        pre = preprocess(encode(scan(digit, seed=seed, **FAINT[kind]), blur=0.8))
+        assert pre.inverted
+        corr = np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1]
+        assert corr > 0.7, (kind, seed, corr)      # the digit itself, not noise
+
+
+def test_faint_strokes_survive_jpeg(digits):
+    pre = preprocess(encode(scan(digits[1], ink=0.9), "JPEG", blur=0.8, quality=80))
+    assert np.corrcoef(pre.image.ravel(), digits[1].ravel() / 255.0)[0, 1] > 0.7
+
+
+def _blanks() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:300, 0:300] / 300
+    return {
+        "white": np.ones((300, 300)),
+        "white, noisy": 0.97 + rng.normal(0, 0.01, xx.shape),
+        "grey, very noisy": 0.5 + rng.normal(0, 0.05, xx.shape),
+        "clean but faintly noisy": 0.9 + rng.normal(0, 0.003, xx.shape),
+        "lighting gradient": 0.5 + 0.4 * xx,
+        "gradient and noise": 0.5 + 0.4 * xx + rng.normal(0, 0.02, xx.shape),
+        "vignette": 0.95 - 0.4 * ((xx - 0.5) ** 2 + (yy - 0.5) ** 2),
+        "light in waves": 0.9 + 0.05 * np.sin(xx * 6) + rng.normal(0, 0.01, xx.shape),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(_blanks()))
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_blank_or_flat_pictures_are_refused(name, fmt):
+    with pytest.raises(NoInk, match="no ink found"):
+        preprocess(encode(_blanks()[name], fmt, **({"quality": 85} if fmt == "JPEG" else {})))
