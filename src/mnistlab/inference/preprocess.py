@@ -336,6 +336,12 @@ def _shrink(ink: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 def preprocess_gray(gray: np.ndarray) -> Preprocessed:
     """A grayscale picture (H, W) float in [0, 1] -> the MNIST-style 28x28."""
     ink, mask, inverted = ink_image(gray)
+    return crop_to_mnist(ink, mask, inverted)
+
+
+def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False) -> Preprocessed:
+    """The ink of one digit (``ink_image``'s scaled ink and mask, or a piece of them) ->
+    ``Preprocessed``: cropped to the mask, thin strokes widened, scaled and centred."""
     top, left, bottom, right = _bbox(mask)
     notes: list[str] = []
     long_side = max(bottom - top, right - left)

@@ -1,0 +1,117 @@
+"""A written number is read as its digits, left to right; one digit behaves as before."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from app_helpers import trained_run  # noqa: F401  (fixture)
+from PIL import Image
+
+from mnistlab.data import load_dataset
+from mnistlab.inference.number import find_digits, read_number
+from mnistlab.inference.predict import load_predictor
+from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
+
+SCALE = 8            # each 28x28 digit drawn at 224 px
+
+
+@pytest.fixture(scope="module")
+def test_digits() -> tuple[np.ndarray, np.ndarray]:
+    return load_dataset("mnist", "test")
+
+
+def compose(digits: list[np.ndarray], gaps: list[int], margin: int = 40) -> np.ndarray:
+    """MNIST digits side by side as dark ink on white paper, float (H, W) in [0, 1].
+
+    ``gaps[i]`` is the space in px between digit i's ink and digit i+1's (negative: touching,
+    overlapping by that much)."""
+    big = [np.asarray(Image.fromarray(d).resize((28 * SCALE, 28 * SCALE),
+                                                Image.Resampling.BICUBIC), np.float32) / 255
+           for d in digits]
+    cols = [np.flatnonzero(b.max(axis=0) > 0.1) for b in big]
+    crops = [b[:, c[0]:c[-1] + 1] for b, c in zip(big, cols, strict=True)]
+    width = sum(c.shape[1] for c in crops) + sum(gaps) + 2 * margin
+    ink = np.zeros((28 * SCALE + 2 * margin, width), np.float32)
+    x = margin
+    for i, crop in enumerate(crops):
+        region = ink[margin:margin + crop.shape[0], x:x + crop.shape[1]]
+        np.maximum(region, crop, out=region)
+        x += crop.shape[1] + (gaps[i] if i < len(gaps) else 0)
+    return 1.0 - ink
+
+
+def png(gray: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("count", [2, 3, 4])
+def test_separate_digits_are_found_left_to_right(test_digits, count):
+    images, labels = test_digits
+    for start in range(0, 30, count):
+        idx = list(range(start, start + count))
+        pieces = find_digits(compose([images[i] for i in idx], [30] * (count - 1)))
+        assert len(pieces) == count, (idx, labels[idx])
+        lefts = [p.bbox[1] for p in pieces]
+        assert lefts == sorted(lefts)
+
+
+def test_each_found_digit_is_that_digit(test_digits):
+    # Each piece's 28x28 is the digit's own MNIST-style image: close to preprocessing it alone.
+    images, _ = test_digits
+    gray = compose([images[0], images[1], images[2]], [40, 40])
+    for piece, digit in zip(find_digits(gray), images[:3], strict=True):
+        alone = preprocess_gray(compose([digit], [])).image
+        assert np.abs(piece.pre.image - alone).mean() < 0.03
+
+
+def test_touching_digits_are_split_where_the_ink_is_thin(test_digits):
+    images, labels = test_digits
+    found = []
+    for start in range(0, 40, 2):
+        gray = compose([images[start], images[start + 1]], [-4])      # strokes touch
+        found.append(len(find_digits(gray)))
+    assert np.mean([n == 2 for n in found]) >= 0.8, found
+
+
+def test_a_lifted_stroke_stays_one_digit():
+    # A "5" whose top bar is drawn apart from its body: two strokes, one column, one digit.
+    gray = np.ones((300, 240), np.float32)
+    gray[40:56, 60:190] = 0.0                       # the lifted top bar
+    gray[70:250, 60:78] = 0.0                       # the stem, below the bar
+    gray[150:166, 60:180] = 0.0
+    gray[150:250, 164:180] = 0.0
+    gray[234:250, 60:180] = 0.0
+    assert len(find_digits(gray)) == 1
+
+
+def test_one_digit_reads_as_preprocess_does(test_digits):
+    images, _ = test_digits
+    gray = compose([images[7]], [])
+    (piece,) = find_digits(gray)
+    assert np.array_equal(piece.pre.image, preprocess_gray(gray).image)
+
+
+def test_number_is_read_with_each_digit_and_its_probability(test_digits, trained_run):
+    images, labels = test_digits
+    predictor = load_predictor(trained_run)
+    right = 0
+    for start in range(0, 60, 3):
+        reading = read_number(predictor, png(compose(list(images[start:start + 3]), [36, 36])))
+        want = "".join(str(int(v)) for v in labels[start:start + 3])
+        assert len(reading.digits) == 3
+        assert all(0.0 < d.probability <= 1.0 for d in reading.digits)
+        assert all(abs(sum(d.probabilities) - 1.0) < 1e-5 for d in reading.digits)
+        right += reading.number == want
+    # a ~94% FC reads about 0.94^3 of three-digit numbers whole
+    assert right >= 13, right
+
+
+def test_blank_picture_is_still_refused():
+    with pytest.raises(NoInk):
+        find_digits(to_gray(Image.new("L", (300, 200), 255)))
+    with pytest.raises(NoInk):
+        preprocess(png(np.ones((100, 100), np.float32)))
