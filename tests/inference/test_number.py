@@ -6,9 +6,9 @@ import io
 
 import numpy as np
 import pytest
-from app_helpers import trained_run  # noqa: F401  (fixture)
 from PIL import Image
 
+from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
 from mnistlab.inference.number import find_digits, read_number
 from mnistlab.inference.predict import load_predictor
@@ -69,7 +69,7 @@ def test_each_found_digit_is_that_digit(test_digits):
 
 
 def test_touching_digits_are_split_where_the_ink_is_thin(test_digits):
-    images, labels = test_digits
+    images, _ = test_digits
     found = []
     for start in range(0, 40, 2):
         gray = compose([images[start], images[start + 1]], [-4])      # strokes touch
@@ -95,7 +95,7 @@ def test_one_digit_reads_as_preprocess_does(test_digits):
     assert np.array_equal(piece.pre.image, preprocess_gray(gray).image)
 
 
-def test_number_is_read_with_each_digit_and_its_probability(test_digits, trained_run):
+def test_number_is_read_with_each_digit_and_its_probability(test_digits, trained_run):  # noqa: F811
     images, labels = test_digits
     predictor = load_predictor(trained_run)
     right = 0
