@@ -136,3 +136,8 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
 def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """metrics.json of a finished run (test_accuracy, test_loss, train_accuracy, ...)."""
     return _read_json(Path(run_dir) / METRICS, "metrics")
+
+
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """A JSON object file of a run (``what`` names it in errors); UserError if missing or bad."""
+    return _read_json(path, what)

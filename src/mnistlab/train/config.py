@@ -42,6 +42,8 @@ class TrainConfig:
     seed: int = 0                      # model init, batch order, augmentation
     limit: int = 0                     # train on the first N training images; 0: all
     test_limit: int = 0                # evaluate on the first N test images; 0: all
+    validation: int = 0                # hold out the last N training images (never trained
+                                       # on) to calibrate confidence; 0: none
     eval_batch_size: int = 32          # Keras's evaluate default (313 steps); larger is no faster
     eval_each_epoch: bool = True       # test loss/accuracy after every epoch (else only at the end)
     preset: str | None = None          # the preset that filled this config, for the record
@@ -71,7 +73,7 @@ def validate(config: TrainConfig) -> None:
         if not isinstance(value, int) or value <= 0:
             raise UserError(f"{name.replace('_', ' ')} must be a positive whole number, "
                             f"got {value!r}")
-    for name in ("limit", "test_limit", "threads"):
+    for name in ("limit", "test_limit", "threads", "validation"):
         value = getattr(config, name)
         if not isinstance(value, int) or value < 0:
             raise UserError(f"{name.replace('_', ' ')} must be 0 or a positive whole number, "

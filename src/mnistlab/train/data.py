@@ -8,6 +8,7 @@ import torch
 
 from mnistlab.data import load_dataset
 from mnistlab.data.batches import to_tensors
+from mnistlab.errors import UserError
 from mnistlab.train.config import TrainConfig
 
 
@@ -18,11 +19,30 @@ def _split_tensors(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor
 
 
 def load_tensors(config: TrainConfig) -> tuple[torch.Tensor, ...]:
-    """(x_train, y_train, x_test, y_test): float (N, 1, 28, 28) in [0, 1] and int64 labels."""
+    """(x_train, y_train, x_test, y_test): float (N, 1, 28, 28) in [0, 1] and int64 labels.
+
+    With ``config.validation`` = N, the last N training images are held out (see
+    ``load_validation``) and never part of x_train."""
     x_train, y_train = _split_tensors(config.dataset, "train")
     x_test, y_test = _split_tensors(config.dataset, "test")
+    if config.validation:
+        x_train, y_train = x_train[:-config.validation], y_train[:-config.validation]
     if config.limit:
         x_train, y_train = x_train[:config.limit], y_train[:config.limit]
     if config.test_limit:
         x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
     return x_train, y_train, x_test, y_test
+
+
+def load_validation(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The held-out validation split: the last ``config.validation`` training images.
+
+    MNIST's last 10,000 training images are the classic validation set (the 50,000 / 10,000
+    split of the original pickle), so this is the usual holdout, not a random one."""
+    if not config.validation:
+        raise UserError("this run holds out no validation images (validation = 0)")
+    x_train, y_train = _split_tensors(config.dataset, "train")
+    if config.validation >= len(x_train):
+        raise UserError(f"validation {config.validation} must be smaller than the "
+                        f"{len(x_train):,} training images")
+    return x_train[-config.validation:], y_train[-config.validation:]

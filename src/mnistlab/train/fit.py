@@ -31,8 +31,9 @@ from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
 from mnistlab.machine import torch_threads
 from mnistlab.train.build import build, make_optimizer, make_scheduler
+from mnistlab.train.calibration import Calibration, calibrate, save_calibration
 from mnistlab.train.config import TrainConfig, validate
-from mnistlab.train.data import load_tensors
+from mnistlab.train.data import load_tensors, load_validation
 from mnistlab.train.phases import TrainingDiverged, evaluate, train_one_epoch
 from mnistlab.train.precision import make_engine, prepare_model, resolve_engine, resolve_precision
 from mnistlab.train.resume import check_resumable, restore, save_epoch
@@ -70,6 +71,7 @@ class FitResult:
     history: list[dict[str, Any]]
     metrics: dict[str, Any]
     run_dir: Path | None
+    calibration: Calibration | None = None   # with TrainConfig.validation only
 
 
 def fit(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
@@ -172,10 +174,16 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     if not test:  # resumed a run whose last epoch had finished: evaluate once more
         test = evaluate(model, x_test, y_test, batch_size=config.eval_batch_size,
                         precision=precision)
+    calibration = None
+    if config.validation:  # fitted on the held-out images, before metrics.json marks the end
+        calibration = calibrate(model, *load_validation(config), precision=precision)
+        if run_dir is not None:
+            save_calibration(run_dir, calibration)
     metrics = _final_metrics(config, info, history, test, run_dir)
     if run_dir is not None:
         runs.write_metrics(run_dir, metrics)
-    result = FitResult(model=model.eval(), history=history, metrics=metrics, run_dir=run_dir)
+    result = FitResult(model=model.eval(), history=history, metrics=metrics, run_dir=run_dir,
+                       calibration=calibration)
     for cb in callbacks:
         cb.on_train_end(result)
     return result

@@ -1,0 +1,152 @@
+"""Honest confidence: temperature scaling and an "unsure" threshold, both fitted on a
+validation split held out of training (``TrainConfig.validation``), never on the test set.
+
+    calibration = calibrate(model, x_val, y_val, precision="bf16")
+    probs = calibration.probabilities(logits)        # softmax(logits / T), (N, 10)
+    calibration.unsure(probs)                        # (N,) bool: top probability too low
+
+A network trained with cross-entropy (and label smoothing) is over- or under-confident by a
+roughly constant factor in its logits; one temperature T, fitted by minimising the negative
+log-likelihood on held-out images, removes most of it (Guo et al., 2017). The threshold flags
+the least confident ``UNSURE_SHARE`` of the validation digits: on MNIST those hold most of
+the errors, and a scribble or a letter lands there more often than a digit does.
+
+The run folder keeps the fit in ``calibration.json``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.optimize import minimize_scalar
+from torch import nn
+
+from mnistlab import atomic
+from mnistlab.errors import UserError
+from mnistlab.runs.files import read_json_object
+from mnistlab.train.precision import autocast
+
+CALIBRATION = "calibration.json"
+UNSURE_SHARE = 0.01          # the share of validation digits flagged "unsure"
+ECE_BINS = 15
+
+
+@dataclass(frozen=True)
+class Calibration:
+    temperature: float            # logits are divided by it before the softmax
+    unsure_below: float           # a calibrated top probability under this is "unsure"
+    validation_images: int
+    validation_accuracy: float
+    nll_before: float             # mean negative log-likelihood on validation, T = 1
+    nll_after: float              # ... with the fitted T
+    ece_before: float             # expected calibration error (15 bins), T = 1
+    ece_after: float
+    unsure_share: float           # share of validation digits flagged
+    errors_flagged: float         # share of validation errors among the flagged
+
+    def probabilities(self, logits: np.ndarray) -> np.ndarray:
+        """(N, 10) logits -> calibrated probabilities, float32."""
+        return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
+
+    def unsure(self, probs: np.ndarray) -> np.ndarray:
+        return np.asarray(probs).max(axis=1) < self.unsure_below
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object], path: Path) -> Calibration:
+        try:
+            return cls(**{f.name: (int if f.name == "validation_images" else float)(
+                data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path} is not a readable calibration file ({exc}); "
+                            "re-run the training that wrote it") from None
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
+    """Mean negative log-likelihood of ``labels`` under softmax(logits / T)."""
+    z = np.asarray(logits, dtype=np.float64) / temperature
+    z = z - z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
+    return float((log_norm - z[np.arange(len(labels)), labels]).mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The T > 0 minimising the validation NLL (a 1-D convex problem in log T)."""
+    result = minimize_scalar(lambda log_t: nll(logits, labels, math.exp(log_t)),
+                             bounds=(math.log(0.05), math.log(20.0)), method="bounded",
+                             options={"xatol": 1e-4})
+    return float(math.exp(result.x))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
+                               bins: int = ECE_BINS) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by count."""
+    conf = probs.max(axis=1)
+    right = probs.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            total += in_bin.mean() * abs(right[in_bin].mean() - conf[in_bin].mean())
+    return float(total)
+
+
+def model_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
+                 batch_size: int = 1000) -> np.ndarray:
+    """(N, 10) float32 logits of ``model`` on x (N, 1, 28, 28)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.inference_mode(), autocast(precision):
+        for i in range(0, len(x), batch_size):
+            out.append(model(x[i:i + batch_size]).float())
+    model.train(was_training)
+    return torch.cat(out).numpy()
+
+
+def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
+              precision: str = "fp32", unsure_share: float = UNSURE_SHARE) -> Calibration:
+    """Fit the temperature and the unsure threshold on the validation split."""
+    logits = model_logits(model, x_val, precision=precision)
+    labels = y_val.numpy()
+    temperature = fit_temperature(logits, labels)
+    before, after = softmax(logits.astype(np.float64)), softmax(logits / temperature)
+    conf = after.max(axis=1)
+    threshold = float(np.quantile(conf, unsure_share))
+    flagged = conf < threshold
+    wrong = after.argmax(axis=1) != labels
+    return Calibration(
+        temperature=round(temperature, 5), unsure_below=threshold,
+        validation_images=len(labels), validation_accuracy=float((~wrong).mean()),
+        nll_before=nll(logits, labels), nll_after=nll(logits, labels, temperature),
+        ece_before=expected_calibration_error(before, labels),
+        ece_after=expected_calibration_error(after, labels),
+        unsure_share=float(flagged.mean()),
+        errors_flagged=float(flagged[wrong].mean()) if wrong.any() else 0.0)
+
+
+def save_calibration(run_dir: str | os.PathLike[str], calibration: Calibration) -> None:
+    atomic.write_json(Path(run_dir) / CALIBRATION, calibration.to_dict())
+
+
+def load_calibration(run_dir: str | os.PathLike[str]) -> Calibration | None:
+    """The run's calibration, or None for a run trained without a validation split."""
+    path = Path(run_dir) / CALIBRATION
+    if not path.is_file():
+        return None
+    return Calibration.from_dict(read_json_object(path, "calibration"), path)
