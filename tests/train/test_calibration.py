@@ -37,8 +37,8 @@ def test_temperature_recovers_a_known_overconfidence():
 
 def test_validation_images_are_held_out_of_training():
     config = TrainConfig(model="fc", validation=5000)
-    x_train, y_train, _, _ = load_tensors(config)
-    x_val, y_val = load_validation(config)
+    x_train, _, _, _ = load_tensors(config)
+    x_val, _ = load_validation(config)
     full = load_tensors(TrainConfig(model="fc"))[0]
     assert len(x_train) == len(full) - 5000 and len(x_val) == 5000
     assert torch.equal(x_val, full[-5000:]) and torch.equal(x_train, full[:-5000])
