@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.mechanics",
     "mnistlab.cli.report",
     "mnistlab.cli.use",
+    "mnistlab.cli.realworld",
     "mnistlab.cli.perf",
 ]
 

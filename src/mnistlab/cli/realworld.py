@@ -1,0 +1,69 @@
+"""`mnistlab evaluate-real [RUN]`: accuracy on digits from other sources, beside MNIST test."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from mnistlab import console
+
+PARTS_HELP = "comma-separated parts of the set: uci, fonts, strokes (default: all available)"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "evaluate-real", help="accuracy on digits from other sources (other writers, fonts, "
+                              "hand-drawn strokes), beside MNIST test",
+        description="Run a model on mnistlab's other-source set (see mnistlab.data.realworld: "
+                    "UCI handwritten digits by 43 other writers, 24 typefaces, digits drawn "
+                    "stroke by stroke), through the same preprocessing as `mnistlab predict`, "
+                    "and on numbers composed of those digits. None of it is used in training "
+                    "or tuning.")
+    p.add_argument("run", nargs="?", metavar="RUN", help="a run folder (default: the best run)")
+    p.add_argument("--parts", default=None, metavar="LIST", help=PARTS_HELP)
+    p.add_argument("--numbers", type=int, default=200, metavar="N",
+                   help="also read N composed 2-4 digit numbers (default 200; 0: none)")
+    p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.set_defaults(func=evaluate_real)
+
+
+def evaluate_real(args: argparse.Namespace) -> int:
+    from mnistlab import runs
+    from mnistlab.data.realworld import PARTS, missing_parts, realworld_set
+    from mnistlab.errors import UserError
+    from mnistlab.inference.predict import load_predictor
+    from mnistlab.inference.realworld import evaluate_realworld
+
+    if args.numbers < 0 or args.numbers > 100_000:
+        raise UserError(f"--numbers must be between 0 and 100000, got {args.numbers}")
+    parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else PARTS
+    lacking = [p for p in missing_parts() if p in parts]
+    if lacking and args.parts:
+        raise UserError(f"part {', '.join(lacking)} needs scikit-learn, which carries the UCI "
+                        "digits: pip install 'mnistlab[realworld]'")
+    if lacking:
+        console.say(f"note: part {', '.join(lacking)} skipped (pip install "
+                    "'mnistlab[realworld]' adds it)")
+    predictor = load_predictor(args.run)
+    run_dir = Path(predictor.name)
+    samples = realworld_set(parts)
+    with console.progress(total=len(samples) + args.numbers, desc="other-source set",
+                          unit="picture") as bar:
+        result = evaluate_realworld(predictor, samples, numbers=args.numbers,
+                                    on_progress=bar.update)
+    mnist = runs.read_metrics(run_dir).get("test_accuracy")
+    console.say(f"model: {run_dir}")
+    for name, score in result.parts.items():
+        console.say(f"  {name:<8} {score.accuracy:7.2%}  ({score.correct}/{score.images}, "
+                    f"{score.refused} refused)")
+    console.say(f"  {'all':<8} {result.accuracy:7.2%}  ({result.images} pictures)")
+    if result.numbers is not None:
+        n = result.numbers
+        console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole; "
+                    f"{n.right_count} split into the right number of digits)")
+    if isinstance(mnist, float):
+        console.say(f"  MNIST test {mnist:.2%} (metrics.json)")
+    if args.json:
+        console.emit_json({"run_dir": str(run_dir), "mnist_test_accuracy": mnist,
+                           **result.to_dict()})
+    return 0

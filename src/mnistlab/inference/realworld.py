@@ -1,0 +1,158 @@
+"""How a model does on digits from other sources (``data.realworld``), through the same
+preprocessing that ``mnistlab predict`` uses, and on numbers composed of those digits.
+
+    result = evaluate_realworld(predictor, realworld_set())
+    result.accuracy, result.parts["strokes"].accuracy, result.numbers.accuracy
+
+A picture preprocessing refuses (no ink found) counts as a miss: a person reads every one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from mnistlab.data.realworld import Sample
+from mnistlab.inference.number import read_number
+from mnistlab.inference.predict import Predictor
+from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
+
+BATCH = 256
+
+
+@dataclass(frozen=True)
+class PartScore:
+    images: int
+    correct: int
+    refused: int                   # pictures preprocessing could not use
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.images if self.images else float("nan")
+
+
+@dataclass(frozen=True)
+class NumberScore:
+    numbers: int
+    digits: int                    # digits in all the numbers
+    read_whole: int                # numbers read exactly (every digit, none missing or extra)
+    right_count: int               # numbers split into the right number of digits
+
+    @property
+    def accuracy(self) -> float:
+        return self.read_whole / self.numbers if self.numbers else float("nan")
+
+
+@dataclass(frozen=True)
+class RealWorldResult:
+    parts: dict[str, PartScore]
+    numbers: NumberScore | None = None
+    confusions: list[tuple[int, int, int]] = field(default_factory=list)  # (true, pred, count)
+
+    @property
+    def images(self) -> int:
+        return sum(p.images for p in self.parts.values())
+
+    @property
+    def accuracy(self) -> float:
+        return sum(p.correct for p in self.parts.values()) / max(self.images, 1)
+
+    def to_dict(self) -> dict[str, object]:
+        out: dict[str, object] = {
+            "accuracy": self.accuracy, "images": self.images,
+            "parts": {k: {"accuracy": v.accuracy, "images": v.images, "correct": v.correct,
+                          "refused": v.refused} for k, v in self.parts.items()},
+            "top_confusions": [{"true": t, "predicted": p, "count": n}
+                               for t, p, n in self.confusions]}
+        if self.numbers is not None:
+            out["numbers"] = {"accuracy": self.numbers.accuracy, "numbers": self.numbers.numbers,
+                              "digits": self.numbers.digits,
+                              "read_whole": self.numbers.read_whole,
+                              "right_count": self.numbers.right_count}
+        return out
+
+
+Progress = Callable[[int], None]     # called with the number of pictures just done
+
+
+def classify(predictor: Predictor, samples: Sequence[Sample], *,
+             on_progress: Progress | None = None) -> np.ndarray:
+    """Predicted digit per sample (-1 where preprocessing refused it), int (N,)."""
+    preds = np.full(len(samples), -1, dtype=np.int64)
+    images, where = [], []
+    for i, s in enumerate(samples):
+        try:
+            images.append(preprocess_gray(s.picture.astype(np.float32) / 255.0).image)
+            where.append(i)
+        except ImageInputError:
+            pass
+        if on_progress is not None:
+            on_progress(1)
+    for start in range(0, len(images), BATCH):
+        batch = np.stack(images[start:start + BATCH])[:, None]             # (B, 1, 28, 28)
+        preds[where[start:start + BATCH]] = predictor.logits(batch).argmax(axis=1)
+    return preds
+
+
+def compose_numbers(samples: Sequence[Sample], count: int, *, seed: int = 0
+                    ) -> list[tuple[np.ndarray, str]]:
+    """``count`` pictures of 2-4 digit numbers, each digit a sample of the same part, set side
+    by side at one height with a gap of a tenth of it: (uint8 picture, the number)."""
+    rng = np.random.default_rng(seed)
+    by_part: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_part.setdefault(s.part, []).append(s)
+    parts = sorted(by_part)
+    out = []
+    for _ in range(count):
+        pool = by_part[parts[int(rng.integers(len(parts)))]]
+        chosen = [pool[int(i)] for i in rng.integers(0, len(pool), int(rng.integers(2, 5)))]
+        height = 160
+        tiles = []
+        for s in chosen:
+            img = Image.fromarray(s.picture)
+            tiles.append(np.asarray(img.resize((max(1, round(img.width * height / img.height)),
+                                                height), Image.Resampling.BILINEAR)))
+        paper = int(np.median(np.concatenate([t.ravel() for t in tiles])))
+        gap = np.full((height, height // 10), paper, np.uint8)
+        row = [tiles[0]]
+        for t in tiles[1:]:
+            row += [gap, t]
+        out.append((np.concatenate(row, axis=1), "".join(str(s.label) for s in chosen)))
+    return out
+
+
+def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbers: int = 0,
+                       on_progress: Progress | None = None) -> RealWorldResult:
+    """Accuracy per part (and, with ``numbers`` > 0, on that many composed numbers);
+    ``on_progress`` hears of each picture and each number done."""
+    preds = classify(predictor, samples, on_progress=on_progress)
+    labels = np.array([s.label for s in samples])
+    parts: dict[str, PartScore] = {}
+    for part in dict.fromkeys(s.part for s in samples):
+        mine = np.array([s.part == part for s in samples])
+        parts[part] = PartScore(int(mine.sum()), int((preds[mine] == labels[mine]).sum()),
+                                int((preds[mine] == -1).sum()))
+    pairs: dict[tuple[int, int], int] = {}
+    for t, p in zip(labels, preds, strict=True):
+        if t != p:
+            pairs[(int(t), int(p))] = pairs.get((int(t), int(p)), 0) + 1
+    confusions = [(t, p, n) for (t, p), n in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]]
+    score = None
+    if numbers:
+        whole = count_ok = digits = 0
+        for picture, want in compose_numbers(samples, numbers):
+            digits += len(want)
+            if on_progress is not None:
+                on_progress(1)
+            try:
+                reading = read_number(predictor, Image.fromarray(picture))
+            except ImageInputError:
+                continue
+            whole += reading.number == want
+            count_ok += len(reading.digits) == len(want)
+        score = NumberScore(numbers, digits, whole, count_ok)
+    return RealWorldResult(parts, score, confusions)

@@ -1,0 +1,52 @@
+"""The other-source set and its evaluation: fixed pictures, per-part accuracy, numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app_helpers import trained_run  # noqa: F401  (fixture)
+from mnistlab.data.realworld import PARTS, missing_parts, realworld_set
+from mnistlab.errors import UserError
+from mnistlab.inference.predict import load_predictor
+from mnistlab.inference.realworld import compose_numbers, evaluate_realworld
+
+
+@pytest.fixture(scope="module")
+def small_set():
+    return realworld_set(["strokes"], small=True)
+
+
+def test_the_set_is_fixed_and_balanced(small_set):
+    again = realworld_set(["strokes"], small=True)
+    assert len(again) == len(small_set) > 50
+    assert all(np.array_equal(a.picture, b.picture) for a, b in zip(again, small_set,
+                                                                     strict=True))
+    assert np.bincount([s.label for s in small_set], minlength=10).min() > 0
+    assert all(s.picture.dtype == np.uint8 and s.picture.ndim == 2 for s in small_set)
+    fonts = realworld_set(["fonts"], small=True)
+    assert {s.part for s in fonts} == {"fonts"}
+    assert np.bincount([s.label for s in fonts], minlength=10).min() >= 20   # a face each
+    with pytest.raises(UserError, match="unknown part"):
+        realworld_set(["mnist"])
+    assert set(missing_parts()) <= set(PARTS)
+
+
+def test_numbers_are_composed_from_one_part(small_set):
+    numbers = compose_numbers(small_set, 20, seed=1)
+    assert len(numbers) == 20
+    assert all(2 <= len(n) <= 4 and n.isdigit() for _, n in numbers)
+    assert all(p.dtype == np.uint8 and p.shape[0] == 160 for p, _ in numbers)
+
+
+def test_evaluation_per_part_and_numbers(small_set, trained_run):  # noqa: F811
+    result = evaluate_realworld(load_predictor(trained_run), small_set, numbers=10)
+    assert set(result.parts) == {"strokes"}
+    assert result.images == len(small_set)
+    for score in result.parts.values():
+        assert 0 <= score.refused <= score.images
+        assert 0.3 < score.accuracy <= 1.0          # a 94% MNIST FC reads many of them
+    assert result.numbers is not None and result.numbers.numbers == 10
+    assert 0 <= result.numbers.read_whole <= result.numbers.right_count <= 10
+    out = result.to_dict()
+    assert out["images"] == len(small_set) and "numbers" in out
