@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.machine import torch_threads
+from mnistlab.threads import torch_threads
 
 BF16 = torch.bfloat16
 IMAGE_SIZE = 28

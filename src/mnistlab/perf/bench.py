@@ -34,7 +34,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from mnistlab.machine import load_average, openmp_wait, torch_threads
+from mnistlab.machine import load_average, openmp_wait
+from mnistlab.threads import torch_threads
 
 MODELS = ("fc", "cnn")
 # (precision, engine) rows per model; the fused engine trains only the cnn family
