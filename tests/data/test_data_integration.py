@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mnistlab.data import cache, fetch, load_dataset, verify
-from mnistlab.data.checksums import FILES, MNIST
+from mnistlab.data.specs import FILES, MNIST
 
 
 @pytest.mark.integration

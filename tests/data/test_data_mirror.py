@@ -6,6 +6,7 @@ files, a 404, and one that announces the full Content-Length but hangs up half-w
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import http.server
 import threading
@@ -16,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from mnistlab.data import cache, fetch, load_dataset, mirror, verify
-from mnistlab.data.checksums import MIRRORS
+from mnistlab.data.specs import DATASETS, MNIST
 from mnistlab.errors import UserError
 
 LABELS = "t10k-labels-idx1-ubyte"
@@ -87,13 +88,15 @@ def test_all_mirrors_bad_is_one_line(server: str) -> None:
 
 def test_mirror_fetch_end_to_end(server: str, data_dir: Path,
                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(MIRRORS, "mnist", (f"{server}/wrong/", f"{server}/good/"))
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(
+        MNIST, mirrors=(f"{server}/wrong/", f"{server}/good/")))
     result = fetch("mnist", source="mirror")
     assert result["fetched"] and result["source"] == "mirror"
     assert result["origin"] == f"{server}/good/"
     assert verify("mnist") == []
     _, y = load_dataset("mnist", "train", download=False)
     assert y[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
+    assert y[:10].tolist() == list(MNIST.splits["train"].first_labels)
     # A verified cache is not downloaded again; a damaged one is, without --force.
     assert fetch("mnist", source="mirror")["fetched"] is False
     path = data_dir / "mnist" / LABELS
@@ -104,7 +107,8 @@ def test_mirror_fetch_end_to_end(server: str, data_dir: Path,
 
 def test_failed_mirror_fetch_leaves_no_cache(server: str, data_dir: Path,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(MIRRORS, "mnist", (f"{server}/hangup/",))
+    monkeypatch.setitem(DATASETS, "mnist", dataclasses.replace(
+        MNIST, mirrors=(f"{server}/hangup/",)))
     with pytest.raises(UserError, match="interrupted"):
         fetch("mnist", source="mirror")
     assert not (data_dir / "mnist").exists()

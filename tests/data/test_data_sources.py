@@ -3,6 +3,7 @@ with one line and leaves nothing in the cache that a later run accepts."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import shutil
 from pathlib import Path
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 
 from mnistlab.data import cache, fetch, idx, load_dataset, sources, verify
-from mnistlab.data.checksums import DATASETS, FILES, SYSTEM_SOURCES
+from mnistlab.data.specs import DATASETS, FASHION_MNIST, FILES, MNIST, SystemSource
 from mnistlab.errors import UserError
 
 LABELS = "t10k-labels-idx1-ubyte"
@@ -59,6 +60,9 @@ def test_torchvision_raw_layout_with_gz(data_dir: Path, mnist_gz_dir: Path,
     assert info["verified"] and info["source"] == "local"
     assert info["splits"]["train"]["class_counts"] == [5923, 6742, 5958, 6131, 5842, 5421,
                                                        5918, 6265, 5851, 5949]
+    for split, facts in MNIST.splits.items():
+        assert info["splits"][split]["class_counts"] == list(facts.class_counts)
+        assert info["splits"][split]["first_labels"] == list(facts.first_labels)
 
 
 def test_keras_npz(data_dir: Path, mnist_raw: dict[str, bytes], tmp_path: Path) -> None:
@@ -113,7 +117,7 @@ def test_bad_gz_is_refused(data_dir: Path, mnist_gz_dir: Path, tmp_path: Path,
 
 
 def test_another_dataset_is_refused(data_dir: Path, tmp_path: Path) -> None:
-    folder = Path(SYSTEM_SOURCES["fashion-mnist"][0])
+    folder = Path(FASHION_MNIST.system.folder)
     if not folder.is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     with pytest.raises(UserError, match=r"SHA-256.*not the canonical mnist"):
@@ -132,20 +136,22 @@ def test_missing_files_and_paths(data_dir: Path, mnist_raw: dict[str, bytes],
 
 
 def test_fashion_mnist_from_the_debian_package(data_dir: Path) -> None:
-    if not Path(SYSTEM_SOURCES["fashion-mnist"][0]).is_dir():
+    if not Path(FASHION_MNIST.system.folder).is_dir():
         pytest.skip("Debian's dataset-fashion-mnist is not installed")
     result = fetch("fashion-mnist")
     assert result["source"] == "system" and "dataset-fashion-mnist" in result["origin"]
     x, y = load_dataset("fashion-mnist", "test", download=False)
     assert x.shape == (10_000, 28, 28)
     assert np.bincount(y).tolist() == [1000] * 10
+    _, y_train = load_dataset("fashion-mnist", "train", download=False)
+    assert np.bincount(y_train).tolist() == list(FASHION_MNIST.splits["train"].class_counts)
     assert verify("fashion-mnist") == []
     assert len(DATASETS["fashion-mnist"].classes) == 10
 
 
 def test_missing_system_package_names_it(data_dir: Path, tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(SYSTEM_SOURCES, "fashion-mnist",
-                        (str(tmp_path / "absent"), "dataset-fashion-mnist"))
+    monkeypatch.setitem(DATASETS, "fashion-mnist", dataclasses.replace(
+        FASHION_MNIST, system=SystemSource("dataset-fashion-mnist", str(tmp_path / "absent"))))
     with pytest.raises(UserError, match="apt-get install dataset-fashion-mnist"):
         load_dataset("fashion-mnist", "train")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mnistlab.machine import torch_threads
 from mnistlab.perf.reference import ReferenceNet, run_reference, train_reference
+from mnistlab.threads import torch_threads
 
 
 def test_the_recipe_network_has_the_published_shape():

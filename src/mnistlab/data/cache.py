@@ -24,7 +24,7 @@ import numpy as np
 
 from mnistlab import atomic, paths
 from mnistlab.data import idx
-from mnistlab.data.checksums import DATASETS, FILES, IMAGE_SHAPE, NUM_CLASSES, DatasetSpec
+from mnistlab.data.specs import IMAGE_SHAPE, KINDS, SPLITS, DatasetSpec, spec
 from mnistlab.errors import UserError
 
 LAYOUT_VERSION = 1
@@ -33,13 +33,6 @@ MANIFEST = "manifest.json"
 
 class BadFile(ValueError):
     """One IDX file failed a check; the message says what was expected (no path, no advice)."""
-
-
-def spec(name: str) -> DatasetSpec:
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise UserError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}") from None
 
 
 def dataset_dir(name: str) -> Path:
@@ -54,13 +47,8 @@ def refetch_hint(name: str) -> str:
     return f"run `mnistlab data fetch --dataset {name} --force`"
 
 
-def split_kind(fname: str) -> tuple[str, str]:
-    """``"t10k-labels-idx1-ubyte"`` -> ``("test", "labels")``."""
-    return next(key for key, value in FILES.items() if value == fname)
-
-
 def expected_nbytes(ds: DatasetSpec, fname: str) -> int:
-    split, kind = split_kind(fname)
+    split, kind = ds.split_kind(fname)
     n = ds.counts[split]
     return idx.nbytes((n, *IMAGE_SHAPE) if kind == "images" else (n,))
 
@@ -70,7 +58,7 @@ def check_bytes(ds: DatasetSpec, fname: str, data: bytes) -> np.ndarray:
 
     Returns the decoded uint8 array; raises ``BadFile`` saying what was wrong and expected.
     """
-    split, kind = split_kind(fname)
+    split, kind = ds.split_kind(fname)
     n = ds.counts[split]
     try:
         array = idx.decode(data, ndim=3 if kind == "images" else 1)
@@ -79,8 +67,8 @@ def check_bytes(ds: DatasetSpec, fname: str, data: bytes) -> np.ndarray:
     want = (n, *IMAGE_SHAPE) if kind == "images" else (n,)
     if array.shape != want:
         raise BadFile(f"dims {array.shape}, expected {want}")
-    if kind == "labels" and len(array) and int(array.max()) >= NUM_CLASSES:
-        raise BadFile(f"label {int(array.max())} out of range, expected 0-{NUM_CLASSES - 1}")
+    if kind == "labels" and len(array) and int(array.max()) >= ds.num_classes:
+        raise BadFile(f"label {int(array.max())} out of range, expected 0-{ds.num_classes - 1}")
     got = sha256(data)
     if got != ds.raw_sha256[fname]:
         raise BadFile(f"SHA-256 {got[:16]}... does not match the canonical "
@@ -94,11 +82,11 @@ def publish(name: str, files: dict[str, bytes], *, source: str, origin: str) -> 
     Nothing is written unless every file passes, so a bad source changes nothing.
     """
     ds = spec(name)
-    missing = [f for f in FILES.values() if f not in files]
+    missing = [f for f in ds.file_names if f not in files]
     if missing:
         raise UserError(f"{origin}: {', '.join(missing)} missing; "
                         "expected the four canonical IDX files")
-    for fname in FILES.values():
+    for fname in ds.file_names:
         try:
             check_bytes(ds, fname, files[fname])
         except BadFile as exc:
@@ -111,7 +99,7 @@ def publish(name: str, files: dict[str, bytes], *, source: str, origin: str) -> 
     # Each file is replaced atomically by bytes that passed the checks, and the manifest comes
     # last: a failure part-way leaves canonical files and no new manifest, never a bad file.
     with _cache_writes(folder):
-        for fname in FILES.values():
+        for fname in ds.file_names:
             _write_verified(folder / fname, files[fname], ds.raw_sha256[fname])
             written.append(folder / fname)
         atomic.write_json(folder / MANIFEST, {
@@ -120,7 +108,7 @@ def publish(name: str, files: dict[str, bytes], *, source: str, origin: str) -> 
             "source": source,
             "origin": origin,
             "fetched_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "files": {f: ds.raw_sha256[f] for f in FILES.values()},
+            "files": ds.raw_sha256,
         })
     return written
 
@@ -184,7 +172,8 @@ def check_manifest(name: str) -> None:
 def is_complete(name: str) -> bool:
     """The manifest and the four files exist (their content is checked when read)."""
     folder = dataset_dir(name)
-    return (folder / MANIFEST).exists() and all((folder / f).exists() for f in FILES.values())
+    return (folder / MANIFEST).exists() and all((folder / f).exists()
+                                                 for f in spec(name).file_names)
 
 
 def read_file(name: str, fname: str) -> np.ndarray:
@@ -204,16 +193,17 @@ def read_file(name: str, fname: str) -> np.ndarray:
 
 def read_split(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
     """Read and verify one split: (images uint8 [N, 28, 28], labels uint8 [N])."""
-    spec(name)
+    ds = spec(name)
     if read_manifest(name) is None:
         raise UserError(f"{name} is not in the cache {dataset_dir(name)} (no {MANIFEST}); "
                         f"run `mnistlab data fetch --dataset {name}`")
-    return read_file(name, FILES[(split, "images")]), read_file(name, FILES[(split, "labels")])
+    return (read_file(name, ds.file_name(split, "images")),
+            read_file(name, ds.file_name(split, "labels")))
 
 
 def verify(name: str) -> list[str]:
     """Re-hash the cached files; return one line per problem (empty when all is well)."""
-    spec(name)
+    ds = spec(name)
     try:
         if read_manifest(name) is None:
             return [f"{dataset_dir(name) / MANIFEST} is missing: {name} is not fully fetched; "
@@ -221,7 +211,7 @@ def verify(name: str) -> list[str]:
     except UserError as exc:
         return [str(exc)]
     problems = []
-    for fname in FILES.values():
+    for fname in ds.file_names:
         try:
             read_file(name, fname)
         except UserError as exc:
@@ -237,11 +227,11 @@ def info(name: str) -> dict[str, Any]:
         raise UserError(f"{name} is not in the cache {dataset_dir(name)}; "
                         f"run `mnistlab data fetch --dataset {name}`")
     splits: dict[str, Any] = {}
-    for split in ("train", "test"):
+    for split in SPLITS:
         files: dict[str, Any] = {}
         labels = None
-        for kind in ("images", "labels"):
-            fname = FILES[(split, kind)]
+        for kind in KINDS:
+            fname = ds.file_name(split, kind)
             path = dataset_dir(name) / fname
             entry: dict[str, Any] = {"path": str(path), "expected_sha256": ds.raw_sha256[fname]}
             try:
@@ -260,7 +250,7 @@ def info(name: str) -> dict[str, Any]:
             files[kind] = entry
         splits[split] = {
             "count": len(labels) if labels is not None else None,
-            "class_counts": (np.bincount(labels, minlength=NUM_CLASSES).tolist()
+            "class_counts": (np.bincount(labels, minlength=ds.num_classes).tolist()
                              if labels is not None else None),
             "first_labels": labels[:10].tolist() if labels is not None else None,
             "files": files,
@@ -268,7 +258,7 @@ def info(name: str) -> dict[str, Any]:
     return {
         "dataset": name,
         "classes": list(ds.classes),
-        "license": ds.license,
+        "license": ds.license_notice,
         "cache_dir": str(dataset_dir(name)),
         "source": manifest.get("source"),
         "origin": manifest.get("origin"),

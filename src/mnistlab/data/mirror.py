@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from mnistlab import __version__, console
 from mnistlab.data import cache, sources
-from mnistlab.data.checksums import FILES, MIRRORS
+from mnistlab.data.specs import spec
 from mnistlab.errors import UserError
 
 TIMEOUT_S = 30  # per socket operation, not per file
@@ -53,7 +53,7 @@ def download(url: str, *, max_bytes: int, desc: str = "") -> bytes:
 
 def fetch_file(name: str, fname: str, mirrors: tuple[str, ...] | list[str]) -> tuple[bytes, str]:
     """``fname`` (raw IDX bytes) from the first mirror that serves a good copy, and its URL."""
-    ds = cache.spec(name)
+    ds = spec(name)
     raw_max = cache.expected_nbytes(ds, fname)
     failures = []
     for base in mirrors:
@@ -78,10 +78,10 @@ def fetch_file(name: str, fname: str, mirrors: tuple[str, ...] | list[str]) -> t
 
 def fetch_files(name: str) -> tuple[dict[str, bytes], str]:
     """All four raw IDX files from the mirrors; returns the files and a description of origin."""
-    mirrors = MIRRORS[name]
+    ds = spec(name)
     files, urls = {}, []
-    for fname in FILES.values():
-        files[fname], url = fetch_file(name, fname, mirrors)
+    for fname in ds.file_names:
+        files[fname], url = fetch_file(name, fname, ds.mirrors)
         urls.append(url)
     bases = sorted({u.rsplit("/", 1)[0] + "/" for u in urls})
     return files, ", ".join(bases)

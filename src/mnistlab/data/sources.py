@@ -15,12 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from mnistlab.data import cache, idx
-from mnistlab.data.checksums import FILES, KERAS_NPZ, KERAS_NPZ_SHA256, SYSTEM_SOURCES
+from mnistlab.data.specs import DATASETS, KERAS_MNIST_NPZ, spec
 from mnistlab.errors import UserError
 
 # Sub-folders where the files may sit: the mirrors' flat layout, torchvision's <Name>/raw.
-LAYOUTS = (".", "raw", "MNIST/raw", "FashionMNIST/raw")
+LAYOUTS = (".", "raw", *(f"{ds.torchvision_folder}/raw" for ds in DATASETS.values()
+                         if ds.torchvision_folder))
 GZIP_MAGIC = b"\x1f\x8b"
+KERAS_NPZ = KERAS_MNIST_NPZ.file   # the npz file name the hints give and a folder may hold
+# Keras's array names, by (split, kind)
+NPZ_KEYS = {("train", "images"): "x_train", ("train", "labels"): "y_train",
+            ("test", "images"): "x_test", ("test", "labels"): "y_test"}
 
 
 def gunzip(data: bytes, max_bytes: int) -> bytes:
@@ -72,8 +77,8 @@ def from_folder(name: str, root: Path) -> dict[str, bytes]:
             return from_npz(name, root)
         raise UserError(f"{root} is a file; pass the folder holding the four IDX files "
                         f"(raw or .gz), or Keras's {KERAS_NPZ}")
-    ds = cache.spec(name)
-    found = {fname: find_idx_file(root, fname) for fname in FILES.values()}
+    ds = spec(name)
+    found = {fname: find_idx_file(root, fname) for fname in ds.file_names}
     if not any(found.values()) and (root / KERAS_NPZ).is_file():
         return from_npz(name, root / KERAS_NPZ)
     missing = [f for f, p in found.items() if p is None]
@@ -98,14 +103,15 @@ def from_npz(name: str, path: Path) -> dict[str, bytes]:
 
     Loaded with ``allow_pickle=False``; the IDX hashes decide, whatever the npz's own hash.
     """
-    if name != "mnist":
-        raise UserError(f"{path}: an npz file is accepted for mnist only (Keras's {KERAS_NPZ}); "
-                        f"pass the folder of {name} IDX files instead")
-    keys = {("train", "images"): "x_train", ("train", "labels"): "y_train",
-            ("test", "images"): "x_test", ("test", "labels"): "y_test"}
+    ds = spec(name)
+    if ds.keras_npz is None:
+        accepted = ", ".join(n for n, d in DATASETS.items() if d.keras_npz is not None)
+        raise UserError(f"{path}: an npz file is accepted for {accepted} only (Keras's "
+                        f"{KERAS_NPZ}); pass the folder of {name} IDX files instead")
     try:
         with np.load(path, allow_pickle=False) as npz:
-            arrays = {FILES[k]: npz[key] for k, key in keys.items()}
+            arrays = {ds.file_name(split, kind): npz[key]
+                      for (split, kind), key in NPZ_KEYS.items()}
     except KeyError as exc:
         raise UserError(f"{path}: no array {exc} inside; expected Keras's {KERAS_NPZ} with "
                         "x_train, y_train, x_test, y_test") from None
@@ -116,7 +122,7 @@ def from_npz(name: str, path: Path) -> dict[str, bytes]:
     for fname, array in arrays.items():
         if array.dtype != np.uint8:
             raise UserError(f"{path}: {fname} is {array.dtype}, expected uint8 as in Keras's "
-                            f"{KERAS_NPZ} (SHA-256 {KERAS_NPZ_SHA256[:16]}...)")
+                            f"{ds.keras_npz.file} (SHA-256 {ds.keras_npz.sha256[:16]}...)")
         files[fname] = idx.encode(array)
     return files
 
@@ -124,10 +130,11 @@ def from_npz(name: str, path: Path) -> dict[str, bytes]:
 def from_system(name: str) -> tuple[dict[str, bytes], str]:
     """The files a distribution package installed (Debian: ``dataset-fashion-mnist``), and a
     description of where they came from."""
-    if name not in SYSTEM_SOURCES:
+    system = spec(name).system
+    if system is None:
         raise UserError(f"{name} has no system package source; use the default source, "
                         "--source mirror or --from DIR")
-    folder, package = SYSTEM_SOURCES[name]
+    folder, package = system.folder, system.package
     if not Path(folder).is_dir():
         raise UserError(f"{folder} not found: install Debian's package {package} "
                         f"(`sudo apt-get install {package}`), or run `mnistlab data fetch "

@@ -28,12 +28,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import numba
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mnistlab.machine import torch_threads
+from mnistlab.fused import kernels
+from mnistlab.threads import torch_threads
 
 BF16 = torch.bfloat16
 IMAGE_SIZE = 28
@@ -84,8 +86,6 @@ class FusedCNN:
         if not supports(model):
             raise ValueError("FusedCNN needs the seed CNN's layout: (Conv2d 3x3 + ReLU + "
                              "MaxPool2d 2) x N -> Flatten -> Linear -> ReLU -> Linear")
-        from mnistlab.fused import kernels
-
         self.kernels = kernels
         layers = list(model.children())
         self.convs: list[nn.Conv2d] = [m for m in layers if isinstance(m, nn.Conv2d)]
@@ -100,8 +100,6 @@ class FusedCNN:
     def warm_up(self) -> None:
         """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
         as many threads as torch does. The gradients it leaves are overwritten by the next step."""
-        import numba
-
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         self.step(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, dtype=torch.int64))
         self._buffers.pop(2, None)

@@ -4,7 +4,8 @@
     check_onnx(model, "model.onnx", x, y)        # max |logit difference|, both accuracies
 
 The ONNX graph takes ``image`` (N, 1, 28, 28) float32 in [0, 1] and returns ``logits``
-(N, 10), like the PyTorch model; N is free.
+(N, 10), like the PyTorch model; N is free. onnx, onnxscript (torch.onnx's exporter needs
+both) and onnxruntime come with the ``export`` extra and are imported only when used.
 """
 
 from __future__ import annotations
@@ -16,19 +17,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from mnistlab import atomic
+from mnistlab import atomic, extras, runs
+from mnistlab.data import load_dataset
+from mnistlab.data.batches import to_tensors
+from mnistlab.inference.predict import OnnxPredictor
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
 OPSET = 18
 PARITY_TOLERANCE = 1e-4          # max absolute difference of logits accepted
+EXPORTER_NEEDS = ("onnx", "onnxscript")   # what torch.onnx's dynamo exporter imports
+
+
+def require_export_extra(*modules: str) -> None:
+    """Import the extra's ``modules`` now, so that a missing one is one UserError naming
+    ``pip install 'mnistlab[export]'`` rather than a traceback from inside torch.onnx."""
+    for module in modules:
+        extras.require(module, "export", "ONNX export")
 
 
 def export_onnx(model: Any, out: str | os.PathLike[str], *, opset: int = OPSET) -> Path:
     """Write ``model`` as ONNX (weights embedded, one file) atomically; returns the path."""
-    import torch
-
+    require_export_extra(*EXPORTER_NEEDS)
     model = model.eval()
     example = torch.rand(2, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
@@ -56,10 +68,7 @@ def check_onnx(model: Any, onnx_path: str | os.PathLike[str], x: np.ndarray, y: 
     ``agree`` (fraction of identical predicted digits) and ``ok`` (diff within tolerance and
     equal accuracy). Batches of ``batch_size`` also exercise the dynamic batch dimension.
     """
-    import torch
-
-    from mnistlab.inference.predict import OnnxPredictor
-
+    require_export_extra("onnxruntime")
     session = OnnxPredictor(onnx_path)
     x = np.ascontiguousarray(x, dtype=np.float32)
     torch_logits, onnx_logits = [], []
@@ -83,10 +92,6 @@ def export_run(run: str | os.PathLike[str], out: str | os.PathLike[str] | None =
                check_images: int = 1000) -> dict[str, Any]:
     """Export a run's model to ONNX (default ``<run>/model.onnx``) and check it on the first
     ``check_images`` MNIST test images. Returns check_onnx's figures plus ``onnx_path``."""
-    from mnistlab import runs
-    from mnistlab.data import load_dataset
-    from mnistlab.data.batches import to_tensors
-
     run_dir = runs.resolve_run(run)
     model = runs.load_model(run_dir)
     path = export_onnx(model, out if out is not None else run_dir / "model.onnx")

@@ -14,6 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from matplotlib import ticker
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from mnistlab.atomic import write_bytes, write_text
 from mnistlab.errors import UserError
@@ -47,10 +50,6 @@ def plot_loss_curve(steps: Sequence[int] | np.ndarray, losses: Sequence[float] |
 
     ``total_steps`` fixes the x axis to the whole planned run, so a figure drawn mid-run shows
     how far along it is."""
-    from matplotlib import ticker
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
     fig = Figure(figsize=size, dpi=dpi)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()

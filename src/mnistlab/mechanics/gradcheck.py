@@ -21,10 +21,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 
+from mnistlab.errors import UserError
 from mnistlab.mechanics import numpy_net
 from mnistlab.mechanics.bridge import load_into_torch
 from mnistlab.mechanics.numpy_net import PARAM_NAMES, Params
+from mnistlab.mechanics.scratch import load_flat
+from mnistlab.models import build_model
 
 AUTOGRAD_TOLERANCE = 1e-7
 FINITE_DIFF_TOLERANCE = 1e-5
@@ -71,11 +77,6 @@ def relative_error(a: np.ndarray, b: np.ndarray, floor: float) -> np.ndarray:
 
 def torch_loss_and_grads(params: Params, x: np.ndarray, labels: np.ndarray) -> tuple[float, Params]:
     """The same loss and gradients from ``build_model("fc")`` in float64 and torch autograd."""
-    import torch
-    import torch.nn.functional as F
-
-    from mnistlab.models import build_model
-
     model = build_model("fc").double()
     load_into_torch(params, model)
     xt = torch.from_numpy(x).reshape(-1, 1, 28, 28)           # the model's own input shape
@@ -141,11 +142,6 @@ def gradcheck(x: np.ndarray, labels: np.ndarray, *, seed: int = 0, samples_per_p
 def gradcheck_mnist(*, batch_size: int = 32, seed: int = 0, samples_per_param: int = 16,
                     eps: float = 1e-5, dataset: str = "mnist") -> GradcheckResult:
     """``gradcheck`` on the first ``batch_size`` training images of ``dataset``, in float64."""
-    from threadpoolctl import threadpool_limits
-
-    from mnistlab.errors import UserError
-    from mnistlab.mechanics.scratch import load_flat
-
     if batch_size <= 0 or samples_per_param <= 0:
         raise UserError("batch size and samples must be positive whole numbers, got "
                         f"{batch_size} and {samples_per_param}")

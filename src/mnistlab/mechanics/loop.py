@@ -30,9 +30,9 @@ from torch import nn
 
 from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
-from mnistlab.machine import torch_threads
 from mnistlab.mechanics.curve import SMOOTHING, ema, plot_loss_curve, write_loss_csv
 from mnistlab.runs import environment, save_run, write_config
+from mnistlab.threads import torch_threads
 from mnistlab.train import TrainConfig, build, evaluate, load_tensors
 
 OnStep = Callable[[int, float], None]

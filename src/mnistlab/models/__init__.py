@@ -4,62 +4,21 @@
     register("name")(factory)           # factory(**config) -> nn.Module
 
 Softmax is applied only where probabilities are shown (predict, plots), never inside a model.
+The built-in models (``seed``: fc, cnn; ``fast``: speedrun, best) register themselves when this
+package is imported; their training recipes are presets in ``mnistlab.train.presets``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+# Imported for their @register calls: the set of built-in models is this explicit list.
+from mnistlab.models import fast, seed  # noqa: F401
+from mnistlab.models.registry import (
+    Factory,
+    available,
+    build_model,
+    count_parameters,
+    factory,
+    register,
+)
 
-from torch import nn
-
-from mnistlab.errors import UserError
-
-Factory = Callable[..., nn.Module]
-_REGISTRY: dict[str, Factory] = {}
-_DESCRIPTIONS: dict[str, str] = {}
-
-
-def register(name: str, description: str = "") -> Callable[[Factory], Factory]:
-    def deco(factory: Factory) -> Factory:
-        _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().splitlines()[0]
-        return factory
-
-    return deco
-
-
-def available() -> dict[str, str]:
-    """Registered model names and a one-line description of each."""
-    load_builtin()
-    return dict(sorted(_DESCRIPTIONS.items()))
-
-
-def factory(name: str) -> Factory:
-    """The function that builds model ``name``; a clear UserError for an unknown name."""
-    load_builtin()
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        choices = ", ".join(sorted(_REGISTRY))
-        raise UserError(f"unknown model {name!r}; choose one of: {choices}") from None
-
-
-def build_model(name: str, **config: Any) -> nn.Module:
-    return factory(name)(**config)
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def load_builtin() -> None:
-    """Import the built-in model modules: their @register (and presets' register_preset)
-    calls run on import. Listed here, not scanned, so the set of models is explicit."""
-    import importlib
-
-    for module in _BUILTIN:
-        importlib.import_module(module)
-
-
-_BUILTIN = ["mnistlab.models.seed", "mnistlab.models.fast"]
+__all__ = ["Factory", "available", "build_model", "count_parameters", "factory", "register"]

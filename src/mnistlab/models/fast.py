@@ -1,4 +1,5 @@
-"""Architectures for the fast and the accurate recipes, and the presets that train them.
+"""Architectures for the fast and the accurate recipes (the presets that train them, of the
+same names, are in ``mnistlab.train.presets``).
 
     speedrun  ~ 99.2% in one epoch: three (conv3x3 -> max-pool -> BatchNorm -> ReLU) blocks,
               16/32/64 channels; pooling *before* BatchNorm and ReLU (they commute closely
@@ -15,8 +16,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models import register
-from mnistlab.train.presets import register_preset
+from mnistlab.models.registry import register
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10
@@ -52,33 +52,3 @@ def best(widths: tuple[int, ...] = (32, 64, 128), dropout: float = 0.1) -> nn.Mo
                nn.Dropout(dropout),
                nn.Linear(in_ch * side * side, NUM_CLASSES)]
     return nn.Sequential(*layers)
-
-
-# --- recipes (TrainConfig overrides; `mnistlab train speedrun --preset speedrun`) --------------
-#
-# speedrun: one epoch, batch 128 (468 steps), Adam with a one-cycle schedule peaking at 1e-2,
-# bf16 autocast + channels_last, no per-epoch evaluation (it is not training time).
-# best: 12 epochs of random affine augmentation (rotation, scale, shift), SGD + Nesterov with a
-# one-cycle schedule, label smoothing 0.1.
-
-register_preset("speedrun", "speedrun",
-                "time-to-99%: 1 epoch, batch 128, Adam one-cycle 1e-2, bf16",
-                epochs=1, batch_size=128, optimizer="adam", lr=1e-2, eps=1e-8,
-                schedule="onecycle", precision="bf16", eval_each_epoch=False,
-                eval_batch_size=1000, augment="none")
-register_preset("best", "best",
-                "accuracy: 12 epochs, affine augmentation, SGD Nesterov one-cycle 0.1, "
-                "label smoothing 0.1, bf16",
-                epochs=12, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
-                augment="affine", precision="bf16", eval_batch_size=1000)
-# robust: best's recipe with the "robust" augmentation (mnistlab.data.augment): for the digits
-# people draw and photograph, whose 28x28 after preprocessing is thicker, thinner, fainter,
-# more slanted or more warped than MNIST's. The last 5,000 training images are held out to
-# calibrate its confidence (mnistlab.train.calibration).
-register_preset("robust", "best",
-                "pictures people make: best's recipe with robust augmentation (warps, elastic, "
-                "stroke width, blur, contrast, noise), 12 epochs, bf16",
-                epochs=12, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9,
-                nesterov=True, weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1,
-                augment="robust", precision="bf16", eval_batch_size=1000, validation=5000)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from mnistlab.models import register
+from mnistlab.models.registry import register
 
 IMAGE_SIZE = 28
 NUM_CLASSES = 10

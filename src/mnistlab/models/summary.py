@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torchinfo
 from torch import nn
 
 INPUT_SIZE = (1, 1, 28, 28)   # one image: a batch of one, one channel, 28 x 28 pixels
@@ -41,8 +42,6 @@ class Summary:
 
 
 def summarize(model: nn.Module, name: str = "") -> Summary:
-    import torchinfo
-
     stats = torchinfo.summary(model, input_size=INPUT_SIZE, verbose=0, device="cpu",
                               col_names=("output_size", "num_params"))
     layers = []

@@ -33,8 +33,14 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
-from mnistlab.machine import load_average, openmp_wait, torch_threads
+from mnistlab.data import load_dataset
+from mnistlab.machine import load_average, openmp_wait
+from mnistlab.models import build_model
+from mnistlab.threads import torch_threads
+from mnistlab.train import TrainConfig, fit, load_tensors
+from mnistlab.train.presets import preset_overrides
 
 MODELS = ("fc", "cnn")
 # (precision, engine) rows per model; the fused engine trains only the cnn family
@@ -84,8 +90,6 @@ def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0
 
 def training_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
     """FLOPs of one training step (forward + backward), per image, as counted by PyTorch."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     x = torch.rand(batch, 1, 28, 28)
     y = torch.zeros(batch, dtype=torch.int64)
     was_training = model.training
@@ -101,9 +105,6 @@ def training_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
 def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0,
                    engine: str = "autograd") -> dict[str, Any]:
     """Train ``model`` with its seed preset at ``precision`` through ``engine``; one bench row."""
-    from mnistlab.train import TrainConfig, fit, load_tensors
-    from mnistlab.train.presets import preset_overrides
-
     overrides = preset_overrides("seed", model) | {
         "precision": precision, "engine": engine, "epochs": size.epochs, "limit": size.limit,
         "test_limit": size.test_limit, "threads": threads, "seed": 0,
@@ -156,8 +157,6 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
 
 
 def _write_npz(path: Path, size: BenchSize) -> None:
-    from mnistlab.data import load_dataset
-
     x_train, y_train = load_dataset("mnist", "train")
     x_test, y_test = load_dataset("mnist", "test")
     n, nt = size.limit or len(x_train), size.test_limit or len(x_test)
@@ -168,8 +167,6 @@ def _write_npz(path: Path, size: BenchSize) -> None:
 def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int = 0,
               root: Path | None = None, on_row: Any = None) -> dict[str, Any]:
     """The whole comparison; ``on_row(row)`` is called as each row finishes."""
-    from mnistlab.models import build_model
-
     size = size or BenchSize()
     root = root or _repository_root()
     with torch_threads(threads):

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.data import load_dataset
-from mnistlab.machine import torch_threads
+from mnistlab.threads import torch_threads
 
 PRECISIONS = ("fp32", "bf16")
 MEAN, STD = 0.1307, 0.3081        # MNIST's pixel mean and std, as the recipe normalises

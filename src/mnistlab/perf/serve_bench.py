@@ -14,12 +14,14 @@ Figures (milliseconds are per image or per request):
   dark-on-white PNGs and as phone-photo JPEGs (mnistlab.perf.synth).
 
 The server runs as a separate process (`python -m mnistlab serve ...` on 127.0.0.1, a free
-port), as a user would run it, so client threads do not share its interpreter.
+port), as a user would run it, so client threads do not share its interpreter. The HTTP client
+(httpx) comes with the ``dev`` extra and is imported only when a figure needs it.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import os
 import socket
 import subprocess
@@ -29,11 +31,24 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
+import torch
+from PIL import Image
 
+from mnistlab import extras, runs
+from mnistlab.data import load_dataset
+from mnistlab.data.batches import to_tensors
 from mnistlab.errors import UserError
+from mnistlab.inference.export import export_onnx
+from mnistlab.inference.predict import OnnxPredictor, TorchPredictor, predict_image
+from mnistlab.perf.synth import roundtrip_accuracy
+
+
+def _httpx() -> ModuleType:
+    return extras.require("httpx", "dev", "the HTTP figures of bench-serve")
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -55,12 +70,6 @@ def _timed(fn: Callable[[], Any], n: int, warmup: int = 5) -> list[float]:
 
 def sample_png(index: int = 0) -> bytes:
     """A 280x280 PNG like the web page sends: MNIST test digit ``index``, dark on white."""
-    import io
-
-    from PIL import Image
-
-    from mnistlab.data import load_dataset
-
     images, _ = load_dataset("mnist", "test")
     big = Image.fromarray(255 - images[index]).resize((280, 280), Image.Resampling.BICUBIC)
     buf = io.BytesIO()
@@ -78,8 +87,7 @@ def _free_port() -> int:
 def server_process(model: str, *, host: str = "127.0.0.1",
                    timeout: float = 60.0) -> Iterator[str]:
     """`mnistlab serve MODEL` in a child process on a free port; yields its base URL."""
-    import httpx
-
+    httpx = _httpx()
     port = _free_port()
     args = [sys.executable, "-m", "mnistlab", "serve", "--host", host, "--port", str(port)]
     args += ["--onnx", model] if model.endswith(".onnx") else [model]
@@ -113,8 +121,7 @@ def http_load(url: str, body: bytes, *, requests: int = 1000, clients: int = 8,
               timeout: float = 30.0) -> dict[str, Any]:
     """``requests`` POSTs of ``body`` (image/png) spread over ``clients`` threads, each with
     its own keep-alive connection. Returns latency percentiles, requests/s and errors."""
-    import httpx
-
+    httpx = _httpx()
     per_client = [requests // clients + (1 if i < requests % clients else 0)
                   for i in range(clients)]
 
@@ -164,15 +171,7 @@ def bench_all(run: str | os.PathLike[str], *, requests: int = 1000, clients: int
     ``threads`` (default: PyTorch's own default, one per core) is given to PyTorch and to
     onnxruntime alike, so that the two are compared on equal terms.
     """
-    import torch
-
-    from mnistlab import runs
-    from mnistlab.data import load_dataset
-    from mnistlab.data.batches import to_tensors
-    from mnistlab.inference.export import export_onnx
-    from mnistlab.inference.predict import OnnxPredictor, TorchPredictor, predict_image
-    from mnistlab.perf.synth import roundtrip_accuracy
-
+    httpx = _httpx()
     if threads:
         torch.set_num_threads(threads)
     threads = torch.get_num_threads()
@@ -207,8 +206,6 @@ def bench_all(run: str | os.PathLike[str], *, requests: int = 1000, clients: int
     result["roundtrip"] = roundtrip_accuracy(torch_pred, 200)
 
     with server_process(str(run_dir)) as url:
-        import httpx
-
         with httpx.Client(base_url=url) as c:
             def one() -> None:
                 r = c.post("/api/predict", content=body, headers={"Content-Type": "image/png"})

@@ -23,6 +23,8 @@ from typing import Any
 import torch
 
 from mnistlab.machine import load_average
+from mnistlab.train import TrainConfig, fit, load_tensors
+from mnistlab.train.presets import preset_overrides
 
 MODEL = "speedrun"
 PRESET = "speedrun"
@@ -41,11 +43,8 @@ def seconds_since_process_start() -> float | None:
         return None
 
 
-def recipe(**overrides: Any) -> Any:
+def recipe(**overrides: Any) -> TrainConfig:
     """The speedrun TrainConfig (preset ``speedrun`` for model ``speedrun``), with overrides."""
-    from mnistlab.train import TrainConfig
-    from mnistlab.train.presets import preset_overrides
-
     return TrainConfig(model=MODEL, preset=PRESET,
                        **(preset_overrides(PRESET, MODEL) | overrides))
 
@@ -54,8 +53,6 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
                  test_limit: int = 0, warmup: bool = True, on_seed: Any = None
                  ) -> dict[str, Any]:
     """Train the recipe once per seed; ``on_seed(row)`` is called after each."""
-    from mnistlab.train import fit, load_tensors
-
     process_start = seconds_since_process_start()
     config = recipe(threads=threads, limit=limit, test_limit=test_limit)
 

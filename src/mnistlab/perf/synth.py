@@ -15,6 +15,9 @@ import io
 import numpy as np
 from PIL import Image, ImageFilter
 
+from mnistlab.data import load_dataset
+from mnistlab.inference.predict import Predictor, predict_image, predict_proba
+
 
 def encode(img: Image.Image, fmt: str = "PNG", **save: object) -> bytes:
     """A PIL image as file bytes (PNG by default)."""
@@ -59,12 +62,9 @@ def phone_photo(digit28: np.ndarray, seed: int = 0, size: int = 480) -> Image.Im
     return img.filter(ImageFilter.GaussianBlur(1.2))
 
 
-def roundtrip_accuracy(predictor: object, n: int = 200) -> dict[str, float | int]:
+def roundtrip_accuracy(predictor: Predictor, n: int = 200) -> dict[str, float | int]:
     """Accuracy of ``predict`` on the first ``n`` MNIST test digits given three ways: the raw
     28x28 arrays, large dark-on-white PNGs, and phone-photo JPEGs (quality 85)."""
-    from mnistlab.data import load_dataset
-    from mnistlab.inference.predict import predict_image, predict_proba
-
     images, labels = load_dataset("mnist", "test")
     images, labels = images[:n], labels[:n].astype(int)
     direct = predict_proba(predictor, images / 255.0).argmax(1)

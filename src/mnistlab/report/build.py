@@ -23,7 +23,7 @@ import numpy as np
 
 from mnistlab import console
 from mnistlab.errors import UserError
-from mnistlab.machine import load_average, torch_threads
+from mnistlab.machine import load_average
 
 MODELS = ("fc", "cnn")
 # 3 seeds keep `make run` near 10 minutes on a 2-core CPU (the seed CNN: about 1.5-2 min per
@@ -107,6 +107,7 @@ class Stages:
 def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say) -> dict:
     """Run every stage and write the report into ``cfg.out``; returns report.json's content."""
     from mnistlab.report import figures, numbers, render
+    from mnistlab.threads import torch_threads
 
     cfg = cfg.quick_defaults()
     cfg.check()

@@ -29,7 +29,7 @@ from torch import nn
 from mnistlab import runs
 from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
-from mnistlab.machine import torch_threads
+from mnistlab.threads import torch_threads
 from mnistlab.train.build import build, make_optimizer, make_scheduler
 from mnistlab.train.calibration import Calibration, calibrate, save_calibration
 from mnistlab.train.config import TrainConfig, validate
