@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -181,6 +184,17 @@ def test_overfitting_verdict_follows_the_curves():
     # A CNN whose test loss turns up is named as the one that starts to overfit.
     both = findings._overfitting_claim(_fc([0.3, 0.2, 0.15], 0.005), _fc([0.1, 0.05, 0.06], 0))
     assert both["verdict"] == "not supported" and "the CNN's, not the FC's" in both["evidence"]
+
+
+def test_the_command_line_does_not_import_the_study():
+    # `mnistlab --help` builds every parser, the report's too: it must stay instant, so the
+    # report's defaults are read without torch, matplotlib or scipy.
+    code = ("import sys, mnistlab.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'jinja2') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]"
 
 
 def test_reuse_redraws_from_the_finished_runs(built, report):

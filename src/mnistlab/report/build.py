@@ -24,13 +24,10 @@ import numpy as np
 from mnistlab import console
 from mnistlab.errors import UserError
 from mnistlab.machine import load_average, torch_threads
+from mnistlab.report.defaults import DEFAULT_SEEDS, MODELS, QUICK_LIMIT, QUICK_LOOP_STEPS
 
-MODELS = ("fc", "cnn")
-# 3 seeds keep `make run` near 10 minutes on a 2-core CPU (the seed CNN: about 1.5-2 min per
-# seed in bf16) while still giving a t-interval (2 degrees of freedom).
-DEFAULT_SEEDS = 3
-QUICK_LIMIT = 5_000          # --quick: training images per model
-QUICK_LOOP_STEPS = 300       # --quick: custom-loop iterations (the full pass is 5,000)
+__all__ = ["DEFAULT_SEEDS", "MODELS", "QUICK_LIMIT", "QUICK_LOOP_STEPS", "ReportConfig",
+           "build_report"]
 
 
 @dataclass
