@@ -57,9 +57,10 @@ def test_proportion_interval_and_mcnemar():
     ca = np.array([1, 1, 0, 0, 1, 0], bool)
     cb = np.array([1, 1, 1, 1, 1, 1], bool)
     m = A.mcnemar_p(ca, cb)
-    assert (m["only_a_correct"], m["only_b_correct"]) == (0, 3)
-    assert m["p_value"] == pytest.approx(0.25)  # two-sided exact binomial, 3 of 3
-    assert A.mcnemar_p(ca, ca)["p_value"] == 1.0
+    assert (m.only_a_correct, m.only_b_correct, m.disagreements) == (0, 3, 3)
+    assert m.p_value == pytest.approx(0.25)  # two-sided exact binomial, 3 of 3
+    assert m.to_dict() == {"only_a_correct": 0, "only_b_correct": 3, "p_value": m.p_value}
+    assert A.mcnemar_p(ca, ca).p_value == 1.0
 
 
 def test_train_test_gap():
@@ -74,7 +75,10 @@ def test_confusion_matrix_per_class_and_pairs():
     assert cm.tolist() == [[1, 1, 0], [0, 2, 1], [0, 2, 2]]
     assert A.per_class_accuracy(cm) == pytest.approx([0.5, 2 / 3, 0.5])
     pairs = A.most_confused_pairs(cm, k=2)
-    assert pairs == [{"true": 2, "pred": 1, "count": 2}, {"true": 0, "pred": 1, "count": 1}]
+    assert pairs == [A.ConfusedPair(true=2, pred=1, count=2), A.ConfusedPair(true=0, pred=1,
+                                                                            count=1)]
+    assert [p.to_dict() for p in pairs] == [{"true": 2, "pred": 1, "count": 2},
+                                            {"true": 0, "pred": 1, "count": 1}]
     cm10 = A.confusion_matrix(labels, preds)
     assert cm10.shape == (10, 10) and cm10.sum() == len(labels)
     assert np.isnan(A.per_class_accuracy(cm10)[5])  # a class with no images
@@ -89,18 +93,24 @@ def _onehot(idx, n=10, p=1.0):
 def test_calibration_of_perfect_and_overconfident_models():
     labels = np.arange(100) % 10
     perfect = A.calibration(_onehot(labels), labels)
-    assert perfect["ece"] == pytest.approx(0.0)
-    assert perfect["share_confident_99"] == 1.0 and perfect["accuracy_confident_99"] == 1.0
+    assert perfect.ece == pytest.approx(0.0)
+    assert perfect.share_confident_99 == 1.0 and perfect.accuracy_confident_99 == 1.0
 
     # 90% confident everywhere, right only half the time: ECE = |0.5 - 0.9| = 0.4.
     preds = np.where(np.arange(100) < 50, labels, (labels + 1) % 10)
     over = A.calibration(_onehot(preds, p=0.9), labels, n_bins=10)
-    assert over["ece"] == pytest.approx(0.4)
-    assert over["accuracy"] == 0.5 and over["mean_confidence"] == pytest.approx(0.9)
-    assert sum(b["count"] for b in over["bins"]) == 100
-    assert over["accuracy_confident_99"] is None
-    full = [b for b in over["bins"] if b["count"]]
-    assert len(full) == 1 and full[0]["low"] < 0.9 <= full[0]["high"]
+    assert over.ece == pytest.approx(0.4)
+    assert over.accuracy == 0.5 and over.mean_confidence == pytest.approx(0.9)
+    assert sum(b.count for b in over.bins) == 100
+    assert over.accuracy_confident_99 is None
+    full = [b for b in over.bins if b.count]
+    assert len(full) == 1 and full[0].low < 0.9 <= full[0].high
+    # report.json's form: the same keys as before the results were typed, bins as dicts.
+    d = over.to_dict()
+    assert list(d) == ["ece", "n_bins", "mean_confidence", "accuracy", "share_confident_99",
+                       "accuracy_confident_99", "bins"]
+    assert d["bins"][0] == {"low": 0.0, "high": 0.1, "count": 0, "accuracy": None,
+                            "confidence": None}
 
 
 def test_grid_indices_are_deterministic_unique_sorted():
@@ -119,5 +129,6 @@ def test_most_confident_mistakes_and_sample_stats():
     assert A.most_confident_mistakes(probs, labels).tolist() == [3, 1, 4]
     assert A.most_confident_mistakes(probs, labels, k=1).tolist() == [3]
     s = A.sample_stats(probs, labels)
-    assert (s["n"], s["correct"], s["shown_as_100"]) == (5, 2, 2)
-    assert s["accuracy"] == pytest.approx(0.4)
+    assert (s.n, s.correct, s.shown_as_100) == (5, 2, 2)
+    assert s.accuracy == pytest.approx(0.4)
+    assert list(s.to_dict()) == ["n", "correct", "accuracy", "mean_confidence", "shown_as_100"]

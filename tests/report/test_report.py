@@ -8,7 +8,10 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 from html.parser import HTMLParser
 
 import numpy as np
@@ -16,7 +19,9 @@ import pytest
 from PIL import Image
 
 from mnistlab.cli import main
+from mnistlab.report import analysis as A
 from mnistlab.report import findings, fmt
+from mnistlab.report.schema import Curves, ModelStudy
 
 LIMIT = 2_000        # training images per model
 TEST_LIMIT = 1_000   # test images
@@ -167,20 +172,61 @@ def test_bad_arguments_are_one_line_errors(tmp_path, capsys):
 
 
 def _fc(test_loss, gap):
+    """A one-seed ModelStudy with these test losses per epoch and this train-test gap; the
+    fields the overfitting verdict does not read are placeholders."""
     n = len(test_loss)
-    return {"gap_measured": {"mean": gap}, "gap_keras": {"mean": gap},
-            "curves": {"test_loss": [test_loss], "train_loss": [[1.0 - 0.1 * i for i in range(n)]],
-                       "test_accuracy": [[0.9] * n]}}
+    cm = np.eye(10, dtype=np.int64) * 100
+    one = A.summarize([0.9])
+    return ModelStudy(
+        parameters=1, mult_adds_per_image=1, summary_text="", precision="fp32", n_seeds=1,
+        test_accuracy=one, test_loss=one, train_accuracy=one, train_loss=one,
+        train_accuracy_measured=one, gap_keras=A.summarize([gap]),
+        gap_measured=A.summarize([gap]), ece=one, train_seconds=one,
+        curves=Curves(train_accuracy=[[0.9] * n], test_accuracy=[[0.9] * n],
+                      train_loss=[[1.0 - 0.1 * i for i in range(n)]], test_loss=[test_loss]),
+        log_seed=0, log_lines=[], eval_line="", confusion=cm,
+        per_class_accuracy=[1.0] * 10, most_confused=[], errors_per_seed=0.0,
+        calibration=A.calibration(np.eye(10), np.arange(10)),
+        test_interval_first_seed=(0.8, 0.95))
 
 
 def test_overfitting_verdict_follows_the_curves():
     falling = findings._overfitting_claim(_fc([0.3, 0.2, 0.15], 0.005))
-    assert falling["verdict"] == "not supported" and "still falling" in falling["evidence"]
+    assert falling.verdict == "not supported" and "still falling" in falling.evidence
     rising = findings._overfitting_claim(_fc([0.3, 0.2, 0.25], 0.03))
-    assert rising["verdict"] == "supported" and "epoch 2" in rising["evidence"]
+    assert rising.verdict == "supported" and "epoch 2" in rising.evidence
     # A CNN whose test loss turns up is named as the one that starts to overfit.
     both = findings._overfitting_claim(_fc([0.3, 0.2, 0.15], 0.005), _fc([0.1, 0.05, 0.06], 0))
-    assert both["verdict"] == "not supported" and "the CNN's, not the FC's" in both["evidence"]
+    assert both.verdict == "not supported" and "the CNN's, not the FC's" in both.evidence
+
+
+def test_report_json_is_the_typed_report(built, report):
+    # Provenance sits inside meta; an empty grid or comparison is written as {}.
+    meta = report["meta"]
+    assert list(meta)[:3] == ["train_images", "test_images", "seeds"]
+    assert {"config", "started", "total_seconds", "stage_seconds", "versions",
+            "command"} <= set(meta)
+    assert "provenance" not in report and "figure" not in report["loop"]
+    assert list(report) == ["meta", "runs", "models", "comparison", "grid", "loop",
+                            "seed_vs_run", "claims", "conclusions", "figures"]
+    assert set(report["figures"]["reliability"]) == {"path", "caption"}
+    assert set(report["claims"][0]) == {"claim", "verdict", "evidence"}
+    cal = report["models"]["cnn"]["calibration"]
+    assert len(cal["bins"]) == cal["n_bins"] and set(cal["bins"][0]) == {
+        "low", "high", "count", "accuracy", "confidence"}
+    assert set(report["models"]["fc"]["test_accuracy"]) == {
+        "n", "mean", "std", "ci_low", "ci_high", "confidence", "half_width"}
+
+
+def test_the_command_line_does_not_import_the_study():
+    # `mnistlab --help` builds every parser, the report's too: it must stay instant, so the
+    # report's defaults are read without torch, matplotlib or scipy.
+    code = ("import sys, mnistlab.cli as c; c.build_parser(); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'scipy', 'jinja2') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "[]"
 
 
 def test_reuse_redraws_from_the_finished_runs(built, report):

@@ -9,7 +9,7 @@ from mnistlab import console
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mnistlab.report.build import DEFAULT_SEEDS, QUICK_LIMIT, QUICK_LOOP_STEPS
+    from mnistlab.report.defaults import DEFAULT_SEEDS, QUICK_LIMIT, QUICK_LOOP_STEPS
 
     p = sub.add_parser(
         "report", help="reproduce the seed study: train, compare, write REPORT.md + report.html",
@@ -44,8 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(args: argparse.Namespace) -> int:
     from mnistlab.paths import report_dir
-    from mnistlab.report import ReportConfig, build_report
-    from mnistlab.report.build import DEFAULT_SEEDS
+    from mnistlab.report.build import DEFAULT_SEEDS, ReportConfig, build_report
 
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else DEFAULT_SEEDS)
     out = args.out.expanduser().resolve() if args.out is not None else report_dir()

@@ -1,6 +1,6 @@
-"""The study, end to end: ``build_report(ReportConfig(...))`` trains, measures and writes
-REPORT.md, report.html and report.json (see ``mnistlab.report.build``)."""
+"""The study, end to end: ``mnistlab.report.build.build_report(ReportConfig(...))`` trains,
+measures and writes REPORT.md, report.html and report.json.
 
-from mnistlab.report.build import DEFAULT_SEEDS, ReportConfig, build_report
-
-__all__ = ["DEFAULT_SEEDS", "ReportConfig", "build_report"]
+Nothing is imported here: ``mnistlab --help`` reads ``report.defaults`` through this package,
+and the study's modules pull in torch, matplotlib and scipy.
+"""

@@ -1,7 +1,8 @@
 """Numbers about trained models: spread over seeds, confusion, calibration, chosen samples.
 
-Pure functions on numpy arrays and plain dicts; no torch, no files, no printing. The report,
-the CLI and the web app call these, so each metric is computed in one place.
+Pure functions on numpy arrays, returning small frozen dataclasses (``Summary``, ``McNemar``,
+``ConfusedPair``, ``Calibration``, ``SampleStats``); no torch, no files, no printing. The report
+calls these, so each metric is computed in one place; ``to_dict()`` gives report.json's form.
 
 Conventions: accuracies are fractions in [0, 1]; ``probs`` is (N, 10) softmax output;
 ``labels`` and predictions are integer class ids (N,).
@@ -10,11 +11,13 @@ Conventions: accuracies are fractions in [0, 1]; ``probs`` is (N, 10) softmax ou
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import stats
+
+from mnistlab.report.record import Json, Record
 
 NUM_CLASSES = 10
 
@@ -22,7 +25,7 @@ NUM_CLASSES = 10
 # --- spread over seeds ---------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class Summary:
+class Summary(Record):
     """Mean, sample standard deviation and a two-sided t confidence interval of the mean.
 
     With a single value the spread is unknown: ``std``, ``ci_low``, ``ci_high`` are None.
@@ -39,8 +42,8 @@ class Summary:
     def half_width(self) -> float | None:
         return None if self.ci_high is None else (self.ci_high - self.ci_low) / 2
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "half_width": self.half_width}
+    def to_dict(self) -> dict[str, Json]:
+        return {**super().to_dict(), "half_width": self.half_width}
 
 
 def summarize(values: Sequence[float], confidence: float = 0.95) -> Summary:
@@ -75,7 +78,20 @@ def proportion_interval(correct: int, total: int, confidence: float = 0.95) -> t
     return float(ci.low), float(ci.high)
 
 
-def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class McNemar(Record):
+    """Exact McNemar test of two models on the same images: how many only each got right."""
+
+    only_a_correct: int
+    only_b_correct: int
+    p_value: float
+
+    @property
+    def disagreements(self) -> int:
+        return self.only_a_correct + self.only_b_correct
+
+
+def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> McNemar:
     """Exact McNemar test on paired per-image correctness of two models on the same test set.
 
     Only the images where the models disagree carry information: ``only_a`` right vs ``only_b``
@@ -85,10 +101,10 @@ def mcnemar_p(correct_a: np.ndarray, correct_b: np.ndarray) -> dict:
     only_a, only_b = int((ca & ~cb).sum()), int((~ca & cb).sum())
     n = only_a + only_b
     p = 1.0 if n == 0 else float(stats.binomtest(only_b, n, 0.5).pvalue)
-    return {"only_a_correct": only_a, "only_b_correct": only_b, "p_value": p}
+    return McNemar(only_a, only_b, p)
 
 
-def train_test_gap(metrics: dict) -> float:
+def train_test_gap(metrics: Mapping[str, float]) -> float:
     """Train accuracy minus test accuracy (positive: better on the images it trained on)."""
     return float(metrics["train_accuracy"]) - float(metrics["test_accuracy"])
 
@@ -113,8 +129,18 @@ def per_class_accuracy(cm: np.ndarray) -> np.ndarray:
         return np.where(totals > 0, np.diag(cm) / totals, np.nan)
 
 
-def most_confused_pairs(cm: np.ndarray, k: int = 5) -> list[dict]:
-    """The ``k`` largest off-diagonal cells: ``{"true", "pred", "count"}``, largest first.
+@dataclass(frozen=True)
+class ConfusedPair(Record):
+    """One off-diagonal cell of a confusion matrix: ``count`` images of digit ``true`` read
+    as ``pred``."""
+
+    true: int
+    pred: int
+    count: int
+
+
+def most_confused_pairs(cm: np.ndarray, k: int = 5) -> list[ConfusedPair]:
+    """The ``k`` largest off-diagonal cells, largest first.
 
     Ties break by (true, pred) so the list is deterministic.
     """
@@ -123,12 +149,37 @@ def most_confused_pairs(cm: np.ndarray, k: int = 5) -> list[dict]:
     cells = [(-int(off[t, p]), t, p) for t in range(off.shape[0]) for p in range(off.shape[1])
              if off[t, p] > 0]
     cells.sort()
-    return [{"true": t, "pred": p, "count": -c} for c, t, p in cells[:k]]
+    return [ConfusedPair(t, p, -c) for c, t, p in cells[:k]]
 
 
 # --- calibration ---------------------------------------------------------------------------
 
-def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict:
+@dataclass(frozen=True)
+class CalibrationBin(Record):
+    """Predictions whose confidence lies in (low, high]; accuracy and mean confidence are None
+    for an empty bin."""
+
+    low: float
+    high: float
+    count: int
+    accuracy: float | None
+    confidence: float | None
+
+
+@dataclass(frozen=True)
+class Calibration(Record):
+    """Expected calibration error (a fraction) over ``n_bins`` equal-width confidence bins."""
+
+    ece: float
+    n_bins: int
+    mean_confidence: float
+    accuracy: float
+    share_confident_99: float              # share of predictions at >= 99% confidence
+    accuracy_confident_99: float | None    # their accuracy; None when there are none
+    bins: list[CalibrationBin]
+
+
+def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> Calibration:
     """Expected calibration error over equal-width confidence bins, and the bins themselves.
 
     confidence = max probability; ECE = sum over bins of (bin share) * |accuracy - confidence|.
@@ -142,7 +193,8 @@ def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # Bin i holds (edges[i], edges[i+1]]; confidence is >= 1/10, so bin 0's open left edge is moot.
     which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    bins, ece = [], 0.0
+    bins: list[CalibrationBin] = []
+    ece = 0.0
     for i in range(n_bins):
         mask = which == i
         count = int(mask.sum())
@@ -150,18 +202,18 @@ def calibration(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15) -> dict
         mean_conf = float(conf[mask].mean()) if count else None
         if count:
             ece += count / len(conf) * abs(acc - mean_conf)
-        bins.append({"low": float(edges[i]), "high": float(edges[i + 1]), "count": count,
-                     "accuracy": acc, "confidence": mean_conf})
+        bins.append(CalibrationBin(float(edges[i]), float(edges[i + 1]), count, acc,
+                                   mean_conf))
     high = conf >= 0.99
-    return {
-        "ece": float(ece),
-        "n_bins": n_bins,
-        "mean_confidence": float(conf.mean()),
-        "accuracy": float(correct.mean()),
-        "share_confident_99": float(high.mean()),
-        "accuracy_confident_99": float(correct[high].mean()) if high.any() else None,
-        "bins": bins,
-    }
+    return Calibration(
+        ece=float(ece),
+        n_bins=n_bins,
+        mean_confidence=float(conf.mean()),
+        accuracy=float(correct.mean()),
+        share_confident_99=float(high.mean()),
+        accuracy_confident_99=float(correct[high].mean()) if high.any() else None,
+        bins=bins,
+    )
 
 
 # --- chosen samples ------------------------------------------------------------------------
@@ -187,16 +239,27 @@ def most_confident_mistakes(probs: np.ndarray, labels: np.ndarray, k: int = 20) 
     return wrong[order[:k]]
 
 
-def sample_stats(probs: np.ndarray, labels: np.ndarray) -> dict:
+@dataclass(frozen=True)
+class SampleStats(Record):
+    """Accuracy and confidence on a handful of images (the prediction grid)."""
+
+    n: int
+    correct: int
+    accuracy: float
+    mean_confidence: float
+    shown_as_100: int     # predictions that print as "100%" at whole percents
+
+
+def sample_stats(probs: np.ndarray, labels: np.ndarray) -> SampleStats:
     """Accuracy and confidence on a handful of images (the prediction grid)."""
     probs = np.asarray(probs)
     conf = probs.max(axis=1)
     correct = probs.argmax(axis=1) == np.asarray(labels)
-    return {
-        "n": len(labels),
-        "correct": int(correct.sum()),
-        "accuracy": float(correct.mean()),
-        "mean_confidence": float(conf.mean()),
+    return SampleStats(
+        n=len(labels),
+        correct=int(correct.sum()),
+        accuracy=float(correct.mean()),
+        mean_confidence=float(conf.mean()),
         # "100% confidence" as the seed's grid prints it: rounds to 100 at whole percents.
-        "shown_as_100": int((np.round(conf * 100) >= 100).sum()),
-    }
+        shown_as_100=int((np.round(conf * 100) >= 100).sum()),
+    )

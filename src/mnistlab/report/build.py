@@ -3,34 +3,39 @@ draw, and write REPORT.md, report.html and report.json.
 
     build_report(ReportConfig(out=Path("report"), seeds=3))
 
-Stages (each timed and announced on the terminal): data -> train fc/cnn per seed -> custom
-loop -> analysis -> figures; then the files are written. Every model trained keeps its run
-folder under ``<out>/runs/`` so ``mnistlab evaluate|predict|serve`` can use it afterwards.
+Stages (each timed and announced on the terminal, ``stages.Stages``):
+  data (``inputs.StudyData.load``) -> train fc/cnn per seed (``_train``, here) -> custom loop
+  (``loop_stage.run``) -> analysis (``numbers.compute``: the typed ``schema.Report``) ->
+  figures (``figures.draw_all``); then ``render.write_all`` writes the files.
+Every model trained keeps its run folder under ``<out>/runs/`` so
+``mnistlab evaluate|predict|serve`` can use it afterwards.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from mnistlab import console
+from mnistlab import console, runs
 from mnistlab.errors import UserError
-from mnistlab.machine import load_average
+from mnistlab.report import figures, loop_stage, numbers, provenance, render
+from mnistlab.report.defaults import DEFAULT_SEEDS, MODELS, QUICK_LIMIT, QUICK_LOOP_STEPS
+from mnistlab.report.inputs import StudyData, Trained
+from mnistlab.report.record import Json
+from mnistlab.report.schema import ConfigValue, LoopStudy
+from mnistlab.report.stages import Stages
+from mnistlab.threads import torch_threads
+from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
+from mnistlab.train.callbacks import KerasLogger
+from mnistlab.train.presets import preset_overrides
 
-MODELS = ("fc", "cnn")
-# 3 seeds keep `make run` near 10 minutes on a 2-core CPU (the seed CNN: about 1.5-2 min per
-# seed in bf16) while still giving a t-interval (2 degrees of freedom).
-DEFAULT_SEEDS = 3
-QUICK_LIMIT = 5_000          # --quick: training images per model
-QUICK_LOOP_STEPS = 300       # --quick: custom-loop iterations (the full pass is 5,000)
+__all__ = ["DEFAULT_SEEDS", "MODELS", "QUICK_LIMIT", "QUICK_LOOP_STEPS", "ReportConfig",
+           "build_report"]
 
 
 @dataclass
@@ -69,46 +74,13 @@ class ReportConfig:
             raise UserError(f"--test-limit {self.test_limit} is too small to measure anything; "
                             "use 100 or more")
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, ConfigValue]:
         return {**asdict(self), "out": str(self.out)}
 
 
-@dataclass
-class Trained:
-    """One finished training run and what the report measures on it."""
-
-    model: str
-    seed: int
-    run_dir: Path
-    metrics: dict[str, Any]            # the run's metrics.json
-    history: list[dict[str, Any]]      # the run's history.json
-    probs: np.ndarray                  # (N_test, 10) softmax on the test images
-    train_eval: dict[str, float]       # the finished model re-measured on its training images
-
-
-@dataclass
-class Stages:
-    """Announces each stage on the terminal and records its duration (seconds)."""
-
-    total: int
-    say: Callable[[str], None] = console.say
-    seconds: dict[str, float] = field(default_factory=dict)
-
-    @contextlib.contextmanager
-    def __call__(self, name: str) -> Iterator[None]:
-        self.say(f"[{len(self.seconds) + 1}/{self.total}] {name} ...")
-        start = time.perf_counter()
-        yield
-        took = time.perf_counter() - start
-        self.seconds[name] = round(took, 2)
-        self.say(f"[{len(self.seconds)}/{self.total}] {name}: done in {took:.1f} s")
-
-
-def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say) -> dict:
+def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say
+                 ) -> dict[str, Json]:
     """Run every stage and write the report into ``cfg.out``; returns report.json's content."""
-    from mnistlab.report import figures, numbers, render
-    from mnistlab.threads import torch_threads
-
     cfg = cfg.quick_defaults()
     cfg.check()
     started = time.time()
@@ -120,7 +92,7 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say)
 
     with torch_threads(cfg.threads):
         with stages("data: load MNIST"):
-            data = _load_data(cfg)
+            data = StudyData.load(limit=cfg.limit, test_limit=cfg.test_limit)
         trained: list[Trained] = []
         for seed in seeds:
             for model in MODELS:
@@ -129,16 +101,18 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say)
         with stages("custom training loop"):
             loop = _custom_loop(cfg, out)
     with stages("analysis"):
-        report = numbers.compute(trained, loop, data, cfg)
+        report = numbers.compute(trained, loop, data)
     with stages("figures"):
-        report["figures"] = figures.draw_all(report, trained, data, out / "figures",
-                                             loop_figure=loop.get("figure"))
+        report = replace(report, figures=figures.draw_all(report, trained, data,
+                                                          out / "figures"))
     # The total up to here; writing the files takes well under a second more. One value, so
     # REPORT.md, report.json and the terminal agree.
-    report["meta"] |= _meta(cfg, started, t0, stages)
+    report = replace(report, provenance=provenance.collect(
+        config=cfg.to_dict(), command=_command(cfg), threads=cfg.threads, started=started,
+        t0=t0, stage_seconds=stages.seconds))
     say("writing REPORT.md, report.html, report.json ...")
     render.write_all(report, out)
-    return report
+    return report.to_dict()
 
 
 def _check_out(out: Path) -> None:
@@ -151,27 +125,6 @@ def _check_out(out: Path) -> None:
                         "choose another with --out DIR") from None
     if not os.access(out, os.W_OK):
         raise UserError(f"the report folder {out} is not writable; choose another with --out")
-
-
-def _meta(cfg: ReportConfig, started: float, t0: float, stages: Stages) -> dict[str, Any]:
-    import platform
-
-    import torch
-
-    from mnistlab import __version__
-
-    return {
-        "config": cfg.to_dict(),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
-        "total_seconds": round(time.perf_counter() - t0, 1),
-        "stage_seconds": dict(stages.seconds),
-        "load_average": load_average(),
-        "cpu_count": os.cpu_count(),
-        "threads": cfg.threads or torch.get_num_threads(),
-        "versions": {"mnistlab": __version__, "torch": torch.__version__,
-                     "numpy": np.__version__, "python": platform.python_version()},
-        "command": _command(cfg),
-    }
 
 
 def _command(cfg: ReportConfig) -> str:
@@ -190,25 +143,10 @@ def _command(cfg: ReportConfig) -> str:
     return " ".join(parts)
 
 
-# --- stages --------------------------------------------------------------------------------
-
-def _load_data(cfg: ReportConfig) -> dict[str, Any]:
-    from mnistlab.data import load_dataset
-    from mnistlab.train import TrainConfig, load_tensors
-
-    x_train, y_train, x_test, y_test = load_tensors(TrainConfig(limit=cfg.limit,
-                                                                test_limit=cfg.test_limit))
-    test_images, test_labels = load_dataset("mnist", "test")
-    n_test = len(x_test)
-    return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
-            "test_images": np.asarray(test_images[:n_test]),
-            "test_labels": np.asarray(test_labels[:n_test])}
-
+# --- the training stage: one model, one seed ------------------------------------------------
 
 def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     """Whether ``run_dir`` is a finished run trained with ``settings`` (thread count aside)."""
-    from mnistlab import runs
-
     if not (run_dir / runs.METRICS).is_file() or not (run_dir / runs.WEIGHTS).is_file():
         return False
     try:
@@ -218,13 +156,8 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
 
 
-def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
+def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
            runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
-    from mnistlab import runs
-    from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
-    from mnistlab.train.callbacks import KerasLogger
-    from mnistlab.train.presets import preset_overrides
-
     overrides = preset_overrides("seed", model)
     if cfg.epochs:
         overrides["epochs"] = cfg.epochs
@@ -241,19 +174,19 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
             shutil.rmtree(run_dir)
         result = fit(config, run_dir, callbacks=[KerasLogger()])
         precision, trained = result.metrics["precision"], result.model
-    probs = predict_proba(trained, data["x_test"], precision=precision)
-    train_eval = evaluate(trained, data["x_train"], data["y_train"], precision=precision)
+    probs = predict_proba(trained, data.x_test, precision=precision)
+    train_eval = evaluate(trained, data.x_train, data.y_train, precision=precision)
     return Trained(model=model, seed=seed, run_dir=run_dir, metrics=runs.read_metrics(run_dir),
                    history=runs.read_history(run_dir), probs=probs,
                    train_eval={"accuracy": train_eval["test_accuracy"],
                                "loss": train_eval["test_loss"]})
 
 
-def _custom_loop(cfg: ReportConfig, out: Path) -> dict[str, Any]:
+# --- the custom-loop stage -----------------------------------------------------------------
+
+def _custom_loop(cfg: ReportConfig, out: Path) -> LoopStudy:
     """The explicit training loop (figure 6), through ``mnistlab.mechanics``; its run folder
     is ``<out>/runs/loop-seed<N>``."""
-    from mnistlab.report import loop_stage
-
     return loop_stage.run(steps=cfg.loop_steps, limit=cfg.limit, seed=cfg.first_seed,
                           threads=cfg.threads, reuse=cfg.reuse,
                           run_dir=out / "runs" / f"loop-seed{cfg.first_seed}",

@@ -6,7 +6,9 @@ Keras-style values (0.9689) with four; losses with four; differences in percenta
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+
+from mnistlab.report.analysis import Summary
 
 
 def pct(x: float | None, digits: int = 2) -> str:
@@ -43,23 +45,23 @@ def seconds(s: float | None) -> str:
     return f"{int(s // 60)} min {s % 60:04.1f} s"
 
 
-def mean_sd(summary: dict[str, Any], scale: str = "pct") -> str:
+def mean_sd(summary: Summary, scale: str = "pct") -> str:
     """'96.83% ± 0.13' (mean ± sample std, same unit) or just the mean for one seed."""
     f = _scaler(scale)
-    if summary.get("std") is None:
-        return f(summary["mean"])
-    return f"{f(summary['mean'])} ± {_bare(scale, summary['std'])}"
+    if summary.std is None:
+        return f(summary.mean)
+    return f"{f(summary.mean)} ± {_bare(scale, summary.std)}"
 
 
-def interval(summary: dict[str, Any], scale: str = "pct") -> str:
+def interval(summary: Summary, scale: str = "pct") -> str:
     """'[96.50%, 97.15%]', or 'n/a (one seed)' when the spread is unknown."""
-    if summary.get("ci_low") is None:
+    if summary.ci_low is None:
         return "n/a (one seed)"
     f = _scaler(scale)
-    return f"[{f(summary['ci_low'])}, {f(summary['ci_high'])}]"
+    return f"[{f(summary.ci_low)}, {f(summary.ci_high)}]"
 
 
-def _scaler(scale: str):
+def _scaler(scale: str) -> Callable[[float | None], str]:
     return {"pct": pct, "pts": pts, "frac": frac, "loss": loss}[scale]
 
 

@@ -8,39 +8,41 @@ the 60,000 training images = 5,000 iterations; exponential smoothing 0.95, log-s
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
-from mnistlab import console
+from mnistlab import console, runs
+from mnistlab.errors import UserError
+from mnistlab.mechanics.curve import ema, plot_loss_curve, read_loss_csv
+from mnistlab.mechanics.loop import LOSS_CSV, LoopConfig, run_loop
+from mnistlab.report.schema import LoopStudy
 
 WINDOW = 100        # iterations per window when counting how often the smoothed loss fell
 
 
 def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
-        reuse: bool = False, run_dir: Path, figure_path: Path) -> dict[str, Any]:
+        reuse: bool = False, run_dir: Path, figure_path: Path) -> LoopStudy:
     """Train into ``run_dir``, draw figure 6 at ``figure_path``, return the loop's numbers.
 
     ``steps`` 0: one full pass over the (possibly ``limit``-ed) training images; ``threads`` 0:
     the loop's own default (one thread: batches of 12 give threads little to share).
     ``reuse``: take a finished loop run already in ``run_dir`` with the same settings.
     """
-    import shutil
-
-    from mnistlab.mechanics.curve import ema, plot_loss_curve
-    from mnistlab.mechanics.loop import LoopConfig, run_loop
-
     config = LoopConfig(steps=steps, limit=limit, seed=seed)
     if threads:
         config.threads = threads
-    bar: Any = None
+    bar: tqdm | None = None
 
     def on_start(info: dict[str, Any]) -> None:
         nonlocal bar
         bar = console.progress(total=info["steps"], desc="custom loop", unit="step")
 
     def on_step(step: int, loss: float, smoothed: float) -> None:
+        assert bar is not None  # run_loop calls on_start first
         bar.update(1)
         if step % 100 == 0:
             bar.set_postfix(smoothed_loss=f"{smoothed:.4f}", refresh=False)
@@ -65,28 +67,23 @@ def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
                           f"{config.batch_size}, {len(losses):,} iterations",
                     smoothing=config.smoothing)
     windows = smoothed[::WINDOW]
-    return {
-        "steps": m["steps"], "planned_steps": m["train_images"] // config.batch_size,
-        "batch_size": m["batch_size"], "lr": m["lr"], "optimizer": "plain SGD",
-        "smoothing": config.smoothing, "seed": seed, "train_images": m["train_images"],
-        "threads": m["threads"], "seconds": m["train_seconds"],
-        "loss_first": m["loss_first"], "loss_last": m["loss_last"],
-        "smoothed_start": m["smoothed_first"], "smoothed_end": m["smoothed_last"],
-        "decreasing_share": float(np.mean(np.diff(windows) < 0)) if len(windows) > 1 else None,
-        "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
-        "run_dir": str(run_dir), "run_dir_rel": f"runs/{Path(run_dir).name}",
-        "figure": str(figure_path),
-    }
+    return LoopStudy(
+        steps=m["steps"], planned_steps=m["train_images"] // config.batch_size,
+        batch_size=m["batch_size"], lr=m["lr"], optimizer="plain SGD",
+        smoothing=config.smoothing, seed=seed, train_images=m["train_images"],
+        threads=m["threads"], seconds=m["train_seconds"],
+        loss_first=m["loss_first"], loss_last=m["loss_last"],
+        smoothed_start=m["smoothed_first"], smoothed_end=m["smoothed_last"],
+        decreasing_share=float(np.mean(np.diff(windows) < 0)) if len(windows) > 1 else None,
+        test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
+        run_dir=Path(run_dir), run_dir_rel=f"runs/{Path(run_dir).name}",
+        figure=Path(figure_path),
+    )
 
 
-def _finished(run_dir: Path, config: Any) -> tuple[dict[str, Any], list[float]] | None:
+def _finished(run_dir: Path, config: LoopConfig) -> tuple[dict[str, Any], list[float]] | None:
     """(metrics, losses) of a finished loop run in ``run_dir`` made with ``config``'s settings
     (steps, batch, learning rate, seed, data), or None."""
-    from mnistlab import runs
-    from mnistlab.errors import UserError
-    from mnistlab.mechanics.curve import read_loss_csv
-    from mnistlab.mechanics.loop import LOSS_CSV
-
     try:
         metrics = runs.read_metrics(run_dir)
         saved = runs.read_config(run_dir).get("train", {})

@@ -1,9 +1,9 @@
 """The report's figures: one function per figure, each returning a matplotlib Figure.
 
 Headless: figures are built with the object-oriented API (``Figure``, no pyplot state), so they
-render with Agg anywhere, from any thread (the web app too). Functions take arrays and dicts
-computed elsewhere (``mnistlab.report.analysis``), never files, so the CLI, the report and tests
-draw the same figure from the same numbers.
+render with Agg anywhere, from any thread (the web app too). Functions take arrays and the
+results of ``mnistlab.report.analysis`` (``Calibration``), never files, so the CLI, the report
+and tests draw the same figure from the same numbers.
 ``save_figure`` writes a PNG atomically.
 """
 
@@ -13,9 +13,11 @@ import os
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
 
 from mnistlab.atomic import atomic_path
+from mnistlab.report.analysis import Calibration
 
 # One colour per model, the same in every figure.
 MODEL_COLORS = {"fc": "tab:orange", "cnn": "tab:blue"}
@@ -159,8 +161,6 @@ def confusion_matrices(matrices: Mapping[str, np.ndarray], note: str = "") -> Fi
 
     The colour scale is logarithmic so the few hundred errors show beside ~1,000 correct.
     """
-    from matplotlib.colors import LogNorm
-
     fig = Figure(figsize=(5.6 * len(matrices), 5))
     axes = fig.subplots(1, len(matrices), squeeze=False)[0]
     for ax, (name, cm) in zip(axes, matrices.items(), strict=True):
@@ -203,25 +203,25 @@ def per_class_accuracy(accuracies: Mapping[str, np.ndarray]) -> Figure:
     return fig
 
 
-def reliability_diagram(calibrations: Mapping[str, dict], min_count: int = 10) -> Figure:
+def reliability_diagram(calibrations: Mapping[str, Calibration], min_count: int = 10) -> Figure:
     """Accuracy against confidence per bin for each model, beside how many predictions fall
     in each bin (log scale: almost all sit in the top bin).
 
-    ``calibrations[model]`` is ``report.analysis.calibration(...)``. Bins holding fewer than
+    ``calibrations[model]`` is ``analysis.calibration(...)``. Bins holding fewer than
     ``min_count`` predictions are left off the left panel: their accuracy is noise.
     """
     fig = Figure(figsize=(11, 4.4))
     ax, ax_n = fig.subplots(1, 2)
     ax.plot([0, 1], [0, 1], ":", color="gray", label="perfect calibration")
     for name, cal in calibrations.items():
-        used = [b for b in cal["bins"] if b["count"] >= min_count]
-        ax.plot([b["confidence"] for b in used], [b["accuracy"] for b in used], "o-",
+        used = [b for b in cal.bins if b.count >= min_count]
+        ax.plot([b.confidence for b in used], [b.accuracy for b in used], "o-",
                 color=model_color(name),
-                label=f"{name.upper()} (ECE {100 * cal['ece']:.2f}%)")
-        mids = [(b["low"] + b["high"]) / 2 for b in cal["bins"]]
-        counts = [b["count"] for b in cal["bins"]]
-        offset = 0.25 / cal["n_bins"] * (1 if name == "cnn" else -1)
-        ax_n.bar(np.asarray(mids) + offset, counts, width=0.45 / cal["n_bins"],
+                label=f"{name.upper()} (ECE {100 * cal.ece:.2f}%)")
+        mids = [(b.low + b.high) / 2 for b in cal.bins]
+        counts = [b.count for b in cal.bins]
+        offset = 0.25 / cal.n_bins * (1 if name == "cnn" else -1)
+        ax_n.bar(np.asarray(mids) + offset, counts, width=0.45 / cal.n_bins,
                  color=model_color(name), label=name.upper())
     ax.set(title=f"Reliability: is the confidence earned? (bins with >= {min_count} images)",
            xlabel="mean confidence in bin",

@@ -1,7 +1,7 @@
 """REPORT.md, report.html (self-contained: figures inlined as data URIs) and report.json.
 
 Both documents come from the same blocks (``document.build``) through Jinja2 templates in
-``templates/``; report.json is the numbers they were built from.
+``templates/``; report.json is the numbers they were built from (``Report.to_dict()``).
 """
 
 from __future__ import annotations
@@ -10,13 +10,15 @@ import base64
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
 from mnistlab import atomic
 from mnistlab.report import document
+from mnistlab.report.blocks import Document
+from mnistlab.report.record import Json
+from mnistlab.report.schema import Report
 
 _CODE = re.compile(r"`([^`]+)`")
 
@@ -41,23 +43,21 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def render_markdown(doc: dict[str, Any]) -> str:
+def render_markdown(doc: Document) -> str:
     return _env().get_template("report.md.j2").render(doc=doc)
 
 
-def render_html(doc: dict[str, Any], folder: Path) -> str:
+def render_html(doc: Document, folder: Path) -> str:
     """HTML with every figure read from ``folder`` and embedded, so the page needs no files
     and makes no requests."""
     images = {}
-    for section in doc["sections"]:
-        for block in section["blocks"]:
-            if block["kind"] == "figure":
-                data = (Path(folder) / block["path"]).read_bytes()
-                images[block["name"]] = "data:image/png;base64," + base64.b64encode(data).decode()
+    for block in doc.figures():
+        data = (Path(folder) / block.path).read_bytes()
+        images[block.name] = "data:image/png;base64," + base64.b64encode(data).decode()
     return _env().get_template("report.html.j2").render(doc=doc, images=images)
 
 
-def jsonable(value: Any) -> Any:
+def jsonable(value: object) -> Json:
     """NaN and infinities become null (JSON has no such numbers); tuples become lists."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -70,11 +70,11 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_json(report: dict[str, Any], out: Path) -> None:
-    atomic.write_json(Path(out) / "report.json", jsonable(report))
+def write_json(report: Report, out: Path) -> None:
+    atomic.write_json(Path(out) / "report.json", jsonable(report.to_dict()))
 
 
-def write_all(report: dict[str, Any], out: Path) -> None:
+def write_all(report: Report, out: Path) -> None:
     out = Path(out)
     doc = document.build(report)
     atomic.write_text(out / "REPORT.md", render_markdown(doc))
