@@ -80,8 +80,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
                max_decoded_pixels: int | None = None) -> Image.Image:
     """Decode a PNG or JPEG (path or bytes) safely and apply its EXIF orientation.
 
-    ``max_pixels`` bounds the size the header declares; ``max_decoded_pixels`` (default: the
-    same) bounds what is actually decoded, which for a JPEG is the reduced draft size. Both
+    ``max_pixels`` bounds the size the header declares; ``max_decoded_pixels`` (default: no
+    further bound) what is actually decoded, which for a JPEG is the reduced draft size. Both
     are checked before any pixel is decoded, so the memory a picture costs is bounded by them.
     """
     name = "the upload" if isinstance(source, bytes) else str(source)
@@ -114,8 +114,9 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
         img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
     dw, dh = img.size  # the draft's size for a JPEG
     if max_decoded_pixels is not None and dw * dh > max_decoded_pixels:
-        raise ImageTooLarge(f"{name}: {w}x{h} pixels is more than the {max_decoded_pixels:,} "
-                            "allowed; send a smaller picture")
+        decoded = f" ({dw}x{dh} decoded)" if (dw, dh) != (w, h) else ""
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels{decoded} is more than the "
+                            f"{max_decoded_pixels:,} allowed; send a smaller picture")
     try:
         img.load()
         # In place: the default returns a copy of the whole picture even when nothing turns.

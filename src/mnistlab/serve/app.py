@@ -22,6 +22,7 @@ import asyncio
 import base64
 import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -229,7 +230,10 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
         swagger_ui_parameters={"validatorUrl": None}, redoc_url=None,
     )
     app.state.predictor = predictor
-    slots: list[asyncio.Semaphore] = []   # made on first use, inside the server's event loop
+    # One semaphore per event loop (a semaphore belongs to the loop it first waits in, and
+    # an app may be served by several in turn: tests, TestClient).
+    slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        weakref.WeakKeyDictionary()
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -271,11 +275,11 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
     async def api_predict(request: Request) -> dict[str, Any]:
         """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
         data = await _upload_bytes(request)
-        if not slots:
-            slots.append(asyncio.Semaphore(DECODE_SLOTS))
+        loop = asyncio.get_running_loop()
+        slot = slots.get(loop) or slots.setdefault(loop, asyncio.Semaphore(DECODE_SLOTS))
         # Preprocessing and the forward pass are CPU work: off the event loop, and only
         # DECODE_SLOTS at a time, so that concurrent large pictures cannot add up.
-        async with slots[0]:
+        async with slot:
             return await run_in_threadpool(_decode_and_predict, data)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
