@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.use",
     "mnistlab.cli.realworld",
     "mnistlab.cli.perf",
+    "mnistlab.cli.abuse",
 ]
 
 

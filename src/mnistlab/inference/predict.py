@@ -100,7 +100,16 @@ class Prediction:
                 "probabilities": self.probabilities}
 
 
+class ModelOutputError(UserError):
+    """The model answered NaN or infinity: the model is broken, not the picture."""
+
+
 def _prediction(name: str, pre: Preprocessed, proba: np.ndarray, top: int) -> Prediction:
+    if not np.isfinite(proba).all():
+        # A diverged run or a broken export: `0 (nan%)` would look like an answer.
+        raise ModelOutputError(f"{name}: the model answered NaN or infinity instead of "
+                               "probabilities; its weights are broken (a diverged run or a "
+                               "bad export): re-train the run or re-export it")
     order = np.argsort(-proba, kind="stable")[:max(1, min(top, 10))]
     return Prediction(file=name, digit=int(order[0]), probability=float(proba[order[0]]),
                       probabilities=[float(p) for p in proba],
@@ -138,7 +147,10 @@ def predict_files(predictor: Predictor, paths: list[str], *,
             out.append(pre)
         else:
             assert proba is not None
-            out.append(_prediction(path, pre, proba[i], top))
+            try:
+                out.append(_prediction(path, pre, proba[i], top))
+            except ModelOutputError as exc:
+                out.append(exc)
             i += 1
     return out
 

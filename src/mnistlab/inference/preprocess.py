@@ -24,6 +24,7 @@ Real images need more than that recipe, done in this order:
 from __future__ import annotations
 
 import io
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,8 +83,14 @@ class Preprocessed:
 
 
 def open_image(source: str | os.PathLike[str] | bytes, *,
-               max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Decode a PNG or JPEG (path or bytes) safely and apply its EXIF orientation."""
+               max_pixels: int = MAX_PIXELS,
+               max_decoded_pixels: int | None = None) -> Image.Image:
+    """Decode a PNG or JPEG (path or bytes) safely and apply its EXIF orientation.
+
+    ``max_pixels`` bounds the size the header declares; ``max_decoded_pixels`` (default: no
+    further bound) what is actually decoded, which for a JPEG is the reduced draft size. Both
+    are checked before any pixel is decoded, so the memory a picture costs is bounded by them.
+    """
     name = "the upload" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes):
         if not source:
@@ -112,9 +119,15 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     if img.format == "JPEG":
         # JPEG can decode at 1/2, 1/4, 1/8 scale directly: a 12 MP photo costs a fraction.
         img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
+    dw, dh = img.size  # the draft's size for a JPEG
+    if max_decoded_pixels is not None and dw * dh > max_decoded_pixels:
+        decoded = f" ({dw}x{dh} decoded)" if (dw, dh) != (w, h) else ""
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels{decoded} is more than the "
+                            f"{max_decoded_pixels:,} allowed; send a smaller picture")
     try:
         img.load()
-        img = ImageOps.exif_transpose(img)
+        # In place: the default returns a copy of the whole picture even when nothing turns.
+        ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{name}: image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError) as exc:
@@ -132,8 +145,9 @@ def to_gray(img: Image.Image) -> np.ndarray:
     black behind light strokes (white ink on a transparent canvas).
     """
     if max(img.size) > WORK_SIDE:
-        img = img.copy()
-        img.thumbnail((WORK_SIDE, WORK_SIDE), Image.Resampling.BOX)
+        # What img.copy().thumbnail() gave, without copying the whole picture first: the
+        # reduction runs on uint8 pixels, before anything is converted to float.
+        img = img.resize(_work_size(*img.size), Image.Resampling.BOX, reducing_gap=2.0)
     has_alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P"
                                                        and "transparency" in img.info)
     if has_alpha:
@@ -150,6 +164,18 @@ def to_gray(img: Image.Image) -> np.ndarray:
         arr = np.asarray(img, dtype=np.float32)
         return arr / max(float(arr.max()), 1.0)
     return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
+
+
+def _work_size(w: int, h: int) -> tuple[int, int]:
+    """The size Image.thumbnail((WORK_SIDE, WORK_SIDE)) gives a w x h picture."""
+    aspect = w / h
+    if aspect <= 1:   # taller than wide: the height is WORK_SIDE
+        x = WORK_SIDE * aspect
+        return max(min(math.floor(x), math.ceil(x), key=lambda n: abs(aspect - n / WORK_SIDE)),
+                   1), WORK_SIDE
+    y = WORK_SIDE / aspect
+    return WORK_SIDE, max(min(math.floor(y), math.ceil(y),
+                              key=lambda n: 0 if n == 0 else abs(aspect - WORK_SIDE / n)), 1)
 
 
 def _fit_background(img: np.ndarray, *, two_sided: bool = False,
@@ -365,9 +391,11 @@ def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False) -> 
 
 
 def preprocess(source: str | os.PathLike[str] | bytes | Image.Image, *,
-               max_pixels: int = MAX_PIXELS) -> Preprocessed:
+               max_pixels: int = MAX_PIXELS,
+               max_decoded_pixels: int | None = None) -> Preprocessed:
     """A PNG/JPEG (path, bytes or an opened PIL image) -> ``Preprocessed`` (28x28 in [0, 1])."""
-    img = source if isinstance(source, Image.Image) else open_image(source, max_pixels=max_pixels)
+    img = source if isinstance(source, Image.Image) else open_image(
+        source, max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels)
     return preprocess_gray(to_gray(img))
 
 

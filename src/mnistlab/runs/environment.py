@@ -23,7 +23,7 @@ def environment(threads: int | None = None) -> dict[str, Any]:
         "safetensors": safetensors.__version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": _cpu_name(),
+        "cpu": cpu_name(),
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_count": os.cpu_count(),
         "threads": threads if threads is not None else torch.get_num_threads(),
@@ -31,7 +31,8 @@ def environment(threads: int | None = None) -> dict[str, Any]:
     }
 
 
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``lscpu``'s "Model name"), else what the platform says."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
             for line in f:

@@ -9,25 +9,41 @@ image (multipart field ``file``, or the raw body as image/png or image/jpeg) -> 
 ``/openapi.json``, so no page of this app makes a request beyond the server it came from.
 
 Every bad input gets a 4xx JSON body ``{"error": <code>, "detail": <what was wrong>}``.
+
+The work a request can cost is bounded before decoding: the upload's bytes, the pixels its
+header declares, and the pixels actually decoded (a JPEG is decoded reduced, by draft); at
+most ``DECODE_SLOTS`` pictures are decoded at once, and memory is trimmed after large ones.
+A client that goes away mid-upload is an ordinary event: one log line, no traceback.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import io
+import logging
 import os
+import weakref
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
+from PIL import Image
 from pydantic import BaseModel, Field
+from starlette.requests import ClientDisconnect
 
 from mnistlab import __version__
 from mnistlab.errors import UserError
-from mnistlab.inference.predict import Predictor, load_predictor, predict_preprocessed
+from mnistlab.inference.predict import (
+    ModelOutputError,
+    Predictor,
+    load_predictor,
+    predict_preprocessed,
+)
 from mnistlab.inference.preprocess import (
     ImageTooLarge,
     NoInk,
@@ -36,10 +52,17 @@ from mnistlab.inference.preprocess import (
     preprocess,
     to_png,
 )
+from mnistlab.serve.guard import CLOSED_SLOW
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
 MAX_UPLOAD_PIXELS = 25_000_000          # decompression bombs stop at the header
+# What is decoded (a PNG whole, a JPEG at its draft's reduced size): 4096 x 2048, a 4K
+# screenshot or a scan at 300 dpi of a quarter page; a digit needs far less. An RGB picture
+# this size costs 32 MiB decoded; a 24-megapixel PNG of 73 KB no longer gets 100.
+MAX_DECODED_PIXELS = 4096 * 2048
+DECODE_SLOTS = 2                        # pictures decoded at once; the others wait their turn
+TRIM_AFTER_PIXELS = 1_000_000           # trim the heaps after decoding a picture this large
 MULTIPART_OVERHEAD = 64 * 1024          # boundaries and part headers around the file
 RAW_TYPES = {"image/png", "image/jpeg", "application/octet-stream"}
 FILE_TYPES = RAW_TYPES | {""}           # a multipart part may carry no type at all
@@ -101,6 +124,9 @@ def _resolve(model_source: Any) -> Predictor:
                     f"not {type(model_source).__name__}")
 
 
+log = logging.getLogger("uvicorn.error")
+
+
 async def _read_capped(stream: Any, limit: int) -> bytes:
     """Read a body stream, stopping as soon as it passes ``limit`` bytes."""
     chunks, size = [], 0
@@ -140,6 +166,8 @@ async def _upload_bytes(request: Request) -> bytes:
                            "header; or send the image as the raw body")
         try:
             form = await request.form(max_files=1, max_fields=4)
+        except ClientDisconnect:
+            raise
         except Exception as exc:  # starlette raises MultiPartException and HTTPException
             raise ApiError(400, "bad_form", f"unreadable multipart form ({exc}); send the "
                            "image as the form field 'file'") from None
@@ -161,15 +189,28 @@ async def _upload_bytes(request: Request) -> bytes:
     return data
 
 
+def _declared_pixels(data: bytes) -> int:
+    """The pixel count a PNG's or JPEG's header declares (0 if unreadable): read lazily."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return int(img.size[0] * img.size[1])
+    except Exception:  # preprocess reports what is wrong with it
+        return 0
+
+
 def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
     try:
-        pre = preprocess(data, max_pixels=MAX_UPLOAD_PIXELS)
+        pre = preprocess(data, max_pixels=MAX_UPLOAD_PIXELS,
+                         max_decoded_pixels=MAX_DECODED_PIXELS)
     except UserError as exc:
         for cls, status, code in _STATUS:
             if isinstance(exc, cls):
                 raise ApiError(status, code, str(exc)) from None
         raise ApiError(400, "bad_image", str(exc)) from None
-    pred = predict_preprocessed(predictor, pre, name="upload")
+    try:
+        pred = predict_preprocessed(predictor, pre, name="upload")
+    except ModelOutputError as exc:
+        raise ApiError(500, "model_error", str(exc)) from None
     png = base64.b64encode(to_png(pre.image)).decode("ascii")
     return {
         "digit": pred.digit, "probability": pred.probability,
@@ -193,10 +234,34 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
         swagger_ui_parameters={"validatorUrl": None}, redoc_url=None,
     )
     app.state.predictor = predictor
+    # One semaphore per event loop (a semaphore belongs to the loop it first waits in, and
+    # an app may be served by several in turn: tests, TestClient).
+    slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
+        weakref.WeakKeyDictionary()
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return JSONResponse({"error": exc.code, "detail": exc.detail}, status_code=exc.status)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # Nobody is left to answer: one line in the log (unless the guard that closed a too
+        # slow upload logged it already), and a response nobody will read.
+        if not request.scope.get(CLOSED_SLOW):
+            who = (f"{request.client.host}:{request.client.port}" if request.client
+                   else "a client")
+            log.info("%s disconnected before its request to %s was read whole", who,
+                     request.url.path)
+        return Response(status_code=400)
+
+    def _decode_and_predict(data: bytes) -> dict[str, Any]:
+        try:
+            return _predict_payload(predictor, data)
+        finally:
+            if _declared_pixels(data) >= TRIM_AFTER_PIXELS:
+                from mnistlab.serve.guard import release_memory
+
+                release_memory()
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
@@ -212,8 +277,12 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
     async def api_predict(request: Request) -> dict[str, Any]:
         """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
         data = await _upload_bytes(request)
-        # Preprocessing and the forward pass are CPU work: off the event loop.
-        return await run_in_threadpool(_predict_payload, predictor, data)
+        loop = asyncio.get_running_loop()
+        slot = slots.get(loop) or slots.setdefault(loop, asyncio.Semaphore(DECODE_SLOTS))
+        # Preprocessing and the forward pass are CPU work: off the event loop, and only
+        # DECODE_SLOTS at a time, so that concurrent large pictures cannot add up.
+        async with slot:
+            return await run_in_threadpool(_decode_and_predict, data)
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
