@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mnistlab.models.shapes import IMAGE_SIZE
+from mnistlab.models.shapes import NUM_CLASSES as NUM_CLASSES  # data.cache reads it from here
+
 # The four canonical files, by split and kind.
 FILES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -17,8 +20,7 @@ FILES = {
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
 SPLITS = ("train", "test")
-IMAGE_SHAPE = (28, 28)  # pixels, uint8 0-255
-NUM_CLASSES = 10
+IMAGE_SHAPE = (IMAGE_SIZE, IMAGE_SIZE)  # pixels, uint8 0-255
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.machine import torch_threads
+from mnistlab.models.shapes import IMAGE_SIZE
 
 BF16 = torch.bfloat16
-IMAGE_SIZE = 28
 
 
 def supports(model: nn.Module) -> bool:

@@ -8,14 +8,17 @@ Softmax is applied only where probabilities are shown (predict, plots), never in
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from mnistlab.errors import UserError
+from mnistlab.models.shapes import IMAGE_SIZE, NUM_CLASSES, count_parameters
 
-Factory = Callable[..., nn.Module]
+if TYPE_CHECKING:  # torch loads with the model modules, not here: data/ imports the shapes
+    from torch import nn
+
+Factory = Callable[..., "nn.Module"]
 _REGISTRY: dict[str, Factory] = {}
 _DESCRIPTIONS: dict[str, str] = {}
 
@@ -49,17 +52,14 @@ def build_model(name: str, **config: Any) -> nn.Module:
     return factory(name)(**config)
 
 
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
 def load_builtin() -> None:
     """Import the built-in model modules: their @register (and presets' register_preset)
     calls run on import. Listed here, not scanned, so the set of models is explicit."""
-    import importlib
-
     for module in _BUILTIN:
         importlib.import_module(module)
 
 
 _BUILTIN = ["mnistlab.models.seed", "mnistlab.models.fast"]
+
+__all__ = ["IMAGE_SIZE", "NUM_CLASSES", "Factory", "available", "build_model", "count_parameters",
+           "factory", "load_builtin", "register"]

@@ -16,10 +16,8 @@ from __future__ import annotations
 from torch import nn
 
 from mnistlab.models import register
+from mnistlab.models.shapes import IMAGE_SIZE, NUM_CLASSES
 from mnistlab.train.presets import register_preset
-
-IMAGE_SIZE = 28
-NUM_CLASSES = 10
 
 
 def _conv(in_ch: int, out_ch: int) -> nn.Conv2d:

@@ -74,10 +74,10 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         cpu = time.process_time()
         m = fit(replace(config, seed=seed)).metrics
         cpu = time.process_time() - cpu
-        row = {"seed": seed, "train_seconds": m["train_seconds"],
+        row = {"seed": seed, "train_seconds": m.train_seconds,
                "fit_cpu_seconds": round(cpu, 3),
-               "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
-               "eval_seconds": m["eval_seconds"], "images_per_second": m["images_per_second"]}
+               "test_accuracy": m.test_accuracy, "test_loss": m.test_loss,
+               "eval_seconds": m.eval_seconds, "images_per_second": m.images_per_second}
         rows.append(row)
         if on_seed is not None:
             on_seed(row)

@@ -16,8 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-NUM_CLASSES = 10
-
+from mnistlab.models.shapes import NUM_CLASSES
 
 # --- spread over seeds ---------------------------------------------------------------------
 

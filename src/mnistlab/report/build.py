@@ -17,13 +17,19 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mnistlab import console
 from mnistlab.errors import UserError
 from mnistlab.machine import load_average, torch_threads
+
+if TYPE_CHECKING:
+    from mnistlab.runs import JSONObject
+
+# torch is imported inside the stages, not here: `mnistlab --help` imports this module (for
+# the report command's defaults), and OpenMP's wait policy must be set before torch loads.
 
 MODELS = ("fc", "cnn")
 # 3 seeds keep `make run` near 10 minutes on a 2-core CPU (the seed CNN: about 1.5-2 min per
@@ -80,8 +86,10 @@ class Trained:
     model: str
     seed: int
     run_dir: Path
-    metrics: dict[str, Any]            # the run's metrics.json
-    history: list[dict[str, Any]]      # the run's history.json
+    # The run's metrics.json and history.json as JSON objects (RunMetrics / HistoryRow
+    # .to_dict()): the report's numbers read them by key.
+    metrics: JSONObject
+    history: list[JSONObject]
     probs: np.ndarray                  # (N_test, 10) softmax on the test images
     train_eval: dict[str, float]       # the finished model re-measured on its training images
 
@@ -193,10 +201,10 @@ def _command(cfg: ReportConfig) -> str:
 
 def _load_data(cfg: ReportConfig) -> dict[str, Any]:
     from mnistlab.data import load_dataset
-    from mnistlab.train import TrainConfig, load_tensors
+    from mnistlab.train.data import load_split
 
-    x_train, y_train, x_test, y_test = load_tensors(TrainConfig(limit=cfg.limit,
-                                                                test_limit=cfg.test_limit))
+    x_train, y_train = load_split("mnist", "train", cfg.limit)
+    x_test, y_test = load_split("mnist", "test", cfg.test_limit)
     test_images, test_labels = load_dataset("mnist", "test")
     n_test = len(x_test)
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
@@ -211,17 +219,21 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     if not (run_dir / runs.METRICS).is_file() or not (run_dir / runs.WEIGHTS).is_file():
         return False
     try:
-        saved = runs.read_config(run_dir).get("train", {})
+        train = runs.read_config(run_dir).train
     except UserError:
         return False
+    if train is None:
+        return False
+    saved = asdict(train)
     return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
 
 
 def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
            runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
     from mnistlab import runs
-    from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
+    from mnistlab.train import TrainConfig, evaluate, fit, predict_proba
     from mnistlab.train.callbacks import KerasLogger
+    from mnistlab.train.evaluate import load_run
     from mnistlab.train.presets import preset_overrides
 
     overrides = preset_overrides("seed", model)
@@ -231,19 +243,20 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
                          threads=cfg.threads, preset="seed", **overrides)
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, asdict(config)):
-        precision = runs.read_metrics(run_dir)["precision"]
-        # The same memory layout as during fit(), so the same kernels give the same numbers.
-        trained = prepare_model(runs.load_model(run_dir), precision)
+        # In the memory layout it trained in, so the same kernels give the same numbers.
+        loaded = load_run(run_dir)
+        precision, trained = loaded.precision, loaded.model
         say(f"reusing {run_dir}")
     else:
         if run_dir.exists():  # a previous report's run: this report re-trains it from scratch
             shutil.rmtree(run_dir)
         result = fit(config, run_dir, callbacks=[KerasLogger()])
-        precision, trained = result.metrics["precision"], result.model
+        precision, trained = result.metrics.precision, result.model
     probs = predict_proba(trained, data["x_test"], precision=precision)
     train_eval = evaluate(trained, data["x_train"], data["y_train"], precision=precision)
-    return Trained(model=model, seed=seed, run_dir=run_dir, metrics=runs.read_metrics(run_dir),
-                   history=runs.read_history(run_dir), probs=probs,
+    return Trained(model=model, seed=seed, run_dir=run_dir,
+                   metrics=runs.read_metrics(run_dir).to_dict(),
+                   history=[row.to_dict() for row in runs.read_history(run_dir)], probs=probs,
                    train_eval={"accuracy": train_eval["test_accuracy"],
                                "loss": train_eval["test_loss"]})
 

@@ -1,4 +1,8 @@
-"""A dataset's splits as float tensors, cached in memory (the same arrays for every run)."""
+"""A dataset's splits as float tensors, cached in memory (the same arrays for every run).
+
+    x_test, y_test = load_split("mnist", "test")          # no TrainConfig needed
+    x_train, y_train, x_test, y_test = load_tensors(config)
+"""
 
 from __future__ import annotations
 
@@ -17,12 +21,14 @@ def _split_tensors(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor
     return to_tensors(images, labels)                       # new float32 memory, (N, 1, 28, 28)
 
 
+def load_split(dataset: str, split: str, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of one split: float (N, 1, 28, 28) in [0, 1] and int64 labels; ``limit`` > 0:
+    the first ``limit`` images only (views of the cached tensors, no copy)."""
+    x, y = _split_tensors(dataset, split)
+    return (x[:limit], y[:limit]) if limit else (x, y)
+
+
 def load_tensors(config: TrainConfig) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test): float (N, 1, 28, 28) in [0, 1] and int64 labels."""
-    x_train, y_train = _split_tensors(config.dataset, "train")
-    x_test, y_test = _split_tensors(config.dataset, "test")
-    if config.limit:
-        x_train, y_train = x_train[:config.limit], y_train[:config.limit]
-    if config.test_limit:
-        x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
-    return x_train, y_train, x_test, y_test
+    return (*load_split(config.dataset, "train", config.limit),
+            *load_split(config.dataset, "test", config.test_limit))
