@@ -14,7 +14,7 @@ from mnistlab import runs
 from mnistlab.cli import main
 from mnistlab.errors import UserError
 from mnistlab.train import TrainConfig
-from mnistlab.train.evaluate import evaluate_run, load_run
+from mnistlab.train.evaluation import evaluate_run, load_run
 from mnistlab.train.resume import check_resumable
 
 # Written by mnistlab 0.1.0: `mnistlab train fc --preset seed --seed 0 --limit 2000 --epochs 2`

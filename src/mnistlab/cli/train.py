@@ -174,7 +174,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train.callbacks import eval_line
-    from mnistlab.train.evaluate import evaluate_run
+    from mnistlab.train.evaluation import evaluate_run
 
     run_dir = _best_or(args.run)
     if args.threads:

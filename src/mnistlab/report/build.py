@@ -233,7 +233,7 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
     from mnistlab import runs
     from mnistlab.train import TrainConfig, evaluate, fit, predict_proba
     from mnistlab.train.callbacks import KerasLogger
-    from mnistlab.train.evaluate import load_run
+    from mnistlab.train.evaluation import load_run
     from mnistlab.train.presets import preset_overrides
 
     overrides = preset_overrides("seed", model)

@@ -17,7 +17,7 @@ import numpy as np
 
 from mnistlab.errors import UserError
 from mnistlab.train.data import load_split
-from mnistlab.train.evaluate import load_run
+from mnistlab.train.evaluation import load_run
 from mnistlab.train.phases import predict_proba
 
 

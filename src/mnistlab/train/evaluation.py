@@ -14,6 +14,7 @@ from pathlib import Path
 from torch import nn
 
 # Through the package (see train.fit): mnistlab.runs may be mid-import when this module loads.
+# (Not named evaluate.py: that would shadow mnistlab.train.evaluate, the function.)
 from mnistlab import runs
 from mnistlab.train.data import load_split
 from mnistlab.train.phases import evaluate
