@@ -48,9 +48,10 @@ def _train_run(root: str) -> Path:
         acc = float((model(tx).argmax(1) == ty).float().mean())
     run_dir = Path(root) / "fc-test"
     runs.save_run(run_dir, model=model, model_name="fc", model_config={},
-                  config={"model": "fc", "model_config": {}, "epochs": 1,
-                          "train_images": TRAIN_IMAGES},
-                  metrics={"test_accuracy": acc, "dataset": "mnist"})
+                  config=runs.RunConfig(model="fc", extra={"epochs": 1,
+                                                           "train_images": TRAIN_IMAGES}),
+                  metrics=runs.RunMetrics(model="fc", test_accuracy=acc, dataset="mnist",
+                                          train_images=TRAIN_IMAGES))
     return run_dir
 
 

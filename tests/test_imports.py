@@ -47,7 +47,11 @@ def _top_level_imports(path: Path, modules: set[str]) -> set[str]:
             elif isinstance(node, ast.Try):
                 visit(node.body)
     visit(ast.parse(path.read_text()).body)
-    return {m for m in found if m in modules and m != name}
+    # Importing a.b.c first runs a/__init__ and a/b/__init__: those are imported too.
+    for m in list(found):
+        parts = m.split(".")
+        found.update(".".join(parts[:i]) for i in range(2, len(parts)))
+    return {m for m in found if m in modules and m != name and not name.startswith(m + ".")}
 
 
 def test_no_import_circles() -> None:

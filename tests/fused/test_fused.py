@@ -14,7 +14,8 @@ from mnistlab.fused import FusedCNN, supports
 from mnistlab.fused import kernels as k
 from mnistlab.fused.cnn import _bits
 from mnistlab.models import build_model
-from mnistlab.train import TrainConfig, fit
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.fit import fit
 
 BF16 = torch.bfloat16
 
@@ -157,14 +158,14 @@ def test_training_through_the_fused_engine() -> None:
     config = TrainConfig(model="cnn", precision="bf16", engine="fused", epochs=2, limit=1024,
                          test_limit=500, threads=1, eval_each_epoch=True)
     result = fit(config)
-    assert result.metrics["engine"] == "fused"
-    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
-    assert result.metrics["test_accuracy"] > 0.6
+    assert result.metrics.engine == "fused"
+    assert result.history[1].train_loss < result.history[0].train_loss
+    assert result.metrics.test_accuracy > 0.6
     auto = fit(TrainConfig(model="cnn", precision="bf16", epochs=1, limit=64, test_limit=64,
                            threads=1))
-    assert auto.metrics["engine"] == "fused"                # auto picks it for the cnn in bf16
+    assert auto.metrics.engine == "fused"                # auto picks it for the cnn in bf16
     assert fit(TrainConfig(model="cnn", precision="fp32", epochs=1, limit=64, test_limit=64,
-                           threads=1)).metrics["engine"] == "autograd"
+                           threads=1)).metrics.engine == "autograd"
 
 
 @pytest.mark.parametrize(("model", "precision"), [("fc", "bf16"), ("cnn", "fp32")])

@@ -48,7 +48,8 @@ def batch64():
 @pytest.fixture(scope="module")
 def train_subset():
     """The first 2,000 training images as tensors (2000, 1, 28, 28) and int64 labels."""
-    from mnistlab.train import TrainConfig, load_tensors
+    from mnistlab.train.config import TrainConfig
+    from mnistlab.train.data import load_tensors
 
     x, y, _, _ = load_tensors(TrainConfig(limit=2000))
     return x, y
@@ -146,8 +147,8 @@ def test_scratch_learns_a_subset():
     config = ScratchConfig(epochs=2, limit=5000)               # 158 steps of batch 64
     first, second = (train_scratch(config) for _ in range(2))
     history = first.history
-    assert history[1]["train_loss"] < history[0]["train_loss"]
-    assert first.metrics["test_accuracy"] > 0.8                # chance is 0.1
+    assert history[1].train_loss < history[0].train_loss
+    assert first.metrics.test_accuracy > 0.8                # chance is 0.1
     np.testing.assert_array_equal(first.params["W1"], second.params["W1"])  # same seed
 
 
@@ -165,9 +166,10 @@ def test_scratch_twin_tracks_the_numpy_net():
     # the same weights (to float32 rounding) and so the same test accuracy.
     result = train_scratch(ScratchConfig(epochs=2, limit=3000, twin=True))
     m = result.metrics
-    assert m["twin_max_weight_diff"] < 1e-4
-    assert abs(m["twin_test_accuracy"] - m["test_accuracy"]) <= 2e-4   # at most 2 of 10,000
-    assert all("twin_test_accuracy" in row for row in result.history)
+    assert m.twin_max_weight_diff < 1e-4
+    assert abs(m.twin_test_accuracy - m.test_accuracy) <= 2e-4   # at most 2 of 10,000
+    assert len(result.twin_test_accuracy) == len(result.history) == 2
+    assert result.twin_test_accuracy[-1] == m.twin_test_accuracy
 
 
 # --- the explicit loop -----------------------------------------------------------------------
@@ -289,7 +291,8 @@ def test_loop_cli_writes_a_usable_run(tmp_path, capsys):
     np.testing.assert_allclose(smoothed, ema(losses), rtol=1e-5)
     assert (out / "figures" / "loss-curve.png").read_bytes()[:8] == PNG_MAGIC
     model = runs.load_model(out)                             # what evaluate / predict use
-    assert runs.read_metrics(out)["test_accuracy"] == metrics["test_accuracy"]
+    assert runs.read_metrics(out).test_accuracy == metrics["test_accuracy"]
+    assert runs.read_metrics(out).to_dict() == metrics                # --json is metrics.json
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
     assert main(args) == 2                                   # never overwrites a run

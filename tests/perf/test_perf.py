@@ -17,8 +17,9 @@ from mnistlab.cli import main
 from mnistlab.data.augment import KINDS, augment_batch
 from mnistlab.errors import UserError
 from mnistlab.models import build_model
-from mnistlab.train import TrainConfig, fit
+from mnistlab.train.config import TrainConfig
 from mnistlab.train.ensemble import accuracy, average_probabilities, evaluate_ensemble
+from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
 TINY = {"limit": 2000, "test_limit": 1000, "threads": 1}
@@ -84,9 +85,9 @@ def test_recipe_trains_on_a_tiny_budget(name: str) -> None:
     result = fit(TrainConfig(model=name, preset=name, **overrides))
     m = result.metrics
     # far above chance (10%), and the loss fell below its starting value (ln 10)
-    assert m["test_accuracy"] > 0.6
-    assert m["train_loss"] < math.log(10)
-    assert m["precision"] == "bf16"
+    assert m.test_accuracy > 0.6
+    assert m.train_loss < math.log(10)
+    assert m.precision == "bf16"
 
 
 # --- ensembles -------------------------------------------------------------------------------
@@ -117,15 +118,18 @@ def test_ensemble_of_two_runs(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
         fit(TrainConfig(model="speedrun", **overrides), tmp_path / f"s{seed}")
         dirs.append(tmp_path / f"s{seed}")
     result = evaluate_ensemble(dirs, test_limit=1000)
-    members = [m["test_accuracy"] for m in result["members"]]
-    assert len(members) == 2 and result["test_images"] == 1000
-    assert result["test_accuracy"] >= min(members) - 0.01         # averaging rarely hurts
+    members = [m.test_accuracy for m in result.members]
+    assert len(members) == 2 and result.test_images == 1000
+    assert result.test_accuracy >= min(members) - 0.01         # averaging rarely hurts
     with pytest.raises(UserError):
         evaluate_ensemble(dirs[:1])
     # the CLI: `mnistlab evaluate --ensemble RUN RUN` (full test set)
     assert main(["evaluate", "--ensemble", *map(str, dirs), "--threads", "1", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["test_images"] == 10_000 and len(out["members"]) == 2
+    assert list(out) == ["test_accuracy", "test_loss", "members", "dataset", "test_images",
+                         "mean_member_accuracy"]
+    assert list(out["members"][0]) == ["run_dir", "test_accuracy"]
     assert main(["evaluate"]) == 2
     assert "--ensemble" in capsys.readouterr().err
 

@@ -155,7 +155,7 @@ def test_html_is_self_contained(built, report):
 
 def test_run_folders_stay_usable(built):
     from mnistlab.runs import load_model
-    from mnistlab.train import predict_proba
+    from mnistlab.train.phases import predict_proba
 
     model = load_model(built[0] / "runs" / "cnn-seed0")
     probs = predict_proba(model, np.zeros((3, 28, 28), dtype=np.uint8))

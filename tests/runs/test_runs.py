@@ -15,7 +15,8 @@ from mnistlab import runs
 from mnistlab.cli import main
 from mnistlab.errors import UserError
 from mnistlab.models import build_model
-from mnistlab.train import TrainConfig, fit
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.fit import fit
 
 
 @pytest.fixture(scope="module")
@@ -36,12 +37,12 @@ def test_run_folder_contents(fc_run: Path) -> None:
     assert {"config.json", "model.safetensors", "checkpoint.safetensors", "history.csv",
             "history.json", "metrics.json"} <= names
     assert not any(n.endswith(".tmp") for n in names)  # atomic writes leave no temp files
-    assert runs.read_config(fc_run)["model"] == "fc"
+    assert runs.read_config(fc_run).model == "fc"
     history = runs.read_history(fc_run)
-    assert [r["epoch"] for r in history] == [1]
+    assert [r.epoch for r in history] == [1]
     assert (fc_run / "history.csv").read_text().splitlines()[0].startswith("epoch,train_loss")
     metrics = runs.read_metrics(fc_run)
-    assert metrics["test_accuracy"] == history[-1]["test_accuracy"]
+    assert metrics.test_accuracy == history[-1].test_accuracy
 
 
 def test_load_model_gives_the_trained_model(fc_run: Path) -> None:
@@ -56,11 +57,14 @@ def test_load_model_gives_the_trained_model(fc_run: Path) -> None:
 def test_save_run_round_trip(tmp_path: Path) -> None:
     model = build_model("cnn", hidden=32)
     runs.save_run(tmp_path, model=model, model_name="cnn", model_config={"hidden": 32},
-                  config={"model": "cnn"}, history=[{"epoch": 1}], metrics={"test_accuracy": 0.5})
+                  config=runs.RunConfig(model="cnn"),
+                  history=[runs.HistoryRow(epoch=1, train_loss=0.25)],
+                  metrics=runs.RunMetrics(test_accuracy=0.5))
     loaded = runs.load_model(tmp_path)
     x = torch.rand(2, 1, 28, 28)
     assert torch.equal(model.eval()(x), loaded(x))
-    assert runs.read_metrics(tmp_path) == {"test_accuracy": 0.5}
+    assert runs.read_metrics(tmp_path) == runs.RunMetrics(test_accuracy=0.5)
+    assert runs.read_history(tmp_path) == [runs.HistoryRow(epoch=1, train_loss=0.25)]
 
 
 def test_checkpoint_round_trip(fc_run: Path) -> None:
@@ -72,7 +76,8 @@ def test_checkpoint_round_trip(fc_run: Path) -> None:
 
 def _metrics_run(root: Path, name: str, acc: float, dataset: str = "mnist") -> None:
     runs.save_run(root / name, model=build_model("fc"), model_name="fc", model_config={},
-                  config={"model": "fc"}, metrics={"test_accuracy": acc, "dataset": dataset})
+                  config=runs.RunConfig(model="fc"),
+                  metrics=runs.RunMetrics(test_accuracy=acc, dataset=dataset))
 
 
 def test_find_best_run(tmp_path: Path) -> None:

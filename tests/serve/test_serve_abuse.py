@@ -70,6 +70,7 @@ class SlowPredictor:
     """Counts how many forward passes run at once (each takes 0.2 s)."""
 
     name = "slow"
+    backend = "pytorch"         # what the Predictor protocol asks of every backend
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from mnistlab.errors import UserError
-from mnistlab.train import TrainConfig, fit, load_tensors
 from mnistlab.train.calibration import (
     CALIBRATION,
     Calibration,
@@ -19,7 +18,9 @@ from mnistlab.train.calibration import (
     nll,
     softmax,
 )
-from mnistlab.train.data import load_validation
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_tensors, load_validation
+from mnistlab.train.fit import fit
 
 
 def test_temperature_recovers_a_known_overconfidence():

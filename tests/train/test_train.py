@@ -18,17 +18,11 @@ import torch
 from mnistlab import runs
 from mnistlab.cli import main
 from mnistlab.errors import UserError
-from mnistlab.train import (
-    Callback,
-    TrainConfig,
-    TrainingDiverged,
-    TrainingInterrupted,
-    evaluate,
-    fit,
-    load_tensors,
-    predict_proba,
-)
 from mnistlab.train.callbacks import epoch_line, eval_line
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_tensors
+from mnistlab.train.fit import Callback, TrainingInterrupted, fit
+from mnistlab.train.phases import TrainingDiverged, evaluate, predict_proba
 from mnistlab.train.presets import preset_overrides
 
 # Small and single-threaded: fast, and bit-for-bit repeatable on one machine.
@@ -39,24 +33,24 @@ def seed_config(model: str, **overrides: object) -> TrainConfig:
     return TrainConfig(model=model, **{**preset_overrides("seed", model), **SMALL, **overrides})
 
 
-def _figures(history: list[dict]) -> list[dict]:
+def _figures(history: list[runs.HistoryRow]) -> list[dict]:
     # Everything but wall-clock timings must repeat exactly.
     timing = {"seconds", "eval_seconds", "images_per_second"}
-    return [{k: v for k, v in row.items() if k not in timing} for row in history]
+    return [{k: v for k, v in row.to_dict().items() if k not in timing} for row in history]
 
 
 def test_fc_seed_preset_learns_on_a_subset() -> None:
     result = fit(seed_config("fc", limit=10_000, epochs=2))
-    assert result.metrics["test_accuracy"] > 0.85
-    assert result.metrics["epochs"] == 2 and len(result.history) == 2
-    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.metrics.test_accuracy > 0.85
+    assert result.metrics.epochs == 2 and len(result.history) == 2
+    assert result.history[1].train_loss < result.history[0].train_loss
 
 
 def test_cnn_seed_preset_learns_on_a_subset() -> None:
     # The seed's own precision for the CNN (bf16 on CPUs that have it, else fp32).
     result = fit(seed_config("cnn", epochs=1, precision="auto"))
-    assert result.metrics["test_accuracy"] > 0.75
-    assert result.metrics["precision"] in ("bf16", "fp32")
+    assert result.metrics.test_accuracy > 0.75
+    assert result.metrics.precision in ("bf16", "fp32")
 
 
 def test_same_seed_same_figures_other_seed_other_figures() -> None:
@@ -73,8 +67,8 @@ class InterruptAfter(Callback):
     def __init__(self, epochs: int) -> None:
         self.epochs = epochs
 
-    def on_epoch_end(self, row: dict) -> None:
-        if row["epoch"] == self.epochs:
+    def on_epoch_end(self, row: runs.HistoryRow) -> None:
+        if row.epoch == self.epochs:
             raise KeyboardInterrupt
 
 
@@ -97,8 +91,8 @@ def test_resume_equals_uninterrupted(tmp_path: Path, overrides: dict) -> None:
     (tmp_path / "cut" / ".checkpoint.safetensors.x1.tmp").write_bytes(b"half")  # a kill -9
     resumed = fit(config, tmp_path / "cut", resume=True)
     assert _figures(resumed.history) == _figures(whole.history)
-    assert resumed.metrics["test_accuracy"] == whole.metrics["test_accuracy"]
-    assert resumed.metrics["test_loss"] == whole.metrics["test_loss"]
+    assert resumed.metrics.test_accuracy == whole.metrics.test_accuracy
+    assert resumed.metrics.test_loss == whole.metrics.test_loss
     for p, q in zip(resumed.model.parameters(), whole.model.parameters(), strict=True):
         assert torch.equal(p, q)
     assert not list((tmp_path / "cut").glob(".*.tmp"))
@@ -120,7 +114,7 @@ def test_resume_accepts_a_run_older_than_a_setting(tmp_path: Path) -> None:
     saved = json.loads((tmp_path / runs.CONFIG).read_text())
     del saved["train"]["engine"]
     (tmp_path / runs.CONFIG).write_text(json.dumps(saved))
-    assert fit(config, tmp_path, resume=True).metrics["epochs"] == 2
+    assert fit(config, tmp_path, resume=True).metrics.epochs == 2
     with pytest.raises(UserError, match="engine"):
         fit(dataclasses.replace(config, engine="autograd"), tmp_path, resume=True)
 
@@ -128,7 +122,7 @@ def test_resume_accepts_a_run_older_than_a_setting(tmp_path: Path) -> None:
 class BlowUpAfter(Callback):
     """Sets an absurd learning rate after epoch 1, so that epoch 2 diverges."""
 
-    def on_epoch_end(self, row: dict) -> None:
+    def on_epoch_end(self, row: runs.HistoryRow) -> None:
         for group in self.optimizer.param_groups:
             group["lr"] = 1e12
 
@@ -213,8 +207,8 @@ def test_fashion_mnist_trains_when_available() -> None:
     except UserError:
         pytest.skip("Fashion-MNIST is not in the data cache")
     result = fit(seed_config("fc", dataset="fashion-mnist", limit=10_000, epochs=1))
-    assert result.metrics["dataset"] == "fashion-mnist"
-    assert result.metrics["test_accuracy"] > 0.65       # 10 clothing classes; chance is 0.10
+    assert result.metrics.dataset == "fashion-mnist"
+    assert result.metrics.test_accuracy > 0.65       # 10 clothing classes; chance is 0.10
 
 
 def test_tensorboard_event_files_when_installed(tmp_path: Path) -> None:
@@ -228,8 +222,8 @@ def test_tensorboard_event_files_when_installed(tmp_path: Path) -> None:
 def test_evaluation_only_at_the_end_writes_strict_json(tmp_path: Path) -> None:
     result = fit(seed_config("fc", epochs=2, eval_each_epoch=False), tmp_path)
     first, last = result.history
-    assert first["test_accuracy"] is None and "val_accuracy" not in epoch_line(first, 2)
-    assert last["test_accuracy"] == result.metrics["test_accuracy"]
+    assert first.test_accuracy is None and "val_accuracy" not in epoch_line(first, 2)
+    assert last.test_accuracy == result.metrics.test_accuracy
 
     def no_nan(token: str) -> None:
         raise AssertionError(f"non-standard JSON token {token}")

@@ -86,7 +86,7 @@ def _new_run_dir(out: Path | None, stem: str) -> Path:
 
 def loop(args: argparse.Namespace) -> int:
     from mnistlab.errors import UserError
-    from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, run_loop
+    from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, LoopStart, run_loop
 
     config = LoopConfig(model=args.model, steps=args.steps, batch_size=args.batch_size,
                         lr=args.lr, seed=args.seed, limit=args.limit, threads=args.threads,
@@ -95,14 +95,14 @@ def loop(args: argparse.Namespace) -> int:
     run_dir = _new_run_dir(args.out, f"loop-{config.model}-s{config.seed}")
     bar = None
 
-    def on_start(info: dict) -> None:
+    def on_start(info: LoopStart) -> None:
         nonlocal bar
-        console.say(f"explicit loop: {config.model} ({info['parameters']:,} parameters), "
-                    f"{info['train_images']:,} training images, batch {config.batch_size}, "
-                    f"SGD lr {config.lr:g}, {info['steps']:,} iterations, seed {config.seed}, "
-                    f"{info['threads']} thread(s)")
+        console.say(f"explicit loop: {config.model} ({info.parameters:,} parameters), "
+                    f"{info.train_images:,} training images, batch {config.batch_size}, "
+                    f"SGD lr {config.lr:g}, {info.steps:,} iterations, seed {config.seed}, "
+                    f"{info.threads} thread(s)")
         console.say(f"live loss curve: {run_dir / CURVE_PNG}")
-        bar = console.progress(total=info["steps"], desc="loop", unit="step")
+        bar = console.progress(total=info.steps, desc="loop", unit="step")
 
     def on_step(step: int, loss: float, smoothed: float) -> None:
         bar.update(1)
@@ -119,18 +119,19 @@ def loop(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     m = result.metrics
-    console.say(f"{m['steps']:,} iterations in {m['train_seconds']:.1f} s "
-                f"({m['images_per_second']:,.0f} images/s); smoothed loss "
-                f"{m['smoothed_first']:.4f} -> {m['smoothed_last']:.4f}")
-    console.say(f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}; "
+    console.say(f"{m.steps:,} iterations in {m.train_seconds:.1f} s "
+                f"({m.images_per_second:,.0f} images/s); smoothed loss "
+                f"{m.smoothed_first:.4f} -> {m.smoothed_last:.4f}")
+    console.say(f"test accuracy {m.test_accuracy:.4f}, loss {m.test_loss:.4f}; "
                 f"run: {run_dir}")
     if args.json:
-        console.emit_json(m)
+        console.emit_json(m.to_dict())
     return 0
 
 
 def scratch(args: argparse.Namespace) -> int:
     from mnistlab.mechanics.scratch import ScratchConfig, train_scratch
+    from mnistlab.runs import HistoryRow
     from mnistlab.train.callbacks import epoch_line
 
     config = ScratchConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
@@ -147,17 +148,17 @@ def scratch(args: argparse.Namespace) -> int:
             bar = console.progress(desc=f"Epoch {len(done) + 1}/{config.epochs}", unit="img")
         bar.update(len(idx))
 
-    done: list[dict] = []
+    done: list[HistoryRow] = []
 
-    def on_epoch(row: dict) -> None:
+    def on_epoch(row: HistoryRow, twin_accuracy: float | None) -> None:
         nonlocal bar
         if bar is not None:
             bar.close()
             bar = None
         done.append(row)
         line = epoch_line(row, config.epochs)
-        if "twin_test_accuracy" in row:
-            line += f"  | torch twin val_accuracy: {row['twin_test_accuracy']:.4f}"
+        if twin_accuracy is not None:
+            line += f"  | torch twin val_accuracy: {twin_accuracy:.4f}"
         console.say(line)
 
     try:
@@ -167,14 +168,14 @@ def scratch(args: argparse.Namespace) -> int:
             bar.close()
     m = result.metrics
     if args.json:
-        console.emit_json(m)
+        console.emit_json(m.to_dict())
     else:
-        console.say(f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}; "
-                    f"{m['train_seconds']:.1f} s of training")
+        console.say(f"test accuracy {m.test_accuracy:.4f}, loss {m.test_loss:.4f}; "
+                    f"{m.train_seconds:.1f} s of training")
         if config.twin:
             console.say(f"torch twin (same init, same batches, autograd + torch.optim.SGD): test "
-                        f"accuracy {m['twin_test_accuracy']:.4f}; largest weight difference "
-                        f"{m['twin_max_weight_diff']:.1e}")
+                        f"accuracy {m.twin_test_accuracy:.4f}; largest weight difference "
+                        f"{m.twin_max_weight_diff:.1e}")
     return 0
 
 

@@ -51,7 +51,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
                           unit="picture") as bar:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
                                     on_progress=bar.update)
-    mnist = runs.read_metrics(run_dir).get("test_accuracy")
+    mnist = runs.read_metrics(run_dir).test_accuracy
     console.say(f"model: {run_dir}")
     for name, score in result.parts.items():
         console.say(f"  {name:<8} {score.accuracy:7.2%}  ({score.correct}/{score.images}, "

@@ -82,7 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
     """TrainConfig from defaults (or a saved run's config), the preset, then the given flags."""
     from mnistlab.cli.models import parse_model_config
-    from mnistlab.train import TrainConfig
+    from mnistlab.train.config import TrainConfig
     from mnistlab.train.presets import has_preset, preset_overrides
 
     if saved is not None:
@@ -120,20 +120,24 @@ def _run_dir(args: argparse.Namespace, config: Any) -> Path:
 
 
 def train(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
     from mnistlab import runs
     from mnistlab.errors import UserError
-    from mnistlab.train import TrainingInterrupted, fit, load_tensors, validate
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
+    from mnistlab.train.config import validate
+    from mnistlab.train.data import load_tensors
+    from mnistlab.train.fit import TrainingInterrupted, fit
 
     if args.resume:
         if args.out is None:
             raise UserError("--resume needs --out DIR, the folder of the run to continue")
         run_dir = runs.resolve_resumable(args.out)
         saved = runs.read_config(run_dir)
-        if saved.get("model") != args.model:
-            raise UserError(f"{run_dir} is a run of model {saved.get('model')!r}, "
+        if saved.model != args.model:
+            raise UserError(f"{run_dir} is a run of model {saved.model!r}, "
                             f"not {args.model!r}")
-        config = build_config(args, saved.get("train"))
+        config = build_config(args, asdict(saved.train) if saved.train is not None else None)
     else:
         config = build_config(args)
         validate(config)
@@ -145,7 +149,7 @@ def train(args: argparse.Namespace) -> int:
         callbacks.append(TensorBoardLogger(run_dir))
     try:
         result = fit(config, run_dir, resume=args.resume, callbacks=callbacks,
-                     record={"command": shlex.join(["mnistlab", *sys.argv[1:]])})
+                     command=shlex.join(["mnistlab", *sys.argv[1:]]))
     except TrainingInterrupted as exc:
         resume = shlex.join(["mnistlab", "train", config.model, "--out", str(run_dir),
                              "--resume"])
@@ -153,47 +157,36 @@ def train(args: argparse.Namespace) -> int:
                          f"in {run_dir}; resume with: {resume}\n")
         return 130
     if args.json:
-        console.emit_json(result.metrics)
+        console.emit_json(result.metrics.to_dict())
     else:
         m = result.metrics
-        console.say(f"test accuracy {m['test_accuracy']:.4f}, loss {m['test_loss']:.4f}; "
-                    f"{m['train_seconds']:.1f} s of training "
-                    f"({m['images_per_second']:,.0f} images/s); run: {run_dir}")
+        console.say(f"test accuracy {m.test_accuracy:.4f}, loss {m.test_loss:.4f}; "
+                    f"{m.train_seconds:.1f} s of training "
+                    f"({m.images_per_second or 0:,.0f} images/s); run: {run_dir}")
     return 0
 
 
 def evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from mnistlab import runs
     from mnistlab.errors import UserError
 
     if args.ensemble is not None:
         return _evaluate_ensemble(args)
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
-    from mnistlab.train import TrainConfig, load_tensors, prepare_model
-    from mnistlab.train import evaluate as evaluate_model
     from mnistlab.train.callbacks import eval_line
+    from mnistlab.train.evaluation import evaluate_run
 
     run_dir = _best_or(args.run)
-    model = runs.load_model(run_dir)
-    saved = runs.read_config(run_dir)
-    train = saved.get("train") or {}
-    dataset = train.get("dataset", "mnist")
-    precision = saved.get("precision", "fp32")
     if args.threads:
         torch.set_num_threads(args.threads)
-    _, _, x_test, y_test = load_tensors(TrainConfig(dataset=dataset))
-    model = prepare_model(model, precision)
-    result = evaluate_model(model, x_test, y_test, precision=precision)
-    console.say(eval_line(result))
+    result = evaluate_run(run_dir)
+    console.say(eval_line({"steps": result.steps, "seconds": result.seconds,
+                           "test_accuracy": result.test_accuracy,
+                           "test_loss": result.test_loss}))
     if args.json:
-        console.emit_json({"test_accuracy": result["test_accuracy"],
-                           "test_loss": result["test_loss"], "model": saved.get("model"),
-                           "dataset": dataset, "precision": precision,
-                           "test_images": result["images"],
-                           "seconds": round(result["seconds"], 3), "run_dir": str(run_dir)})
+        console.emit_json(result.to_dict())
     return 0
 
 
@@ -206,13 +199,13 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     members = ([args.run] if args.run else []) + list(args.ensemble)
     result = evaluate_ensemble(members)
-    for m in result["members"]:
-        console.say(f"{m['run_dir']}: test accuracy {m['test_accuracy']:.4f}")
-    console.say(f"ensemble of {len(members)}: test accuracy {result['test_accuracy']:.4f}, "
-                f"loss {result['test_loss']:.4f} (members' mean "
-                f"{result['mean_member_accuracy']:.4f})")
+    for m in result.members:
+        console.say(f"{m.run_dir}: test accuracy {m.test_accuracy:.4f}")
+    console.say(f"ensemble of {len(members)}: test accuracy {result.test_accuracy:.4f}, "
+                f"loss {result.test_loss:.4f} (members' mean "
+                f"{result.mean_member_accuracy:.4f})")
     if args.json:
-        console.emit_json(result)
+        console.emit_json(result.to_dict())
     return 0
 
 

@@ -96,7 +96,7 @@ def _run_description(run_dir: Path) -> str:
     from mnistlab.errors import UserError
 
     try:
-        acc = runs.read_metrics(run_dir).get("test_accuracy")
+        acc = runs.read_metrics(run_dir).test_accuracy
     except UserError:
         acc = None
     return f"{run_dir.name}" + (f" (test accuracy {acc:.2%})" if isinstance(acc, float) else "")

@@ -35,10 +35,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.fused import kernels
+from mnistlab.models.shapes import IMAGE_SIZE
 from mnistlab.threads import torch_threads
 
 BF16 = torch.bfloat16
-IMAGE_SIZE = 28
 
 
 def supports(model: nn.Module) -> bool:

@@ -4,7 +4,8 @@
     result = predict_image(predictor, "photo.jpg")    # Prediction(digit=7, probability=0.98, ...)
 
 A predictor maps a batch (N, 1, 28, 28) float32 in [0, 1] to logits (N, 10); softmax is
-applied here, where probabilities are shown, never inside a model.
+applied here, where probabilities are shown, never inside a model. Two backends implement
+``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file).
 """
 
 from __future__ import annotations
@@ -12,16 +13,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import torch
+from torch import nn
 
+from mnistlab import runs
 from mnistlab.errors import UserError
 from mnistlab.inference.preprocess import Preprocessed, preprocess
 
 
+@runtime_checkable
 class Predictor(Protocol):
+    """What classifies images: a name to show and a batch -> logits function."""
+
     name: str      # what the user is told: the run folder or the ONNX file
+    backend: str   # what computes the logits: "pytorch" | "onnxruntime"
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) float32 in [0, 1] -> (N, 10) float32 logits."""
@@ -29,19 +37,21 @@ class Predictor(Protocol):
 
 
 class TorchPredictor:
-    def __init__(self, model: Any, name: str) -> None:
+    backend = "pytorch"
+
+    def __init__(self, model: nn.Module, name: str) -> None:
         self.model = model.eval()
         self.name = name
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        import torch
-
         with torch.inference_mode():
             out = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
         return out.float().numpy()
 
 
 class OnnxPredictor:
+    backend = "onnxruntime"
+
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         import onnxruntime as ort
 
@@ -160,8 +170,6 @@ def load_predictor(run: str | os.PathLike[str] | None = None, *,
     """A run folder (or its name), an ONNX file, or, with neither, the best finished run."""
     if onnx is not None:
         return OnnxPredictor(onnx)
-    from mnistlab import runs
-
     if run is None:
         run = runs.best_run()
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)

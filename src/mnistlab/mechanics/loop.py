@@ -19,9 +19,8 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,9 +30,22 @@ from torch import nn
 from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
 from mnistlab.mechanics.curve import SMOOTHING, ema, plot_loss_curve, write_loss_csv
-from mnistlab.runs import environment, save_run, write_config
+from mnistlab.models import available, count_parameters
+from mnistlab.runs import (
+    HistoryRow,
+    JSONObject,
+    LoopSettings,
+    RunConfig,
+    RunMetrics,
+    environment,
+    save_run,
+    write_config,
+)
 from mnistlab.threads import torch_threads
-from mnistlab.train import TrainConfig, build, evaluate, load_tensors
+from mnistlab.train.build import build
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_split
+from mnistlab.train.phases import evaluate
 
 OnStep = Callable[[int, float], None]
 
@@ -101,8 +113,6 @@ class LoopConfig:
     dataset: str = "mnist"
 
     def validate(self) -> None:
-        from mnistlab.models import available
-
         if self.model not in available():
             raise UserError(f"unknown model {self.model!r}; choose one of: "
                             f"{', '.join(available())}")
@@ -124,9 +134,19 @@ class LoopConfig:
 @dataclass
 class LoopResult:
     losses: list[float]
-    metrics: dict[str, Any]
+    metrics: RunMetrics
     run_dir: Path
-    model: Any = field(repr=False, default=None)
+    model: nn.Module | None = field(repr=False, default=None)
+
+
+@dataclass
+class LoopStart:
+    """What ``run_loop`` is about to do, for a progress display (``on_start``)."""
+
+    steps: int                     # iterations
+    train_images: int
+    threads: int                   # torch intra-op threads in force
+    parameters: int
 
 
 class LiveCurve:
@@ -165,19 +185,19 @@ class LiveCurve:
 
 
 def run_loop(config: LoopConfig, run_dir: str | Path, *,
-             on_start: Callable[[dict[str, Any]], None] | None = None,
+             on_start: Callable[[LoopStart], None] | None = None,
              on_step: Callable[[int, float, float], None] | None = None) -> LoopResult:
     """Train ``config`` with ``train_loop``, evaluate on the test set, write the run folder.
 
-    For a progress display: ``on_start(info)`` once before the first iteration (``steps``,
-    ``train_images``, ``parameters``, ``threads``), then ``on_step(step, loss, smoothed)`` after
-    each. Same config and seed, same thread count: the same losses and weights.
+    For a progress display: ``on_start(LoopStart)`` once before the first iteration, then
+    ``on_step(step, loss, smoothed)`` after each. Same config and seed, same thread count:
+    the same losses and weights.
     """
 
     config.validate()
     run_dir = Path(run_dir)
-    x_train, y_train, x_test, y_test = load_tensors(
-        TrainConfig(dataset=config.dataset, limit=config.limit))
+    x_train, y_train = load_split(config.dataset, "train", config.limit)
+    x_test, y_test = load_split(config.dataset, "test")
     per_pass = len(x_train) // config.batch_size
     if per_pass == 0:
         raise UserError(f"batch size {config.batch_size} is larger than the {len(x_train)} "
@@ -199,8 +219,8 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
                 on_step(step, loss, curve.smoothed_now)
 
         if on_start is not None:
-            on_start({"steps": steps, "train_images": len(x_train), "threads": threads,
-                      "parameters": sum(p.numel() for p in model.parameters())})
+            on_start(LoopStart(steps=steps, train_images=len(x_train), threads=threads,
+                               parameters=count_parameters(model)))
 
         start = time.perf_counter()
         try:
@@ -214,49 +234,46 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
 
     smoothed = ema(losses, config.smoothing)
     history = _history(losses, smoothed, per_pass, test)
-    metrics = {
-        "model": config.model, "dataset": config.dataset, "preset": "loop", "kind": "loop",
-        "seed": config.seed, "precision": "fp32", "threads": threads,
-        "steps": steps, "batch_size": config.batch_size, "lr": config.lr,
-        "epochs": round(steps / per_pass, 4),           # passes over the training images
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "test_accuracy": test["test_accuracy"], "test_loss": test["test_loss"],
-        "train_loss": history[-1]["train_loss"],        # mean over the last pass, as Keras shows
-        "loss_first": losses[0], "loss_last": losses[-1],
-        "smoothed_first": float(smoothed[0]), "smoothed_last": float(smoothed[-1]),
-        "train_seconds": round(seconds, 3),
-        "images_per_second": round(steps * config.batch_size / seconds, 1),
-        "train_images": len(x_train), "test_images": len(x_test),
-        "run_dir": str(run_dir),
-    }
+    metrics = RunMetrics(
+        model=config.model, dataset=config.dataset, preset="loop", kind="loop",
+        seed=config.seed, precision="fp32", threads=threads,
+        steps=steps, batch_size=config.batch_size, lr=config.lr,
+        epochs=round(steps / per_pass, 4),              # passes over the training images
+        parameters=count_parameters(model),
+        test_accuracy=test["test_accuracy"], test_loss=test["test_loss"],
+        train_loss=history[-1].train_loss,              # mean over the last pass, as Keras shows
+        loss_first=losses[0], loss_last=losses[-1],
+        smoothed_first=float(smoothed[0]), smoothed_last=float(smoothed[-1]),
+        train_seconds=round(seconds, 3),
+        images_per_second=round(steps * config.batch_size / seconds, 1),
+        train_images=len(x_train), test_images=len(x_test),
+        run_dir=str(run_dir),
+    )
     save_run(run_dir, model=model, model_name=config.model, model_config=model_config,
                   history=history, metrics=metrics)
     return LoopResult(losses=losses, metrics=metrics, run_dir=run_dir, model=model.eval())
 
 
-def _config_json(config: LoopConfig, model_config: dict[str, Any], model: Any, threads: int,
-                 steps: int) -> dict[str, Any]:
-    loop = {**asdict(config), "steps": steps, "threads": threads}
-    return {
-        "model": config.model, "model_config": model_config, "precision": "fp32",
-        "threads": threads, "parameters": sum(p.numel() for p in model.parameters()),
-        "kind": "loop",
-        # Readers of any run (evaluate, the report) look up the dataset under "train".
-        "train": {"dataset": config.dataset, "optimizer": "sgd (hand-written update)", **loop},
-        "environment": environment(threads),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+def _config_json(config: LoopConfig, model_config: JSONObject, model: nn.Module, threads: int,
+                 steps: int) -> RunConfig:
+    settings = LoopSettings(model=config.model, steps=steps, batch_size=config.batch_size,
+                            lr=config.lr, seed=config.seed, limit=config.limit, threads=threads,
+                            smoothing=config.smoothing, refresh_seconds=config.refresh_seconds,
+                            dataset=config.dataset)
+    return RunConfig(model=config.model, model_config=model_config, precision="fp32",
+                     threads=threads, parameters=count_parameters(model), kind="loop",
+                     loop=settings, environment=environment(threads),
+                     created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 
 def _history(losses: list[float], smoothed: np.ndarray, per_pass: int,
-             test: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per pass over the training images (the last may be partial)."""
+             test: dict[str, float]) -> list[HistoryRow]:
+    """One row per pass over the training images (the last may be partial); only the last is
+    evaluated."""
     rows = []
     for epoch, start in enumerate(range(0, len(losses), per_pass), 1):
         chunk = losses[start:start + per_pass]
-        rows.append({"epoch": epoch, "steps": len(chunk),
-                     "train_loss": float(np.mean(chunk)),
-                     "smoothed_loss": float(smoothed[start + len(chunk) - 1]),
-                     "test_loss": math.nan, "test_accuracy": math.nan})
-    rows[-1]["test_loss"], rows[-1]["test_accuracy"] = test["test_loss"], test["test_accuracy"]
+        rows.append(HistoryRow(epoch=epoch, steps=len(chunk), train_loss=float(np.mean(chunk)),
+                               smoothed_loss=float(smoothed[start + len(chunk) - 1])))
+    rows[-1].test_loss, rows[-1].test_accuracy = test["test_loss"], test["test_accuracy"]
     return rows

@@ -12,13 +12,8 @@ from __future__ import annotations
 
 # Imported for their @register calls: the set of built-in models is this explicit list.
 from mnistlab.models import fast, seed  # noqa: F401
-from mnistlab.models.registry import (
-    Factory,
-    available,
-    build_model,
-    count_parameters,
-    factory,
-    register,
-)
+from mnistlab.models.registry import Factory, available, build_model, factory, register
+from mnistlab.models.shapes import IMAGE_SIZE, NUM_CLASSES, count_parameters
 
-__all__ = ["Factory", "available", "build_model", "count_parameters", "factory", "register"]
+__all__ = ["IMAGE_SIZE", "NUM_CLASSES", "Factory", "available", "build_model",
+           "count_parameters", "factory", "register"]

@@ -17,9 +17,7 @@ from __future__ import annotations
 from torch import nn
 
 from mnistlab.models.registry import register
-
-IMAGE_SIZE = 28
-NUM_CLASSES = 10
+from mnistlab.models.shapes import IMAGE_SIZE, NUM_CLASSES
 
 
 def _conv(in_ch: int, out_ch: int) -> nn.Conv2d:

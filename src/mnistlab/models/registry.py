@@ -44,6 +44,3 @@ def factory(name: str) -> Factory:
 def build_model(name: str, **config: Any) -> nn.Module:
     return factory(name)(**config)
 
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())

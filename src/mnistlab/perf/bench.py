@@ -39,7 +39,9 @@ from mnistlab.data import load_dataset
 from mnistlab.machine import load_average, openmp_wait
 from mnistlab.models import build_model
 from mnistlab.threads import torch_threads
-from mnistlab.train import TrainConfig, fit, load_tensors
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_tensors
+from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
 MODELS = ("fc", "cnn")
@@ -118,13 +120,13 @@ def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
     layout = "nhwc" if engine == "fused" else (
         "channels_last" if precision == "bf16" and model == "cnn" else "nchw")
     return {"model": model, "precision": precision, "engine": engine, "layout": layout,
-            "framework": "mnistlab", "epochs": m["epochs"], "batch_size": config.batch_size,
-            "images_per_second": m["images_per_second"], "train_seconds": m["train_seconds"],
-            "epoch_seconds": [round(r["seconds"], 3) for r in result.history],
-            "warmup_seconds": m.get("warmup_seconds"),
+            "framework": "mnistlab", "epochs": m.epochs, "batch_size": config.batch_size,
+            "images_per_second": m.images_per_second, "train_seconds": m.train_seconds,
+            "epoch_seconds": [round(r.seconds or 0.0, 3) for r in result.history],
+            "warmup_seconds": m.warmup_seconds,
             "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
-            "test_accuracy": m["test_accuracy"],
-            "parameters": m["parameters"], "threads": m["threads"]}
+            "test_accuracy": m.test_accuracy,
+            "parameters": m.parameters, "threads": m.threads}
 
 
 def keras_available(root: Path) -> bool:

@@ -23,7 +23,9 @@ from typing import Any
 import torch
 
 from mnistlab.machine import load_average
-from mnistlab.train import TrainConfig, fit, load_tensors
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_tensors
+from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
 MODEL = "speedrun"
@@ -71,10 +73,10 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         cpu = time.process_time()
         m = fit(replace(config, seed=seed)).metrics
         cpu = time.process_time() - cpu
-        row = {"seed": seed, "train_seconds": m["train_seconds"],
+        row = {"seed": seed, "train_seconds": m.train_seconds,
                "fit_cpu_seconds": round(cpu, 3),
-               "test_accuracy": m["test_accuracy"], "test_loss": m["test_loss"],
-               "eval_seconds": m["eval_seconds"], "images_per_second": m["images_per_second"]}
+               "test_accuracy": m.test_accuracy, "test_loss": m.test_loss,
+               "eval_seconds": m.eval_seconds, "images_per_second": m.images_per_second}
         rows.append(row)
         if on_seed is not None:
             on_seed(row)

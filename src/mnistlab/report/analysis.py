@@ -17,10 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from mnistlab.models.shapes import NUM_CLASSES
 from mnistlab.report.record import Json, Record
-
-NUM_CLASSES = 10
-
 
 # --- spread over seeds ---------------------------------------------------------------------
 

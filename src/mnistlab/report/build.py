@@ -30,8 +30,11 @@ from mnistlab.report.record import Json
 from mnistlab.report.schema import ConfigValue, LoopStudy
 from mnistlab.report.stages import Stages
 from mnistlab.threads import torch_threads
-from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
 from mnistlab.train.callbacks import KerasLogger
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.evaluation import load_run
+from mnistlab.train.fit import fit
+from mnistlab.train.phases import evaluate, predict_proba
 from mnistlab.train.presets import preset_overrides
 
 __all__ = ["DEFAULT_SEEDS", "MODELS", "QUICK_LIMIT", "QUICK_LOOP_STEPS", "ReportConfig",
@@ -150,9 +153,12 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     if not (run_dir / runs.METRICS).is_file() or not (run_dir / runs.WEIGHTS).is_file():
         return False
     try:
-        saved = runs.read_config(run_dir).get("train", {})
+        train = runs.read_config(run_dir).train
     except UserError:
         return False
+    if train is None:
+        return False
+    saved = asdict(train)
     return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
 
 
@@ -165,19 +171,20 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
                          threads=cfg.threads, preset="seed", **overrides)
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, asdict(config)):
-        precision = runs.read_metrics(run_dir)["precision"]
-        # The same memory layout as during fit(), so the same kernels give the same numbers.
-        trained = prepare_model(runs.load_model(run_dir), precision)
+        # In the memory layout it trained in, so the same kernels give the same numbers.
+        loaded = load_run(run_dir)
+        precision, trained = loaded.precision, loaded.model
         say(f"reusing {run_dir}")
     else:
         if run_dir.exists():  # a previous report's run: this report re-trains it from scratch
             shutil.rmtree(run_dir)
         result = fit(config, run_dir, callbacks=[KerasLogger()])
-        precision, trained = result.metrics["precision"], result.model
+        precision, trained = result.metrics.precision, result.model
     probs = predict_proba(trained, data.x_test, precision=precision)
     train_eval = evaluate(trained, data.x_train, data.y_train, precision=precision)
-    return Trained(model=model, seed=seed, run_dir=run_dir, metrics=runs.read_metrics(run_dir),
-                   history=runs.read_history(run_dir), probs=probs,
+    return Trained(model=model, seed=seed, run_dir=run_dir,
+                   metrics=runs.read_metrics(run_dir).to_dict(),
+                   history=[row.to_dict() for row in runs.read_history(run_dir)], probs=probs,
                    train_eval={"accuracy": train_eval["test_accuracy"],
                                "loss": train_eval["test_loss"]})
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from mnistlab.data import load_dataset
-from mnistlab.train import TrainConfig, load_tensors
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.data import load_tensors
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -18,7 +17,7 @@ from tqdm import tqdm
 from mnistlab import console, runs
 from mnistlab.errors import UserError
 from mnistlab.mechanics.curve import ema, plot_loss_curve, read_loss_csv
-from mnistlab.mechanics.loop import LOSS_CSV, LoopConfig, run_loop
+from mnistlab.mechanics.loop import LOSS_CSV, LoopConfig, LoopStart, run_loop
 from mnistlab.report.schema import LoopStudy
 
 WINDOW = 100        # iterations per window when counting how often the smoothed loss fell
@@ -37,9 +36,9 @@ def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
         config.threads = threads
     bar: tqdm | None = None
 
-    def on_start(info: dict[str, Any]) -> None:
+    def on_start(info: LoopStart) -> None:
         nonlocal bar
-        bar = console.progress(total=info["steps"], desc="custom loop", unit="step")
+        bar = console.progress(total=info.steps, desc="custom loop", unit="step")
 
     def on_step(step: int, loss: float, smoothed: float) -> None:
         assert bar is not None  # run_loop calls on_start first
@@ -68,32 +67,34 @@ def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
                     smoothing=config.smoothing)
     windows = smoothed[::WINDOW]
     return LoopStudy(
-        steps=m["steps"], planned_steps=m["train_images"] // config.batch_size,
-        batch_size=m["batch_size"], lr=m["lr"], optimizer="plain SGD",
-        smoothing=config.smoothing, seed=seed, train_images=m["train_images"],
-        threads=m["threads"], seconds=m["train_seconds"],
-        loss_first=m["loss_first"], loss_last=m["loss_last"],
-        smoothed_start=m["smoothed_first"], smoothed_end=m["smoothed_last"],
+        steps=m.steps, planned_steps=m.train_images // config.batch_size,
+        batch_size=m.batch_size, lr=m.lr, optimizer="plain SGD",
+        smoothing=config.smoothing, seed=seed, train_images=m.train_images,
+        threads=m.threads, seconds=m.train_seconds,
+        loss_first=m.loss_first, loss_last=m.loss_last,
+        smoothed_start=m.smoothed_first, smoothed_end=m.smoothed_last,
         decreasing_share=float(np.mean(np.diff(windows) < 0)) if len(windows) > 1 else None,
-        test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
+        test_accuracy=m.test_accuracy, test_loss=m.test_loss,
         run_dir=Path(run_dir), run_dir_rel=f"runs/{Path(run_dir).name}",
         figure=Path(figure_path),
     )
 
 
-def _finished(run_dir: Path, config: LoopConfig) -> tuple[dict[str, Any], list[float]] | None:
+def _finished(run_dir: Path, config: LoopConfig) -> tuple[runs.RunMetrics, list[float]] | None:
     """(metrics, losses) of a finished loop run in ``run_dir`` made with ``config``'s settings
     (steps, batch, learning rate, seed, data), or None."""
     try:
         metrics = runs.read_metrics(run_dir)
-        saved = runs.read_config(run_dir).get("train", {})
+        saved = runs.read_config(run_dir).loop
         _, losses, _ = read_loss_csv(run_dir / LOSS_CSV)
     except (UserError, OSError, KeyError, ValueError):
         return None
+    if saved is None or metrics.steps is None:              # not a loop run
+        return None
     wanted = {"batch_size": config.batch_size, "lr": config.lr, "seed": config.seed,
               "limit": config.limit, "dataset": config.dataset, "model": config.model}
-    if any(saved.get(k) != v for k, v in wanted.items()):
+    if any(getattr(saved, k) != v for k, v in wanted.items()):
         return None
-    if (config.steps and metrics.get("steps") != config.steps) or len(losses) != metrics["steps"]:
+    if (config.steps and metrics.steps != config.steps) or len(losses) != metrics.steps:
         return None
     return metrics, losses.tolist()

@@ -27,8 +27,8 @@ from mnistlab.report.schema import (
     RunRow,
 )
 from mnistlab.report.seed import SEED
-from mnistlab.train import TrainConfig
 from mnistlab.train.callbacks import epoch_line, eval_line
+from mnistlab.train.config import TrainConfig
 
 GRID_SEED = 0          # which 20 test images the prediction grid shows (analysis.grid_indices)
 GRID_SIZE = 20         # 5 x 4, as in the seed's figure 5

@@ -7,9 +7,10 @@
                 history.csv / .json      one row per finished epoch
                 metrics.json             final figures (present only once the run has finished)
 
-Modules: ``schema`` (the typed content of config.json, metrics.json and history), ``files``
-(names, folders, JSON files), ``weights``, ``checkpoint``, ``environment``, ``find``. Every
-reader turns a missing, foreign or damaged file into a ``UserError`` (one line, exit 2).
+Modules: ``schema`` (the typed content of config.json, metrics.json and history), ``typed``
+(JSON values, checked fields), ``files`` (names, folders, JSON files), ``weights``,
+``checkpoint``, ``environment``, ``find``. Every reader turns a missing, foreign or damaged
+file into a ``UserError`` (one line, exit 2).
 """
 
 from mnistlab.runs.checkpoint import CHECKPOINT_FORMAT, Checkpoint, load_checkpoint, save_checkpoint
@@ -33,6 +34,8 @@ from mnistlab.runs.files import (
     write_metrics,
 )
 from mnistlab.runs.find import best_run, find_best_run, list_runs
+from mnistlab.runs.schema import Environment, HistoryRow, LoopSettings, RunConfig, RunMetrics
+from mnistlab.runs.typed import JSONObject, JSONValue, SchemaError
 from mnistlab.runs.weights import (
     FORMAT,
     load_model,
@@ -44,7 +47,9 @@ from mnistlab.runs.weights import (
 
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "FORMAT", "HISTORY_CSV", "HISTORY_JSON",
-    "METRICS", "WEIGHTS", "Checkpoint", "best_run", "environment", "find_best_run", "list_runs",
+    "METRICS", "WEIGHTS", "Checkpoint", "Environment", "HistoryRow", "JSONObject", "JSONValue",
+    "LoopSettings", "RunConfig", "RunMetrics", "SchemaError", "best_run", "environment",
+    "find_best_run", "list_runs",
     "load_checkpoint", "load_model", "new_run_dir", "read_config", "read_history",
     "read_metrics", "read_safetensors", "remove_partial_writes", "resolve_resumable",
     "resolve_run", "save_checkpoint", "save_run", "save_weights", "weights_bytes",

@@ -16,6 +16,8 @@ from safetensors.torch import save as safetensors_bytes
 from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.runs.files import CHECKPOINT
+from mnistlab.runs.schema import HistoryRow
+from mnistlab.runs.typed import JSONObject, SchemaError
 from mnistlab.runs.weights import one_line, read_safetensors
 
 CHECKPOINT_FORMAT = "mnistlab-checkpoint-1"
@@ -30,8 +32,8 @@ class Checkpoint:
     optimizer_state: dict[str, Any]
     scheduler_state: dict[str, Any] | None
     rng: dict[str, torch.Tensor]                   # generator name -> torch.ByteTensor state
-    history: list[dict[str, Any]] = field(default_factory=list)
-    extra: dict[str, Any] = field(default_factory=dict)
+    history: list[HistoryRow] = field(default_factory=list)
+    extra: JSONObject = field(default_factory=dict)
 
 
 def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
@@ -54,7 +56,7 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
         "optimizer_param_groups": json.dumps(ckpt.optimizer_state["param_groups"]),
         "optimizer_scalars": json.dumps(opt_scalars),
         "scheduler": json.dumps(ckpt.scheduler_state),
-        "history": json.dumps(ckpt.history),
+        "history": json.dumps([row.to_dict() for row in ckpt.history]),
         "extra": json.dumps(ckpt.extra),
     }
     atomic.write_bytes(Path(run_dir) / CHECKPOINT, safetensors_bytes(tensors, metadata=metadata))
@@ -85,7 +87,8 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> Checkpoint:
         return Checkpoint(epoch=int(metadata["epoch"]), model_state=model_state,
                           optimizer_state=optimizer_state,
                           scheduler_state=json.loads(metadata["scheduler"]), rng=rng,
-                          history=json.loads(metadata["history"]),
+                          history=[HistoryRow.from_dict(row)
+                                   for row in json.loads(metadata["history"])],
                           extra=json.loads(metadata.get("extra", "{}")))
-    except (KeyError, ValueError) as exc:
+    except (KeyError, ValueError, SchemaError) as exc:
         raise UserError(f"{path} is an incomplete checkpoint ({one_line(exc)})") from None

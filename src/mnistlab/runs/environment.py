@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-from typing import Any
 
 import numpy
 import safetensors
@@ -12,23 +11,26 @@ import torch
 
 from mnistlab import __version__
 from mnistlab.machine import openmp_wait
+from mnistlab.runs.schema import Environment
 
 
-def environment(threads: int | None = None) -> dict[str, Any]:
+def environment(threads: int | None = None) -> Environment:
     """Versions and machine facts that decide whether a run can be repeated bit for bit."""
-    return {
-        "mnistlab": __version__,
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "safetensors": safetensors.__version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "cpu": cpu_name(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "cpu_count": os.cpu_count(),
-        "threads": threads if threads is not None else torch.get_num_threads(),
-        **openmp_wait(),
-    }
+    wait = openmp_wait()
+    return Environment(
+        mnistlab=__version__,
+        torch=torch.__version__,
+        numpy=numpy.__version__,
+        safetensors=safetensors.__version__,
+        python=platform.python_version(),
+        platform=platform.platform(),
+        cpu=cpu_name(),
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_count=os.cpu_count(),
+        threads=threads if threads is not None else torch.get_num_threads(),
+        omp_wait_policy=wait["omp_wait_policy"],
+        gomp_spincount=wait["gomp_spincount"],
+    )
 
 
 def cpu_name() -> str:

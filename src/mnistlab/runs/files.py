@@ -10,12 +10,17 @@ import io
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.paths import runs_dir
+from mnistlab.runs.schema import HistoryRow, RunConfig, RunMetrics
+from mnistlab.runs.typed import JSONObject, JSONValue, SchemaError
+
+T = TypeVar("T")
 
 CONFIG = "config.json"
 
@@ -83,61 +88,68 @@ def remove_partial_writes(run_dir: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def write_config(run_dir: Path, config: dict[str, Any]) -> None:
-    atomic.write_json(Path(run_dir) / CONFIG, config)
+def write_config(run_dir: Path, config: RunConfig) -> None:
+    atomic.write_json(Path(run_dir) / CONFIG, config.to_dict())
 
 
-def read_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    return _read_json(Path(run_dir) / CONFIG, "config")
+def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:
+    """config.json of a run (any mnistlab version's); UserError if missing or damaged."""
+    path = Path(run_dir) / CONFIG
+    return _typed(path, "config", RunConfig.from_dict, _read_json(path, "config"))
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def _read_json(path: Path, what: str, missing: str = "") -> JSONValue:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UserError(f"{path} not found: the run has no {what} file "
-                        "(was it interrupted before finishing?)") from None
+        raise UserError(f"{path} not found: " + (missing or f"the run has no {what} file "
+                        "(was it interrupted before finishing?)")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise UserError(f"{path} is not a readable {what} file ({exc}); "
                         "re-run the training that wrote it") from None
-    if not isinstance(data, dict):
-        raise UserError(f"{path} is not an mnistlab {what} file (expected a JSON object)")
     return data
 
 
-def write_history(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+def _typed(path: Path, what: str, parse: Callable[[JSONValue], T], data: JSONValue) -> T:
+    try:
+        return parse(data)
+    except SchemaError as exc:
+        raise UserError(f"{path} is not an mnistlab {what} file ({exc})") from None
+
+
+def write_history(run_dir: Path, rows: list[HistoryRow]) -> None:
     run_dir = Path(run_dir)
-    atomic.write_json(run_dir / HISTORY_JSON, rows)
+    dicts = [row.to_dict() for row in rows]
+    atomic.write_json(run_dir / HISTORY_JSON, dicts)
     buf = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    if dicts:
+        writer = csv.DictWriter(buf, fieldnames=list(dicts[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(dicts)
     atomic.write_text(run_dir / HISTORY_CSV, buf.getvalue())
 
 
-def read_history(run_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
+def read_history(run_dir: str | os.PathLike[str]) -> list[HistoryRow]:
     path = Path(run_dir) / HISTORY_JSON
-    try:
-        rows = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path} not found: the run has no finished epoch yet") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a readable history file ({exc})") from None
+    rows = _read_json(path, "history", "the run has no finished epoch yet")
     if not isinstance(rows, list):
         raise UserError(f"{path} is not an mnistlab history file (expected a JSON list)")
-    return rows
+    return [_typed(path, "history", HistoryRow.from_dict, row) for row in rows]
 
 
-def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> None:
-    atomic.write_json(Path(run_dir) / METRICS, metrics)
+def write_metrics(run_dir: Path, metrics: RunMetrics) -> None:
+    atomic.write_json(Path(run_dir) / METRICS, metrics.to_dict())
 
 
-def read_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+def read_metrics(run_dir: str | os.PathLike[str]) -> RunMetrics:
     """metrics.json of a finished run (test_accuracy, test_loss, train_accuracy, ...)."""
-    return _read_json(Path(run_dir) / METRICS, "metrics")
+    path = Path(run_dir) / METRICS
+    return _typed(path, "metrics", RunMetrics.from_dict, _read_json(path, "metrics"))
 
 
-def read_json_object(path: Path, what: str) -> dict[str, Any]:
+def read_json_object(path: Path, what: str) -> JSONObject:
     """A JSON object file of a run (``what`` names it in errors); UserError if missing or bad."""
-    return _read_json(path, what)
+    data = _read_json(path, what)
+    if not isinstance(data, dict):
+        raise UserError(f"{path} is not an mnistlab {what} file (expected a JSON object)")
+    return data

@@ -34,10 +34,10 @@ def find_best_run(root: str | os.PathLike[str] | None = None, *,
             metrics = read_metrics(path)
         except UserError:
             continue  # a damaged run is not a candidate
-        acc = metrics.get("test_accuracy")
-        if not isinstance(acc, int | float) or not math.isfinite(acc):
+        acc = metrics.test_accuracy
+        if acc is None or not math.isfinite(acc):
             continue
-        if dataset is not None and metrics.get("dataset", "mnist") != dataset:
+        if dataset is not None and metrics.dataset != dataset:
             continue
         if best is None or acc > best[0]:
             best = (float(acc), path)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors import safe_open
@@ -24,6 +23,8 @@ from mnistlab.runs.files import (
     write_history,
     write_metrics,
 )
+from mnistlab.runs.schema import HistoryRow, RunConfig, RunMetrics
+from mnistlab.runs.typed import JSONObject
 
 FORMAT = "mnistlab-model-1"          # metadata["format"] of model.safetensors
 
@@ -33,7 +34,7 @@ def _state_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor
     return {prefix + k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
 
 
-def weights_bytes(model: nn.Module, model_name: str, model_config: dict[str, Any]) -> bytes:
+def weights_bytes(model: nn.Module, model_name: str, model_config: JSONObject) -> bytes:
     """model.safetensors as bytes: the state dict, plus what is needed to rebuild the model."""
     metadata = {"format": FORMAT, "model": model_name,
                 "model_config": json.dumps(model_config, sort_keys=True),
@@ -42,7 +43,7 @@ def weights_bytes(model: nn.Module, model_name: str, model_config: dict[str, Any
 
 
 def save_weights(path: str | os.PathLike[str], model: nn.Module, model_name: str,
-                 model_config: dict[str, Any]) -> None:
+                 model_config: JSONObject) -> None:
     atomic.write_bytes(path, weights_bytes(model, model_name, model_config))
 
 
@@ -71,7 +72,7 @@ def load_model(run: str | os.PathLike[str]) -> nn.Module:
         weights, config_model = path, None
     else:
         run_dir = resolve_run(run)
-        weights, config_model = run_dir / WEIGHTS, read_config(run_dir).get("model")
+        weights, config_model = run_dir / WEIGHTS, read_config(run_dir).model
     tensors, metadata = read_safetensors(weights)
     if metadata.get("format") != FORMAT or "model" not in metadata:
         raise UserError(f"{weights} is not an mnistlab model file (its metadata lacks "
@@ -99,9 +100,9 @@ def one_line(exc: BaseException) -> str:
 
 
 def save_run(run_dir: str | os.PathLike[str], *, model: nn.Module, model_name: str,
-             model_config: dict[str, Any], config: dict[str, Any] | None = None,
-             history: list[dict[str, Any]] | None = None,
-             metrics: dict[str, Any] | None = None) -> Path:
+             model_config: JSONObject, config: RunConfig | None = None,
+             history: list[HistoryRow] | None = None,
+             metrics: RunMetrics | None = None) -> Path:
     """Write a whole run folder (the parts given); returns the folder."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)

@@ -118,7 +118,7 @@ def _resolve(model_source: Any) -> Predictor:
         if model_source is not None and str(model_source).endswith(".onnx"):
             return load_predictor(onnx=model_source)
         return load_predictor(model_source)
-    if hasattr(model_source, "logits"):
+    if isinstance(model_source, Predictor):
         return model_source
     raise TypeError(f"model_source must be a run, an .onnx path or a Predictor, "
                     f"not {type(model_source).__name__}")
@@ -225,7 +225,7 @@ def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
 def create_app(model_source: Any = None) -> FastAPIOffline:
     """The web app around one model (see the module docstring for ``model_source``)."""
     predictor = _resolve(model_source)
-    backend = "onnxruntime" if predictor.__class__.__name__ == "OnnxPredictor" else "pytorch"
+    backend = predictor.backend
     app = FastAPIOffline(
         title="mnistlab", version=__version__,
         description="Draw a digit, get the model's ten probabilities.",

@@ -4,31 +4,16 @@
     result = fit(config, run_dir)                 # trains, checkpoints each epoch, writes the run
     evaluate(model, x, y)                         # {"test_loss": ..., "test_accuracy": ...}
     predict_proba(model, images)                  # np.ndarray (N, 10), rows sum to 1
+    evaluate_run("runs/cnn-seed-s0")              # a saved run on its own test set
 
 Modules: ``config`` (TrainConfig and its validation), ``presets`` (named recipes), ``data``
 (a dataset's tensors), ``build`` (model, optimizer, schedule), ``precision`` (precision and
 engine), ``phases`` (one epoch, evaluate, predict), ``fit`` (the run), ``resume`` (checkpoints),
-``callbacks`` (what a run shows while it runs), ``ensemble`` (several runs averaged).
+``evaluation`` (a saved run, ready to evaluate), ``callbacks`` (what a run shows while it
+runs), ``ensemble`` (several runs averaged).
+
+The package imports none of its modules: import each name from its module
+(``from mnistlab.train.fit import fit``, ``from mnistlab.train.config import TrainConfig``). The
+run schema (``mnistlab.runs``) records a ``TrainConfig``, and ``fit`` writes runs, so importing
+``train.config`` must not pull in ``fit``: no module here imports the other way round.
 """
-
-from mnistlab.train.build import build, make_optimizer, make_scheduler
-from mnistlab.train.config import (
-    ENGINES,
-    OPTIMIZERS,
-    PRECISIONS,
-    SCHEDULES,
-    TrainConfig,
-    augmenter,
-    validate,
-)
-from mnistlab.train.data import load_tensors
-from mnistlab.train.fit import Callback, FitResult, TrainingInterrupted, fit
-from mnistlab.train.phases import TrainingDiverged, evaluate, predict_proba, train_one_epoch
-from mnistlab.train.precision import autocast, prepare_model, resolve_engine, resolve_precision
-
-__all__ = [
-    "ENGINES", "OPTIMIZERS", "PRECISIONS", "SCHEDULES", "Callback", "FitResult", "TrainConfig",
-    "TrainingDiverged", "TrainingInterrupted", "augmenter", "autocast", "build", "evaluate",
-    "fit", "load_tensors", "make_optimizer", "make_scheduler", "predict_proba",
-    "prepare_model", "resolve_engine", "resolve_precision", "train_one_epoch", "validate",
-]

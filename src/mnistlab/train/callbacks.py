@@ -8,11 +8,13 @@ These are fit() callbacks (mnistlab.train.fit.Callback); the training code itsel
 
 from __future__ import annotations
 
+import importlib.util
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from mnistlab import console
-from mnistlab.train.fit import Callback, FitResult
+from mnistlab import console, runs
+from mnistlab.train.fit import Callback, FitResult, TrainInfo
 
 
 def _timing(seconds: float, steps: int) -> str:
@@ -20,12 +22,17 @@ def _timing(seconds: float, steps: int) -> str:
     return f"{seconds:.0f}s  {1000 * seconds / max(steps, 1):.0f}ms/step"
 
 
-def epoch_line(row: dict[str, Any], epochs: int) -> str:
-    line = (f"Epoch {row['epoch']}/{epochs}  {row['steps']}/{row['steps']}  "
-            f"{_timing(row['seconds'], row['steps'])}  "
-            f"accuracy: {row['train_accuracy']:.4f}  loss: {row['train_loss']:.4f}")
-    if row["test_accuracy"] is not None:  # evaluated this epoch
-        line += f"  val_accuracy: {row['test_accuracy']:.4f}  val_loss: {row['test_loss']:.4f}"
+def epoch_line(row: runs.HistoryRow | Mapping[str, runs.JSONValue], epochs: int) -> str:
+    """One Keras-style epoch line; ``row`` may also be a history.json row as read from disk
+    (the report's numbers hold those)."""
+    if isinstance(row, Mapping):
+        row = runs.HistoryRow.from_dict(dict(row))
+    steps = row.steps or 0
+    line = (f"Epoch {row.epoch}/{epochs}  {steps}/{steps}  "
+            f"{_timing(row.seconds or 0.0, steps)}  "
+            f"accuracy: {row.train_accuracy:.4f}  loss: {row.train_loss:.4f}")
+    if row.test_accuracy is not None:  # evaluated this epoch
+        line += f"  val_accuracy: {row.test_accuracy:.4f}  val_loss: {row.test_loss:.4f}"
     return line
 
 
@@ -43,11 +50,11 @@ class KerasLogger(Callback):
         self.bar: Any = None
         self.epochs = 0
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
-        resumed = info["resumed_from"]
-        console.say(f"{info['model']}: {info['parameters']:,} parameters, "
-                    f"{info['train_images']:,} training images, precision {info['precision']}, "
-                    f"{info['threads']} thread(s)"
+    def on_train_begin(self, info: TrainInfo) -> None:
+        resumed = info.resumed_from
+        console.say(f"{info.model}: {info.parameters:,} parameters, "
+                    f"{info.train_images:,} training images, precision {info.precision}, "
+                    f"{info.threads} thread(s)"
                     + (f"; resuming after epoch {resumed}" if resumed else ""))
 
     def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None:
@@ -61,7 +68,7 @@ class KerasLogger(Callback):
                 self.bar.set_postfix(accuracy=f"{accuracy:.4f}", loss=f"{loss:.4f}",
                                      refresh=False)
 
-    def on_epoch_end(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: runs.HistoryRow) -> None:
         if self.bar is not None:
             self.bar.close()
             self.bar = None
@@ -80,17 +87,18 @@ class TensorBoardLogger(Callback):
         self.log_dir = Path(run_dir) / "tensorboard"
         self.writer: Any = None
 
-    def on_train_begin(self, info: dict[str, Any]) -> None:
+    def on_train_begin(self, info: TrainInfo) -> None:
         # Opened only once fit() has accepted the run folder: a refused run writes nothing.
         from torch.utils.tensorboard import SummaryWriter  # raises ImportError without it
 
         self.writer = SummaryWriter(log_dir=str(self.log_dir))
 
-    def on_epoch_end(self, row: dict[str, Any]) -> None:
+    def on_epoch_end(self, row: runs.HistoryRow) -> None:
         for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy",
                     "images_per_second", "lr"):
-            if row[key] is not None:
-                self.writer.add_scalar(key, row[key], row["epoch"])
+            value = getattr(row, key)
+            if value is not None:
+                self.writer.add_scalar(key, value, row.epoch)
         self.writer.flush()
 
     def on_train_end(self, result: FitResult | None) -> None:
@@ -99,6 +107,4 @@ class TensorBoardLogger(Callback):
 
 
 def tensorboard_available() -> bool:
-    import importlib.util
-
     return importlib.util.find_spec("tensorboard") is not None

@@ -1,4 +1,8 @@
-"""A dataset's splits as float tensors, cached in memory (the same arrays for every run)."""
+"""A dataset's splits as float tensors, cached in memory (the same arrays for every run).
+
+    x_test, y_test = load_split("mnist", "test")          # no TrainConfig needed
+    x_train, y_train, x_test, y_test = load_tensors(config)
+"""
 
 from __future__ import annotations
 
@@ -18,20 +22,24 @@ def _split_tensors(dataset: str, split: str) -> tuple[torch.Tensor, torch.Tensor
     return to_tensors(images, labels)                       # new float32 memory, (N, 1, 28, 28)
 
 
+def load_split(dataset: str, split: str, limit: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of one split: float (N, 1, 28, 28) in [0, 1] and int64 labels; ``limit`` > 0:
+    the first ``limit`` images only (views of the cached tensors, no copy)."""
+    x, y = _split_tensors(dataset, split)
+    return (x[:limit], y[:limit]) if limit else (x, y)
+
+
 def load_tensors(config: TrainConfig) -> tuple[torch.Tensor, ...]:
     """(x_train, y_train, x_test, y_test): float (N, 1, 28, 28) in [0, 1] and int64 labels.
 
     With ``config.validation`` = N, the last N training images are held out (see
     ``load_validation``) and never part of x_train."""
-    x_train, y_train = _split_tensors(config.dataset, "train")
-    x_test, y_test = _split_tensors(config.dataset, "test")
+    x_train, y_train = load_split(config.dataset, "train")
     if config.validation:
         x_train, y_train = x_train[:-config.validation], y_train[:-config.validation]
     if config.limit:
         x_train, y_train = x_train[:config.limit], y_train[:config.limit]
-    if config.test_limit:
-        x_test, y_test = x_test[:config.test_limit], y_test[:config.test_limit]
-    return x_train, y_train, x_test, y_test
+    return (x_train, y_train, *load_split(config.dataset, "test", config.test_limit))
 
 
 def load_validation(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
@@ -41,7 +49,7 @@ def load_validation(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     split of the original pickle), so this is the usual holdout, not a random one."""
     if not config.validation:
         raise UserError("this run holds out no validation images (validation = 0)")
-    x_train, y_train = _split_tensors(config.dataset, "train")
+    x_train, y_train = load_split(config.dataset, "train")
     if config.validation >= len(x_train):
         raise UserError(f"validation {config.validation} must be smaller than the "
                         f"{len(x_train):,} training images")

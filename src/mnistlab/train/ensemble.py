@@ -1,7 +1,7 @@
 """Ensembles: average the class probabilities of several trained runs.
 
     result = evaluate_ensemble(["runs/best-s0", "runs/best-s1", "runs/best-s2"])
-    result["test_accuracy"]                # accuracy of the averaged probabilities
+    result.test_accuracy                   # accuracy of the averaged probabilities
 
 Averaging probabilities (not logits, not votes) is the usual choice for models trained alike:
 it needs no calibration and breaks ties by confidence.
@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from mnistlab.errors import UserError
+from mnistlab.train.data import load_split
+from mnistlab.train.evaluation import load_run
+from mnistlab.train.phases import predict_proba
 
 
 def average_probabilities(probabilities: Sequence[np.ndarray]) -> np.ndarray:
@@ -32,33 +35,47 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float((probabilities.argmax(1) == labels).mean())
 
 
-def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, test_limit: int = 0
-                      ) -> dict[str, Any]:
-    """Test accuracy and loss of the averaged model, and of each member alone."""
-    from mnistlab import runs
-    from mnistlab.train import TrainConfig, load_tensors, predict_proba, prepare_model
+@dataclass
+class Member:
+    run_dir: str
+    test_accuracy: float
 
+
+@dataclass
+class EnsembleResult:
+    test_accuracy: float                   # of the averaged probabilities
+    test_loss: float                       # their mean cross-entropy, nats
+    members: list[Member]
+    dataset: str
+    test_images: int
+    mean_member_accuracy: float
+
+    def to_dict(self) -> dict[str, object]:
+        """What ``mnistlab evaluate --ensemble --json`` prints."""
+        return asdict(self)
+
+
+def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, test_limit: int = 0
+                      ) -> EnsembleResult:
+    """Test accuracy and loss of the averaged model, and of each member alone."""
     if len(run_dirs) < 2:
         raise UserError("an ensemble needs at least two runs; give --ensemble RUN RUN ...")
-    resolved = [runs.resolve_run(r) for r in run_dirs]
-    datasets = {(runs.read_config(r).get("train") or {}).get("dataset", "mnist")
-                for r in resolved}
+    loaded = [load_run(r) for r in run_dirs]
+    datasets = {run.dataset for run in loaded}
     if len(datasets) != 1:
         raise UserError(f"the runs were trained on different datasets ({', '.join(datasets)}); "
                         "an ensemble needs runs of one dataset")
     dataset = datasets.pop()
-    _, _, x_test, y_test = load_tensors(TrainConfig(dataset=dataset, test_limit=test_limit))
+    x_test, y_test = load_split(dataset, "test", test_limit)
     labels = y_test.numpy()
     members, probs = [], []
-    for run_dir in resolved:
-        precision = runs.read_config(run_dir).get("precision", "fp32")
-        model = prepare_model(runs.load_model(run_dir), precision)
-        p = predict_proba(model, x_test, batch_size=1000, precision=precision)   # (N, 10)
+    for run in loaded:
+        p = predict_proba(run.model, x_test, batch_size=1000, precision=run.precision)  # (N, 10)
         probs.append(p)
-        members.append({"run_dir": str(run_dir), "test_accuracy": accuracy(p, labels)})
+        members.append(Member(run_dir=str(run.run_dir), test_accuracy=accuracy(p, labels)))
     mean = average_probabilities(probs)
     picked = np.clip(mean[np.arange(len(labels)), labels], 1e-12, None)
-    return {"test_accuracy": accuracy(mean, labels),
-            "test_loss": float(-np.log(picked).mean()),
-            "members": members, "dataset": dataset, "test_images": len(labels),
-            "mean_member_accuracy": float(np.mean([m["test_accuracy"] for m in members]))}
+    return EnsembleResult(
+        test_accuracy=accuracy(mean, labels), test_loss=float(-np.log(picked).mean()),
+        members=members, dataset=dataset, test_images=len(labels),
+        mean_member_accuracy=float(np.mean([m.test_accuracy for m in members])))

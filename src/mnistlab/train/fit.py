@@ -18,17 +18,19 @@ identical figures; PyTorch promises nothing across versions, platforms or thread
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+# Through the package, not its modules: runs.schema reads TrainConfig, so mnistlab.runs may be
+# mid-import when this module loads; its names are looked up when fit() runs.
 from mnistlab import runs
 from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
+from mnistlab.models import count_parameters
 from mnistlab.threads import torch_threads
 from mnistlab.train.build import build, make_optimizer, make_scheduler
 from mnistlab.train.calibration import Calibration, calibrate, save_calibration
@@ -56,11 +58,29 @@ class Callback:
     model: nn.Module | None = None
     optimizer: torch.optim.Optimizer | None = None
 
-    def on_train_begin(self, info: dict[str, Any]) -> None: ...
+    def on_train_begin(self, info: TrainInfo) -> None: ...
     def on_epoch_begin(self, epoch: int, epochs: int, steps: int) -> None: ...
     def on_step(self, step: int, loss: float, accuracy: float) -> None: ...
-    def on_epoch_end(self, row: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, row: runs.HistoryRow) -> None: ...
     def on_train_end(self, result: FitResult | None) -> None: ...  # None: interrupted
+
+
+@dataclass
+class TrainInfo:
+    """What a run is about to train, for ``Callback.on_train_begin``."""
+
+    model: str
+    model_config: runs.JSONObject
+    precision: str                         # fp32 | bf16 (resolved)
+    engine: str                            # fused | autograd (resolved)
+    warmup_seconds: float                  # compiling the fused engine's kernels
+    threads: int                           # torch intra-op threads in force
+    train_images: int
+    test_images: int
+    steps_per_epoch: int
+    parameters: int
+    run_dir: Path | None
+    resumed_from: int = 0                  # epochs already done (0: a fresh run)
 
 
 # --- fit -------------------------------------------------------------------------------------
@@ -68,29 +88,29 @@ class Callback:
 @dataclass
 class FitResult:
     model: nn.Module
-    history: list[dict[str, Any]]
-    metrics: dict[str, Any]
+    history: list[runs.HistoryRow]
+    metrics: runs.RunMetrics
     run_dir: Path | None
     calibration: Calibration | None = None   # with TrainConfig.validation only
 
 
 def fit(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool = False,
-        callbacks: Sequence[Callback] = (), record: dict[str, Any] | None = None) -> FitResult:
+        callbacks: Sequence[Callback] = (), command: str | None = None) -> FitResult:
     """Train ``config`` and return the model, its history and final metrics.
 
     With ``run_dir``, write config.json first, then after each epoch an atomic checkpoint,
     model.safetensors and history, and metrics.json at the end. ``resume`` continues from the
     checkpoint in ``run_dir`` (its saved config must match ``config``, thread count aside).
-    ``record`` adds entries to config.json (the CLI records the command line).
+    ``command`` is recorded in config.json (the CLI records its command line).
     """
     validate(config)
     run_dir = Path(run_dir) if run_dir is not None else None
     with torch_threads(config.threads):
-        return _fit(config, run_dir, resume, list(callbacks), record or {})
+        return _fit(config, run_dir, resume, list(callbacks), command)
 
 
 def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
-         callbacks: list[Callback], record: dict[str, Any]) -> FitResult:
+         callbacks: list[Callback], command: str | None) -> FitResult:
     # -- prepare
     x_train, y_train, x_test, y_test = load_tensors(config)
     model, model_config = build(config)
@@ -104,13 +124,12 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     augment_generator = torch.Generator().manual_seed(config.seed + 1)
     optimizer = make_optimizer(model, config)
     scheduler = make_scheduler(optimizer, config, len(batches))
-    history: list[dict[str, Any]] = []
-    info = {"model": config.model, "model_config": model_config, "precision": precision,
-            "engine": engine_name, "warmup_seconds": round(warmup, 3),
-            "threads": torch.get_num_threads(), "train_images": len(x_train),
-            "test_images": len(x_test), "steps_per_epoch": len(batches),
-            "parameters": sum(p.numel() for p in model.parameters()),
-            "run_dir": str(run_dir) if run_dir else None, "resumed_from": 0}
+    history: list[runs.HistoryRow] = []
+    info = TrainInfo(model=config.model, model_config=model_config, precision=precision,
+                     engine=engine_name, warmup_seconds=round(warmup, 3),
+                     threads=torch.get_num_threads(), train_images=len(x_train),
+                     test_images=len(x_test), steps_per_epoch=len(batches),
+                     parameters=count_parameters(model), run_dir=run_dir)
 
     if resume:
         if run_dir is None:
@@ -121,19 +140,19 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             ckpt = runs.load_checkpoint(run_dir)
             restore(ckpt, model, optimizer, scheduler, batches, augment_generator)
             history = list(ckpt.history)
-            info["resumed_from"] = ckpt.epoch
+            info.resumed_from = ckpt.epoch
     elif run_dir is not None:
-        runs.write_config(run_dir, {
-            "model": config.model, "model_config": model_config, "precision": precision,
-            "engine": engine_name, "threads": info["threads"], "parameters": info["parameters"],
-            "train": asdict(config), "environment": runs.environment(info["threads"]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **record})
+        runs.write_config(run_dir, runs.RunConfig(
+            model=config.model, model_config=model_config, precision=precision,
+            engine=engine_name, threads=info.threads, parameters=info.parameters,
+            train=config, environment=runs.environment(info.threads),
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command))
     for cb in callbacks:
         cb.model, cb.optimizer = model, optimizer
         cb.on_train_begin(info)
 
     # -- epochs
-    test: dict[str, float] = {}
+    test: dict[str, float] = {}          # the last evaluation (phases.evaluate's figures)
     saved = len(history)               # epochs whose checkpoint is on disk
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
@@ -189,7 +208,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     return result
 
 
-def _fan_out(callbacks: list[Callback]) -> Any:
+def _fan_out(callbacks: list[Callback]) -> Callable[[int, float, float], None] | None:
     if not callbacks:
         return None
 
@@ -201,37 +220,37 @@ def _fan_out(callbacks: list[Callback]) -> Any:
 
 
 def _history_row(epoch: int, train: dict[str, float], test: dict[str, float],
-                 optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    return {
-        "epoch": epoch,
-        "train_loss": train["train_loss"], "train_accuracy": train["train_accuracy"],
-        "test_loss": test.get("test_loss"),                       # None: not evaluated
-        "test_accuracy": test.get("test_accuracy"),
-        "seconds": round(train["seconds"], 4),                     # training phase only
-        "eval_seconds": round(test.get("seconds", 0.0), 4),
-        "eval_steps": test.get("steps"),                           # None: not evaluated
-        "images_per_second": round(train["images"] / train["seconds"], 1),
-        "steps": train["steps"],
-        "lr": optimizer.param_groups[0]["lr"],                     # at the end of the epoch
-    }
+                 optimizer: torch.optim.Optimizer) -> runs.HistoryRow:
+    return runs.HistoryRow(
+        epoch=epoch,
+        train_loss=train["train_loss"], train_accuracy=train["train_accuracy"],
+        test_loss=test.get("test_loss"),                           # None: not evaluated
+        test_accuracy=test.get("test_accuracy"),
+        seconds=round(train["seconds"], 4),                        # training phase only
+        eval_seconds=round(test.get("seconds", 0.0), 4),
+        eval_steps=int(test["steps"]) if "steps" in test else None,   # None: not evaluated
+        images_per_second=round(train["images"] / train["seconds"], 1),
+        steps=int(train["steps"]),
+        lr=optimizer.param_groups[0]["lr"],                        # at the end of the epoch
+    )
 
 
-def _final_metrics(config: TrainConfig, info: dict[str, Any], history: list[dict[str, Any]],
-                   test: dict[str, float], run_dir: Path | None) -> dict[str, Any]:
-    train_seconds = sum(r["seconds"] for r in history)
-    images = info["train_images"] * len(history)
+def _final_metrics(config: TrainConfig, info: TrainInfo, history: list[runs.HistoryRow],
+                   test: dict[str, float], run_dir: Path | None) -> runs.RunMetrics:
+    train_seconds = sum(r.seconds or 0.0 for r in history)
+    images = info.train_images * len(history)
     last = history[-1]
-    return {
-        "model": config.model, "dataset": config.dataset, "preset": config.preset,
-        "seed": config.seed, "precision": info["precision"], "engine": info["engine"],
-        "warmup_seconds": info["warmup_seconds"],
-        "threads": info["threads"],
-        "epochs": len(history), "parameters": info["parameters"],
-        "test_accuracy": test["test_accuracy"], "test_loss": test["test_loss"],
-        "train_accuracy": last["train_accuracy"], "train_loss": last["train_loss"],
-        "train_seconds": round(train_seconds, 3),
-        "eval_seconds": round(sum(r["eval_seconds"] for r in history), 3),
-        "images_per_second": round(images / train_seconds, 1) if train_seconds else None,
-        "train_images": info["train_images"], "test_images": info["test_images"],
-        "run_dir": str(run_dir) if run_dir is not None else None,
-    }
+    return runs.RunMetrics(
+        model=config.model, dataset=config.dataset, preset=config.preset,
+        seed=config.seed, precision=info.precision, engine=info.engine,
+        warmup_seconds=info.warmup_seconds,
+        threads=info.threads,
+        epochs=len(history), parameters=info.parameters,
+        test_accuracy=test["test_accuracy"], test_loss=test["test_loss"],
+        train_accuracy=last.train_accuracy, train_loss=last.train_loss,
+        train_seconds=round(train_seconds, 3),
+        eval_seconds=round(sum(r.eval_seconds or 0.0 for r in history), 3),
+        images_per_second=round(images / train_seconds, 1) if train_seconds else None,
+        train_images=info.train_images, test_images=info.test_images,
+        run_dir=str(run_dir) if run_dir is not None else None,
+    )

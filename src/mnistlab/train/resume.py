@@ -4,22 +4,24 @@ resumed with a config, and the restore of model, optimizer, schedule and random 
 
 from __future__ import annotations
 
-from dataclasses import MISSING, asdict, fields
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
+# Through the package (see train.fit): mnistlab.runs may be mid-import when this module loads.
 from mnistlab import runs
 from mnistlab.data.batches import Batches
 from mnistlab.errors import UserError
 from mnistlab.train.config import TrainConfig
 
+Scheduler = torch.optim.lr_scheduler.LRScheduler
 
-def save_epoch(run_dir: Path, model_name: str, model_config: dict[str, Any], model: nn.Module,
-                optimizer: torch.optim.Optimizer, scheduler: Any, batches: Batches,
-                augment_generator: torch.Generator, history: list[dict[str, Any]]) -> None:
+
+def save_epoch(run_dir: Path, model_name: str, model_config: runs.JSONObject, model: nn.Module,
+               optimizer: torch.optim.Optimizer, scheduler: Scheduler | None, batches: Batches,
+               augment_generator: torch.Generator, history: list[runs.HistoryRow]) -> None:
     # The checkpoint is the resume point: written first, whole or not at all (atomic rename).
     runs.save_checkpoint(run_dir, runs.Checkpoint(
         epoch=len(history), model_state=model.state_dict(),
@@ -33,13 +35,13 @@ def save_epoch(run_dir: Path, model_name: str, model_config: dict[str, Any], mod
 
 
 def check_resumable(config: TrainConfig, run_dir: Path) -> None:
-    saved = runs.read_config(run_dir).get("train")
-    if not isinstance(saved, dict):
+    record = runs.read_config(run_dir)
+    if record.train is None:
         raise UserError(f"{run_dir / runs.CONFIG} has no training config; cannot resume it")
-    mine = asdict(config)
-    # a setting added after the run started ran with its default
-    saved = {f.name: f.default for f in fields(TrainConfig)
-             if f.name not in saved and f.default is not MISSING} | saved
+    mine: dict[str, object] = asdict(config)
+    # A setting added after the run started ran with its default, which the reader filled in;
+    # one this version does not know (train_extra) differs from anything we could run.
+    saved: dict[str, object] = asdict(record.train) | record.train_extra
     diff = sorted(k for k in set(saved) | set(mine)
                   if k != "threads" and saved.get(k) != mine.get(k))
     if diff:
@@ -49,7 +51,8 @@ def check_resumable(config: TrainConfig, run_dir: Path) -> None:
 
 
 def restore(ckpt: runs.Checkpoint, model: nn.Module, optimizer: torch.optim.Optimizer,
-             scheduler: Any, batches: Batches, augment_generator: torch.Generator) -> None:
+            scheduler: Scheduler | None, batches: Batches,
+            augment_generator: torch.Generator) -> None:
     try:
         model.load_state_dict(ckpt.model_state, strict=True)
         state = ckpt.optimizer_state
