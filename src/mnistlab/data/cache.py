@@ -163,6 +163,9 @@ def read_manifest(name: str) -> dict[str, Any] | None:
         text = manifest.read_text()
     except FileNotFoundError:
         return None
+    except OSError as exc:     # $MNISTLAB_DATA_DIR is a file, or the cache is unreadable
+        raise UserError(f"{manifest} cannot be read ({exc.strerror or exc}); point "
+                        "MNISTLAB_DATA_DIR at a folder you can read and write") from None
     try:
         data = json.loads(text)
         version = data["layout_version"]
