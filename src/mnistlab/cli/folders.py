@@ -68,5 +68,8 @@ def output_file(path: str | os.PathLike[str], flag: str) -> Path:
     target = Path(path).expanduser()
     if target.is_dir():
         raise UserError(f"{flag} {target} is a folder; expected a file name")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise UserError(f"cannot write {flag} {target}: {target.parent} is a file, not a "
+                        f"folder; choose another with {flag} FILE")
     output_folder(target.parent, flag, "FILE")
     return target
