@@ -101,3 +101,16 @@ def test_bad_model_settings_are_one_line(tmp_path, capsys):
                  str(out)]) == 2
     one_error(capsys, "bad model config for 'fc'")
     assert not out.exists()
+
+
+def test_a_data_cache_that_cannot_be_written_fails_before_the_download(afile, monkeypatch,
+                                                                      capsys):
+    from mnistlab.data import carrier
+
+    def no_download(*args, **kwargs):
+        raise AssertionError("downloaded although the cache cannot be written")
+
+    monkeypatch.setattr(carrier, "fetch_files", no_download)
+    monkeypatch.setenv("MNISTLAB_DATA_DIR", str(afile / "below"))
+    assert main(["data", "fetch"]) == 2
+    one_error(capsys, "cannot write the data cache", "Not a directory")

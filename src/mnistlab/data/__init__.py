@@ -45,6 +45,7 @@ def fetch(name: str = "mnist", *, force: bool = False, source: str | None = None
         manifest = cache.read_manifest(name) or {}
         return {**result, "fetched": False, "source": manifest.get("source"),
                 "origin": manifest.get("origin")}
+    cache.ready_for_writes(name)
     if from_path is not None:
         from mnistlab.data import sources
         files, source, origin = sources.from_folder(name, Path(from_path)), "local", str(from_path)
