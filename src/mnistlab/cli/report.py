@@ -43,8 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def report(args: argparse.Namespace) -> int:
     from mnistlab.cli import flags
-    from mnistlab.cli.mechanics import training_images
-    from mnistlab.data import load_dataset
+    from mnistlab.data.checksums import DATASETS
     from mnistlab.paths import report_dir
     from mnistlab.report import ReportConfig, build_report
     from mnistlab.report.build import DEFAULT_SEEDS
@@ -55,7 +54,7 @@ def report(args: argparse.Namespace) -> int:
                        **flags.given(args, ReportConfig, skip={"out", "seeds", "quick", "reuse"}))
     label = flags.label_for(ReportConfig)
     cfg.check(label)
-    cfg.check_sizes(training_images("mnist"), len(load_dataset("mnist", "test")[1]), label)
+    cfg.check_sizes(DATASETS["mnist"].counts["train"], DATASETS["mnist"].counts["test"], label)
     result = build_report(cfg)
     meta, models = result["meta"], result["models"]
     console.say(f"report written in {meta['total_seconds']:.0f} s: {out / 'REPORT.md'} "
