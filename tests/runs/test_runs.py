@@ -119,25 +119,26 @@ def _fails_cleanly(argv: list[str], capsys: pytest.CaptureFixture[str], *needles
     return err
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["train", "resnet"], "unknown model 'resnet'"),
-    (["train", "fc", "--optimizer", "lbfgs"], "unknown optimizer 'lbfgs'"),
-    (["train", "fc", "--epochs", "0"], "epochs must be a positive"),
-    (["train", "fc", "--batch-size", "-3"], "batch size must be a positive"),
-    (["train", "fc", "--lr", "-1"], "learning rate must be a positive"),
-    (["train", "fc", "--precision", "fp8"], "unknown precision"),
-    (["train", "fc", "--preset", "nope"], "unknown preset 'nope'"),
-    (["train", "fc", "--augment", "sideways"], "unknown augmentation 'sideways'"),
-    (["train", "fc", "--dataset", "cifar"], "cifar"),
-    (["train", "fc", "--epochs", "two"], "invalid int value"),
-    (["train", "fc", "--model-config", "[1]"], "JSON object"),
-    (["train", "fc", "--resume"], "--resume needs --out"),
+@pytest.mark.parametrize(("argv", "needles"), [
+    (["train", "resnet"], ("MODEL must be one of: ", "got 'resnet'")),
+    (["train", "fc", "--optimizer", "lbfgs"],
+     ("--optimizer must be one of: sgd, adam, adamw, rmsprop; got 'lbfgs'",)),
+    (["train", "fc", "--epochs", "0"], ("--epochs must be a whole number >= 1, got 0",)),
+    (["train", "fc", "--batch-size", "-3"], ("--batch-size must be a whole number >= 1",)),
+    (["train", "fc", "--lr", "-1"], ("--lr must be a finite number > 0, got -1",)),
+    (["train", "fc", "--precision", "fp8"], ("--precision must be one of: ", "got 'fp8'")),
+    (["train", "fc", "--preset", "nope"], ("unknown preset 'nope'",)),
+    (["train", "fc", "--augment", "sideways"], ("--augment must be one of: ", "got 'sideways'")),
+    (["train", "fc", "--dataset", "cifar"], ("cifar",)),
+    (["train", "fc", "--epochs", "two"], ("invalid int value",)),
+    (["train", "fc", "--model-config", "[1]"], ("JSON object",)),
+    (["train", "fc", "--resume"], ("--resume needs --out",)),
 ])
-def test_bad_training_arguments(argv: list[str], needle: str, tmp_path: Path,
+def test_bad_training_arguments(argv: list[str], needles: tuple[str, ...], tmp_path: Path,
                                 monkeypatch: pytest.MonkeyPatch,
                                 capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(tmp_path))
-    _fails_cleanly(argv, capsys, needle)
+    _fails_cleanly(argv, capsys, *needles)
     assert list(tmp_path.iterdir()) == []                   # no run folder was created
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 from mnistlab import __version__
 from mnistlab.errors import UserError
@@ -28,7 +30,46 @@ COMMAND_MODULES = [
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse that reports a bad argument in one line (and exit 2) instead of a usage dump."""
+    """argparse that reports a bad argument in one line (and exit 2) instead of a usage dump,
+    and that adds deferred options (``defer``) only when its command is parsed or helped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+
+    def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
+        """Run ``add(self)`` before this parser is first used: options generated from a config
+        dataclass whose module imports torch, so that `mnistlab --help` stays instant."""
+        self._deferred.append(add)
+
+    def _add_deferred(self) -> None:
+        while self._deferred:
+            self._deferred.pop(0)(self)
+
+    def parse_known_args(self, args: Any = None, namespace: Any = None) -> Any:
+        self._add_deferred()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._add_deferred()
+        return super().format_help()
+
+    def format_usage(self) -> str:
+        self._add_deferred()
+        return super().format_usage()
+
+    def _check_value(self, action: argparse.Action, value: Any) -> None:
+        # a value outside ``choices`` gets the same message as the config's own validation
+        if action.choices is not None and value not in action.choices:
+            from mnistlab.checks import one_of
+
+            name = action.option_strings[-1] if action.option_strings else action.dest
+            if isinstance(action, argparse._SubParsersAction):
+                name = "the command"
+            try:
+                one_of(name, value, action.choices)
+            except UserError as exc:
+                raise argparse.ArgumentError(None, str(exc)) from None
 
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
@@ -63,12 +104,18 @@ def configure_openmp() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     configure_openmp()
+    from mnistlab.cli.flags import check_parsed
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:     # --help, --version, or a bad argument (already reported)
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        check_parsed(args)
         return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -12,7 +12,33 @@ from pathlib import Path
 from mnistlab import console
 
 
+def _loop_flags(p: argparse.ArgumentParser) -> None:
+    from mnistlab.cli import flags
+    from mnistlab.mechanics.loop import LoopConfig
+
+    flags.add_fields(p, LoopConfig, only=LOOP_FLAGS)
+
+
+def _scratch_flags(p: argparse.ArgumentParser) -> None:
+    from mnistlab.cli import flags
+    from mnistlab.mechanics.scratch import ScratchConfig
+
+    flags.add_fields(p, ScratchConfig, only=SCRATCH_FLAGS)
+
+
+# The config fields each command exposes, in --help's order (the others keep their defaults).
+LOOP_FLAGS = ("model", "steps", "batch_size", "lr", "seed", "limit", "threads",
+              "refresh_seconds")
+SCRATCH_FLAGS = ("epochs", "lr", "batch_size", "seed", "limit", "threads", "twin")
+# gradcheck's own bounds: a batch is at most the training images (checked against the data);
+# more finite-difference samples than this is minutes of float64 forward passes
+GRADCHECK_MAX_SAMPLES = 10_000
+
+
 def register(sub: argparse._SubParsersAction) -> None:
+    from mnistlab import checks
+    from mnistlab.cli import flags
+
     p = sub.add_parser(
         "loop", help="the explicit training loop (autograd.grad + hand-written SGD), live curve",
         description="Train with an explicit loop: batch -> forward -> loss -> "
@@ -20,17 +46,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "lab's (seed CNN, batch 12, SGD 0.01, one pass = 5,000 iterations). Writes "
                     "an ordinary run folder plus loss.csv and figures/loss-curve.png, which is "
                     "rewritten every few seconds while the loop runs.")
-    p.add_argument("--model", default="cnn", help="a registered model (default: cnn)")
-    p.add_argument("--steps", type=int, default=0,
-                   help="iterations (default 0: one pass over the training images)")
-    p.add_argument("--batch-size", type=int, default=12, help="images per iteration (12)")
-    p.add_argument("--lr", type=float, default=1e-2, help="SGD learning rate (0.01)")
-    p.add_argument("--seed", type=int, default=0, help="model init and batch order (0)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads (1, fastest for batches of 12 on a busy CPU; 0: all cores)")
-    p.add_argument("--refresh", type=float, default=5.0, metavar="SECONDS",
-                   help="rewrite the curve PNG and loss.csv this often during the run (5)")
+    p.defer(_loop_flags)                 # LoopConfig's module imports torch
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="the run folder (default: a new folder under runs/ or $MNISTLAB_RUNS_DIR)")
     p.add_argument("--json", action="store_true", help="end with one JSON object (the metrics)")
@@ -41,16 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the seed's FC network written in NumPy alone: forward, stable "
                     "softmax cross-entropy, hand-written backward, SGD. Defaults: the seed FC's "
                     "settings (lr 0.1, batch 64, 5 epochs, Glorot-uniform init).")
-    p.add_argument("--epochs", type=int, default=5, help="passes over the training set (5)")
-    p.add_argument("--lr", type=float, default=0.1, help="SGD learning rate (0.1)")
-    p.add_argument("--batch-size", type=int, default=64, help="images per step (64)")
-    p.add_argument("--seed", type=int, default=0, help="init and shuffling (0)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
-    p.add_argument("--threads", type=int, default=1,
-                   help="NumPy BLAS threads (1: fastest for these small matrices)")
-    p.add_argument("--twin", action="store_true",
-                   help="also train the torch fc model from the same init on the same batches "
-                        "(autograd + torch.optim.SGD) and compare: it tracks the NumPy net")
+    p.defer(_scratch_flags)
     p.add_argument("--json", action="store_true", help="end with one JSON object (the metrics)")
     p.set_defaults(func=scratch)
 
@@ -60,39 +67,38 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "gradients of the NumPy FC network against torch autograd (max relative "
                     "error must be < 1e-7) and against central finite differences on a sample of "
                     "weights (< 1e-5). Exits 1 when either check fails.")
-    p.add_argument("--batch-size", type=int, default=32, help="training images in the batch (32)")
-    p.add_argument("--seed", type=int, default=0, help="weights and the sampled weights (0)")
-    p.add_argument("--samples", type=int, default=16,
-                   help="finite-difference samples per parameter tensor (16)")
-    p.add_argument("--eps", type=float, default=1e-5, help="finite-difference step (1e-5)")
+    flags.add_option(p, "--batch-size", int, default=32, meta={
+        "help": "training images in the batch", "min": 1, "max_of": "the training images"})
+    flags.add_option(p, "--seed", int, default=0, meta={
+        "help": "weights and the sampled weights", "min": 0, "below": checks.SEED_BELOW})
+    flags.add_option(p, "--samples", int, default=16, meta={
+        "help": "finite-difference samples per parameter tensor", "min": 1,
+        "max": GRADCHECK_MAX_SAMPLES})
+    flags.add_option(p, "--eps", float, default=1e-5, meta={
+        "help": "finite-difference step", "above": 0, "max": 1.0})
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=gradcheck)
 
 
-def _new_run_dir(out: Path | None, stem: str) -> Path:
-    from mnistlab import runs
-    from mnistlab.errors import UserError
+def training_images(dataset: str = "mnist") -> int:
+    """How many training images ``dataset`` has: its pinned count, which the verified cache
+    holds exactly (the files' SHA-256 are pinned too), so nothing is loaded to know it."""
+    from mnistlab.data.specs import DATASETS
 
-    if out is None:
-        return runs.new_run_dir(stem)
-    out = out.expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder for the run")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} already holds files; choose a new or empty folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out.resolve()
+    return DATASETS[dataset].counts["train"]
 
 
 def loop(args: argparse.Namespace) -> int:
+    from mnistlab.cli import flags
+    from mnistlab.cli.folders import new_run_folder
     from mnistlab.errors import UserError
     from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, LoopStart, run_loop
 
-    config = LoopConfig(model=args.model, steps=args.steps, batch_size=args.batch_size,
-                        lr=args.lr, seed=args.seed, limit=args.limit, threads=args.threads,
-                        refresh_seconds=args.refresh)
-    config.validate()                     # bad flags fail before a folder is created
-    run_dir = _new_run_dir(args.out, f"loop-{config.model}-s{config.seed}")
+    config = LoopConfig(**flags.given(args, LoopConfig))
+    label = flags.label_for(LoopConfig)
+    config.validate(label)                # bad flags fail before a folder is created
+    config.validate_sizes(training_images(config.dataset), label)
+    run_dir = new_run_folder(args.out, f"loop-{config.model}-s{config.seed}")
     bar = None
 
     def on_start(info: LoopStart) -> None:
@@ -130,14 +136,15 @@ def loop(args: argparse.Namespace) -> int:
 
 
 def scratch(args: argparse.Namespace) -> int:
+    from mnistlab.cli import flags
     from mnistlab.mechanics.scratch import ScratchConfig, train_scratch
     from mnistlab.runs import HistoryRow
     from mnistlab.train.callbacks import epoch_line
 
-    config = ScratchConfig(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                           seed=args.seed, limit=args.limit, threads=args.threads,
-                           twin=args.twin)
-    config.validate()
+    config = ScratchConfig(**flags.given(args, ScratchConfig))
+    label = flags.label_for(ScratchConfig)
+    config.validate(label)
+    config.validate_sizes(training_images(config.dataset), label)
     console.say(f"numpy FC (784-{config.hidden}-10, backward by hand): SGD lr {config.lr:g}, "
                 f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}")
     bar = None
@@ -180,8 +187,10 @@ def scratch(args: argparse.Namespace) -> int:
 
 
 def gradcheck(args: argparse.Namespace) -> int:
+    from mnistlab import checks
     from mnistlab.mechanics.gradcheck import gradcheck_mnist
 
+    checks.at_most("--batch-size", args.batch_size, training_images(), "the mnist training images")
     r = gradcheck_mnist(batch_size=args.batch_size, seed=args.seed,
                         samples_per_param=args.samples, eps=args.eps)
     verdict = {True: "ok", False: "FAILED"}

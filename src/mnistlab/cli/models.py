@@ -46,7 +46,8 @@ def summary(args: argparse.Namespace) -> int:
     config = parse_model_config(args.config)
     try:
         model = build_model(args.model, **config)
-    except TypeError as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:   # unknown key, or a value the
+        # model's layers refuse (a negative width: RuntimeError from torch)
         raise UserError(f"bad model config for {args.model!r}: {exc}") from None
     result = summarize(model, args.model)
     if args.json:

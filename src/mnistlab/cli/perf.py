@@ -5,10 +5,16 @@ from __future__ import annotations
 import argparse
 
 from mnistlab import console
-from mnistlab.errors import UserError
+
+# Beyond these a benchmark is a typo: the seed trains 5 epochs, a speedrun reports over 5 seeds.
+MAX_EPOCHS = 1000
+MAX_SEEDS = 100
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mnistlab import checks
+    from mnistlab.cli import flags
+
     p = sub.add_parser(
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
         description="Train the seed fc and cnn presets with PyTorch autograd in fp32 and in "
@@ -16,8 +22,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "(when .bench-venv exists; `make bench` builds it) the same models in "
                     "Keras/TensorFlow; print images/s, test accuracy, the ratio to Keras and the "
                     "share of the machine's matmul peak.")
-    p.add_argument("--epochs", type=int, default=5, help="epochs per row (default: 5, the seed's)")
-    p.add_argument("--threads", type=int, default=0, help="threads for both frameworks (0: all)")
+    flags.add_option(p, "--epochs", int, default=5, meta={
+        "help": "epochs per row (5 is the seed's)", "min": 1, "max": MAX_EPOCHS})
+    flags.add_option(p, "--threads", int, default=0, meta={
+        "help": "threads for both frameworks (0: all cores)", "min": 0, "cores": True})
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (512 images, 1 epoch): checks the plumbing, not the speed")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
@@ -29,25 +37,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train the speedrun recipe (model `speedrun`, 1 epoch, bf16) once per seed; "
                     "print seconds from first to last training step and test accuracy per seed, "
                     "then mean and spread. Data loading and process start are reported apart.")
-    p.add_argument("--seeds", type=int, default=5, help="how many seeds (default 5)")
-    p.add_argument("--first-seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images only")
+    flags.add_option(p, "--seeds", int, default=5, meta={
+        "help": "how many seeds", "min": 1, "max": MAX_SEEDS})
+    flags.add_option(p, "--first-seed", int, default=0, meta={
+        "help": "seeds are N, N+1, ...", "min": 0, "below": checks.SEED_BELOW})
+    flags.add_option(p, "--threads", int, default=0, meta={
+        "help": "torch threads (0: all cores)", "min": 0, "cores": True})
+    flags.add_option(p, "--limit", int, default=0, meta={
+        "help": "train on the first N training images only", "min": 1, "unset": 0,
+        "max_of": "the training images",
+        "unset_means": "all", "metavar": "N"})
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=speedrun)
-
-
-def _positive(name: str, value: int, *, zero_ok: bool = False) -> None:
-    if value < 0 or (value == 0 and not zero_ok):
-        raise UserError(f"--{name} must be {'0 or more' if zero_ok else 'at least 1'}, "
-                        f"got {value}")
 
 
 def bench(args: argparse.Namespace) -> int:
     from mnistlab.perf.bench import QUICK, BenchSize, run_bench
 
-    _positive("epochs", args.epochs)
-    _positive("threads", args.threads, zero_ok=True)
     size = QUICK if args.quick else BenchSize(epochs=args.epochs)
 
     def on_row(r: dict) -> None:
@@ -81,11 +87,21 @@ def bench(args: argparse.Namespace) -> int:
 
 
 def speedrun(args: argparse.Namespace) -> int:
-    from mnistlab.perf.speedrun import run_speedrun
+    from mnistlab import checks
+    from mnistlab.cli import flags
+    from mnistlab.data.specs import DATASETS
+    from mnistlab.perf.speedrun import recipe, run_speedrun
+    from mnistlab.train.config import TrainConfig, validate_sizes
 
-    _positive("seeds", args.seeds)
-    _positive("threads", args.threads, zero_ok=True)
-    _positive("limit", args.limit, zero_ok=True)
+    checks.seed("--first-seed + --seeds - 1", args.first_seed + args.seeds - 1)
+    # the recipe's batch must fit in the images --limit keeps, as in `mnistlab train`; from the
+    # pinned counts, not by loading the data (the run times its own loading)
+    config = recipe(threads=args.threads, limit=args.limit)
+    counts = DATASETS[config.dataset].counts
+    kept = min(args.limit, counts["train"]) if args.limit else counts["train"]
+    # the recipe's batch size is no flag here: name it as what it is
+    flags_or_recipe = flags.label_for(TrainConfig, positional={"batch_size": "the recipe's batch"})
+    validate_sizes(config, kept, counts["test"], flags_or_recipe)
 
     def on_seed(r: dict) -> None:
         console.say(f"seed {r['seed']}: {r['train_seconds']:.2f} s "

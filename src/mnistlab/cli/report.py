@@ -3,34 +3,29 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from mnistlab import console
 
+# ReportConfig's fields given as flags, in --help's order; --out and --seeds are declared here
+# (their defaults come from the environment and from --quick), --quick and --reuse are plain
+# switches.
+REPORT_FLAGS = ("first_seed", "epochs", "limit", "test_limit", "loop_steps", "threads")
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from mnistlab.report.defaults import DEFAULT_SEEDS, QUICK_LIMIT, QUICK_LOOP_STEPS
+    from mnistlab.report.defaults import QUICK_LIMIT, QUICK_LOOP_STEPS
 
     p = sub.add_parser(
         "report", help="reproduce the seed study: train, compare, write REPORT.md + report.html",
         description="Train the seed's FC and CNN models for several seeds, run the explicit "
                     "training loop, and write REPORT.md, a self-contained report.html, "
                     "report.json and figures/ into --out; the trained runs stay in <out>/runs/.")
-    p.add_argument("--seeds", type=int, default=None,
-                   help=f"trainings per model (default {DEFAULT_SEEDS}; 1 with --quick)")
-    p.add_argument("--first-seed", type=int, default=0, help="seeds are N, N+1, ... (default 0)")
+    p.defer(_config_flags)               # ReportConfig's module imports torch
     p.add_argument("--quick", action="store_true",
                    help=f"smoke run: 1 seed, 1 epoch, {QUICK_LIMIT:,} training images, "
                         f"{QUICK_LOOP_STEPS} loop iterations (flags given still win)")
-    p.add_argument("--epochs", type=int, default=0, help="epochs per training (default: 5)")
-    p.add_argument("--limit", type=int, default=0,
-                   help="train on the first N training images (default: all 60,000)")
-    p.add_argument("--test-limit", type=int, default=0,
-                   help="evaluate fc and cnn on the first N test images (default: all "
-                        "10,000; the custom loop always uses all)")
-    p.add_argument("--loop-steps", type=int, default=0,
-                   help="custom-loop iterations (default: one full pass, 5,000)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
                    help="where REPORT.md, report.html, report.json, figures/, runs/ go "
                         "(default: $MNISTLAB_REPORT_DIR, else ./report)")
@@ -42,16 +37,29 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=report)
 
 
+def _config_flags(p: argparse.ArgumentParser) -> None:
+    from mnistlab.cli import flags
+    from mnistlab.report.build import DEFAULT_SEEDS, ReportConfig
+
+    seeds = next(f for f in dataclasses.fields(ReportConfig) if f.name == "seeds")
+    flags.add_option(p, "--seeds", int, meta=seeds.metadata,   # left out: None, decided below
+                     shown_default=f"{DEFAULT_SEEDS}; 1 with --quick")
+    flags.add_fields(p, ReportConfig, only=REPORT_FLAGS)
+
+
 def report(args: argparse.Namespace) -> int:
+    from mnistlab.cli import flags
+    from mnistlab.data.specs import DATASETS
     from mnistlab.paths import report_dir
     from mnistlab.report.build import DEFAULT_SEEDS, ReportConfig, build_report
 
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else DEFAULT_SEEDS)
     out = args.out.expanduser().resolve() if args.out is not None else report_dir()
-    cfg = ReportConfig(out=out, seeds=seeds, first_seed=args.first_seed,
-                       epochs=args.epochs, limit=args.limit, test_limit=args.test_limit,
-                       loop_steps=args.loop_steps,
-                       threads=args.threads, quick=args.quick, reuse=args.reuse)
+    cfg = ReportConfig(out=out, seeds=seeds, quick=args.quick, reuse=args.reuse,
+                       **flags.given(args, ReportConfig, skip={"out", "seeds", "quick", "reuse"}))
+    label = flags.label_for(ReportConfig)
+    cfg.check(label)
+    cfg.check_sizes(DATASETS["mnist"].counts["train"], DATASETS["mnist"].counts["test"], label)
     result = build_report(cfg)
     meta, models = result["meta"], result["models"]
     console.say(f"report written in {meta['total_seconds']:.0f} s: {out / 'REPORT.md'} "

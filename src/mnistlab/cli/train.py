@@ -14,50 +14,29 @@ from typing import Any
 
 from mnistlab import console
 
-# flag dest -> TrainConfig field; a flag left out (None) keeps the preset's or default value
-_FLAGS = {
-    "epochs": "epochs", "batch_size": "batch_size", "optimizer": "optimizer", "lr": "lr",
-    "momentum": "momentum", "weight_decay": "weight_decay", "schedule": "schedule",
-    "label_smoothing": "label_smoothing", "augment": "augment", "seed": "seed",
-    "precision": "precision", "engine": "engine", "threads": "threads", "limit": "limit",
-    "test_limit": "test_limit",
-    "dataset": "dataset", "init": "init", "eval_batch_size": "eval_batch_size",
-    "nesterov": "nesterov", "eps": "eps", "eval_each_epoch": "eval_each_epoch",
-}
+# TrainConfig's fields that are not generated flags: MODEL is positional, --model-config takes
+# JSON and --preset picks the layer below the flags.
+NOT_FLAGS = {"model", "model_config", "preset"}
+
+
+def _train_config_flags(p: argparse.ArgumentParser) -> None:
+    from mnistlab.cli import flags
+    from mnistlab.train.config import TrainConfig
+
+    flags.add_fields(p, TrainConfig, skip=NOT_FLAGS)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from mnistlab.cli import flags
+
     p = sub.add_parser(
         "train", help="train a model; writes a run folder (config, weights, history, metrics)",
         description="Train MODEL and write runs/<name>/ (config.json, model.safetensors, "
                     "history.csv/json, metrics.json, a checkpoint after each epoch). Without "
-                    "--preset, the model's `seed` preset (what the seed report ran) applies.")
+                    "--preset, the model's `seed` preset (what the seed report ran) applies; "
+                    "a flag given overrides the preset. Every default shown is TrainConfig's.")
     p.add_argument("model", metavar="MODEL", help="a model name (see `mnistlab models`)")
     p.add_argument("--preset", default=None, help="a named recipe: seed, ... (`mnistlab models`)")
-    p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--batch-size", type=int, help="images per step")
-    p.add_argument("--optimizer", help="sgd | adam | adamw | rmsprop")
-    p.add_argument("--lr", type=float, help="learning rate (peak rate with --schedule onecycle)")
-    p.add_argument("--momentum", type=float, help="sgd / rmsprop momentum")
-    p.add_argument("--nesterov", action=argparse.BooleanOptionalAction, default=None,
-                   help="Nesterov momentum (sgd)")
-    p.add_argument("--eps", type=float, help="adam / adamw / rmsprop epsilon (default 1e-7)")
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--schedule", help="constant | onecycle")
-    p.add_argument("--label-smoothing", type=float)
-    p.add_argument("--augment", help="none, or a kind of mnistlab.data.augment")
-    p.add_argument("--seed", type=int, help="model init, batch order, augmentation")
-    p.add_argument("--precision", help="fp32 | bf16 | auto (bf16 for conv nets on bf16 CPUs)")
-    p.add_argument("--engine", help="fused (hand-written bf16 step for the cnn family) | "
-                                    "autograd | auto (fused where it applies)")
-    p.add_argument("--threads", type=int, help="torch threads (0: all cores)")
-    p.add_argument("--limit", type=int, help="train on the first N images only")
-    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
-    p.add_argument("--eval-batch-size", type=int)
-    p.add_argument("--eval-each-epoch", action=argparse.BooleanOptionalAction, default=None,
-                   help="test loss/accuracy after every epoch (default) or only at the end")
-    p.add_argument("--dataset", help="mnist | fashion-mnist")
-    p.add_argument("--init", help="keras (Glorot-uniform, zero biases; the seed) | torch")
     p.add_argument("--model-config", default=None, metavar="JSON",
                    help='model settings as a JSON object, e.g. \'{"hidden": 256}\'')
     p.add_argument("--out", type=Path, default=None, metavar="DIR",
@@ -66,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="continue the interrupted run in --out DIR from its last finished epoch")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON object: test_accuracy, test_loss, run_dir, ...")
+    p.defer(_train_config_flags)          # TrainConfig's module imports torch
     p.set_defaults(func=train)
 
     p = sub.add_parser("evaluate", help="test loss and accuracy of a trained run",
@@ -74,13 +54,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder, or a run name under runs/")
     p.add_argument("--ensemble", nargs="+", metavar="RUN", default=None,
                    help="average the probabilities of these runs (and RUN, if given)")
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
+    flags.add_option(p, "--threads", int, default=0,
+                     meta={"help": "torch threads (0: all cores)", "min": 0, "cores": True})
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate)
 
 
 def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) -> Any:
     """TrainConfig from defaults (or a saved run's config), the preset, then the given flags."""
+    from mnistlab.cli import flags
     from mnistlab.cli.models import parse_model_config
     from mnistlab.train.config import TrainConfig
     from mnistlab.train.presets import has_preset, preset_overrides
@@ -94,38 +76,21 @@ def build_config(args: argparse.Namespace, saved: dict[str, Any] | None = None) 
             values.update(preset_overrides(preset, args.model), preset=preset)
     if args.preset is not None:
         values["preset"] = args.preset
-    for dest, name in _FLAGS.items():
-        value = getattr(args, dest)
-        if value is not None:
-            values[name] = value
+    values.update(flags.given(args, TrainConfig, skip=NOT_FLAGS))
     if args.model_config is not None:
         values["model_config"] = parse_model_config(args.model_config)
     return TrainConfig.from_dict(values)
-
-
-def _run_dir(args: argparse.Namespace, config: Any) -> Path:
-    from mnistlab import runs
-    from mnistlab.errors import UserError
-
-    if args.out is None:
-        return runs.new_run_dir(f"{config.model}-{config.preset or 'custom'}-s{config.seed}")
-    out = args.out.expanduser()
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file; expected a folder for the run")
-    if out.is_dir() and any(out.iterdir()):
-        raise UserError(f"--out {out} already holds files; pass --resume to continue that run, "
-                        "or choose a new folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return out.resolve()
 
 
 def train(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from mnistlab import runs
+    from mnistlab.cli import flags
+    from mnistlab.cli.folders import new_run_folder
     from mnistlab.errors import UserError
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
-    from mnistlab.train.config import validate
+    from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
     from mnistlab.train.fit import TrainingInterrupted, fit
 
@@ -140,9 +105,14 @@ def train(args: argparse.Namespace) -> int:
         config = build_config(args, asdict(saved.train) if saved.train is not None else None)
     else:
         config = build_config(args)
-        validate(config)
-        load_tensors(config)       # an unknown or missing dataset fails before anything is written
-        run_dir = _run_dir(args, config)
+        label = flags.label_for(TrainConfig, positional={"model": "MODEL"})
+        validate(config, label)
+        # an unknown or missing dataset, or a batch larger than the data, fails before anything
+        # is written
+        x_train, _, x_test, _ = load_tensors(config)
+        validate_sizes(config, len(x_train), len(x_test), label)
+        run_dir = new_run_folder(args.out, f"{config.model}-{config.preset or 'custom'}"
+                                           f"-s{config.seed}", resume_hint=True)
 
     callbacks = [KerasLogger()]
     if tensorboard_available():

@@ -8,9 +8,15 @@ from pathlib import Path
 from typing import Any
 
 JSON_HELP = "print one JSON object as the last line of standard output"
+# Load-test sizes beyond these measure the test machine's patience, not the server.
+MAX_REQUESTS = 1_000_000
+MAX_CLIENTS = 1024
+THREADS_PER_PASS = {"min": 1, "cores": True}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from mnistlab.cli import flags
+
     p = subparsers.add_parser(
         "predict", help="classify pictures of digits (PNG/JPEG, photos included)",
         usage="mnistlab predict [RUN] IMAGE... [--top K] [--onnx MODEL.onnx] "
@@ -21,7 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "runs folder is used.")
     p.add_argument("items", nargs="+", metavar="RUN/IMAGE",
                    help="an optional run (folder or name) followed by one or more images")
-    p.add_argument("--top", type=int, default=3, metavar="K", help="show the K likeliest digits")
+    flags.add_option(p, "--top", int, default=3, meta={
+        "help": "show the K likeliest digits", "min": 1, "max": 10, "metavar": "K"})
     p.add_argument("--onnx", metavar="MODEL.onnx",
                    help="use an exported ONNX file (onnxruntime) instead of a run")
     p.add_argument("--debug-dir", metavar="DIR",
@@ -52,16 +59,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--onnx", metavar="MODEL.onnx", help="serve an ONNX file instead of a run")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
-    s.add_argument("--port", type=int, default=8000, help="port, 1-65535 (default 8000)")
-    s.add_argument("--header-timeout", type=float, default=10.0, metavar="S",
-                   help="close a connection whose request headers are not complete S seconds "
-                        "after it opened or began its request (default 10)")
-    s.add_argument("--body-timeout", type=float, default=30.0, metavar="S",
-                   help="close a connection whose request body is not complete S seconds "
-                        "after its headers (default 30)")
-    s.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="PyTorch threads per forward pass (default 1: a request is one image, "
-                        "and concurrent requests already use the cores)")
+    flags.add_option(s, "--port", int, default=8000, meta={"help": "port", "min": 1,
+                                                           "max": 65535})
+    flags.add_option(s, "--threads", int, default=1, meta={
+        "help": "PyTorch threads per forward pass (1: a request is one image, and concurrent "
+                "requests already use the cores)", **THREADS_PER_PASS})
+    flags.add_option(s, "--header-timeout", float, default=10.0, meta={
+        "help": "close a connection whose request headers are not complete S seconds after it "
+                "opened or began its request", "above": 0, "max": 3600, "metavar": "S"})
+    flags.add_option(s, "--body-timeout", float, default=30.0, meta={
+        "help": "close a connection whose request body is not complete S seconds after its "
+                "headers", "above": 0, "max": 3600, "metavar": "S"})
     s.set_defaults(func=cmd_serve)
 
     b = subparsers.add_parser(
@@ -70,10 +78,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "of REQUESTS from CLIENTS concurrent clients on 127.0.0.1, and batch "
                     "throughput of PyTorch against onnxruntime.")
     b.add_argument("run", nargs="?", metavar="RUN", help="a run (default: the best one)")
-    b.add_argument("--requests", type=int, default=1000, help="load-test requests (1000)")
-    b.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
-    b.add_argument("--threads", type=int, metavar="N",
-                   help="threads for PyTorch and onnxruntime alike (default: one per core)")
+    flags.add_option(b, "--requests", int, default=1000, meta={
+        "help": "load-test requests", "min": 1, "max": MAX_REQUESTS})
+    flags.add_option(b, "--clients", int, default=8, meta={
+        "help": "concurrent clients", "min": 1, "max": MAX_CLIENTS})
+    flags.add_option(b, "--threads", int, default=None, shown_default="one per core", meta={
+        "help": "threads for PyTorch and onnxruntime alike", **THREADS_PER_PASS})
     b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_bench)
 
@@ -104,6 +114,7 @@ def _run_description(run_dir: Path) -> str:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
+    from mnistlab.cli.folders import output_folder
     from mnistlab.errors import UserError
     from mnistlab.inference.predict import load_predictor, predict_files
     from mnistlab.inference.preprocess import to_png
@@ -113,10 +124,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
         raise UserError("no image given: `mnistlab predict [RUN] IMAGE...` needs at least one "
                         "PNG or JPEG file")
-    if args.top < 1:
-        raise UserError(f"--top must be at least 1, got {args.top}")
     if args.onnx and run is not None:
         raise UserError("give either a RUN or --onnx, not both")
+    if args.debug_dir:        # before any work: a folder that cannot be written is one line
+        output_folder(args.debug_dir, "--debug-dir")
     predictor = load_predictor(run, onnx=args.onnx)   # no RUN: the best finished run
     if args.onnx:
         console.say(f"model: {args.onnx} (onnxruntime)")
@@ -148,9 +159,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from mnistlab import console
+    from mnistlab import console, runs
+    from mnistlab.cli.folders import output_file
     from mnistlab.inference.export import ParityError, export_run
 
+    # the file's folder (RUN itself by default) must be writable before the export starts
+    target = args.out if args.out is not None else runs.resolve_run(args.run) / "model.onnx"
+    output_file(target, "--out")
     try:
         r = export_run(args.run, args.out, force=args.force)
     except ParityError as exc:
@@ -174,13 +189,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if args.onnx and args.run:
         raise UserError("give either a RUN or --onnx, not both")
-    if args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
-    if not 1 <= args.port <= 65535:
-        raise UserError(f"--port must be a TCP port from 1 to 65535, got {args.port}")
-    if not (args.header_timeout > 0 and args.body_timeout > 0):
-        raise UserError("--header-timeout and --body-timeout must be positive numbers of "
-                        "seconds")
     source: Any = args.onnx or args.run
     if source is None:
         best = _best_run()
@@ -206,14 +214,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from mnistlab import console
-    from mnistlab.errors import UserError
     from mnistlab.perf.serve_bench import bench_all
 
-    if args.requests < 1 or args.clients < 1:
-        raise UserError("--requests and --clients must be at least 1")
     run = args.run or _best_run()
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be at least 1, got {args.threads}")
     r = bench_all(run, requests=args.requests, clients=args.clients, threads=args.threads,
                   progress=lambda m: sys.stderr.write(f"... {m}\n"))
     f, b, h, load = r["forward_only"], r["batch"], r["http_single"], r["http_load"]

@@ -44,6 +44,7 @@ def fetch(name: str = DEFAULT_DATASET, *, force: bool = False, source: str | Non
         manifest = cache.read_manifest(name) or {}
         return {**result, "fetched": False, "source": manifest.get("source"),
                 "origin": manifest.get("origin")}
+    cache.ready_for_writes(name)
     if from_path is not None:
         files, source, origin = sources.from_folder(name, Path(from_path)), "local", str(from_path)
     elif source == "mirror":

@@ -127,11 +127,29 @@ def _write_verified(path: Path, data: bytes, expected_sha256: str) -> None:
                             f"{refetch_hint(path.parent.name)}")
 
 
+def ready_for_writes(name: str) -> None:
+    """UserError now if ``name``'s cache folder could not be created (MNISTLAB_DATA_DIR is a
+    file, or read-only): before a download, not after it. Creates nothing."""
+    folder = dataset_dir(name)
+    existing = folder
+    while not existing.exists():      # False too for a path below a regular file
+        existing = existing.parent
+    if not existing.is_dir():
+        code = errno.ENOTDIR
+    elif not os.access(existing, os.W_OK | os.X_OK):
+        code = errno.EACCES
+    else:
+        return
+    with _cache_writes(folder, create=False):
+        raise OSError(code, os.strerror(code))
+
+
 @contextlib.contextmanager
-def _cache_writes(folder: Path) -> Iterator[None]:
+def _cache_writes(folder: Path, *, create: bool = True) -> Iterator[None]:
     """Turn OS errors while writing the cache into one actionable line."""
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
         yield
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
@@ -151,6 +169,9 @@ def read_manifest(name: str) -> dict[str, Any] | None:
         text = manifest.read_text()
     except FileNotFoundError:
         return None
+    except OSError as exc:     # $MNISTLAB_DATA_DIR is a file, or the cache is unreadable
+        raise UserError(f"{manifest} cannot be read ({exc.strerror or exc}); point "
+                        "MNISTLAB_DATA_DIR at a folder you can read and write") from None
     try:
         data = json.loads(text)
         version = data["layout_version"]

@@ -27,7 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mnistlab import checks
 from mnistlab.data.batches import Batches
+from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
 from mnistlab.mechanics.curve import SMOOTHING, ema, plot_loss_curve, write_loss_csv
 from mnistlab.models import available, count_parameters
@@ -94,41 +96,65 @@ LOSS_CSV = "loss.csv"
 CURVE_PNG = "figures/loss-curve.png"
 
 
+# A million iterations of batch 12 is 200 passes over MNIST, hours on a CPU: anything more is a
+# typo. The curve rewrite interval beyond an hour would show nothing while it runs.
+MAX_STEPS = 1_000_000
+MAX_REFRESH_SECONDS = 3600.0
+
+
 @dataclass
 class LoopConfig:
-    """The reference lab's custom loop, by default: seed CNN, batch 12, SGD 1e-2, one pass."""
+    """The reference lab's custom loop, by default: seed CNN, batch 12, SGD 1e-2, one pass.
 
-    model: str = "cnn"             # a registered model name
-    steps: int = 0                 # iterations; 0: one pass over the training images (5,000)
-    batch_size: int = 12           # images per iteration
-    lr: float = 1e-2               # SGD learning rate: p <- p - lr * dL/dp
-    seed: int = 0                  # model init and batch order
-    limit: int = 0                 # train on the first N training images; 0: all 60,000
+    Each field's help and bounds are in its metadata (``mnistlab.checks``): ``validate`` checks
+    them, and ``mnistlab loop``'s flags are generated from them."""
+
+    model: str = field(default="cnn", metadata={"help": "a registered model"})
+    # iterations; 0: one pass over the training images (5,000)
+    steps: int = field(default=0, metadata={
+        "help": "iterations", "min": 1, "max": MAX_STEPS, "unset": 0,
+        "unset_means": "one pass over the training images"})
+    # images per iteration; at most the training images (checked against the data: run_loop)
+    batch_size: int = field(default=12, metadata={
+        "help": "images per iteration", "min": 1, "max_of": "the training images"})
+    lr: float = field(default=1e-2, metadata={"help": "SGD learning rate: p <- p - lr * dL/dp",
+                                              "above": 0})
+    seed: int = field(default=0, metadata={"help": "model init and batch order",
+                                           "min": 0, "below": checks.SEED_BELOW})
+    # train on the first N training images; 0: all 60,000
+    limit: int = field(default=0, metadata={
+        "help": "train on the first N training images only", "min": 1, "unset": 0,
+        "max_of": "the training images",
+        "unset_means": "all", "metavar": "N"})
     # torch intra-op threads; 0: PyTorch's default (all cores). One, because batches of 12 give
     # threads little to share, and on this shared 2-core machine under load one thread measured
     # about 500 images/s against 40-60 with two.
-    threads: int = 1
-    smoothing: float = SMOOTHING   # EMA factor of the smoothed curve
-    refresh_seconds: float = 5.0   # how often the PNG and loss.csv are rewritten during the run
-    dataset: str = "mnist"
+    threads: int = field(default=1, metadata={
+        "help": "torch threads (0: all cores; 1 is fastest for batches of 12 on a busy CPU)",
+        "min": 0, "cores": True})
+    # EMA factor of the smoothed curve
+    smoothing: float = field(default=SMOOTHING, metadata={
+        "help": "EMA factor of the smoothed curve", "min": 0.0, "below": 1.0})
+    # how often the PNG and loss.csv are rewritten during the run, in seconds
+    refresh_seconds: float = field(default=5.0, metadata={
+        "help": "rewrite the curve PNG and loss.csv this often during the run",
+        "above": 0, "max": MAX_REFRESH_SECONDS, "flag": "--refresh", "metavar": "SECONDS"})
+    dataset: str = field(default="mnist", metadata={"help": "which dataset",
+                                                    "choices": tuple(DATASETS)})
 
-    def validate(self) -> None:
-        if self.model not in available():
-            raise UserError(f"unknown model {self.model!r}; choose one of: "
-                            f"{', '.join(available())}")
-        for name in ("steps", "limit", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
-                raise UserError(f"{name} must be 0 or a positive whole number, got {value!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size <= 0:
-            raise UserError(f"batch size must be a positive whole number, got {self.batch_size!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"learning rate must be a positive number, got {self.lr!r}")
-        if not 0 <= self.smoothing < 1:
-            raise UserError(f"smoothing must be in [0, 1), got {self.smoothing!r}")
-        if not self.refresh_seconds > 0:
-            raise UserError(f"refresh interval must be positive seconds, got "
-                            f"{self.refresh_seconds!r}")
+    def validate(self, label: Callable[[str], str] = str) -> None:
+        """UserError for a setting that cannot run; ``label`` names settings in the message."""
+        checks.one_of(label("model"), self.model, available())
+        checks.check_fields(self, label)
+
+    def validate_sizes(self, train_images: int, label: Callable[[str], str] = str) -> None:
+        """The bounds that need the data: ``train_images`` is the full training split."""
+        if self.limit:
+            checks.at_most(label("limit"), self.limit, train_images,
+                           f"the {self.dataset} training images")
+            train_images = min(train_images, self.limit)
+        checks.at_most(label("batch_size"), self.batch_size, train_images,
+                       "the training images" + (" kept by --limit" if self.limit else ""))
 
 
 @dataclass

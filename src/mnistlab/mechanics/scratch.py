@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -14,38 +13,64 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from mnistlab import checks
 from mnistlab.data import load_dataset
-from mnistlab.errors import UserError
+from mnistlab.data.specs import DATASETS
 from mnistlab.mechanics import numpy_net
 from mnistlab.mechanics.twin import TorchTwin
 from mnistlab.runs import HistoryRow, JSONObject
 
+# Beyond these the run is a typo, not an experiment: the seed trains 5 epochs of 128 units.
+MAX_EPOCHS = 1000
+MAX_HIDDEN = 100_000
+
 
 @dataclass
 class ScratchConfig:
-    epochs: int = 5                # passes over the training images
-    lr: float = 0.1                # SGD learning rate (the seed FC's, see DESIGN.md)
-    batch_size: int = 64           # 938 steps per epoch, the last one short, as in Keras
-    seed: int = 0                  # Glorot init and the order of each epoch
-    hidden: int = 128              # hidden ReLU units
-    limit: int = 0                 # train on the first N training images; 0: all 60,000
+    """The NumPy FC network's run; each field's help and bounds are in its metadata
+    (``mnistlab.checks``): ``validate`` checks them, ``mnistlab scratch``'s flags come from them.
+    """
+
+    epochs: int = field(default=5, metadata={"help": "passes over the training images",
+                                             "min": 1, "max": MAX_EPOCHS})
+    # the seed FC's (see DESIGN.md)
+    lr: float = field(default=0.1, metadata={"help": "SGD learning rate", "above": 0})
+    # 938 steps per epoch, the last one short, as in Keras; at most the training images
+    batch_size: int = field(default=64, metadata={
+        "help": "images per step", "min": 1, "max_of": "the training images"})
+    seed: int = field(default=0, metadata={"help": "Glorot init and the order of each epoch",
+                                           "min": 0, "below": checks.SEED_BELOW})
+    hidden: int = field(default=128, metadata={"help": "hidden ReLU units",
+                                               "min": 1, "max": MAX_HIDDEN})
+    # train on the first N training images; 0: all 60,000
+    limit: int = field(default=0, metadata={
+        "help": "train on the first N training images only", "min": 1, "unset": 0,
+        "max_of": "the training images",
+        "unset_means": "all", "metavar": "N"})
     # NumPy's BLAS threads. One is fastest here: the matrices are small (64 x 784 x 128), and on
     # this shared 2-core machine two BLAS threads measured 20x slower under load.
-    threads: int = 1
-    dataset: str = "mnist"
+    threads: int = field(default=1, metadata={
+        "help": "NumPy BLAS threads (1: fastest for these small matrices)",
+        "min": 1, "cores": True})
+    dataset: str = field(default="mnist", metadata={"help": "which dataset",
+                                                    "choices": tuple(DATASETS)})
     # Also step the torch fc model from the same init on the same batches (mechanics.twin).
-    twin: bool = False
+    twin: bool = field(default=False, metadata={
+        "help": "also train the torch fc model from the same init on the same batches "
+                "(autograd + torch.optim.SGD) and compare: it tracks the NumPy net"})
 
-    def validate(self) -> None:
-        for name in ("epochs", "batch_size", "hidden", "threads"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value <= 0:
-                raise UserError(f"{name.replace('_', ' ')} must be a positive whole number, "
-                                f"got {value!r}")
-        if not isinstance(self.limit, int) or self.limit < 0:
-            raise UserError(f"limit must be 0 or a positive whole number, got {self.limit!r}")
-        if not (math.isfinite(self.lr) and self.lr > 0):
-            raise UserError(f"learning rate must be a positive number, got {self.lr!r}")
+    def validate(self, label: Callable[[str], str] = str) -> None:
+        """UserError for a setting that cannot run; ``label`` names settings in the message."""
+        checks.check_fields(self, label)
+
+    def validate_sizes(self, train_images: int, label: Callable[[str], str] = str) -> None:
+        """The bounds that need the data: ``train_images`` is the full training split."""
+        if self.limit:
+            checks.at_most(label("limit"), self.limit, train_images,
+                           f"the {self.dataset} training images")
+            train_images = min(train_images, self.limit)
+        checks.at_most(label("batch_size"), self.batch_size, train_images,
+                       "the training images" + (" kept by --limit" if self.limit else ""))
 
 
 @dataclass

@@ -17,11 +17,11 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from mnistlab import console, runs
+from mnistlab import checks, console, runs
 from mnistlab.errors import UserError
 from mnistlab.report import figures, loop_stage, numbers, provenance, render
 from mnistlab.report.defaults import DEFAULT_SEEDS, MODELS, QUICK_LIMIT, QUICK_LOOP_STEPS
@@ -41,20 +41,58 @@ __all__ = ["DEFAULT_SEEDS", "MODELS", "QUICK_LIMIT", "QUICK_LOOP_STEPS", "Report
            "build_report"]
 
 
+# More trainings per model than this is days of CPU, not a report; the t-interval is narrow
+# long before.
+MAX_SEEDS = 100
+MAX_EPOCHS = 1000
+MAX_LOOP_STEPS = 1_000_000      # mechanics.loop.MAX_STEPS (not imported: that loads torch)
+# Fewer images than this train or measure nothing a report could show.
+MIN_IMAGES = 100
+
+
 @dataclass
 class ReportConfig:
-    """What one report run does; written into report.json as ``config``."""
+    """What one report run does; written into report.json as ``config``.
 
-    out: Path = Path("report")     # REPORT.md, report.html, report.json, figures/, runs/
-    seeds: int = DEFAULT_SEEDS     # independent trainings per model (seeds first_seed, +1, ...)
-    first_seed: int = 0
-    epochs: int = 0                # 0: the seed preset's 5
-    limit: int = 0                 # train on the first N training images; 0: all 60,000
-    test_limit: int = 0            # evaluate on the first N test images; 0: all 10,000
-    loop_steps: int = 0            # custom loop iterations; 0: one full pass (5,000 at batch 12)
-    threads: int = 0               # torch threads; 0: PyTorch's default (all cores)
-    quick: bool = False            # a smoke run: one seed, one epoch, a subset (see quick())
-    reuse: bool = False            # use finished runs in <out>/runs with the same settings
+    Each field's help and bounds are in its metadata (``mnistlab.checks``): ``check`` applies
+    them, and ``mnistlab report``'s flags are generated from them."""
+
+    # REPORT.md, report.html, report.json, figures/, runs/
+    out: Path = field(default=Path("report"), metadata={
+        "help": "where REPORT.md, report.html, report.json, figures/, runs/ go"})
+    # independent trainings per model (seeds first_seed, +1, ...)
+    seeds: int = field(default=DEFAULT_SEEDS, metadata={
+        "help": "trainings per model", "min": 1, "max": MAX_SEEDS})
+    first_seed: int = field(default=0, metadata={"help": "seeds are N, N+1, ...",
+                                                 "min": 0, "below": checks.SEED_BELOW})
+    # 0: the seed preset's 5
+    epochs: int = field(default=0, metadata={
+        "help": "epochs per training", "min": 1, "max": MAX_EPOCHS, "unset": 0,
+        "unset_means": "the seed preset's 5; 1 with --quick"})
+    # train on the first N training images; 0: all 60,000
+    limit: int = field(default=0, metadata={
+        "help": "train on the first N training images only", "min": MIN_IMAGES, "unset": 0,
+        "max_of": "the training images",
+        "unset_means": "all", "metavar": "N"})
+    # evaluate on the first N test images; 0: all 10,000
+    test_limit: int = field(default=0, metadata={
+        "help": "evaluate fc and cnn on the first N test images only (the custom loop always "
+                "uses all)", "min": MIN_IMAGES, "unset": 0, "unset_means": "all",
+        "max_of": "the test images",
+        "metavar": "N"})
+    # custom loop iterations; 0: one full pass (5,000 at batch 12)
+    loop_steps: int = field(default=0, metadata={
+        "help": "custom-loop iterations", "min": 1, "max": MAX_LOOP_STEPS, "unset": 0,
+        "unset_means": "one full pass, 5,000"})
+    # torch threads; 0: PyTorch's default (all cores)
+    threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)",
+                                              "min": 0, "cores": True})
+    # a smoke run: one seed, one epoch, a subset (see quick())
+    quick: bool = field(default=False, metadata={"help": "a smoke run"})
+    # use finished runs in <out>/runs with the same settings
+    reuse: bool = field(default=False, metadata={
+        "help": "take finished runs in <out>/runs made with the same settings instead of "
+                "training them again (re-draws and re-writes the report in minutes)"})
 
     def quick_defaults(self) -> ReportConfig:
         """Fill what --quick implies, keeping anything the user set explicitly."""
@@ -63,19 +101,20 @@ class ReportConfig:
         return replace(self, seeds=1, epochs=self.epochs or 1, limit=self.limit or QUICK_LIMIT,
                        loop_steps=self.loop_steps or QUICK_LOOP_STEPS)
 
-    def check(self) -> None:
-        for name in ("seeds",):
-            if getattr(self, name) < 1:
-                raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("epochs", "limit", "test_limit", "loop_steps", "threads", "first_seed"):
-            if getattr(self, name) < 0:
-                raise UserError(f"--{name.replace('_', '-')} must be >= 0, "
-                                f"got {getattr(self, name)}")
-        if 0 < self.limit < 100:
-            raise UserError(f"--limit {self.limit} is too small to train on; use 100 or more")
-        if 0 < self.test_limit < 100:
-            raise UserError(f"--test-limit {self.test_limit} is too small to measure anything; "
-                            "use 100 or more")
+    def check(self, label: Callable[[str], str] = str) -> None:
+        """UserError for a setting that cannot run; ``label`` names settings in the message."""
+        checks.check_fields(self, label)
+        last = self.first_seed + self.seeds - 1          # the seeds run are first_seed, +1, ...
+        checks.seed(f"{label('first_seed')} + {label('seeds')} - 1", last)
+
+    def check_sizes(self, train_images: int, test_images: int,
+                    label: Callable[[str], str] = str) -> None:
+        """The bounds that need the data (MNIST's training and test split sizes)."""
+        if self.limit:
+            checks.at_most(label("limit"), self.limit, train_images, "the mnist training images")
+        if self.test_limit:
+            checks.at_most(label("test_limit"), self.test_limit, test_images,
+                           "the mnist test images")
 
     def to_dict(self) -> dict[str, ConfigValue]:
         return {**asdict(self), "out": str(self.out)}

@@ -1,52 +1,114 @@
 """What decides a training run: ``TrainConfig`` (written into config.json as ``train``), its
 allowed values and its validation. ``mnistlab.train`` re-exports all of it.
+
+Each field's help, allowed values and bounds live in its metadata (see ``mnistlab.checks``):
+``validate`` checks them and ``mnistlab train``'s flags are generated from them.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+import torch
+
+from mnistlab import checks
+from mnistlab.data.augment import KINDS as AUGMENTS
+from mnistlab.data.augment import augment_batch
+from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
+from mnistlab.models import available, build_model
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
 ENGINES = ("auto", "fused", "autograd")
+INITS = ("keras", "torch")
+# More passes than this over MNIST is no experiment anyone means (the seed trains 5).
+MAX_EPOCHS = 1000
+# An evaluation batch beyond the largest test set only costs memory.
+MAX_EVAL_BATCH = 100_000
 
 
 @dataclass
 class TrainConfig:
     """Everything that decides a training run; written into config.json as ``train``."""
 
-    model: str = "cnn"                 # a registered model name (mnistlab.models.available())
+    # a registered model name (mnistlab.models.available())
+    model: str = field(default="cnn", metadata={"help": "a model name (see `mnistlab models`)"})
     model_config: dict[str, Any] = field(default_factory=dict)  # keyword args of its factory
-    init: str = "keras"                # keras: Glorot-uniform weights, zero biases; torch: its own
-    dataset: str = "mnist"             # mnist | fashion-mnist
-    epochs: int = 5                    # passes over the training images
-    batch_size: int = 64               # 938 steps per epoch on 60,000 images (the last one short)
-    optimizer: str = "adam"            # sgd | adam | adamw | rmsprop
-    lr: float = 1e-3                   # learning rate; the peak rate with schedule "onecycle"
-    momentum: float = 0.0              # sgd / rmsprop momentum (Keras's SGD default: 0)
-    nesterov: bool = False             # sgd only
-    eps: float = 1e-7                  # adam/adamw/rmsprop epsilon: Keras 1e-7 (torch: 1e-8)
-    weight_decay: float = 0.0          # L2 (sgd, adam, rmsprop) or decoupled (adamw)
-    schedule: str = "constant"         # constant | onecycle (cosine warm-up then decay, per step)
-    label_smoothing: float = 0.0       # cross-entropy target smoothing, 0 <= x < 1
-    augment: str = "none"              # none, or a kind of mnistlab.data.augment.KINDS
-    precision: str = "auto"            # fp32 | bf16 (see engine) | auto: see below
-    engine: str = "auto"               # fused (bf16 cnn family) | autograd (bf16: autocast +
-                                       # channels_last) | auto: see resolve_engine
-    threads: int = 0                   # torch intra-op threads; 0: PyTorch's default (all cores)
-    seed: int = 0                      # model init, batch order, augmentation
-    limit: int = 0                     # train on the first N training images; 0: all
-    test_limit: int = 0                # evaluate on the first N test images; 0: all
-    validation: int = 0                # hold out the last N training images (never trained
-                                       # on) to calibrate confidence; 0: none
-    eval_batch_size: int = 32          # Keras's evaluate default (313 steps); larger is no faster
-    eval_each_epoch: bool = True       # test loss/accuracy after every epoch (else only at the end)
-    preset: str | None = None          # the preset that filled this config, for the record
+    # keras: Glorot-uniform weights, zero biases; torch: its own
+    init: str = field(default="keras", metadata={
+        "help": "weight init: keras (Glorot-uniform, zero biases; the seed) or torch",
+        "choices": INITS})
+    dataset: str = field(default="mnist", metadata={"help": "which dataset",
+                                                    "choices": tuple(DATASETS)})
+    epochs: int = field(default=5, metadata={"help": "passes over the training images",
+                                             "min": 1, "max": MAX_EPOCHS})
+    # 938 steps per epoch on 60,000 images (the last one short); at most the training images
+    # (checked once the data is loaded: validate_sizes)
+    batch_size: int = field(default=64, metadata={
+        "help": "images per step", "min": 1,
+        "max_of": "the training images"})
+    optimizer: str = field(default="adam", metadata={"help": "the optimizer",
+                                                     "choices": OPTIMIZERS})
+    lr: float = field(default=1e-3, metadata={
+        "help": "learning rate (the peak rate with --schedule onecycle)", "above": 0})
+    # Keras's SGD default is 0; 1 or more never converges
+    momentum: float = field(default=0.0, metadata={"help": "sgd / rmsprop momentum",
+                                                   "min": 0.0, "below": 1.0})
+    nesterov: bool = field(default=False, metadata={"help": "Nesterov momentum (sgd)"})
+    # Keras 1e-7 (torch: 1e-8)
+    eps: float = field(default=1e-7, metadata={"help": "adam / adamw / rmsprop epsilon",
+                                               "above": 0, "max": 1.0})
+    # L2 (sgd, adam, rmsprop) or decoupled (adamw)
+    weight_decay: float = field(default=0.0, metadata={
+        "help": "L2 (sgd, adam, rmsprop) or decoupled (adamw) weight decay",
+        "min": 0.0, "below": 1.0})
+    # onecycle: cosine warm-up then decay, per step
+    schedule: str = field(default="constant", metadata={
+        "help": "learning-rate schedule (onecycle: cosine warm-up then decay, per step)",
+        "choices": SCHEDULES})
+    label_smoothing: float = field(default=0.0, metadata={
+        "help": "cross-entropy target smoothing", "min": 0.0, "below": 1.0})
+    augment: str = field(default="none", metadata={"help": "training-image augmentation",
+                                                   "choices": AUGMENTS})
+    # fp32 | bf16 (see engine) | auto: bf16 for conv nets on bf16 CPUs (resolve_precision)
+    precision: str = field(default="auto", metadata={
+        "help": "auto: bf16 for conv nets on bf16 CPUs, else fp32", "choices": PRECISIONS})
+    # fused (bf16 cnn family) | autograd (bf16: autocast + channels_last) | auto: see
+    # resolve_engine
+    engine: str = field(default="auto", metadata={
+        "help": "fused: hand-written bf16 step for the cnn family; autograd; auto: fused "
+                "where it applies", "choices": ENGINES})
+    # torch intra-op threads; 0: PyTorch's default (all cores)
+    threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)",
+                                              "min": 0, "cores": True})
+    seed: int = field(default=0, metadata={
+        "help": "model init, batch order, augmentation", "min": 0, "below": checks.SEED_BELOW})
+    # train on the first N training images; 0 (the default): all
+    limit: int = field(default=0, metadata={
+        "help": "train on the first N training images only", "min": 1, "unset": 0,
+        "max_of": "the training images",
+        "unset_means": "all", "metavar": "N"})
+    # evaluate on the first N test images; 0 (the default): all
+    test_limit: int = field(default=0, metadata={
+        "help": "evaluate on the first N test images only", "min": 1, "unset": 0,
+        "max_of": "the test images",
+        "unset_means": "all", "metavar": "N"})
+    # hold out the last N training images (never trained on) to calibrate confidence
+    # (mnistlab.train.calibration); 0 (the default): none
+    validation: int = field(default=0, metadata={
+        "help": "hold out the last N training images (never trained on) to calibrate "
+                "confidence", "min": 1, "unset": 0, "max_of": "the training images",
+        "unset_means": "none", "metavar": "N"})
+    # Keras's evaluate default (313 steps); larger is no faster
+    eval_batch_size: int = field(default=32, metadata={
+        "help": "images per evaluation step", "min": 1, "max": MAX_EVAL_BATCH})
+    eval_each_epoch: bool = field(default=True, metadata={
+        "help": "test loss/accuracy after every epoch, or only at the end"})
+    # the preset that filled this config, for the record
+    preset: str | None = field(default=None, metadata={"help": "the preset that filled it"})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
@@ -58,53 +120,40 @@ class TrainConfig:
         return cls(**data)
 
 
-def validate(config: TrainConfig) -> None:
-    """Raise UserError for any setting that cannot train (before anything is written)."""
-    from mnistlab.models import available
+def validate(config: TrainConfig, label: Any = str) -> None:
+    """Raise UserError for any setting that cannot train (before anything is written).
 
-    for name, allowed in (("model", available()), ("optimizer", OPTIMIZERS),
-                          ("schedule", SCHEDULES), ("precision", PRECISIONS),
-                          ("engine", ENGINES)):
-        value = getattr(config, name)
-        if value not in allowed:
-            raise UserError(f"unknown {name} {value!r}; choose one of: {', '.join(allowed)}")
-    for name in ("epochs", "batch_size", "eval_batch_size"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value <= 0:
-            raise UserError(f"{name.replace('_', ' ')} must be a positive whole number, "
-                            f"got {value!r}")
-    for name in ("limit", "test_limit", "threads", "validation"):
-        value = getattr(config, name)
-        if not isinstance(value, int) or value < 0:
-            raise UserError(f"{name.replace('_', ' ')} must be 0 or a positive whole number, "
-                      f"got {value!r}")
-    if not (math.isfinite(config.lr) and config.lr > 0):
-        raise UserError(f"learning rate must be a positive number, got {config.lr!r}")
-    for name in ("momentum", "weight_decay"):
-        value = getattr(config, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise UserError(f"{name.replace('_', ' ')} must be >= 0, got {value!r}")
-    if not 0 <= config.label_smoothing < 1:
-        raise UserError(f"label smoothing must be in [0, 1), got {config.label_smoothing!r}")
-    if config.init not in ("keras", "torch"):
-        raise UserError(f"unknown init {config.init!r}; choose keras or torch")
-    if augmenter(config.augment) is not None:
-        import mnistlab.data.augment
+    ``label(field_name)`` names a setting in the message (the CLI passes its flag names). The
+    bounds that need the data's size are ``validate_sizes``'s.
+    """
+    checks.one_of(label("model"), config.model, available())
+    checks.check_fields(config, label)
+    if not isinstance(config.model_config, dict):
+        raise UserError(f"{label('model_config')} must be a JSON object, "
+                        f"got {config.model_config!r}")
+    # A bad model setting fails here, in one line, not as a traceback inside fit(); the trial
+    # build draws from torch's global generator, so it runs on a forked one (seeds unchanged).
+    try:
+        with torch.random.fork_rng(devices=[]):
+            build_model(config.model, **config.model_config)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise UserError(f"bad model config for {config.model!r}: {exc}") from None
 
-        kinds = getattr(mnistlab.data.augment, "KINDS", ())
-        if kinds and config.augment not in kinds:
-            raise UserError(f"unknown augmentation {config.augment!r}; choose none or one of: "
-                      f"{', '.join(kinds)}")
+
+def validate_sizes(config: TrainConfig, train_images: int, test_images: int,
+                   label: Any = str) -> None:
+    """The bounds that need the data: ``train_images`` and ``test_images`` are what
+    ``load_tensors(config)`` returned (after --limit / --test-limit)."""
+    what = f"the {config.dataset} training images"
+    if config.limit:
+        checks.at_most(label("limit"), config.limit, train_images, what)
+    if config.test_limit:
+        checks.at_most(label("test_limit"), config.test_limit, test_images,
+                       f"the {config.dataset} test images")
+    checks.at_most(label("batch_size"), config.batch_size, train_images,
+                   "the training images" + (" kept by --limit" if config.limit else ""))
 
 
 def augmenter(kind: str) -> Any:
-    if kind in ("none", "", None):
-        return None
-    try:
-        from mnistlab.data.augment import augment_batch
-    except ModuleNotFoundError as exc:
-        if exc.name != "mnistlab.data.augment":
-            raise
-        raise UserError(f"augmentation {kind!r} needs mnistlab.data.augment, "
-                        "which this installation lacks; use --augment none") from None
-    return augment_batch
+    """The batch augmentation function for ``kind``, or None for no augmentation."""
+    return None if kind in ("none", "", None) else augment_batch

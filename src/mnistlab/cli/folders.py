@@ -1,0 +1,75 @@
+"""Output paths given on the command line, made ready before any work starts.
+
+A folder that cannot be created or written (under a regular file, in /proc, read-only) is a
+``UserError`` here, in one line, instead of an OSError traceback minutes into a run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from mnistlab.errors import UserError
+
+
+def _cannot(what: str, path: Path, exc: OSError, fix: str) -> UserError:
+    return UserError(f"cannot create {what} {path} ({exc.strerror or exc}); {fix}")
+
+
+def _writable(path: Path, what: str, fix: str) -> None:
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UserError(f"{what} {path} is not writable; {fix}")
+
+
+def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) -> Path:
+    """``out`` made ready as an empty run folder, or, without ``out``, a new folder
+    ``<runs folder>/<stem>-<time>``; returns it resolved."""
+    from mnistlab import runs
+    from mnistlab.paths import runs_dir
+
+    if out is None:
+        try:
+            return runs.new_run_dir(stem)
+        except OSError as exc:
+            raise _cannot("a run folder under", runs_dir(), exc,
+                          "set MNISTLAB_RUNS_DIR to a writable folder, or pass --out DIR") from None
+    out = out.expanduser()
+    fix = "choose another with --out DIR"
+    try:
+        if out.exists() and not out.is_dir():
+            raise UserError(f"--out {out} is a file; expected a folder for the run")
+        if out.is_dir() and any(out.iterdir()):
+            again = ("pass --resume to continue that run, or choose a new folder" if resume_hint
+                     else "choose a new or empty folder")
+            raise UserError(f"--out {out} already holds files; {again}")
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot("the run folder", out, exc, fix) from None
+    _writable(out, "the run folder", fix)
+    return out.resolve()
+
+
+def output_folder(path: str | os.PathLike[str], flag: str, placeholder: str = "DIR") -> Path:
+    """``path`` created if need be and writable, for files written into it later."""
+    folder = Path(path).expanduser()
+    fix = f"choose another with {flag} {placeholder}"
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{flag} {folder} is a file; expected a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _cannot("the folder", folder, exc, fix) from None
+    _writable(folder, "the folder", fix)
+    return folder
+
+
+def output_file(path: str | os.PathLike[str], flag: str) -> Path:
+    """``path``'s folder created if need be and writable; ``path`` itself not a folder."""
+    target = Path(path).expanduser()
+    if target.is_dir():
+        raise UserError(f"{flag} {target} is a folder; expected a file name")
+    if target.parent.exists() and not target.parent.is_dir():
+        raise UserError(f"cannot write {flag} {target}: {target.parent} is a file, not a "
+                        f"folder; choose another with {flag} FILE")
+    output_folder(target.parent, flag, "FILE")
+    return target
