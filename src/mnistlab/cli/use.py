@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mnistlab.cli.extras import needs_extra
+
 JSON_HELP = "print one JSON object as the last line of standard output"
 
 
@@ -93,6 +95,7 @@ def _run_description(run_dir: Path) -> str:
     return f"{run_dir.name}" + (f" (test accuracy {acc:.2%})" if isinstance(acc, float) else "")
 
 
+@needs_extra("export")
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.errors import UserError
@@ -138,6 +141,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+@needs_extra("export")
 def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.export import export_run
@@ -156,6 +160,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_extra("serve")
 def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
@@ -185,6 +190,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_extra("serve", "export")
 def cmd_bench(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
