@@ -32,9 +32,9 @@ UV_ARGS     = --python $(BIN)/python $(foreach f,$(FIND_LINKS),--find-links $(f)
 UV_COMPILE  = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes \
               --python-version 3.11 $(foreach f,$(FIND_LINKS),--find-links $(f))
 
-# Debian packages that some tests need, as package:path-that-shows-it-is-there:what-needs-it.
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium:the-browser-test \
-                   dataset-fashion-mnist:/usr/share/datasets/fashion-mnist:the-Fashion-MNIST-tests
+# Debian packages that some tests need, as package:path-that-shows-it-is-there:what_needs_it (_ for spaces).
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium:the_browser_test \
+                   dataset-fashion-mnist:/usr/share/datasets/fashion-mnist:the_Fashion-MNIST_tests
 
 .PHONY: setup setup-dev system-deps test-data run test lint lock lock-upgrade bench speedrun clean
 
@@ -67,7 +67,7 @@ system-deps:
 	@missing=""; what=""; \
 	for entry in $(SYSTEM_PACKAGES); do \
 	    pkg=$${entry%%:*}; rest=$${entry#*:}; path=$${rest%%:*}; need=$${rest#*:}; \
-	    [ -e "$$path" ] || { missing="$$missing $$pkg"; what="$$what, $$(echo $$need | tr - ' ')"; }; \
+	    [ -e "$$path" ] || { missing="$$missing $$pkg"; what="$$what, $$(echo $$need | tr _ ' ')"; }; \
 	done; \
 	[ -n "$$missing" ] || exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
@@ -82,7 +82,7 @@ system-deps:
 # package is a local copy, and a no-op once the cache is complete.
 test-data: setup-dev system-deps
 	@if [ -d /usr/share/datasets/fashion-mnist ]; then \
-	    $(BIN)/mnistlab data fetch fashion-mnist >/dev/null; fi
+	    $(BIN)/mnistlab data fetch --dataset fashion-mnist >/dev/null; fi
 
 run: setup
 	$(BIN)/mnistlab data fetch
