@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mnistlab.cli.extras import needs_extra
+
 JSON_HELP = "print one JSON object as the last line of standard output"
 # Load-test sizes beyond these measure the test machine's patience, not the server.
 MAX_REQUESTS = 1_000_000
@@ -112,6 +114,7 @@ def _run_description(run_dir: Path) -> str:
     return f"{run_dir.name}" + (f" (test accuracy {acc:.2%})" if isinstance(acc, float) else "")
 
 
+@needs_extra("export")
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.cli.folders import output_folder
@@ -158,6 +161,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
+@needs_extra("export")
 def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab import console, runs
     from mnistlab.cli.folders import output_file
@@ -181,6 +185,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_extra("serve")
 def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
@@ -212,6 +217,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+@needs_extra("serve", "export")
 def cmd_bench(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.perf.serve_bench import bench_all
