@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.report",
     "mnistlab.cli.use",
     "mnistlab.cli.perf",
+    "mnistlab.cli.sweep",
 ]
 
 
