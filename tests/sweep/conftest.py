@@ -20,8 +20,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from helpers import LOOPBACK
 
 SRC = Path(__file__).resolve().parents[2] / "src"
+
 
 
 def ray_processes(tmpdir: str) -> list[int]:
@@ -67,6 +69,8 @@ class RayEnv:
         self.tmpdir = tmpdir
         self.env = {**os.environ, "RAY_TMPDIR": tmpdir, "RAY_USAGE_STATS_ENABLED": "0",
                     "RAY_AUTH_MODE": "disabled", "PYTHONPATH": str(SRC),
+                    # Ray's single-machine switch: every process binds 127.0.0.1 only
+                    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
                     "OMP_WAIT_POLICY": "PASSIVE"}
         self.procs: list[subprocess.Popen] = []
 
@@ -78,8 +82,9 @@ class RayEnv:
         return p
 
     def ray_cli(self, *args: str) -> subprocess.Popen:
-        ray = Path(sys.executable).parent / "ray"
-        p = subprocess.Popen([str(ray), *args], env=self.env, stdout=subprocess.DEVNULL,
+        """`ray ARGS...`, keeping a loopback --node-ip-address (tests/sweep/ray_loopback.py)."""
+        p = subprocess.Popen([sys.executable, str(LOOPBACK), *args], env=self.env,
+                             stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL, start_new_session=True)
         self.procs.append(p)
         return p

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from mnistlab.sweep.spec import SweepSpec
 
+LOOPBACK = Path(__file__).resolve().parent / "ray_loopback.py"   # `ray` bound to 127.0.0.1
+
 # fc, 2 seeds x 2 learning rates on 3,000 images, batch 16 (188 steps per epoch), 6 epochs:
 # a few seconds per trial on one thread, long enough to kill one mid-trial
 TINY = ["fc", "--seeds", "2", "--grid", "lr=0.05,0.1", "--grid", "batch_size=16",

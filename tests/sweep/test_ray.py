@@ -9,10 +9,9 @@ import signal
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
-from helpers import SAME, TINY, checkpointed_epoch, reference_metrics, wait_for
+from helpers import LOOPBACK, SAME, TINY, checkpointed_epoch, reference_metrics, wait_for
 
 pytestmark = pytest.mark.timeout(420)
 
@@ -119,8 +118,8 @@ def _reachable(port: int) -> bool:
 
 
 def _nodes(ray_env, port: int) -> int:
-    ray = Path(sys.executable).parent / "ray"
-    res = subprocess.run([str(ray), "status", "--address", f"127.0.0.1:{port}"],
+    res = subprocess.run([sys.executable, str(LOOPBACK), "status", "--address",
+                          f"127.0.0.1:{port}"],
                          env=ray_env.env, capture_output=True, text=True, timeout=60)
     lines = res.stdout.split("Active:")[-1].split("Pending:")[0]
     return sum(1 for ln in lines.splitlines() if ln.strip().startswith("1 node_"))

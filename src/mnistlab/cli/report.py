@@ -37,6 +37,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--reuse", action="store_true",
                    help="take finished runs in <out>/runs made with the same settings instead of "
                         "training them again (re-draws and re-writes the report in minutes)")
+    p.add_argument("--executor", default="local",
+                   help="local: train the seeds here, one after another (default) | ray: "
+                        "through `mnistlab sweep`'s machinery, in parallel (needs "
+                        "'mnistlab[sweep]'); the same numbers for the same --threads")
+    p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                   help="--executor ray: join this Ray cluster (default: a local Ray)")
     p.add_argument("--json", action="store_true",
                    help="end with one JSON object: headline numbers and paths")
     p.set_defaults(func=report)
@@ -52,7 +58,15 @@ def report(args: argparse.Namespace) -> int:
     cfg = ReportConfig(out=out, seeds=seeds, first_seed=args.first_seed,
                        epochs=args.epochs, limit=args.limit, test_limit=args.test_limit,
                        loop_steps=args.loop_steps,
-                       threads=args.threads, quick=args.quick, reuse=args.reuse)
+                       threads=args.threads, quick=args.quick, reuse=args.reuse,
+                       executor=args.executor, address=args.address)
+    if cfg.executor != "local" or cfg.address is not None:
+        from mnistlab.errors import UserError
+        from mnistlab.sweep.report_hook import check_executor
+
+        if cfg.executor == "local":
+            raise UserError("--address goes with --executor ray")
+        check_executor(cfg.executor, cfg.address)
     result = build_report(cfg)
     meta, models = result["meta"], result["models"]
     console.say(f"report written in {meta['total_seconds']:.0f} s: {out / 'REPORT.md'} "

@@ -98,7 +98,7 @@ def build_spec(args: argparse.Namespace):  # -> SweepSpec (imported lazily)
 
 def make_executor(kind: str, spec, address: str | None):
     from mnistlab.errors import UserError
-    from mnistlab.sweep.executor import LocalExecutor, RayExecutor, RaySettings, require_ray
+    from mnistlab.sweep.executor import LocalExecutor, RayExecutor, RaySettings
 
     if kind == "local":
         if address is not None:
@@ -106,7 +106,6 @@ def make_executor(kind: str, spec, address: str | None):
         return LocalExecutor()
     if kind != "ray":
         raise UserError(f"unknown --executor {kind!r}; choose ray or local")
-    require_ray()
     epochs = max((t.config.epochs for t in spec.trials()), default=1)
     return RayExecutor(RaySettings(address=address, threads_per_trial=spec.threads_per_trial,
                                    concurrency=spec.concurrency, max_failures=spec.max_failures,

@@ -47,6 +47,9 @@ class ReportConfig:
     threads: int = 0               # torch threads; 0: PyTorch's default (all cores)
     quick: bool = False            # a smoke run: one seed, one epoch, a subset (see quick())
     reuse: bool = False            # use finished runs in <out>/runs with the same settings
+    executor: str = "local"        # local: in this process, one after another | ray: through
+                                   # mnistlab.sweep (a local Ray, or the cluster at ``address``)
+    address: str | None = None
 
     def quick_defaults(self) -> ReportConfig:
         """Fill what --quick implies, keeping anything the user set explicitly."""
@@ -115,16 +118,25 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say)
     out = Path(cfg.out).expanduser().resolve()
     _check_out(out)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    stages = Stages(total=1 + len(seeds) * len(MODELS) + 3, say=say)
+    on_ray = cfg.executor != "local"
+    stages = Stages(total=1 + on_ray + len(seeds) * len(MODELS) + 3, say=say)
 
     with torch_threads(cfg.threads):
         with stages("data: load MNIST"):
             data = _load_data(cfg)
+        if on_ray:  # train every run first, then read them below as --reuse does
+            from mnistlab.sweep.report_hook import train_report_runs
+
+            with stages(f"train {len(seeds) * len(MODELS)} runs on {cfg.executor}"):
+                train_report_runs([(_seed_config(m, s, cfg), out / "runs" / f"{m}-seed{s}")
+                                   for s in seeds for m in MODELS], executor=cfg.executor,
+                                  address=cfg.address, reuse=cfg.reuse)
         trained: list[Trained] = []
         for seed in seeds:
             for model in MODELS:
                 with stages(f"train {model} (seed preset), seed {seed}"):
-                    trained.append(_train(model, seed, cfg, data, out / "runs", say))
+                    trained.append(_train(model, seed, replace(cfg, reuse=cfg.reuse or on_ray),
+                                          data, out / "runs", say))
         with stages("custom training loop"):
             loop = _custom_loop(cfg, out)
     with stages("analysis"):
@@ -217,18 +229,23 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
 
 
-def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
-           runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
-    from mnistlab import runs
-    from mnistlab.train import TrainConfig, evaluate, fit, predict_proba, prepare_model
-    from mnistlab.train.callbacks import KerasLogger
+def _seed_config(model: str, seed: int, cfg: ReportConfig) -> Any:
+    from mnistlab.train import TrainConfig
     from mnistlab.train.presets import preset_overrides
 
     overrides = preset_overrides("seed", model)
     if cfg.epochs:
         overrides["epochs"] = cfg.epochs
-    config = TrainConfig(model=model, seed=seed, limit=cfg.limit, test_limit=cfg.test_limit,
-                         threads=cfg.threads, preset="seed", **overrides)
+    return TrainConfig(model=model, seed=seed, limit=cfg.limit, test_limit=cfg.test_limit,
+                       threads=cfg.threads, preset="seed", **overrides)
+
+
+def _train(model: str, seed: int, cfg: ReportConfig, data: dict[str, Any],
+           runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
+    from mnistlab import runs
+    from mnistlab.train import evaluate, fit, predict_proba, prepare_model
+    from mnistlab.train.callbacks import KerasLogger
+    config = _seed_config(model, seed, cfg)
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, asdict(config)):
         precision = runs.read_metrics(run_dir)["precision"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +89,17 @@ class RaySettings:
     max_epochs: int = 5                # asha's last rung
 
 
-def require_ray() -> None:
-    """UserError naming the install command when Ray (with Tune) is missing."""
+def require_ray(*, local: bool = True) -> None:
+    """Import Ray (with Tune) for this process; UserError naming the install command when it
+    is missing. ``local``: Ray will run on this machine only, so it binds the loopback address
+    (Ray reads that choice when it is first imported, hence here)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")        # nothing leaves the machine
+    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the run folders log
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    if local and "ray" not in sys.modules:
+        # Ray's switch for single-machine use: every process binds and advertises 127.0.0.1
+        # instead of this machine's network address.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
         import ray.tune  # noqa: F401
@@ -107,18 +117,15 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, settings: RaySettings) -> None:
-        require_ray()
+        require_ray(local=settings.address is None)
         import ray
 
         self.settings = settings
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")        # nothing leaves the machine
-        os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")  # the run folders log
-        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
         self.started_here = settings.address is None
         if self.started_here:
             ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
                      object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False,
-                     logging_level="warning", _node_ip_address="127.0.0.1")
+                     logging_level="warning")
         else:
             _check_reachable(settings.address)
             try:

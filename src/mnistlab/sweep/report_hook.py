@@ -48,18 +48,18 @@ class _Errors:
         self.failed[trial_id] = "stopped"
 
 
-def check_executor(executor: str) -> None:
+def check_executor(executor: str, address: str | None = None) -> None:
     if executor not in EXECUTORS:
         raise UserError(f"unknown --executor {executor!r}; choose local or ray")
     if executor == "ray":
-        require_ray()
+        require_ray(local=address is None)
 
 
 def train_report_runs(jobs: list[tuple[TrainConfig, Path]], *, executor: str,
                       address: str | None = None, reuse: bool = False) -> None:
     """Train every (config, run folder) on ``executor`` (only "ray" gets here), one Ray CPU per
     config thread; folders that ``reuse`` allows keeping are left alone by run_trial."""
-    check_executor(executor)
+    check_executor(executor, address)
     root = jobs[0][1].parent
     if any(run_dir.parent != root for _, run_dir in jobs):
         raise UserError("the report's runs must share one folder")
