@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.realworld",
     "mnistlab.cli.perf",
     "mnistlab.cli.abuse",
+    "mnistlab.cli.sweep",
 ]
 
 

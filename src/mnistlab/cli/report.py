@@ -11,7 +11,8 @@ from mnistlab import console
 # ReportConfig's fields given as flags, in --help's order; --out and --seeds are declared here
 # (their defaults come from the environment and from --quick), --quick and --reuse are plain
 # switches.
-REPORT_FLAGS = ("first_seed", "epochs", "limit", "test_limit", "loop_steps", "threads")
+REPORT_FLAGS = ("first_seed", "epochs", "limit", "test_limit", "loop_steps", "threads",
+                "executor", "address")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -50,8 +51,10 @@ def _config_flags(p: argparse.ArgumentParser) -> None:
 def report(args: argparse.Namespace) -> int:
     from mnistlab.cli import flags
     from mnistlab.data.specs import DATASETS
+    from mnistlab.errors import UserError
     from mnistlab.paths import report_dir
     from mnistlab.report.build import DEFAULT_SEEDS, ReportConfig, build_report
+    from mnistlab.sweep.report_hook import check_executor
 
     seeds = args.seeds if args.seeds is not None else (1 if args.quick else DEFAULT_SEEDS)
     out = args.out.expanduser().resolve() if args.out is not None else report_dir()
@@ -60,6 +63,10 @@ def report(args: argparse.Namespace) -> int:
     label = flags.label_for(ReportConfig)
     cfg.check(label)
     cfg.check_sizes(DATASETS["mnist"].counts["train"], DATASETS["mnist"].counts["test"], label)
+    if cfg.executor != "local" or cfg.address is not None:
+        if cfg.executor == "local":
+            raise UserError("--address goes with --executor ray")
+        check_executor(cfg.executor, cfg.address)
     result = build_report(cfg)
     meta, models = result["meta"], result["models"]
     console.say(f"report written in {meta['total_seconds']:.0f} s: {out / 'REPORT.md'} "

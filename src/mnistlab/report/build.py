@@ -29,6 +29,7 @@ from mnistlab.report.inputs import StudyData, Trained
 from mnistlab.report.record import Json
 from mnistlab.report.schema import ConfigValue, LoopStudy
 from mnistlab.report.stages import Stages
+from mnistlab.sweep.report_hook import EXECUTORS, train_report_runs
 from mnistlab.threads import torch_threads
 from mnistlab.train.callbacks import KerasLogger
 from mnistlab.train.config import TrainConfig
@@ -93,6 +94,14 @@ class ReportConfig:
     reuse: bool = field(default=False, metadata={
         "help": "take finished runs in <out>/runs made with the same settings instead of "
                 "training them again (re-draws and re-writes the report in minutes)"})
+    # local: in this process, one after another | ray: through mnistlab.sweep (a local Ray, or
+    # the cluster at ``address``); both give the same numbers at the same thread count
+    executor: str = field(default="local", metadata={
+        "help": "where the seeds train: local (here, one after another) or ray",
+        "choices": EXECUTORS})
+    address: str | None = field(default=None, metadata={
+        "help": "with --executor ray: a running Ray cluster's HOST:PORT (default: start a "
+                "local Ray)", "metavar": "HOST:PORT"})
 
     def quick_defaults(self) -> ReportConfig:
         """Fill what --quick implies, keeping anything the user set explicitly."""
@@ -130,16 +139,23 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say
     out = Path(cfg.out).expanduser().resolve()
     _check_out(out)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
-    stages = Stages(total=1 + len(seeds) * len(MODELS) + 3, say=say)
+    on_ray = cfg.executor != "local"
+    stages = Stages(total=1 + on_ray + len(seeds) * len(MODELS) + 3, say=say)
 
     with torch_threads(cfg.threads):
         with stages("data: load MNIST"):
             data = StudyData.load(limit=cfg.limit, test_limit=cfg.test_limit)
+        if on_ray:  # train every run first, then read them below as --reuse does
+            with stages(f"train {len(seeds) * len(MODELS)} runs on {cfg.executor}"):
+                train_report_runs([(_seed_config(m, s, cfg), out / "runs" / f"{m}-seed{s}")
+                                   for s in seeds for m in MODELS], executor=cfg.executor,
+                                  address=cfg.address, reuse=cfg.reuse)
         trained: list[Trained] = []
         for seed in seeds:
             for model in MODELS:
                 with stages(f"train {model} (seed preset), seed {seed}"):
-                    trained.append(_train(model, seed, cfg, data, out / "runs", say))
+                    trained.append(_train(model, seed, replace(cfg, reuse=cfg.reuse or on_ray),
+                                          data, out / "runs", say))
         with stages("custom training loop"):
             loop = _custom_loop(cfg, out)
     with stages("analysis"):
@@ -201,13 +217,17 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
     return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
 
 
-def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
-           runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
+def _seed_config(model: str, seed: int, cfg: ReportConfig) -> TrainConfig:
     overrides = preset_overrides("seed", model)
     if cfg.epochs:
         overrides["epochs"] = cfg.epochs
-    config = TrainConfig(model=model, seed=seed, limit=cfg.limit, test_limit=cfg.test_limit,
-                         threads=cfg.threads, preset="seed", **overrides)
+    return TrainConfig(model=model, seed=seed, limit=cfg.limit, test_limit=cfg.test_limit,
+                       threads=cfg.threads, preset="seed", **overrides)
+
+
+def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
+           runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
+    config = _seed_config(model, seed, cfg)
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, asdict(config)):
         # In the memory layout it trained in, so the same kernels give the same numbers.
