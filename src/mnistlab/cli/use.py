@@ -53,6 +53,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s.add_argument("--threads", type=int, default=1, metavar="N",
                    help="PyTorch threads per forward pass (default 1: a request is one image, "
                         "and concurrent requests already use the cores)")
+    s.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="server processes, each with its own copy of the model (default 1)")
     s.set_defaults(func=cmd_serve)
 
     b = subparsers.add_parser(
@@ -65,6 +67,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     b.add_argument("--clients", type=int, default=8, help="concurrent clients (8)")
     b.add_argument("--threads", type=int, metavar="N",
                    help="threads for PyTorch and onnxruntime alike (default: one per core)")
+    b.add_argument("--workers", default="1", metavar="N[,N...]",
+                   help="server processes for the HTTP figures; a list (1,2) repeats the load "
+                        "test for each")
     b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_bench)
 
@@ -166,12 +171,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError("give either a RUN or --onnx, not both")
     if args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    if args.workers < 1:
+        raise UserError(f"--workers must be at least 1, got {args.workers}")
     source: Any = args.onnx or args.run
     if source is None:
         best = _best_run()
         console.say(f"model: best available run: {_run_description(best)} [{best}]")
         source = best
     check_port(args.host, args.port)
+    if args.workers > 1:
+        from mnistlab.serve.workers import serve_workers
+
+        console.say(f"serving {source} from {args.workers} processes on "
+                    f"http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)")
+        serve_workers(str(source), args.host, args.port, args.workers, args.threads)
+        return 0
     import torch
 
     # Measured under load on 2 cores: intra-op threads on small batches oversubscribe the
@@ -195,8 +209,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
     run = args.run or _best_run()
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be at least 1, got {args.threads}")
+    try:
+        workers = [int(w) for w in str(args.workers).split(",")]
+    except ValueError:
+        workers = [0]
+    if min(workers) < 1:
+        raise UserError(f"--workers takes counts of at least 1, e.g. 1,2; got {args.workers!r}")
     r = bench_all(run, requests=args.requests, clients=args.clients, threads=args.threads,
-                  progress=lambda m: sys.stderr.write(f"... {m}\n"))
+                  workers=workers, progress=lambda m: sys.stderr.write(f"... {m}\n"))
     f, b, h, load = r["forward_only"], r["batch"], r["http_single"], r["http_load"]
     console.say(f"run: {r['run_dir']}   load average before/after: "
                 f"{r['load_before']:.2f} / {r['load_after']:.2f} on {r['cpu_count']} CPUs; "
@@ -220,6 +240,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"{rt['direct_accuracy']:.1%}, as large dark-on-white PNGs "
                 f"{rt['rendered_png_accuracy']:.1%}, as phone-photo JPEGs "
                 f"{rt['phone_photo_accuracy']:.1%}")
+    for w in r.get("workers_scaling", []):
+        console.say(f"HTTP load, {w['workers']} worker(s): {w['requests_per_s']:.0f} req/s   "
+                    f"p50 {w['p50_ms']:.2f} ms   p99 {w['p99_ms']:.2f} ms   errors {w['errors']}")
     if args.json:
         console.emit_json(r)
     return 1 if load["errors"] else 0
