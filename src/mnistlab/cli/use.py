@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flags.add_option(s, "--body-timeout", float, default=30.0, meta={
         "help": "close a connection whose request body is not complete S seconds after its "
                 "headers", "above": 0, "max": 3600, "metavar": "S"})
+    flags.add_option(s, "--workers", int, default=1, meta={
+        "help": "server processes, each with its own copy of the model", "min": 1,
+        "max": 64})
     s.set_defaults(func=cmd_serve)
 
     b = subparsers.add_parser(
@@ -86,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "help": "concurrent clients", "min": 1, "max": MAX_CLIENTS})
     flags.add_option(b, "--threads", int, default=None, shown_default="one per core", meta={
         "help": "threads for PyTorch and onnxruntime alike", **THREADS_PER_PASS})
+    b.add_argument("--workers", default="1", metavar="N[,N...]",
+                   help="server processes for the HTTP figures; a list (1,2) repeats the load "
+                        "test for each (default 1)")
     b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.set_defaults(func=cmd_bench)
 
@@ -190,7 +196,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
     from mnistlab.serve import create_app
-    from mnistlab.serve.runner import listen_socket, serve_forever
+    from mnistlab.serve.runner import check_port, listen_socket, serve_forever
+    from mnistlab.serve.workers import serve_workers
 
     if args.onnx and args.run:
         raise UserError("give either a RUN or --onnx, not both")
@@ -199,6 +206,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         best = _best_run()
         console.say(f"model: best available run: {_run_description(best)} [{best}]")
         source = best
+    if args.workers > 1:
+        # uvicorn's workers bind the port themselves: check it is free, then hand over
+        check_port(args.host, args.port)
+        console.say(f"serving {source} from {args.workers} processes on "
+                    f"http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)")
+        serve_workers(str(source), args.host, args.port, args.workers, args.threads)
+        return 0
     # Bound now and served on as is: a taken port is one line before the model loads, and
     # nothing can take it between this check and the start.
     sock = listen_socket(args.host, args.port)
@@ -220,11 +234,18 @@ def cmd_serve(args: argparse.Namespace) -> int:
 @needs_extra("serve", "export")
 def cmd_bench(args: argparse.Namespace) -> int:
     from mnistlab import console
+    from mnistlab.errors import UserError
     from mnistlab.perf.serve_bench import bench_all
 
     run = args.run or _best_run()
+    try:
+        workers = [int(w) for w in str(args.workers).split(",")]
+    except ValueError:
+        workers = [0]
+    if min(workers) < 1 or max(workers) > 64:
+        raise UserError(f"--workers takes counts from 1 to 64, e.g. 1,2; got {args.workers!r}")
     r = bench_all(run, requests=args.requests, clients=args.clients, threads=args.threads,
-                  progress=lambda m: sys.stderr.write(f"... {m}\n"))
+                  workers=workers, progress=lambda m: sys.stderr.write(f"... {m}\n"))
     f, b, h, load = r["forward_only"], r["batch"], r["http_single"], r["http_load"]
     console.say(f"run: {r['run_dir']}   load average before/after: "
                 f"{r['load_before']:.2f} / {r['load_after']:.2f} on {r['cpu_count']} CPUs; "
@@ -248,6 +269,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 f"{rt['direct_accuracy']:.1%}, as large dark-on-white PNGs "
                 f"{rt['rendered_png_accuracy']:.1%}, as phone-photo JPEGs "
                 f"{rt['phone_photo_accuracy']:.1%}")
+    for w in r.get("workers_scaling", []):
+        console.say(f"HTTP load, {w['workers']} worker(s): {w['requests_per_s']:.0f} req/s   "
+                    f"p50 {w['p50_ms']:.2f} ms   p99 {w['p99_ms']:.2f} ms   errors {w['errors']}")
     if args.json:
         console.emit_json(r)
     return 1 if load["errors"] else 0

@@ -9,6 +9,8 @@ Figures (milliseconds are per image or per request):
 - ``http_single``: one client, sequential POST /api/predict, p50 / p99;
 - ``http_load``: ``requests`` POSTs from ``clients`` concurrent clients, p50 / p99, requests/s
   and the number of errors (anything but 200);
+- ``workers_scaling`` (when several worker counts are given): ``http_load`` again against a
+  server of each count (`mnistlab serve --workers N`), requests/s and p50 / p99 for each;
 - ``batch``: images per second for PyTorch and onnxruntime over MNIST test images;
 - ``roundtrip``: accuracy of predict on 200 test digits given as 28x28 arrays, as large
   dark-on-white PNGs and as phone-photo JPEGs (mnistlab.perf.synth).
@@ -84,12 +86,16 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server_process(model: str, *, host: str = "127.0.0.1",
-                   timeout: float = 60.0) -> Iterator[str]:
-    """`mnistlab serve MODEL` in a child process on a free port; yields its base URL."""
+def server_process(model: str, *, host: str = "127.0.0.1", workers: int = 1,
+                   timeout: float | None = None) -> Iterator[str]:
+    """`mnistlab serve MODEL [--workers N]` in a child process on a free port; yields its base
+    URL once it answers (with several workers: once a worker does). ``timeout`` (default 60 s
+    a worker: each imports PyTorch and loads the model, slowly on a busy machine)."""
     httpx = _httpx()
+    timeout = timeout if timeout is not None else 60.0 * workers
     port = _free_port()
-    args = [sys.executable, "-m", "mnistlab", "serve", "--host", host, "--port", str(port)]
+    args = [sys.executable, "-m", "mnistlab", "serve", "--host", host, "--port", str(port),
+            "--workers", str(workers)]
     args += ["--onnx", model] if model.endswith(".onnx") else [model]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{host}:{port}"
@@ -163,8 +169,25 @@ def batch_throughput(logits: Callable[[np.ndarray], Any], x: np.ndarray,
     return best
 
 
+def workers_scaling(run: str | os.PathLike[str], workers: list[int], *, requests: int = 1000,
+                    clients: int = 8, body: bytes | None = None,
+                    progress: Callable[[str], None] = lambda _: None) -> list[dict[str, Any]]:
+    """``http_load`` against `mnistlab serve RUN --workers N` for each N in ``workers``, after
+    a warm-up of ``4 * clients`` requests so that every worker has loaded its model."""
+    body = body or sample_png()
+    out = []
+    for n in workers:
+        with server_process(str(run), workers=n) as url:
+            http_load(url, body, requests=4 * clients, clients=clients)   # warm-up
+            progress(f"HTTP load, {n} worker(s): {requests} requests from {clients} clients")
+            out.append({"workers": n, **http_load(url, body, requests=requests,
+                                                  clients=clients)})
+    return out
+
+
 def bench_all(run: str | os.PathLike[str], *, requests: int = 1000, clients: int = 8,
               single: int = 200, batch_images: int = 10_000, threads: int | None = None,
+              workers: list[int] | None = None,
               progress: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Every figure of the module docstring for one run; the machine's load is recorded.
 
@@ -205,7 +228,8 @@ def bench_all(run: str | os.PathLike[str], *, requests: int = 1000, clients: int
     progress("round trip: predict on 200 test digits as PNGs and phone-photo JPEGs")
     result["roundtrip"] = roundtrip_accuracy(torch_pred, 200)
 
-    with server_process(str(run_dir)) as url:
+    workers = workers or [1]
+    with server_process(str(run_dir), workers=workers[0]) as url:
         with httpx.Client(base_url=url) as c:
             def one() -> None:
                 r = c.post("/api/predict", content=body, headers={"Content-Type": "image/png"})
@@ -215,5 +239,10 @@ def bench_all(run: str | os.PathLike[str], *, requests: int = 1000, clients: int
             result["http_single"] = percentiles(_timed(one, single))
         progress(f"HTTP load: {requests} requests from {clients} clients")
         result["http_load"] = http_load(url, body, requests=requests, clients=clients)
+    result["workers"] = workers[0]
+    if len(workers) > 1:
+        result["workers_scaling"] = workers_scaling(run_dir, workers, requests=requests,
+                                                    clients=clients, body=body,
+                                                    progress=progress)
     result["load_after"] = os.getloadavg()[0]
     return result

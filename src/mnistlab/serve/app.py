@@ -53,6 +53,7 @@ from mnistlab.inference.preprocess import (
     to_png,
 )
 from mnistlab.serve.guard import CLOSED_SLOW
+from mnistlab.serve.lab import lab_router
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
@@ -284,5 +285,7 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
         async with slot:
             return await run_in_threadpool(_decode_and_predict, data)
 
+    # The lab (/lab, /report, /api/lab/...): its own module; it lists the served run too.
+    app.include_router(lab_router(served=predictor.name))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -16,7 +16,13 @@ from typing import Any
 import uvicorn
 
 from mnistlab.errors import UserError
-from mnistlab.serve.guard import BODY_TIMEOUT, HEADER_TIMEOUT, LIMITS, guarded_protocol
+from mnistlab.serve.guard import (
+    BODY_TIMEOUT,
+    HEADER_TIMEOUT,
+    LIMITS,
+    guarded_protocol,
+    tune_malloc,
+)
 
 
 def check_port(host: str, port: int) -> None:
@@ -55,8 +61,6 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, *,
                   sock: socket.socket | None = None, header_timeout: float = HEADER_TIMEOUT,
                   body_timeout: float = BODY_TIMEOUT) -> None:
     """Serve until Ctrl-C (on ``sock`` if given, from :func:`listen_socket`)."""
-    from mnistlab.serve.guard import tune_malloc
-
     if sock is None:
         sock = listen_socket(host, port)
     tune_malloc()

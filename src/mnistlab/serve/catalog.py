@@ -1,0 +1,193 @@
+"""The runs the lab shows: every run folder under the run roots, finished or still training.
+
+    catalog = find_runs()                  # under paths.run_roots(): runs/ and report/runs
+    picks = default_models(catalog)        # best FC, best CNN, and the robust (or best) run
+
+A run is *finished* once metrics.json is written; before that, a folder with config.json is
+*training* while its history or weights changed in the last ``LIVE_SECONDS``, else *stopped*
+(interrupted; `mnistlab train --resume` continues it). Ids are folder names; a name found again
+under a later root gets ``@<root label>`` so every id is unique and stable across listings.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from mnistlab import runs
+from mnistlab.errors import UserError
+from mnistlab.models import build_model
+from mnistlab.paths import report_dir, run_roots
+
+LIVE_SECONDS = 600.0    # a run whose files changed this recently is taken to be training
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    id: str
+    name: str
+    root: str                       # "runs", "report" or "other": which folder it was found in
+    path: Path
+    model: str
+    family: str                     # "fc" (no convolution) or "cnn"
+    preset: str | None
+    dataset: str
+    status: str                     # "finished" | "training" | "stopped"
+    test_accuracy: float | None
+    epochs_done: int
+    epochs_planned: int | None
+    train_seconds: float | None
+    parameters: int | None
+    created: str | None             # ISO 8601 UTC, from config.json (else the folder's mtime)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["path"]  # the API names runs by id, never by a path on the server
+        return out
+
+
+def _root_label(base: Path) -> str:
+    if base == report_dir() / "runs":
+        return "report"
+    return "runs" if base == run_roots()[0] else "other"
+
+
+@functools.cache
+def _family(model: str, config_json: str) -> str:
+    """'cnn' when the architecture has a convolution, else 'fc' (built once per config)."""
+    try:
+        net = build_model(model, **json.loads(config_json))
+    except (UserError, TypeError, ValueError):
+        return "fc" if model == "fc" else "cnn"
+    return "cnn" if any(isinstance(m, nn.Conv2d) for m in net.modules()) else "fc"
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    return float(value) if ok else None
+
+
+def _history_or_empty(path: Path) -> list[dict[str, Any]]:
+    try:
+        return runs.read_history(path)
+    except UserError:
+        return []
+
+
+def _status(path: Path, finished: bool) -> str:
+    if finished:
+        return "finished"
+    stamps = [f.stat().st_mtime for f in (path / runs.HISTORY_JSON, path / runs.WEIGHTS,
+                                          path / runs.CHECKPOINT, path / runs.CONFIG)
+              if f.exists()]
+    return "training" if stamps and time.time() - max(stamps) < LIVE_SECONDS else "stopped"
+
+
+def read_run(path: Path, run_id: str, root: str) -> RunInfo | None:
+    """The RunInfo of one folder, or None when it is not a run (no readable config.json)."""
+    try:
+        config = runs.read_config(path)
+    except UserError:
+        return None
+    finished = (path / runs.METRICS).is_file() and (path / runs.WEIGHTS).is_file()
+    try:
+        metrics = runs.read_metrics(path) if finished else {}
+    except UserError:
+        metrics, finished = {}, False
+    train = config.get("train") if isinstance(config.get("train"), dict) else {}
+    history = _history_or_empty(path)
+    model = str(metrics.get("model") or config.get("model") or "?")
+    model_config = config.get("model_config") if isinstance(config.get("model_config"),
+                                                            dict) else {}
+    created = config.get("created")
+    if not isinstance(created, str):
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+    seconds = _number(metrics.get("train_seconds"))
+    if seconds is None and history:
+        seconds = sum(_number(r.get("seconds")) or 0.0 for r in history)
+    planned = train.get("epochs", config.get("epochs"))
+    params = metrics.get("parameters", config.get("parameters"))
+    return RunInfo(
+        id=run_id, name=path.name, root=root, path=path, model=model,
+        family=_family(model, json.dumps(model_config, sort_keys=True)),
+        preset=metrics.get("preset") or train.get("preset"),
+        dataset=str(metrics.get("dataset") or train.get("dataset") or "mnist"),
+        status=_status(path, finished), test_accuracy=_number(metrics.get("test_accuracy")),
+        epochs_done=len(history) or int(_number(metrics.get("epochs")) or 0),
+        epochs_planned=int(planned) if isinstance(planned, int) else None,
+        train_seconds=round(seconds, 3) if seconds is not None else None,
+        parameters=int(params) if isinstance(params, int) else None, created=created)
+
+
+def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[RunInfo]:
+    """Every run under ``roots`` (default ``paths.run_roots()``), then ``extra`` folders (the
+    served run, wherever it lives), each once, newest first within a root."""
+    found: list[RunInfo] = []
+    seen_paths: set[Path] = set()
+    seen_ids: set[str] = set()
+    folders: list[tuple[Path, str]] = []
+    for base in (roots if roots is not None else run_roots()):
+        if base.is_dir():
+            label = _root_label(base)
+            subdirs = [p for p in base.iterdir() if p.is_dir() and (p / runs.CONFIG).is_file()]
+            folders += [(p, label) for p in sorted(subdirs, key=lambda p: p.name, reverse=True)]
+    folders += [(Path(p), "other") for p in extra]
+    for path, label in folders:
+        resolved = path.resolve()
+        if resolved in seen_paths:
+            continue
+        run_id = path.name if path.name not in seen_ids else f"{path.name}@{label}"
+        info = read_run(resolved, run_id, label)
+        if info is None:
+            continue
+        seen_paths.add(resolved)
+        seen_ids.add(run_id)
+        found.append(info)
+    return found
+
+
+def by_id(catalog: list[RunInfo], run_id: str) -> RunInfo:
+    for info in catalog:
+        if info.id == run_id:
+            return info
+    raise KeyError(run_id)
+
+
+def _best(candidates: list[RunInfo]) -> RunInfo | None:
+    scored = [r for r in candidates if r.test_accuracy is not None]
+    return max(scored, key=lambda r: r.test_accuracy or 0.0) if scored else None
+
+
+def default_models(catalog: list[RunInfo], dataset: str = "mnist") -> list[RunInfo]:
+    """What the compare view shows first: the best finished FC and CNN on ``dataset``, and the
+    best 'robust' run, or failing that the best run of all, when it is neither of those."""
+    done = [r for r in catalog if r.status == "finished" and r.dataset == dataset]
+    picks = [_best([r for r in done if r.family == "fc"]),
+             _best([r for r in done if r.family == "cnn"]),
+             _best([r for r in done if r.preset == "robust"]) or _best(done)]
+    out: list[RunInfo] = []
+    for r in picks:
+        if r is not None and r not in out:
+            out.append(r)
+    return out
+
+
+def history(info: RunInfo) -> list[dict[str, Any]]:
+    """The run's epochs so far (history.json, written atomically after each epoch)."""
+    return _history_or_empty(info.path)
+
+
+def weights_stamp(info: RunInfo) -> int:
+    """Changes whenever the weights file is rewritten (after each epoch): a cache key."""
+    try:
+        return os.stat(info.path / runs.WEIGHTS).st_mtime_ns
+    except FileNotFoundError:
+        return 0

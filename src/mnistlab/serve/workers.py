@@ -1,0 +1,36 @@
+"""`mnistlab serve --workers N`: N uvicorn worker processes behind one listening socket.
+
+uvicorn starts each worker from an import string, not from an app object, so the model to serve
+and the PyTorch thread count travel to the workers in the environment; each worker builds its
+own app (and loads its own copy of the model) with :func:`app_from_env`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+import uvicorn
+
+from mnistlab.serve.app import create_app
+from mnistlab.serve.guard import LIMITS
+
+ENV_SOURCE = "MNISTLAB_SERVE_SOURCE"     # a run folder or an .onnx file
+ENV_THREADS = "MNISTLAB_SERVE_THREADS"   # PyTorch threads per worker
+
+
+def app_from_env() -> Any:
+    """The app a worker serves (uvicorn's factory)."""
+    torch.set_num_threads(int(os.environ.get(ENV_THREADS, "1")))
+    return create_app(os.environ[ENV_SOURCE])
+
+
+def serve_workers(source: str, host: str, port: int, workers: int, threads: int = 1) -> None:
+    """Serve ``source`` from ``workers`` processes until Ctrl-C."""
+    os.environ[ENV_SOURCE] = str(source)
+    os.environ[ENV_THREADS] = str(threads)
+    # uvicorn spawns its workers and rebuilds their protocol by name, so the guard's own
+    # protocol class (serve.guard: deadlines on slow requests) cannot travel; its limits do.
+    uvicorn.run("mnistlab.serve.workers:app_from_env", factory=True, host=host, port=port,
+                workers=workers, log_level="info", access_log=False, **LIMITS)
