@@ -65,12 +65,14 @@ def _train_cnn(run_dir: str) -> Path:
         torch.set_num_threads(threads)
     return runs.save_run(
         Path(run_dir), model=model.eval(), model_name="cnn", model_config={},
-        config={"model": "cnn", "model_config": {}, "created": "2025-01-02T03:04:05Z",
-                "train": {"epochs": CNN_EPOCHS, "preset": "seed", "dataset": "mnist"}},
-        history=history,
-        metrics={"model": "cnn", "preset": "seed", "dataset": "mnist", "epochs": CNN_EPOCHS,
-                 "test_accuracy": history[-1]["test_accuracy"],
-                 "train_seconds": round(sum(r["seconds"] for r in history), 3)})
+        config=runs.RunConfig.from_dict(
+            {"model": "cnn", "model_config": {}, "created": "2025-01-02T03:04:05Z",
+             "train": {"epochs": CNN_EPOCHS, "preset": "seed", "dataset": "mnist"}}),
+        history=[runs.HistoryRow.from_dict(r) for r in history],
+        metrics=runs.RunMetrics.from_dict(
+            {"model": "cnn", "preset": "seed", "dataset": "mnist", "epochs": CNN_EPOCHS,
+             "test_accuracy": history[-1]["test_accuracy"],
+             "train_seconds": round(sum(r["seconds"] for r in history), 3)}))
 
 
 def start_training_run(run_dir: Path, epochs_done: int = 1, epochs: int = 5) -> Path:
@@ -78,8 +80,8 @@ def start_training_run(run_dir: Path, epochs_done: int = 1, epochs: int = 5) -> 
     from mnistlab import runs
 
     run_dir.mkdir(parents=True, exist_ok=True)
-    runs.write_config(run_dir, {"model": "fc", "model_config": {},
-                                "train": {"epochs": epochs, "dataset": "mnist"}})
+    runs.write_config(run_dir, runs.RunConfig.from_dict(
+        {"model": "fc", "model_config": {}, "train": {"epochs": epochs, "dataset": "mnist"}}))
     add_epochs(run_dir, epochs_done)
     return run_dir
 
@@ -87,9 +89,9 @@ def start_training_run(run_dir: Path, epochs_done: int = 1, epochs: int = 5) -> 
 def add_epochs(run_dir: Path, epochs_done: int) -> None:
     from mnistlab import runs
 
-    runs.write_history(run_dir, [
+    runs.write_history(run_dir, [runs.HistoryRow.from_dict(
         {"epoch": e, "train_loss": 1.0 / e, "train_accuracy": 0.8 + 0.02 * e,
-         "test_loss": 1.1 / e, "test_accuracy": 0.79 + 0.02 * e, "seconds": 1.0}
+         "test_loss": 1.1 / e, "test_accuracy": 0.79 + 0.02 * e, "seconds": 1.0})
         for e in range(1, epochs_done + 1)])
 
 

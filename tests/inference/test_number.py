@@ -10,8 +10,8 @@ from PIL import Image
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
-from mnistlab.inference.number import find_digits, read_number
-from mnistlab.inference.predict import load_predictor
+from mnistlab.inference.number import find_digits
+from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
 
 SCALE = 8            # each 28x28 digit drawn at 224 px
@@ -100,14 +100,22 @@ def test_number_is_read_with_each_digit_and_its_probability(test_digits, trained
     predictor = load_predictor(trained_run)
     right = 0
     for start in range(0, 60, 3):
-        reading = read_number(predictor, png(compose(list(images[start:start + 3]), [36, 36])))
+        reading = read_picture(predictor, png(compose(list(images[start:start + 3]), [36, 36])))
         want = "".join(str(int(v)) for v in labels[start:start + 3])
-        assert len(reading.digits) == 3
+        assert isinstance(reading, NumberPrediction) and len(reading.digits) == 3
+        assert reading.to_json()["number"] == reading.number
+        assert all(len(d["bbox"]) == 4 for d in reading.to_json()["digits"])
         assert all(0.0 < d.probability <= 1.0 for d in reading.digits)
         assert all(abs(sum(d.probabilities) - 1.0) < 1e-5 for d in reading.digits)
         right += reading.number == want
     # a ~94% FC reads about 0.94^3 of three-digit numbers whole
     assert right >= 13, right
+
+
+def test_one_digit_picture_is_a_plain_prediction(test_digits, trained_run):  # noqa: F811
+    images, _ = test_digits
+    reading = read_picture(load_predictor(trained_run), png(compose([images[3]], [])))
+    assert isinstance(reading, Prediction) and "number" not in reading.to_json()
 
 
 def test_blank_picture_is_still_refused():

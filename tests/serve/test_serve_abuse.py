@@ -71,6 +71,7 @@ class SlowPredictor:
 
     name = "slow"
     backend = "pytorch"         # what the Predictor protocol asks of every backend
+    calibration = None
 
     def __init__(self) -> None:
         self.lock = threading.Lock()

@@ -22,4 +22,5 @@ def test_two_workers_answer_every_request(trained_run):  # noqa: F811
 def test_zero_workers_is_a_user_error(trained_run):  # noqa: F811
     p = subprocess.run([sys.executable, "-m", "mnistlab", "serve", str(trained_run),
                         "--workers", "0"], capture_output=True, text=True, timeout=120)
-    assert p.returncode == 2 and p.stderr.startswith("error: --workers must be at least 1")
+    assert p.returncode == 2 and p.stderr.startswith("error: --workers must be a whole number >= 1")
+    assert len(p.stderr.strip().splitlines()) == 1

@@ -99,7 +99,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _best_run() -> Path:
     from mnistlab import runs
 
-    return runs.best_run()
+    return runs.best_run(for_pictures=True)
+
+
+def _chosen(run: str | None, run_dir: Path | None = None) -> str:
+    """How the model was chosen, for the "model:" line: named, or the best for pictures."""
+    from mnistlab import runs
+
+    if run is not None:
+        return ""
+    run_dir = run_dir or _best_run()
+    preset = runs.read_metrics(run_dir).preset
+    return ("the best robust run (trained for pictures people make): "
+            if preset == runs.PICTURE_PRESET else "best available run: ")
 
 
 def _looks_like_run(item: str) -> bool:
@@ -125,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.cli.folders import output_folder
     from mnistlab.errors import UserError
-    from mnistlab.inference.predict import load_predictor, predict_files
+    from mnistlab.inference.predict import NumberPrediction, load_predictor, predict_files
     from mnistlab.inference.preprocess import to_png
 
     items = list(args.items)
@@ -142,10 +154,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
         console.say(f"model: {args.onnx} (onnxruntime)")
     else:
         run_dir = Path(predictor.name)
-        how = "" if run is not None else "best available run: "
-        console.say(f"model: {how}{_run_description(run_dir)} [{run_dir}]")
+        console.say(f"model: {_chosen(run)}{_run_description(run_dir)} [{run_dir}]")
 
     results = predict_files(predictor, items, top=args.top)
+    if predictor.calibration is None:
+        console.say("note: this run holds out no validation images, so its confidence is "
+                    "not calibrated and nothing is flagged unsure (train with --validation N)")
     failed = 0
     out = []
     for i, (path, res) in enumerate(zip(items, results, strict=True)):
@@ -154,11 +168,21 @@ def cmd_predict(args: argparse.Namespace) -> int:
             sys.stderr.write(f"error: {res}\n")
             out.append({"file": path, "error": str(res)})
             continue
-        tops = ", ".join(f"{d} {p:.1%}" for d, p in res.top)
-        console.say(f"{path}: {res.digit} ({res.probability:.1%})   top {args.top}: {tops}")
+        digits = res.digits if isinstance(res, NumberPrediction) else [res]
+        if isinstance(res, NumberPrediction):
+            each = "  ".join(f"{d.digit} ({d.probability:.1%}{', unsure' if d.unsure else ''})"
+                             for d in digits)
+            console.say(f"{path}: number {res.number} ({res.probability:.1%} all right)"
+                        f"{'  UNSURE' if res.unsure else ''}   digits: {each}")
+        else:
+            tops = ", ".join(f"{d} {p:.1%}" for d, p in res.top)
+            console.say(f"{path}: {res.digit} ({res.probability:.1%})"
+                        f"{'  UNSURE' if res.unsure else ''}   top {args.top}: {tops}")
         if args.debug_dir:
-            target = Path(args.debug_dir) / f"{i:03d}-{Path(path).stem}-28x28.png"
-            atomic.write_bytes(target, to_png(res.pre.image))
+            for k, d in enumerate(digits):
+                part = f"-{k}" if len(digits) > 1 else ""
+                target = Path(args.debug_dir) / f"{i:03d}-{Path(path).stem}{part}-28x28.png"
+                atomic.write_bytes(target, to_png(d.pre.image))
         out.append(res.to_json())
     if args.debug_dir:
         console.say(f"the 28x28 images the model saw are in {args.debug_dir}")
@@ -204,7 +228,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     source: Any = args.onnx or args.run
     if source is None:
         best = _best_run()
-        console.say(f"model: best available run: {_run_description(best)} [{best}]")
+        console.say(f"model: {_chosen(None, best)}{_run_description(best)} [{best}]")
         source = best
     if args.workers > 1:
         # uvicorn's workers bind the port themselves: check it is free, then hand over

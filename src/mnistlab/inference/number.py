@@ -1,8 +1,8 @@
 """A written number, not only a digit: find the digits in a picture, read them left to right.
 
     pieces = find_digits(gray)          # one DigitPiece per digit, left to right
-    reading = read_number(predictor, "house-number.jpg")
-    reading.number, [d.digit for d in reading.digits]
+
+``inference.predict.read_picture`` runs the model on each piece and spells the number.
 
 The ink is found as for one digit (``preprocess.ink_image``); then:
 
@@ -19,20 +19,12 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image
 from scipy import ndimage
 
-from mnistlab.inference.preprocess import (
-    Preprocessed,
-    crop_to_mnist,
-    ink_image,
-    open_image,
-    to_gray,
-)
+from mnistlab.inference.preprocess import Preprocessed, crop_to_mnist, ink_image
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
 SMALL_PIECE = 0.25      # a piece under this share of the tallest one's height is not a digit
@@ -49,28 +41,6 @@ class DigitPiece:
 
     bbox: Box
     pre: Preprocessed
-
-
-@dataclass(frozen=True)
-class DigitReading:
-    digit: int
-    probability: float
-    probabilities: tuple[float, ...]   # the ten classes
-    bbox: Box
-
-
-@dataclass(frozen=True)
-class NumberReading:
-    """What a picture says: its digits left to right, and the number they spell."""
-
-    number: str
-    digits: tuple[DigitReading, ...]
-    size: tuple[int, int]              # (height, width) of the working picture the boxes use
-
-    @property
-    def probability(self) -> float:
-        """The chance that every digit is right, if their errors are independent."""
-        return float(np.prod([d.probability for d in self.digits]))
 
 
 @dataclass
@@ -180,19 +150,3 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
         pre = crop_to_mnist(np.where(near, ink, 0.0).astype(np.float32), part.mask, inverted)
         pieces.append(DigitPiece((part.top, part.left, part.bottom, part.right), pre))
     return pieces
-
-
-def read_number(predictor: object, source: str | os.PathLike[str] | bytes | Image.Image
-                ) -> NumberReading:
-    """Every digit of a picture through ``predictor`` (``predict.Predictor``) in one batch."""
-    img = source if isinstance(source, Image.Image) else open_image(source)
-    gray = to_gray(img)
-    pieces = find_digits(gray)
-    batch = np.stack([p.pre.image for p in pieces])[:, None]            # (K, 1, 28, 28)
-    logits = np.asarray(predictor.logits(batch), dtype=np.float64)      # (K, 10)
-    probs = np.exp(logits - logits.max(axis=1, keepdims=True))
-    probs /= probs.sum(axis=1, keepdims=True)
-    digits = tuple(
-        DigitReading(int(row.argmax()), float(row.max()), tuple(float(v) for v in row), p.bbox)
-        for p, row in zip(pieces, probs, strict=True))
-    return NumberReading("".join(str(d.digit) for d in digits), digits, gray.shape)

@@ -21,7 +21,9 @@ from torch import nn
 
 from mnistlab import runs
 from mnistlab.errors import UserError
-from mnistlab.inference.preprocess import Preprocessed, preprocess
+from mnistlab.inference.number import Box, find_digits
+from mnistlab.inference.preprocess import MAX_PIXELS, Preprocessed, open_image, to_gray
+from mnistlab.train.calibration import Calibration, load_calibration, softmax
 
 
 @runtime_checkable
@@ -30,6 +32,9 @@ class Predictor(Protocol):
 
     name: str      # what the user is told: the run folder or the ONNX file
     backend: str   # what computes the logits: "pytorch" | "onnxruntime"
+    # temperature and "unsure" threshold fitted on the run's held-out images; None: the run
+    # kept none (TrainConfig.validation = 0), so probabilities are the raw softmax
+    calibration: Calibration | None
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """(N, 1, 28, 28) float32 in [0, 1] -> (N, 10) float32 logits."""
@@ -39,9 +44,11 @@ class Predictor(Protocol):
 class TorchPredictor:
     backend = "pytorch"
 
-    def __init__(self, model: nn.Module, name: str) -> None:
+    def __init__(self, model: nn.Module, name: str,
+                 calibration: Calibration | None = None) -> None:
         self.model = model.eval()
         self.name = name
+        self.calibration = calibration
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -75,24 +82,23 @@ class OnnxPredictor:
                             "expected an ONNX file written by `mnistlab export`")
         self.input_name = inputs[0].name
         self.name = str(path)
+        # an export inside a run folder (the default RUN/model.onnx) shares its calibration
+        self.calibration = load_calibration(path.parent)
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         x = np.ascontiguousarray(x, dtype=np.float32)
         return self.session.run(None, {self.input_name: x})[0]
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
-
-
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> (N, 10) probabilities (float64)."""
+    """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> (N, 10) probabilities (float64),
+    calibrated when the predictor carries a calibration."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    return softmax(predictor.logits(x).astype(np.float64))
+    logits = predictor.logits(x).astype(np.float64)
+    cal = predictor.calibration
+    return (cal.probabilities(logits) if cal is not None else softmax(logits)).astype(np.float64)
 
 
 @dataclass
@@ -103,74 +109,151 @@ class Prediction:
     probabilities: list[float]           # ten, summing to 1
     top: list[tuple[int, float]]         # (digit, probability), most likely first
     pre: Preprocessed
+    unsure: bool | None = None           # below the run's threshold; None: not calibrated
+    bbox: Box | None = None              # where it was found in the picture (working pixels)
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "digit": self.digit, "probability": self.probability,
                 "top": [{"digit": d, "probability": p} for d, p in self.top],
-                "probabilities": self.probabilities}
+                "probabilities": self.probabilities, "unsure": self.unsure}
+
+
+@dataclass
+class NumberPrediction:
+    """A picture holding several digits: each read on its own, left to right."""
+
+    file: str
+    digits: list[Prediction]
+    size: tuple[int, int]                # (height, width) of the picture the boxes refer to
+
+    @property
+    def number(self) -> str:
+        return "".join(str(d.digit) for d in self.digits)
+
+    @property
+    def probability(self) -> float:
+        """The chance that every digit is right, if their errors are independent."""
+        return float(np.prod([d.probability for d in self.digits]))
+
+    @property
+    def unsure(self) -> bool | None:
+        flags = [d.unsure for d in self.digits]
+        return None if None in flags else any(flags)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "number": self.number, "probability": self.probability,
+                "unsure": self.unsure, "size": list(self.size),
+                "digits": [{"digit": d.digit, "probability": d.probability,
+                            "unsure": d.unsure, "bbox": list(d.bbox or ()),
+                            "top": [{"digit": k, "probability": v} for k, v in d.top]}
+                           for d in self.digits]}
+
+
+Reading = Prediction | NumberPrediction
 
 
 class ModelOutputError(UserError):
     """The model answered NaN or infinity: the model is broken, not the picture."""
 
 
-def _prediction(name: str, pre: Preprocessed, proba: np.ndarray, top: int) -> Prediction:
+def _prediction(name: str, pre: Preprocessed, proba: np.ndarray, top: int,
+                calibration: Calibration | None = None, bbox: Box | None = None) -> Prediction:
     if not np.isfinite(proba).all():
         # A diverged run or a broken export: `0 (nan%)` would look like an answer.
         raise ModelOutputError(f"{name}: the model answered NaN or infinity instead of "
                                "probabilities; its weights are broken (a diverged run or a "
                                "bad export): re-train the run or re-export it")
     order = np.argsort(-proba, kind="stable")[:max(1, min(top, 10))]
+    unsure = None if calibration is None else bool(proba.max() < calibration.unsure_below)
     return Prediction(file=name, digit=int(order[0]), probability=float(proba[order[0]]),
                       probabilities=[float(p) for p in proba],
-                      top=[(int(d), float(proba[d])) for d in order], pre=pre)
+                      top=[(int(d), float(proba[d])) for d in order], pre=pre, unsure=unsure,
+                      bbox=bbox)
 
 
 def predict_preprocessed(predictor: Predictor, pre: Preprocessed, *, name: str = "image",
                          top: int = 3) -> Prediction:
     """An already preprocessed picture -> its Prediction."""
-    return _prediction(name, pre, predict_proba(predictor, pre.image[None])[0], top)
+    return _prediction(name, pre, predict_proba(predictor, pre.image[None])[0], top,
+                       predictor.calibration)
+
+
+def read_picture(predictor: Predictor, source: str | os.PathLike[str] | bytes, *,
+                 top: int = 3, name: str | None = None, max_pixels: int = MAX_PIXELS,
+                 max_decoded_pixels: int | None = None) -> Reading:
+    """One picture -> a Prediction (one digit, exactly as before) or, when it holds several
+    digits side by side, a NumberPrediction; UserError if unusable."""
+    return read_pictures(predictor, [source], top=top, names=[name] if name else None,
+                         max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels,
+                         keep_errors=False)[0]  # type: ignore[return-value]
 
 
 def predict_image(predictor: Predictor, source: str | os.PathLike[str] | bytes, *,
                   top: int = 3, name: str | None = None) -> Prediction:
-    """One picture (path or PNG/JPEG bytes) -> its Prediction; UserError if unusable."""
+    """One picture of one digit -> its Prediction (a picture of several digits is read as
+    one, as the seed's pipeline would); UserError if unusable."""
     label = name or ("upload" if isinstance(source, bytes) else str(source))
-    return predict_preprocessed(predictor, preprocess(source), name=label, top=top)
+    reading = read_picture(predictor, source, top=top, name=label)
+    if isinstance(reading, Prediction):
+        return reading
+    raise UserError(f"{label} holds {len(reading.digits)} digits ({reading.number}); "
+                    "read it with read_picture, or send one digit")
+
+
+def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
+                  names: list[str] | None = None, max_pixels: int = MAX_PIXELS,
+                  max_decoded_pixels: int | None = None,
+                  keep_errors: bool = True) -> list[Reading | UserError]:
+    """Each picture's digits found, then one batched forward pass over all of them; a
+    picture that fails is its UserError in place (``keep_errors``) or raised."""
+    names = names or [("upload" if isinstance(s, bytes) else str(s)) for s in sources]
+    found: list[tuple[list[Any], tuple[int, int]] | UserError] = []
+    for source in sources:
+        try:
+            gray = to_gray(open_image(source, max_pixels=max_pixels,
+                                      max_decoded_pixels=max_decoded_pixels))
+            found.append((find_digits(gray), gray.shape))
+        except UserError as exc:
+            if not keep_errors:
+                raise
+            found.append(exc)
+    pieces = [p for f in found if not isinstance(f, UserError) for p in f[0]]
+    proba = predict_proba(predictor, np.stack([p.pre.image for p in pieces])) if pieces else None
+    out: list[Reading | UserError] = []
+    i = 0
+    for name, f in zip(names, found, strict=True):
+        if isinstance(f, UserError):
+            out.append(f)
+            continue
+        assert proba is not None
+        try:
+            digits = [_prediction(name, p.pre, proba[i + k], top, predictor.calibration,
+                                  p.bbox) for k, p in enumerate(f[0])]
+        except ModelOutputError as exc:
+            if not keep_errors:
+                raise
+            digits = []
+            out.append(exc)
+        i += len(f[0])
+        if digits:
+            out.append(digits[0] if len(digits) == 1 else NumberPrediction(name, digits, f[1]))
+    return out
 
 
 def predict_files(predictor: Predictor, paths: list[str], *,
-                  top: int = 3) -> list[Prediction | UserError]:
-    """Each picture preprocessed, then one batched forward pass; failures kept in place."""
-    pres: list[Preprocessed | UserError] = []
-    for path in paths:
-        try:
-            pres.append(preprocess(path))
-        except UserError as exc:
-            pres.append(exc)
-    good = [p for p in pres if isinstance(p, Preprocessed)]
-    proba = predict_proba(predictor, np.stack([p.image for p in good])) if good else None
-    out: list[Prediction | UserError] = []
-    i = 0
-    for path, pre in zip(paths, pres, strict=True):
-        if isinstance(pre, UserError):
-            out.append(pre)
-        else:
-            assert proba is not None
-            try:
-                out.append(_prediction(path, pre, proba[i], top))
-            except ModelOutputError as exc:
-                out.append(exc)
-            i += 1
-    return out
+                  top: int = 3) -> list[Reading | UserError]:
+    """Each picture read (one digit or a number), failures kept in place."""
+    return read_pictures(predictor, list(paths), top=top)
 
 
 def load_predictor(run: str | os.PathLike[str] | None = None, *,
                    onnx: str | os.PathLike[str] | None = None) -> Predictor:
-    """A run folder (or its name), an ONNX file, or, with neither, the best finished run."""
+    """A run folder (or its name), an ONNX file, or, with neither, the best finished run for
+    pictures (the best ``robust`` run when there is one, else the best of all)."""
     if onnx is not None:
         return OnnxPredictor(onnx)
     if run is None:
-        run = runs.best_run()
+        run = runs.best_run(for_pictures=True)   # the robust run when there is one
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)
-    return TorchPredictor(runs.load_model(path), str(path))
+    calibration = load_calibration(path) if path.is_dir() else None
+    return TorchPredictor(runs.load_model(path), str(path), calibration)

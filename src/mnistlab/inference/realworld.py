@@ -9,6 +9,7 @@ A picture preprocessing refuses (no ink found) counts as a miss: a person reads 
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -16,11 +17,17 @@ import numpy as np
 from PIL import Image
 
 from mnistlab.data.realworld import Sample
-from mnistlab.inference.number import read_number
-from mnistlab.inference.predict import Predictor
+from mnistlab.inference.predict import NumberPrediction, Predictor, read_picture
 from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
 
 BATCH = 256
+
+
+def encode_png(picture: np.ndarray) -> bytes:
+    """A uint8 (H, W) picture as PNG bytes: numbers go through predict's own decoding."""
+    buf = io.BytesIO()
+    Image.fromarray(picture).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 @dataclass(frozen=True)
@@ -149,10 +156,12 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
             if on_progress is not None:
                 on_progress(1)
             try:
-                reading = read_number(predictor, Image.fromarray(picture))
+                reading = read_picture(predictor, encode_png(picture))
             except ImageInputError:
                 continue
-            whole += reading.number == want
-            count_ok += len(reading.digits) == len(want)
+            digits_read = (reading.digits if isinstance(reading, NumberPrediction)
+                           else [reading])
+            whole += "".join(str(d.digit) for d in digits_read) == want
+            count_ok += len(digits_read) == len(want)
         score = NumberScore(numbers, digits, whole, count_ok)
     return RealWorldResult(parts, score, confusions)

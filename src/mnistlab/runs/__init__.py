@@ -33,7 +33,7 @@ from mnistlab.runs.files import (
     write_history,
     write_metrics,
 )
-from mnistlab.runs.find import best_run, find_best_run, list_runs
+from mnistlab.runs.find import PICTURE_PRESET, best_run, find_best_run, list_runs
 from mnistlab.runs.schema import Environment, HistoryRow, LoopSettings, RunConfig, RunMetrics
 from mnistlab.runs.typed import JSONObject, JSONValue, SchemaError
 from mnistlab.runs.weights import (
@@ -47,7 +47,8 @@ from mnistlab.runs.weights import (
 
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "FORMAT", "HISTORY_CSV", "HISTORY_JSON",
-    "METRICS", "WEIGHTS", "Checkpoint", "Environment", "HistoryRow", "JSONObject", "JSONValue",
+    "METRICS", "PICTURE_PRESET", "WEIGHTS", "Checkpoint", "Environment", "HistoryRow",
+    "JSONObject", "JSONValue",
     "LoopSettings", "RunConfig", "RunMetrics", "SchemaError", "best_run", "environment",
     "find_best_run", "list_runs",
     "load_checkpoint", "load_model", "new_run_dir", "read_config", "read_history",

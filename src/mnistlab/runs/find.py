@@ -22,8 +22,9 @@ def list_runs(root: str | os.PathLike[str] | None = None) -> list[Path]:
 
 
 def find_best_run(root: str | os.PathLike[str] | None = None, *,
-                  dataset: str | None = "mnist") -> Path | None:
-    """The finished run with the highest test accuracy (on ``dataset``; None: any), or None.
+                  dataset: str | None = "mnist", preset: str | None = None) -> Path | None:
+    """The finished run with the highest test accuracy (on ``dataset``; None: any; of
+    ``preset`` only, when given), or None.
 
     Looks under ``root``, or by default under every folder of ``paths.run_roots()``.
     """
@@ -39,14 +40,24 @@ def find_best_run(root: str | os.PathLike[str] | None = None, *,
             continue
         if dataset is not None and metrics.dataset != dataset:
             continue
+        if preset is not None and metrics.preset != preset:
+            continue
         if best is None or acc > best[0]:
             best = (float(acc), path)
     return best[1] if best else None
 
 
-def best_run(dataset: str | None = "mnist") -> Path:
-    """``find_best_run`` for commands given no RUN: a clear UserError when there is none."""
-    best = find_best_run(dataset=dataset)
+# Trained for the pictures people make (augmentation beyond MNIST's, calibrated confidence):
+# the model predict and serve answer with, given no RUN, whenever one exists.
+PICTURE_PRESET = "robust"
+
+
+def best_run(dataset: str | None = "mnist", *, for_pictures: bool = False) -> Path:
+    """``find_best_run`` for commands given no RUN: a clear UserError when there is none.
+
+    ``for_pictures`` (predict, serve) prefers the best ``robust`` run over any other."""
+    best = find_best_run(dataset=dataset, preset=PICTURE_PRESET) if for_pictures else None
+    best = best or find_best_run(dataset=dataset)
     if best is None:
         where = " or ".join(str(p) for p in run_roots())
         raise UserError(f"no trained run found under {where}; train one first, e.g. "

@@ -40,16 +40,16 @@ from mnistlab import __version__
 from mnistlab.errors import UserError
 from mnistlab.inference.predict import (
     ModelOutputError,
+    NumberPrediction,
     Predictor,
     load_predictor,
-    predict_preprocessed,
+    read_picture,
 )
 from mnistlab.inference.preprocess import (
     ImageTooLarge,
     NoInk,
     NotAnImage,
     UnsupportedFormat,
-    preprocess,
     to_png,
 )
 from mnistlab.serve.guard import CLOSED_SLOW
@@ -201,26 +201,34 @@ def _declared_pixels(data: bytes) -> int:
 
 def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
     try:
-        pre = preprocess(data, max_pixels=MAX_UPLOAD_PIXELS,
-                         max_decoded_pixels=MAX_DECODED_PIXELS)
+        reading = read_picture(predictor, data, name="upload", max_pixels=MAX_UPLOAD_PIXELS,
+                               max_decoded_pixels=MAX_DECODED_PIXELS)
+    except ModelOutputError as exc:
+        raise ApiError(500, "model_error", str(exc)) from None
     except UserError as exc:
         for cls, status, code in _STATUS:
             if isinstance(exc, cls):
                 raise ApiError(status, code, str(exc)) from None
         raise ApiError(400, "bad_image", str(exc)) from None
-    try:
-        pred = predict_preprocessed(predictor, pre, name="upload")
-    except ModelOutputError as exc:
-        raise ApiError(500, "model_error", str(exc)) from None
-    png = base64.b64encode(to_png(pre.image)).decode("ascii")
+    calibrated = predictor.calibration is not None
+    if isinstance(reading, NumberPrediction):
+        # several digits side by side: each read alone, with its box on the drawing
+        return {**reading.to_json(), "calibrated": calibrated,
+                "digits_28_png": [_png_uri(d.pre.image) for d in reading.digits]}
+    pre = reading.pre
     return {
-        "digit": pred.digit, "probability": pred.probability,
-        "probabilities": pred.probabilities,
-        "top": [{"digit": d, "probability": p} for d, p in pred.top],
+        "digit": reading.digit, "probability": reading.probability,
+        "probabilities": reading.probabilities,
+        "top": [{"digit": d, "probability": p} for d, p in reading.top],
+        "unsure": reading.unsure, "calibrated": calibrated,
         "image_28": [[round(float(v), 4) for v in row] for row in pre.image],
-        "image_28_png": f"data:image/png;base64,{png}",
+        "image_28_png": _png_uri(pre.image),
         "inverted": pre.inverted, "notes": pre.notes,
     }
+
+
+def _png_uri(image28: Any) -> str:
+    return "data:image/png;base64," + base64.b64encode(to_png(image28)).decode("ascii")
 
 
 def create_app(model_source: Any = None) -> FastAPIOffline:

@@ -77,7 +77,7 @@ def _number(value: Any) -> float | None:
 
 def _history_or_empty(path: Path) -> list[dict[str, Any]]:
     try:
-        return runs.read_history(path)
+        return [row.to_dict() for row in runs.read_history(path)]
     except UserError:
         return []
 
@@ -94,12 +94,12 @@ def _status(path: Path, finished: bool) -> str:
 def read_run(path: Path, run_id: str, root: str) -> RunInfo | None:
     """The RunInfo of one folder, or None when it is not a run (no readable config.json)."""
     try:
-        config = runs.read_config(path)
+        config = runs.read_config(path).to_dict()     # the page shows the files' own keys
     except UserError:
         return None
     finished = (path / runs.METRICS).is_file() and (path / runs.WEIGHTS).is_file()
     try:
-        metrics = runs.read_metrics(path) if finished else {}
+        metrics = runs.read_metrics(path).to_dict() if finished else {}
     except UserError:
         metrics, finished = {}, False
     train = config.get("train") if isinstance(config.get("train"), dict) else {}

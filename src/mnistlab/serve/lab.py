@@ -252,7 +252,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         """One run: its summary, its epochs so far and its training settings."""
         info = find(run_id)
         try:
-            config = runs.read_config(info.path)
+            config = runs.read_config(info.path).to_dict()
         except UserError as exc:
             raise LabError(409, "unusable_run", str(exc)) from None
         train = config.get("train") if isinstance(config.get("train"), dict) else {}

@@ -34,7 +34,29 @@ function showProbabilities(p, best) {
   });
 }
 
+function drawBoxes(data) {
+  // One box per digit of a written number, in the drawing's own coordinates.
+  const layer = document.getElementById("boxes");
+  layer.replaceChildren();
+  if (!data || !data.digits) return;
+  const [h, w] = data.size;
+  const sx = pad.clientWidth / w, sy = pad.clientHeight / h;
+  for (const d of data.digits) {
+    const [top, left, bottom, right] = d.bbox;
+    const box = document.createElement("div");
+    box.className = "box";
+    Object.assign(box.style, { left: `${left * sx}px`, top: `${top * sy}px`,
+      width: `${(right - left) * sx}px`, height: `${(bottom - top) * sy}px` });
+    const label = document.createElement("span");
+    label.textContent = `${d.digit} ${(d.probability * 100).toFixed(0)}%${d.unsure ? " ?" : ""}`;
+    box.append(label);
+    layer.append(box);
+  }
+}
+
 function resetResult(message) {
+  drawBoxes(null);
+  digitEl.classList.remove("unsure");
   showProbabilities(new Array(10).fill(0), -1);
   digitEl.textContent = "?";
   probEl.textContent = "–";
@@ -154,14 +176,27 @@ async function send(body, headers) {
 }
 
 function showResult(data) {
-  digitEl.textContent = String(data.digit);
+  drawBoxes(data);
+  digitEl.classList.toggle("unsure", data.unsure === true);
+  const unsure = data.unsure === true ? "unsure: the model is not confident; " : "";
   probEl.textContent = `${(data.probability * 100).toFixed(1)}%`;
-  showProbabilities(data.probabilities, data.digit);
-  seenEl.src = data.image_28_png;
-  seenEl.classList.remove("empty");
   statusEl.classList.remove("error");
-  statusEl.textContent = data.notes && data.notes.length ? data.notes.join("; ")
-    : "updates as you draw";
+  if (data.number !== undefined) {          // several digits: the number they spell
+    digitEl.textContent = data.number;
+    const least = data.digits.reduce((a, b) => (b.probability < a.probability ? b : a));
+    showProbabilities(least.top.reduce((p, t) => { p[t.digit] = t.probability; return p; },
+      new Array(10).fill(0)), least.digit);
+    seenEl.src = data.digits_28_png[data.digits.indexOf(least)];
+    statusEl.textContent = `${unsure}${data.digits.length} digits read left to right; ` +
+      "bars: the least sure one";
+  } else {
+    digitEl.textContent = String(data.digit);
+    showProbabilities(data.probabilities, data.digit);
+    seenEl.src = data.image_28_png;
+    statusEl.textContent = unsure + (data.notes && data.notes.length ? data.notes.join("; ")
+      : "updates as you draw");
+  }
+  seenEl.classList.remove("empty");
 }
 
 // --- upload --------------------------------------------------------------------------------
