@@ -50,3 +50,24 @@ def test_evaluation_per_part_and_numbers(small_set, trained_run):  # noqa: F811
     assert 0 <= result.numbers.read_whole <= result.numbers.right_count <= 10
     out = result.to_dict()
     assert out["images"] == len(small_set) and "numbers" in out
+
+
+def test_unsure_rates_need_a_calibrated_run(tmp_path, trained_run):  # noqa: F811
+    from mnistlab.data import load_dataset
+    from mnistlab.data.realworld import non_digits
+    from mnistlab.inference.realworld import unsure_rates
+    from mnistlab.train.config import TrainConfig
+    from mnistlab.train.fit import fit
+
+    pictures = non_digits(8)
+    assert {s.part for s in pictures} == {"letters", "scribbles"}
+    assert all(s.label == -1 for s in pictures)
+    mnist = load_dataset("mnist", "test")[0][:300]
+    with pytest.raises(UserError, match="not calibrated"):
+        unsure_rates(load_predictor(trained_run), mnist, pictures)
+    fit(TrainConfig(model="fc", optimizer="sgd", lr=0.1, epochs=1, limit=4000,
+                    test_limit=500, validation=2000, threads=1), tmp_path / "cal")
+    rates = unsure_rates(load_predictor(tmp_path / "cal"), mnist, pictures)
+    assert 0.0 <= rates.mnist_test < 0.2                     # ~1% by construction, on validation
+    assert set(rates.by_part) == {"letters", "scribbles"}
+    assert all(0.0 <= v <= 1.0 for v in rates.by_part.values())

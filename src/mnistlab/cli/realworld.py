@@ -23,16 +23,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parts", default=None, metavar="LIST", help=PARTS_HELP)
     p.add_argument("--numbers", type=int, default=200, metavar="N",
                    help="also read N composed 2-4 digit numbers (default 200; 0: none)")
+    p.add_argument("--unsure", action="store_true",
+                   help="also measure how often the run's calibrated 'unsure' flag fires: on "
+                        "MNIST test digits, and on letters and scribbles (needs a run trained "
+                        "with --validation, as the robust preset is)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate_real)
 
 
 def evaluate_real(args: argparse.Namespace) -> int:
     from mnistlab import runs
-    from mnistlab.data.realworld import PARTS, missing_parts, realworld_set
+    from mnistlab.data import load_dataset
+    from mnistlab.data.realworld import PARTS, missing_parts, non_digits, realworld_set
     from mnistlab.errors import UserError
     from mnistlab.inference.predict import load_predictor
-    from mnistlab.inference.realworld import evaluate_realworld
+    from mnistlab.inference.realworld import evaluate_realworld, unsure_rates
 
     if args.numbers < 0 or args.numbers > 100_000:
         raise UserError(f"--numbers must be between 0 and 100000, got {args.numbers}")
@@ -52,6 +57,10 @@ def evaluate_real(args: argparse.Namespace) -> int:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
                                     on_progress=bar.update)
     mnist = runs.read_metrics(run_dir).test_accuracy
+    unsure = None
+    if args.unsure:
+        rates = unsure_rates(predictor, load_dataset("mnist", "test")[0], non_digits())
+        unsure = rates.to_dict()
     console.say(f"model: {run_dir}")
     for name, score in result.parts.items():
         console.say(f"  {name:<8} {score.accuracy:7.2%}  ({score.correct}/{score.images}, "
@@ -63,7 +72,10 @@ def evaluate_real(args: argparse.Namespace) -> int:
                     f"{n.right_count} split into the right number of digits)")
     if isinstance(mnist, float):
         console.say(f"  MNIST test {mnist:.2%} (metrics.json)")
+    if unsure is not None:
+        console.say("  flagged unsure: " + ", ".join(f"{k} {v:.1%}" for k, v in unsure.items())
+                    + " (non-digits: flagged or refused as blank)")
     if args.json:
         console.emit_json({"run_dir": str(run_dir), "mnist_test_accuracy": mnist,
-                           **result.to_dict()})
+                           **result.to_dict(), "unsure": unsure})
     return 0

@@ -238,3 +238,29 @@ def _on_paper(ink: np.ndarray, rng: np.random.Generator) -> np.ndarray:
                                             + np.sin(rng.uniform(0, 2 * np.pi)) * yy)
     gray = paper * light * (1.0 - darkness * ink) + rng.normal(0, rng.uniform(0.0, 0.03), ink.shape)
     return (np.clip(gray, 0.0, 1.0) * 255).astype(np.uint8)
+
+
+# --- not digits: what a confident digit classifier should be unsure about -------------------
+
+def non_digits(count: int = 200) -> list[Sample]:
+    """Pictures that are not digits, for measuring "unsure": letters of the same typefaces
+    (label -1, part "letters") and scribbles of random strokes (part "scribbles")."""
+    rng = np.random.default_rng(SEED + 3)
+    out: list[Sample] = []
+    letters = "ABCDEFGHJKMNPQRUVWXYabdefhkmnpqrtuvwxy"   # no O, I, l, S, Z, o, s, z: digit-like
+    fonts = [p for p in (_font_dir() / n for n in FONT_FILES) if p.is_file()]
+    for i in range(count // 2):
+        path = fonts[i % len(fonts)]
+        size = int(rng.integers(60, 140))
+        font = ImageFont.truetype(str(path), size)
+        img = Image.new("L", (size * 2, size * 2), 0)
+        ImageDraw.Draw(img).text((size // 2, size // 4), letters[int(rng.integers(len(letters)))],
+                                 fill=255, font=font)
+        if img.getbbox() is None:
+            continue
+        out.append(Sample(_on_paper(np.asarray(img) / 255.0, rng), -1, "letters"))
+    for _ in range(count - count // 2):
+        strokes = [[(float(x), float(y)) for x, y in rng.uniform(0.05, 0.95, (int(rng.integers(
+            3, 8)), 2))] for _ in range(int(rng.integers(1, 4)))]
+        out.append(Sample(_on_paper(_draw_style(strokes, rng), rng), -1, "scribbles"))
+    return out

@@ -17,7 +17,8 @@ import numpy as np
 from PIL import Image
 
 from mnistlab.data.realworld import Sample
-from mnistlab.inference.predict import NumberPrediction, Predictor, read_picture
+from mnistlab.errors import UserError
+from mnistlab.inference.predict import NumberPrediction, Predictor, predict_proba, read_picture
 from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
 
 BATCH = 256
@@ -165,3 +166,39 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
             count_ok += len(digits_read) == len(want)
         score = NumberScore(numbers, digits, whole, count_ok)
     return RealWorldResult(parts, score, confusions)
+
+
+@dataclass(frozen=True)
+class UnsureRates:
+    """How often answers are flagged unsure (or refused: no ink), per kind of picture."""
+
+    mnist_test: float                 # MNIST test digits flagged (they should not be)
+    by_part: dict[str, float]         # non-digit parts (letters, scribbles) flagged or refused
+
+    def to_dict(self) -> dict[str, object]:
+        return {"mnist_test": self.mnist_test, **self.by_part}
+
+
+def unsure_rates(predictor: Predictor, mnist_images: np.ndarray,
+                 non_digits: Sequence[Sample]) -> UnsureRates:
+    """The share of MNIST test digits (uint8 (N, 28, 28)) flagged unsure, and of each part of
+    ``non_digits`` flagged unsure or refused. Needs a calibrated predictor."""
+    cal = predictor.calibration
+    if cal is None:
+        raise UserError(f"{predictor.name} is not calibrated (trained without --validation), so "
+                        "it flags nothing unsure; train with --validation N (the robust preset "
+                        "does)")
+    flagged = []
+    for start in range(0, len(mnist_images), BATCH):
+        x = mnist_images[start:start + BATCH].astype(np.float32)[:, None] / 255.0
+        flagged.append(cal.unsure(predict_proba(predictor, x)))
+    mnist = float(np.concatenate(flagged).mean())
+    preds_ok: dict[str, list[bool]] = {}
+    for s in non_digits:
+        try:
+            reading = read_picture(predictor, encode_png(s.picture))
+            hit = bool(reading.unsure)
+        except ImageInputError:
+            hit = True                                        # refused: not taken for a digit
+        preds_ok.setdefault(s.part, []).append(hit)
+    return UnsureRates(mnist, {k: float(np.mean(v)) for k, v in preds_ok.items()})
