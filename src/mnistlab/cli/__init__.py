@@ -10,11 +10,12 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Callable
 from typing import Any
 
 from mnistlab import __version__
-from mnistlab.errors import UserError
+from mnistlab.errors import Note, UserError
 
 COMMAND_MODULES = [
     "mnistlab.cli.data",
@@ -103,6 +104,17 @@ def configure_openmp() -> None:
         choose_openmp_wait()
 
 
+def _notes_as_lines(show: Callable[..., None]) -> Callable[..., None]:
+    """``warnings.showwarning`` that prints a Note as ``note: MESSAGE`` and passes on others."""
+    def show_note(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+        if issubclass(category, Note):
+            sys.stderr.write(f"note: {message}\n")
+        else:
+            show(message, category, filename, lineno, file, line)
+    return show_note
+
+
 def main(argv: list[str] | None = None) -> int:
     configure_openmp()
     from mnistlab.cli.flags import check_parsed
@@ -116,8 +128,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        check_parsed(args)
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            # a library's Note (an unverifiable old file, ...) is one line here, not two
+            warnings.simplefilter("default", Note)
+            warnings.showwarning = _notes_as_lines(warnings.showwarning)
+            check_parsed(args)
+            return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -7,6 +7,8 @@ A folder that cannot be created or written (under a regular file, in /proc, read
 from __future__ import annotations
 
 import os
+import shlex
+import sys
 from pathlib import Path
 
 from mnistlab.errors import UserError
@@ -39,14 +41,54 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) ->
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; expected a folder for the run")
         if out.is_dir() and any(out.iterdir()):
-            again = ("pass --resume to continue that run, or choose a new folder" if resume_hint
-                     else "choose a new or empty folder")
-            raise UserError(f"--out {out} already holds files; {again}")
+            if not holds_nothing_of_value(out):
+                raise UserError(f"--out {out} already holds files; "
+                                + (_resume_hint(out) if resume_hint
+                                   else "choose a new or empty folder"))
+            # a run stopped before its first epoch was saved: its config.json repeats nothing
+            # that this command does not write again
+            for leftover in out.iterdir():
+                if leftover.is_dir():
+                    for events in leftover.iterdir():
+                        events.unlink()
+                    leftover.rmdir()
+                else:
+                    leftover.unlink()
+            sys.stderr.write(f"note: reusing {out}: it held no saved epoch, only what a run "
+                             "stopped before its first epoch leaves (config.json, logs)\n")
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _cannot("the run folder", out, exc, fix) from None
     _writable(out, "the run folder", fix)
     return out.resolve()
+
+
+def holds_nothing_of_value(folder: Path) -> bool:
+    """True for a folder holding at most a config.json, atomic writes' temp files and
+    TensorBoard event files (what a run stopped before its first epoch leaves): training into
+    it afresh loses nothing."""
+    return all(_of_no_value(p) for p in folder.iterdir())
+
+
+def _of_no_value(path: Path) -> bool:
+    from mnistlab import runs
+
+    if path.is_dir():   # TensorBoardLogger's folder: the curves of epochs that were not saved
+        return path.name == "tensorboard" and all(
+            q.is_file() and q.name.startswith("events.out.tfevents.") for q in path.iterdir())
+    return path.is_file() and (path.name == runs.CONFIG
+                               or (path.name.startswith(".") and path.name.endswith(".tmp")))
+
+
+def _resume_hint(out: Path) -> str:
+    from mnistlab import runs
+
+    try:
+        model = runs.read_config(out).model
+    except UserError:
+        return "choose a new folder, or pass --resume if it holds a run to continue"
+    resume = shlex.join(["mnistlab", "train", model, "--out", str(out), "--resume"])
+    return f"continue that run with `{resume}`, or choose a new folder"
 
 
 def output_folder(path: str | os.PathLike[str], flag: str, placeholder: str = "DIR") -> Path:

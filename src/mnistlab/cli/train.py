@@ -87,22 +87,34 @@ def train(args: argparse.Namespace) -> int:
 
     from mnistlab import runs
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import new_run_folder
+    from mnistlab.cli.folders import holds_nothing_of_value, new_run_folder
     from mnistlab.errors import UserError
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
     from mnistlab.train.fit import TrainingInterrupted, fit
 
-    if args.resume:
-        if args.out is None:
-            raise UserError("--resume needs --out DIR, the folder of the run to continue")
+    resume = args.resume
+    if resume and args.out is None:
+        raise UserError("--resume needs --out DIR, the folder of the run to continue")
+    out = args.out.expanduser() if args.out is not None else None
+    if resume and out is not None and out.is_dir() and not (out / runs.CONFIG).exists() \
+            and holds_nothing_of_value(out):
+        # interrupted before even its config.json was written: there is nothing to resume,
+        # and nothing to lose by starting afresh
+        sys.stderr.write(f"note: {args.out} holds no run yet; training it from the first "
+                         "epoch\n")
+        resume = False
+    if resume:
         run_dir = runs.resolve_resumable(args.out)
         saved = runs.read_config(run_dir)
         if saved.model != args.model:
             raise UserError(f"{run_dir} is a run of model {saved.model!r}, "
                             f"not {args.model!r}")
         config = build_config(args, asdict(saved.train) if saved.train is not None else None)
+        if not (run_dir / runs.CHECKPOINT).exists():
+            sys.stderr.write(f"note: no epoch of {run_dir} was saved; training it from the "
+                             "first epoch with its recorded settings\n")
     else:
         config = build_config(args)
         label = flags.label_for(TrainConfig, positional={"model": "MODEL"})
@@ -118,13 +130,13 @@ def train(args: argparse.Namespace) -> int:
     if tensorboard_available():
         callbacks.append(TensorBoardLogger(run_dir))
     try:
-        result = fit(config, run_dir, resume=args.resume, callbacks=callbacks,
+        result = fit(config, run_dir, resume=resume, callbacks=callbacks,
                      command=shlex.join(["mnistlab", *sys.argv[1:]]))
     except TrainingInterrupted as exc:
-        resume = shlex.join(["mnistlab", "train", config.model, "--out", str(run_dir),
-                             "--resume"])
+        again = shlex.join(["mnistlab", "train", config.model, "--out", str(run_dir),
+                            "--resume"])
         sys.stderr.write(f"\ninterrupted: {exc.epochs_done} of {exc.epochs} epochs are saved "
-                         f"in {run_dir}; resume with: {resume}\n")
+                         f"in {run_dir}; resume with: {again}\n")
         return 130
     if args.json:
         console.emit_json(result.metrics.to_dict())
@@ -152,6 +164,7 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = evaluate_run(run_dir)
+    _note_if_unfinished(result.run.progress)
     console.say(eval_line({"steps": result.steps, "seconds": result.seconds,
                            "test_accuracy": result.test_accuracy,
                            "test_loss": result.test_loss}))
@@ -177,6 +190,12 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.json:
         console.emit_json(result.to_dict())
     return 0
+
+
+def _note_if_unfinished(progress: Any) -> None:
+    """One ``note:`` line on stderr when a run used by name has not finished training."""
+    if progress is not None and not progress.finished:
+        sys.stderr.write(f"note: {progress.note()}\n")
 
 
 def _best_or(run: str) -> Path:

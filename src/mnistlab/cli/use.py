@@ -121,6 +121,13 @@ def _looks_like_run(item: str) -> bool:
     return path.is_dir() or (not path.exists() and (runs_dir() / item).is_dir())
 
 
+def _note_if_unfinished(run_dir: Path) -> None:
+    from mnistlab import runs
+    from mnistlab.cli.train import _note_if_unfinished as note
+
+    note(runs.run_progress(run_dir))
+
+
 def _run_description(run_dir: Path) -> str:
     from mnistlab import runs
     from mnistlab.errors import UserError
@@ -154,6 +161,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         console.say(f"model: {args.onnx} (onnxruntime)")
     else:
         run_dir = Path(predictor.name)
+        if run_dir.is_dir():
+            _note_if_unfinished(run_dir)
         console.say(f"model: {_chosen(run)}{_run_description(run_dir)} [{run_dir}]")
 
     results = predict_files(predictor, items, top=args.top)

@@ -1,9 +1,11 @@
 """Run folders: everything one training run leaves behind, written atomically, never pickled.
 
     runs/<name>/config.json              what repeats it: training config, versions, CPU, threads
-                model.safetensors        weights; metadata: format, model name, model config (JSON)
+                model.safetensors        weights; metadata: format, model name, model config (JSON),
+                                         sha256 of the tensors (checked on load)
                 checkpoint.safetensors   after each epoch: weights, optimizer state, RNG states;
-                                         metadata: epoch, history, optimizer/scheduler settings
+                                         metadata: epoch, history, optimizer/scheduler settings,
+                                         sha256 of the tensors (checked on resume)
                 history.csv / .json      one row per finished epoch
                 metrics.json             final figures (present only once the run has finished)
 
@@ -22,6 +24,7 @@ from mnistlab.runs.files import (
     HISTORY_JSON,
     METRICS,
     WEIGHTS,
+    RunProgress,
     new_run_dir,
     read_config,
     read_history,
@@ -29,6 +32,7 @@ from mnistlab.runs.files import (
     remove_partial_writes,
     resolve_resumable,
     resolve_run,
+    run_progress,
     write_config,
     write_history,
     write_metrics,
@@ -38,6 +42,7 @@ from mnistlab.runs.schema import Environment, HistoryRow, LoopSettings, RunConfi
 from mnistlab.runs.typed import JSONObject, JSONValue, SchemaError
 from mnistlab.runs.weights import (
     FORMAT,
+    UnverifiedWeightsWarning,
     load_model,
     read_safetensors,
     save_run,
@@ -48,11 +53,11 @@ from mnistlab.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "FORMAT", "HISTORY_CSV", "HISTORY_JSON",
     "METRICS", "PICTURE_PRESET", "WEIGHTS", "Checkpoint", "Environment", "HistoryRow",
-    "JSONObject", "JSONValue",
-    "LoopSettings", "RunConfig", "RunMetrics", "SchemaError", "best_run", "environment",
-    "find_best_run", "list_runs",
+    "JSONObject", "JSONValue", "LoopSettings", "RunConfig", "RunMetrics", "RunProgress",
+    "SchemaError", "UnverifiedWeightsWarning", "best_run", "environment", "find_best_run",
+    "list_runs",
     "load_checkpoint", "load_model", "new_run_dir", "read_config", "read_history",
     "read_metrics", "read_safetensors", "remove_partial_writes", "resolve_resumable",
-    "resolve_run", "save_checkpoint", "save_run", "save_weights", "weights_bytes",
-    "write_config", "write_history", "write_metrics",
+    "resolve_run", "run_progress", "save_checkpoint", "save_run", "save_weights",
+    "weights_bytes", "write_config", "write_history", "write_metrics",
 ]

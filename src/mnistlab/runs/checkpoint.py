@@ -18,7 +18,13 @@ from mnistlab.errors import UserError
 from mnistlab.runs.files import CHECKPOINT
 from mnistlab.runs.schema import HistoryRow
 from mnistlab.runs.typed import JSONObject, SchemaError
-from mnistlab.runs.weights import one_line, read_safetensors
+from mnistlab.runs.weights import (
+    SHA256,
+    check_sha256,
+    one_line,
+    read_safetensors,
+    tensors_sha256,
+)
 
 CHECKPOINT_FORMAT = "mnistlab-checkpoint-1"
 
@@ -58,6 +64,7 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
         "scheduler": json.dumps(ckpt.scheduler_state),
         "history": json.dumps([row.to_dict() for row in ckpt.history]),
         "extra": json.dumps(ckpt.extra),
+        SHA256: tensors_sha256(tensors),      # checked on resume: a damaged file is refused
     }
     atomic.write_bytes(Path(run_dir) / CHECKPOINT, safetensors_bytes(tensors, metadata=metadata))
 
@@ -72,6 +79,8 @@ def load_checkpoint(run_dir: str | os.PathLike[str]) -> Checkpoint:
     tensors, metadata = read_safetensors(path)
     if metadata.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{path} is not an mnistlab checkpoint")
+    check_sha256(path, tensors, metadata,
+                 "restore it from a copy, or remove it to train the run from its first epoch")
     try:
         model_state = {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}
         rng = {k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}

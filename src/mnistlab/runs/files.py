@@ -9,8 +9,10 @@ import csv
 import io
 import json
 import os
+import shlex
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -76,10 +78,48 @@ def resolve_resumable(run: str | os.PathLike[str]) -> Path:
     """The folder of a started run (config.json present; weights may not be, yet)."""
     path = Path(run).expanduser()
     if not path.is_dir():
-        raise UserError(f"cannot resume {str(run)!r}: no such run folder")
+        raise UserError(f"cannot resume {str(run)!r}: no such run folder; to start a run "
+                        "there, leave out --resume")
     if not (path / CONFIG).is_file():
-        raise UserError(f"cannot resume {path}: it is not an mnistlab run (no {CONFIG})")
+        raise UserError(f"cannot resume {path}: it is not an mnistlab run (no {CONFIG}); "
+                        "choose the folder of a run, or a new one without --resume")
     return path.resolve()
+
+
+@dataclass(frozen=True)
+class RunProgress:
+    """How far a training run got: finished once metrics.json is written."""
+
+    run_dir: Path
+    model: str
+    finished: bool
+    epochs_done: int                 # rows of history.json: epochs whose results were saved
+    epochs_planned: int
+
+    def resume_command(self) -> str:
+        return shlex.join(["mnistlab", "train", self.model, "--out", str(self.run_dir),
+                           "--resume"])
+
+    def note(self) -> str:
+        """One line for a command that uses an unfinished run."""
+        return (f"{self.run_dir} is unfinished ({self.epochs_done} of {self.epochs_planned} "
+                f"epochs); resume with `{self.resume_command()}`")
+
+
+def run_progress(run_dir: str | os.PathLike[str]) -> RunProgress | None:
+    """How far the ``mnistlab train`` run in ``run_dir`` got; None for a run that has no
+    training config to resume with (a ``loop`` run, weights saved by hand)."""
+    run_dir = Path(run_dir)
+    config = read_config(run_dir)
+    if config.kind != "train" or config.train is None:
+        return None
+    try:
+        done = len(read_history(run_dir))
+    except UserError:                # no epoch saved yet, or a damaged history
+        done = 0
+    return RunProgress(run_dir=run_dir, model=config.model,
+                       finished=(run_dir / METRICS).is_file(), epochs_done=done,
+                       epochs_planned=config.train.epochs)
 
 
 def remove_partial_writes(run_dir: Path) -> None:

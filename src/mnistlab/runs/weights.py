@@ -3,8 +3,10 @@ pickled; ``load_model`` rebuilds the architecture its metadata names."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -13,7 +15,7 @@ from safetensors.torch import save as safetensors_bytes
 from torch import nn
 
 from mnistlab import __version__, atomic
-from mnistlab.errors import UserError
+from mnistlab.errors import Note, UserError
 from mnistlab.models import build_model
 from mnistlab.runs.files import (
     WEIGHTS,
@@ -27,6 +29,43 @@ from mnistlab.runs.schema import HistoryRow, RunConfig, RunMetrics
 from mnistlab.runs.typed import JSONObject
 
 FORMAT = "mnistlab-model-1"          # metadata["format"] of model.safetensors
+SHA256 = "sha256"                    # metadata key: tensors_sha256 of the file's tensors
+
+
+class UnverifiedWeightsWarning(Note):
+    """A weights or checkpoint file written before mnistlab recorded a hash of its tensors: it
+    loads, but damage to its tensor bytes cannot be detected. The CLI prints it as a note."""
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 over each tensor's name, dtype, shape and bytes, in sorted name order.
+
+    Over the tensors rather than the file's bytes: it is the same whatever order or alignment
+    the safetensors writer chooses, and it can be computed before the file exists.
+    """
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update(f"{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        # bytes of any dtype (bf16 included) through a uint8 view; reshape handles 0-dim
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_sha256(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str],
+                 fix: str) -> bool:
+    """UserError if the recorded hash does not match the tensors; False (and an
+    UnverifiedWeightsWarning) when the file records none, True when it matched."""
+    recorded = metadata.get(SHA256)
+    if recorded is None:
+        warnings.warn(f"{path} carries no hash of its tensors (written before mnistlab "
+                      "recorded one), so damage to it cannot be detected",
+                      UnverifiedWeightsWarning, stacklevel=3)
+        return False
+    if tensors_sha256(tensors) != recorded:
+        raise UserError(f"{path} is damaged: its tensors do not match the SHA-256 recorded "
+                        f"when it was written; {fix}")
+    return True
 
 
 def _state_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -35,11 +74,14 @@ def _state_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor
 
 
 def weights_bytes(model: nn.Module, model_name: str, model_config: JSONObject) -> bytes:
-    """model.safetensors as bytes: the state dict, plus what is needed to rebuild the model."""
+    """model.safetensors as bytes: the state dict, what is needed to rebuild the model, and a
+    SHA-256 of the tensors that ``load_model`` checks."""
+    tensors = _state_tensors(model)
     metadata = {"format": FORMAT, "model": model_name,
                 "model_config": json.dumps(model_config, sort_keys=True),
-                "mnistlab": __version__, "torch": torch.__version__}
-    return safetensors_bytes(_state_tensors(model), metadata=metadata)
+                "mnistlab": __version__, "torch": torch.__version__,
+                SHA256: tensors_sha256(tensors)}
+    return safetensors_bytes(tensors, metadata=metadata)
 
 
 def save_weights(path: str | os.PathLike[str], model: nn.Module, model_name: str,
@@ -64,8 +106,10 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
 def load_model(run: str | os.PathLike[str]) -> nn.Module:
     """The trained model of a run folder (or of a model.safetensors file), in eval mode.
 
-    Raises UserError when the folder is not a run, the file is damaged, or the weights do not
-    fit the architecture that its metadata names.
+    Raises UserError when the folder is not a run, the file is damaged (its tensors do not
+    match the SHA-256 in its metadata), or the weights do not fit the architecture that its
+    metadata names. A file written before the hash was recorded loads with an
+    ``UnverifiedWeightsWarning``.
     """
     path = Path(run).expanduser()
     if path.is_file():
@@ -85,6 +129,8 @@ def load_model(run: str | os.PathLike[str]) -> nn.Module:
         model_config = json.loads(metadata.get("model_config", "{}"))
     except json.JSONDecodeError:
         raise UserError(f"{weights} has an unreadable model_config in its metadata") from None
+    check_sha256(weights, tensors, metadata,
+                 "re-train the run, or restore the file from a copy")
     model = build_model(name, **model_config)
     try:
         model.load_state_dict(tensors, strict=True)

@@ -28,6 +28,7 @@ class LoadedRun:
     config: runs.RunConfig
     precision: str            # as trained: fp32 | bf16
     dataset: str              # mnist | fashion-mnist
+    progress: runs.RunProgress | None = None   # how far training got (None: not a train run)
 
 
 def load_run(run: str | os.PathLike[str]) -> LoadedRun:
@@ -37,7 +38,8 @@ def load_run(run: str | os.PathLike[str]) -> LoadedRun:
     model = runs.load_model(run_dir)
     config = runs.read_config(run_dir)
     return LoadedRun(run_dir=run_dir, model=prepare_model(model, config.precision),
-                     config=config, precision=config.precision, dataset=config.dataset)
+                     config=config, precision=config.precision, dataset=config.dataset,
+                     progress=runs.run_progress(run_dir))
 
 
 @dataclass
@@ -49,12 +51,17 @@ class EvalResult:
     steps: int                # evaluation batches
     seconds: float
 
-    def to_dict(self) -> dict[str, str | int | float]:
+    def to_dict(self) -> dict[str, str | int | float | bool | None]:
         """What ``mnistlab evaluate --json`` prints."""
+        progress = self.run.progress
         return {"test_accuracy": self.test_accuracy, "test_loss": self.test_loss,
                 "model": self.run.config.model, "dataset": self.run.dataset,
                 "precision": self.run.precision, "test_images": self.test_images,
-                "seconds": round(self.seconds, 3), "run_dir": str(self.run.run_dir)}
+                "seconds": round(self.seconds, 3), "run_dir": str(self.run.run_dir),
+                # an unfinished run's model is that of its last saved epoch, not the final one
+                "finished": progress.finished if progress is not None else True,
+                "epochs_done": progress.epochs_done if progress is not None else None,
+                "epochs_planned": progress.epochs_planned if progress is not None else None}
 
 
 def evaluate_run(run: str | os.PathLike[str] | LoadedRun, *, test_limit: int = 0,
