@@ -43,7 +43,9 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     start = time.perf_counter()
     for step, (x, y) in enumerate(batches, 1):
         if augment_batch is not None:
-            x = augment_batch(x, augment, augment_generator)
+            # drawn from a CPU generator and warped there (the same images on every device);
+            # on the CPU .cpu() and .to() are no-ops
+            x = augment_batch(x.cpu(), augment, augment_generator).to(x.device)
         if engine is not None:                                         # fills the gradients
             loss, logits = engine.step(x, y, label_smoothing)
         else:
