@@ -161,6 +161,9 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
         assert r["images_per_cpu_second"] > 0 and r["ratio_vs_keras"] is None
     assert result["peak_gflops"]["fp32"] > 0
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
+    assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")
+    assert result["isa"]["torch_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert isinstance(result["isa"]["flags"], list)
 
 
 def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -172,6 +175,25 @@ def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["mean_test_accuracy"] == pytest.approx(
         sum(s["test_accuracy"] for s in result["seeds"]) / 2)
     assert result["data_seconds"] >= 0
+
+
+@pytest.mark.timeout(120)
+def test_speedrun_compare_adds_the_reference(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["speedrun", "--compare", "--seeds", "1", "--limit", "2000",
+                 "--test-limit", "500", "--threads", "1", "--json"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    rows = result["reference"]
+    assert [r["precision"] for r in rows] == ["fp32", "bf16"]
+    for r in rows:
+        assert [run["seed"] for run in r["runs"]] == [0]
+        assert r["mean_train_seconds"] > 0 and 0 < r["mean_test_accuracy"] <= 1
+    faster = min(r["mean_train_seconds"] for r in rows)
+    assert result["speedup_vs_reference"] == pytest.approx(
+        faster / result["mean_train_seconds"])
+    # the whole command covers at least its parts
+    assert result["command_seconds"] >= result["data_seconds"] + result["warmup_seconds"]
+    assert "speedup vs the reference" in out and "reference bf16" in out
 
 
 def test_speedrun_rejects_zero_seeds(capsys: pytest.CaptureFixture[str]) -> None:

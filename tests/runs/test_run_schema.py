@@ -54,7 +54,7 @@ def test_a_v0_1_0_run_writes_back_the_same_content(tmp_path: Path) -> None:
     # (the values that run trained with), each in its field's place
     rewritten, original = _json(tmp_path / runs.CONFIG), _json(V010 / runs.CONFIG)
     added = {k: v for k, v in rewritten["train"].items() if k not in original["train"]}
-    assert added == {"validation": 0}
+    assert added == {"validation": 0, "device": "auto"}
     assert {**rewritten, "train": {k: v for k, v in rewritten["train"].items()
                                    if k not in added}} == original
 
@@ -76,6 +76,26 @@ def test_a_v0_1_0_run_resumes(old_run: Path, capsys: pytest.CaptureFixture[str])
     assert out["test_accuracy"] == 0.7808 and out["epochs"] == 2
     assert _json(old_run / runs.CONFIG) == _json(V010 / runs.CONFIG)   # left as it was
     assert list(out) == list(_json(V010 / runs.METRICS))                # same keys, same order
+
+
+def test_environment_isa_and_device_are_optional() -> None:
+    # a 0.1.0 run has neither: they read as None and are not written back
+    env = runs.read_config(V010).environment
+    assert env is not None and env.isa is None and env.device is None
+    assert "isa" not in env.to_dict() and "device" not in env.to_dict()
+    fresh = runs.Environment.from_dict({"isa": ["avx2"], "device": "cpu"})
+    assert fresh.to_dict()["isa"] == ["avx2"] and fresh.to_dict()["device"] == "cpu"
+    with pytest.raises(runs.SchemaError):
+        runs.Environment.from_dict({"isa": "avx2"})
+
+
+def test_isa_flags_keep_the_ones_that_matter() -> None:
+    from mnistlab.runs.environment import isa_flags
+
+    x86 = "processor\t: 0\nflags\t\t: fpu sse4_2 avx2 avx512f amx_tile amx_bf16 avx512_bf16 ht\n"
+    assert isa_flags(x86) == ["sse4_2", "avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"]
+    assert isa_flags("Features\t: fp asimd sve bf16\n") == ["asimd", "sve", "bf16"]
+    assert isa_flags("no flags here") == []
 
 
 def test_unknown_keys_are_kept_and_written_back(tmp_path: Path) -> None:

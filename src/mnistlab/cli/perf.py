@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from mnistlab import console
 
@@ -47,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "help": "train on the first N training images only", "min": 1, "unset": 0,
         "max_of": "the training images",
         "unset_means": "all", "metavar": "N"})
+    flags.add_option(p, "--test-limit", int, default=0, meta={
+        "help": "evaluate on the first N test images only", "min": 1, "unset": 0,
+        "max_of": "the test images",
+        "unset_means": "all", "metavar": "N"})
+    p.add_argument("--compare", action="store_true",
+                   help="then train the published recipe (tuomaso/train_mnist_fast) typed "
+                        "into plain PyTorch, fp32 and bf16, same seeds and images; print the "
+                        "ratio")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=speedrun)
 
@@ -96,7 +105,7 @@ def speedrun(args: argparse.Namespace) -> int:
     checks.seed("--first-seed + --seeds - 1", args.first_seed + args.seeds - 1)
     # the recipe's batch must fit in the images --limit keeps, as in `mnistlab train`; from the
     # pinned counts, not by loading the data (the run times its own loading)
-    config = recipe(threads=args.threads, limit=args.limit)
+    config = recipe(threads=args.threads, limit=args.limit, test_limit=args.test_limit)
     counts = DATASETS[config.dataset].counts
     kept = min(args.limit, counts["train"]) if args.limit else counts["train"]
     # the recipe's batch size is no flag here: name it as what it is
@@ -108,14 +117,26 @@ def speedrun(args: argparse.Namespace) -> int:
                     f"({r['fit_cpu_seconds']:.2f} CPU-s), "
                     f"test accuracy {100 * r['test_accuracy']:.2f}%")
 
+    def on_reference(s: Any) -> None:
+        console.say(f"reference {s.precision:4}: mean {100 * s.mean_test_accuracy:.2f}% in "
+                    f"{s.mean_train_seconds:.2f} s of training over {len(s.runs)} seed(s)")
+
     result = run_speedrun(args.seeds, first_seed=args.first_seed, threads=args.threads,
-                          limit=args.limit, on_seed=on_seed)
-    console.say(f"mean {100 * result['mean_test_accuracy']:.2f}% "
+                          limit=args.limit, test_limit=args.test_limit, on_seed=on_seed,
+                          compare=args.compare, on_reference=on_reference)
+    console.say(f"mnistlab      : mean {100 * result['mean_test_accuracy']:.2f}% "
                 f"+- {100 * result['std_test_accuracy']:.2f} in "
                 f"{result['mean_train_seconds']:.2f} +- {result['std_train_seconds']:.2f} s "
                 f"of training; data {result['data_seconds']:.2f} s, warm-up "
                 f"{result['warmup_seconds']:.2f} s, process start "
                 f"{result['process_start_seconds']} s; load average {result['load_average']}")
+    if args.compare:
+        ratio = result["speedup_vs_reference"]
+        shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
+        console.say(f"speedup vs the reference ({result['reference_fastest_precision']}, the "
+                    f"faster of fp32 and bf16): {shown} (its warm-up "
+                    f"{result['reference_warmup_seconds']:.2f} s, untimed)")
+    console.say(f"whole command: {result['command_seconds']} s from process start")
     if args.json:
         console.emit_json(result)
     return 0

@@ -56,6 +56,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="average the probabilities of these runs (and RUN, if given)")
     flags.add_option(p, "--threads", int, default=0,
                      meta={"help": "torch threads (0: all cores)", "min": 0, "cores": True})
+    # the same choices as TrainConfig.device (mnistlab.train.device.DEVICES; not imported
+    # here: it imports torch)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+                   help="where to evaluate one run: auto (cuda, else mps, else cpu), cpu, cuda "
+                        "or mps; the weights load on the CPU, then move (--ensemble: the CPU)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate)
 
@@ -92,6 +97,7 @@ def train(args: argparse.Namespace) -> int:
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
+    from mnistlab.train.device import resolve_device
     from mnistlab.train.fit import TrainingInterrupted, fit
 
     resume = args.resume
@@ -119,6 +125,7 @@ def train(args: argparse.Namespace) -> int:
         config = build_config(args)
         label = flags.label_for(TrainConfig, positional={"model": "MODEL"})
         validate(config, label)
+        resolve_device(config.device)       # --device cuda without one fails before any write
         # an unknown or missing dataset, or a batch larger than the data, fails before anything
         # is written
         x_train, _, x_test, _ = load_tensors(config)
@@ -158,12 +165,14 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train.callbacks import eval_line
-    from mnistlab.train.evaluation import evaluate_run
+    from mnistlab.train.device import resolve_device
+    from mnistlab.train.evaluation import evaluate_run, load_run
 
+    device = resolve_device(args.device)
     run_dir = _best_or(args.run)
     if args.threads:
         torch.set_num_threads(args.threads)
-    result = evaluate_run(run_dir)
+    result = evaluate_run(load_run(run_dir, device))
     _note_if_unfinished(result.run.progress)
     console.say(eval_line({"steps": result.steps, "seconds": result.seconds,
                            "test_accuracy": result.test_accuracy,

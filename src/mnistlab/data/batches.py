@@ -47,7 +47,8 @@ class Batches:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.x)
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator)
+            # drawn on the CPU generator (the same order on every device), used where x lives
+            order = torch.randperm(n, generator=self.generator).to(self.x.device)
             for i in range(len(self)):
                 idx = order[i * self.batch_size:(i + 1) * self.batch_size]
                 yield self.x.index_select(0, idx), self.y.index_select(0, idx)

@@ -38,6 +38,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnistlab.data import load_dataset
 from mnistlab.machine import load_average, openmp_wait
 from mnistlab.models import build_model
+from mnistlab.perf.cpu import machine_facts
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
@@ -232,7 +233,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
         "load_average": load_average(), "openmp_wait": openmp_wait(),
-    }
+    } | machine_facts().to_dict()                  # cpu_model, isa, auto_engine
 
 
 def _repository_root() -> Path:

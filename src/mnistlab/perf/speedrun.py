@@ -9,7 +9,13 @@ evaluation included): on a machine shared with other jobs, wall seconds grow wit
 but CPU seconds barely do, so it bounds what the recipe costs on an idle machine.
 Reported apart: process start (interpreter + imports, up to the call), data loading (cache
 to tensors, once), and one warm-up (a few steps on 512 images, so that oneDNN's kernel
-selection does not land in the first seed's time).
+selection does not land in the first seed's time). ``command_seconds`` is the honest total:
+wall seconds from the process's start to the end of the call, everything included.
+
+``compare=True`` then trains the published recipe typed into plain PyTorch eager
+(mnistlab.perf.reference) for the same seeds and images, in fp32 and in bf16, each after its
+own untimed warm-up; ``speedup_vs_reference`` is the faster reference row's mean training
+seconds over mnistlab's.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ from typing import Any
 import torch
 
 from mnistlab.machine import load_average
+from mnistlab.perf.reference import PRECISIONS as REFERENCE_PRECISIONS
+from mnistlab.perf.reference import ReferenceSummary, run_reference, train_reference
+from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
 from mnistlab.train.fit import fit
@@ -52,9 +61,11 @@ def recipe(**overrides: Any) -> TrainConfig:
 
 
 def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit: int = 0,
-                 test_limit: int = 0, warmup: bool = True, on_seed: Any = None
-                 ) -> dict[str, Any]:
-    """Train the recipe once per seed; ``on_seed(row)`` is called after each."""
+                 test_limit: int = 0, warmup: bool = True, on_seed: Any = None,
+                 compare: bool = False, on_reference: Any = None) -> dict[str, Any]:
+    """Train the recipe once per seed; ``on_seed(row)`` is called after each. ``compare``:
+    then the reference recipe in fp32 and bf16 (``on_reference(summary)`` after each)."""
+    call_start = time.perf_counter()
     process_start = seconds_since_process_start()
     config = recipe(threads=threads, limit=limit, test_limit=test_limit)
 
@@ -83,7 +94,7 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
 
     acc = [r["test_accuracy"] for r in rows]
     sec = [r["train_seconds"] for r in rows]
-    return {
+    result: dict[str, Any] = {
         "seeds": rows,
         "mean_test_accuracy": statistics.fmean(acc),
         "std_test_accuracy": statistics.stdev(acc) if len(acc) > 1 else 0.0,
@@ -104,4 +115,42 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         "threads": threads or torch.get_num_threads(),
         "train_images": limit or 60000,
         "load_average": load_average(),
+    }
+    if compare:
+        result |= compare_with_reference(statistics.fmean(sec), seeds, first_seed=first_seed,
+                                         threads=threads, limit=limit, test_limit=test_limit,
+                                         warmup=warmup, on_reference=on_reference)
+    # from the process's start where /proc tells it, else from this call's
+    end = seconds_since_process_start()
+    result["command_seconds"] = (end if end is not None
+                                 else round(time.perf_counter() - call_start, 3))
+    return result
+
+
+def compare_with_reference(mean_train_seconds: float, seeds: int, *, first_seed: int = 0,
+                           threads: int = 0, limit: int = 0, test_limit: int = 0,
+                           warmup: bool = True, on_reference: Any = None) -> dict[str, Any]:
+    """The reference recipe in each precision for the same seeds; ``reference`` (one row per
+    precision), ``speedup_vs_reference`` (the faster row's mean seconds / ours) and the
+    reference's own untimed warm-up."""
+    summaries: list[ReferenceSummary] = []
+    warmup_seconds = 0.0
+    for precision in REFERENCE_PRECISIONS:
+        if warmup:                  # as for mnistlab's side: kernel selection is not timed
+            start = time.perf_counter()
+            with torch_threads(threads):
+                train_reference(10_000, precision, limit=512, test_limit=256)
+            warmup_seconds += time.perf_counter() - start
+        summary = run_reference(seeds, precision, first_seed=first_seed, threads=threads,
+                                limit=limit, test_limit=test_limit)
+        summaries.append(summary)
+        if on_reference is not None:
+            on_reference(summary)
+    faster = min(summaries, key=lambda s: s.mean_train_seconds)
+    return {
+        "reference": [s.to_dict() for s in summaries],
+        "reference_fastest_precision": faster.precision,
+        "speedup_vs_reference": (faster.mean_train_seconds / mean_train_seconds
+                                 if mean_train_seconds > 0 else None),
+        "reference_warmup_seconds": round(warmup_seconds, 3),
     }

@@ -46,12 +46,13 @@ def save_checkpoint(run_dir: Path, ckpt: Checkpoint) -> None:
     """One atomic safetensors file: tensors by prefix, everything else as JSON metadata."""
     tensors: dict[str, torch.Tensor] = {}
     for k, v in ckpt.model_state.items():
-        tensors[f"model.{k}"] = v.detach().contiguous().clone()
+        # .cpu(): a GPU run's checkpoint is written from the CPU side, as a CPU run's
+        tensors[f"model.{k}"] = v.detach().cpu().contiguous().clone()
     opt_scalars: dict[str, dict[str, Any]] = {}
     for idx, state in ckpt.optimizer_state["state"].items():
         for key, value in state.items():
             if isinstance(value, torch.Tensor):
-                tensors[f"optimizer.{idx}.{key}"] = value.detach().contiguous().clone()
+                tensors[f"optimizer.{idx}.{key}"] = value.detach().cpu().contiguous().clone()
             else:
                 opt_scalars.setdefault(str(idx), {})[key] = value
     for name, state in ckpt.rng.items():

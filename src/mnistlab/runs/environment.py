@@ -13,9 +13,33 @@ from mnistlab import __version__
 from mnistlab.machine import openmp_wait
 from mnistlab.runs.schema import Environment
 
+# The CPU flags that decide which kernels PyTorch (oneDNN) and mnistlab.fused can use, in
+# /proc/cpuinfo's spelling; the rest of the flags line is noise for this purpose.
+ISA_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx_vnni", "avx512f", "avx512bw",
+             "avx512vl", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16",
+             "amx_int8", "amx_fp16", "asimd", "sve", "sve2", "bf16", "i8mm")
 
-def environment(threads: int | None = None) -> Environment:
-    """Versions and machine facts that decide whether a run can be repeated bit for bit."""
+
+def isa_flags(cpuinfo: str | None = None) -> list[str]:
+    """The ISA_FLAGS this CPU has (first ``flags`` / ``Features`` line of /proc/cpuinfo, or
+    the text given), in ISA_FLAGS's order; [] where /proc/cpuinfo cannot be read."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return []
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):       # x86 | arm64
+            present = set(value.split())
+            return [flag for flag in ISA_FLAGS if flag in present]
+    return []
+
+
+def environment(threads: int | None = None, *, device: str | None = None) -> Environment:
+    """Versions and machine facts that decide whether a run can be repeated bit for bit;
+    ``device``: what the run trained on (mnistlab.train.device.describe)."""
     wait = openmp_wait()
     return Environment(
         mnistlab=__version__,
@@ -30,6 +54,8 @@ def environment(threads: int | None = None) -> Environment:
         threads=threads if threads is not None else torch.get_num_threads(),
         omp_wait_policy=wait["omp_wait_policy"],
         gomp_spincount=wait["gomp_spincount"],
+        isa=isa_flags(),
+        device=device,
     )
 
 

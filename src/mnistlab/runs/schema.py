@@ -72,10 +72,14 @@ class Environment:
     threads: int = 0                       # torch intra-op threads the run used
     omp_wait_policy: str | None = None     # OMP_WAIT_POLICY in force (None: unset)
     gomp_spincount: str | None = None      # GOMP_SPINCOUNT in force (None: unset)
+    # Added after 0.1.0, written only when known (older runs read as None): the CPU's ISA
+    # flags that decide the kernels (avx2, avx512_bf16, amx_tile, ...) and the device trained on
+    isa: list[str] | None = None
+    device: str | None = None              # cpu | mps | cuda:0 (its name)
     extra: JSONObject = field(default_factory=dict)
 
     def to_dict(self) -> JSONObject:
-        return _ordered(self, _names(Environment))
+        return _ordered(self, _names(Environment), omit_none=frozenset({"isa", "device"}))
 
     @classmethod
     def from_dict(cls, data: JSONValue) -> Environment:

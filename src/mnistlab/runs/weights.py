@@ -70,7 +70,9 @@ def check_sha256(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
 
 def _state_tensors(model: nn.Module, prefix: str = "") -> dict[str, torch.Tensor]:
     # safetensors needs contiguous, unshared tensors; channels_last weights are not contiguous.
-    return {prefix + k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
+    # .cpu(): a model trained on a GPU is saved from the CPU side (no copy for a CPU model).
+    return {prefix + k: v.detach().cpu().contiguous().clone()
+            for k, v in model.state_dict().items()}
 
 
 def weights_bytes(model: nn.Module, model_name: str, model_config: JSONObject) -> bytes:

@@ -108,13 +108,15 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
 
 def model_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
                  batch_size: int = 1000) -> np.ndarray:
-    """(N, 10) float32 logits of ``model`` on x (N, 1, 28, 28)."""
+    """(N, 10) float32 logits of ``model`` on x (N, 1, 28, 28), wherever the model lives
+    (batches go to its device, logits come back to the CPU)."""
+    device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     out = []
-    with torch.inference_mode(), autocast(precision):
+    with torch.inference_mode(), autocast(precision, device.type):
         for i in range(0, len(x), batch_size):
-            out.append(model(x[i:i + batch_size]).float())
+            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
     model.train(was_training)
     return torch.cat(out).numpy()
 

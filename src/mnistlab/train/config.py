@@ -18,6 +18,7 @@ from mnistlab.data.augment import augment_batch
 from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
 from mnistlab.models import available, build_model
+from mnistlab.train.device import DEVICES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
@@ -81,6 +82,11 @@ class TrainConfig:
     engine: str = field(default="auto", metadata={
         "help": "fused: hand-written bf16 step for the cnn family; autograd; auto: fused "
                 "where it applies", "choices": ENGINES})
+    # auto: cuda, else mps, else cpu (mnistlab.train.device); the resolved device is recorded
+    # in config.json's environment
+    device: str = field(default="auto", metadata={
+        "help": "where to train: auto (cuda, else mps, else cpu), cpu, cuda or mps",
+        "choices": DEVICES})
     # torch intra-op threads; 0: PyTorch's default (all cores)
     threads: int = field(default=0, metadata={"help": "torch threads (0: all cores)",
                                               "min": 0, "cores": True})

@@ -36,6 +36,7 @@ from mnistlab.train.build import build, make_optimizer, make_scheduler
 from mnistlab.train.calibration import Calibration, calibrate, save_calibration
 from mnistlab.train.config import TrainConfig, validate
 from mnistlab.train.data import load_tensors, load_validation
+from mnistlab.train.device import describe, resolve_device, to_device
 from mnistlab.train.phases import TrainingDiverged, evaluate, train_one_epoch
 from mnistlab.train.precision import make_engine, prepare_model, resolve_engine, resolve_precision
 from mnistlab.train.resume import check_resumable, restore, save_epoch
@@ -112,11 +113,14 @@ def fit(config: TrainConfig, run_dir: str | Path | None = None, *, resume: bool 
 def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
          callbacks: list[Callback], command: str | None) -> FitResult:
     # -- prepare
-    x_train, y_train, x_test, y_test = load_tensors(config)
-    model, model_config = build(config)
-    precision = resolve_precision(config, model)
+    device = resolve_device(config.device)
+    # on a GPU the data is moved once and stays resident; on the CPU these are the same tensors
+    x_train, y_train, x_test, y_test = to_device(device, *load_tensors(config))
+    model, model_config = build(config)              # initialised on the CPU: same weights
+    model = model.to(device)
+    precision = resolve_precision(config, model, device.type)
     model = prepare_model(model, precision)
-    engine_name = resolve_engine(config, model, precision)
+    engine_name = resolve_engine(config, model, precision, device.type)
     warmup = time.perf_counter()
     engine = make_engine(engine_name, model)
     warmup = time.perf_counter() - warmup
@@ -145,7 +149,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
         runs.write_config(run_dir, runs.RunConfig(
             model=config.model, model_config=model_config, precision=precision,
             engine=engine_name, threads=info.threads, parameters=info.parameters,
-            train=config, environment=runs.environment(info.threads),
+            train=config, environment=runs.environment(info.threads, device=describe(device)),
             created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command))
     for cb in callbacks:
         cb.model, cb.optimizer = model, optimizer
@@ -163,7 +167,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                     model, batches, optimizer, precision=precision,
                     label_smoothing=config.label_smoothing, scheduler=scheduler,
                     augment=config.augment, augment_generator=augment_generator,
-                    on_step=_fan_out(callbacks), engine=engine)
+                    on_step=_fan_out(callbacks), engine=engine, device=device.type)
             except TrainingDiverged as exc:
                 for cb in callbacks:
                     cb.on_train_end(None)
@@ -174,7 +178,8 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             this_epoch: dict[str, float] = {}
             if config.eval_each_epoch or epoch == config.epochs:
                 test = this_epoch = evaluate(model, x_test, y_test, precision=precision,
-                                             batch_size=config.eval_batch_size)
+                                             batch_size=config.eval_batch_size,
+                                             device=device.type)
             row = _history_row(epoch, train, this_epoch, optimizer)
             history.append(row)
             if run_dir is not None:
@@ -192,7 +197,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     # -- finish
     if not test:  # resumed a run whose last epoch had finished: evaluate once more
         test = evaluate(model, x_test, y_test, batch_size=config.eval_batch_size,
-                        precision=precision)
+                        precision=precision, device=device.type)
     calibration = None
     if config.validation:  # fitted on the held-out images, before metrics.json marks the end
         calibration = calibrate(model, *load_validation(config), precision=precision)

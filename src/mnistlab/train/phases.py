@@ -30,7 +30,8 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
                     precision: str = "fp32", label_smoothing: float = 0.0,
                     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
                     augment: str = "none", augment_generator: torch.Generator | None = None,
-                    on_step: Any = None, engine: Any = None) -> dict[str, float]:
+                    on_step: Any = None, engine: Any = None, device: str = "cpu"
+                    ) -> dict[str, float]:
     """One pass over ``batches``; returns the running mean loss and accuracy, as Keras reports.
 
     ``engine`` (a ``mnistlab.fused`` step) replaces the forward, loss and backward when given.
@@ -42,11 +43,13 @@ def train_one_epoch(model: nn.Module, batches: Batches, optimizer: torch.optim.O
     start = time.perf_counter()
     for step, (x, y) in enumerate(batches, 1):
         if augment_batch is not None:
-            x = augment_batch(x, augment, augment_generator)
+            # drawn from a CPU generator and warped there (the same images on every device);
+            # on the CPU .cpu() and .to() are no-ops
+            x = augment_batch(x.cpu(), augment, augment_generator).to(x.device)
         if engine is not None:                                         # fills the gradients
             loss, logits = engine.step(x, y, label_smoothing)
         else:
-            with autocast(precision):
+            with autocast(precision, device):
                 logits = model(x)                                      # (B, 10)
                 loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         loss_value = loss.item()
@@ -77,13 +80,14 @@ def _eval_batches(x: torch.Tensor, batch_size: int) -> Iterator[torch.Tensor]:
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 32,
-             precision: str = "fp32") -> dict[str, float]:
-    """Mean cross-entropy and accuracy of ``model`` on (x, y); x float (N, 1, 28, 28) in [0, 1]."""
+             precision: str = "fp32", device: str = "cpu") -> dict[str, float]:
+    """Mean cross-entropy and accuracy of ``model`` on (x, y); x float (N, 1, 28, 28) in [0, 1].
+    ``device``: the device type that model and tensors are on (for autocast)."""
     was_training = model.training
     model.eval()
     loss_sum, correct = 0.0, 0
     start = time.perf_counter()
-    with torch.inference_mode(), autocast(precision):
+    with torch.inference_mode(), autocast(precision, device):
         for i, xb in enumerate(_eval_batches(x, batch_size)):
             yb = y[i * batch_size:i * batch_size + len(xb)]
             logits = model(xb).float()

@@ -17,6 +17,9 @@ from mnistlab.errors import UserError
 from mnistlab.train.config import TrainConfig
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler
+# Settings a run may be resumed with changed: they decide where and how fast, not what is
+# trained (a run started on a GPU may continue on the CPU).
+RESUMABLE_ACROSS = frozenset({"threads", "device"})
 
 
 def save_epoch(run_dir: Path, model_name: str, model_config: runs.JSONObject, model: nn.Module,
@@ -43,7 +46,7 @@ def check_resumable(config: TrainConfig, run_dir: Path) -> None:
     # one this version does not know (train_extra) differs from anything we could run.
     saved: dict[str, object] = asdict(record.train) | record.train_extra
     diff = sorted(k for k in set(saved) | set(mine)
-                  if k != "threads" and saved.get(k) != mine.get(k))
+                  if k not in RESUMABLE_ACROSS and saved.get(k) != mine.get(k))
     if diff:
         shown = ", ".join(f"{k}={saved.get(k)!r} (now {mine.get(k)!r})" for k in diff)
         raise UserError(f"cannot resume {run_dir}: it was started with different settings: "

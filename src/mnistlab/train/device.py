@@ -1,0 +1,63 @@
+"""Which device a run trains or evaluates on: ``--device auto|cpu|cuda|mps``.
+
+    device = resolve_device("auto")     # torch.device: cuda if present, else mps, else cpu
+    describe(device)                    # "cpu" | "cuda:0 (NVIDIA H200)" (config.json records it)
+
+On a GPU the data is moved to the device once and kept there (MNIST is 200 MB in fp32), the
+model lives there, and autocast runs on the device's type; the fused engine is CPU-only
+(mnistlab.train.precision.resolve_engine). On the CPU nothing differs from a run without
+the flag.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mnistlab.errors import UserError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+def available(kind: str) -> bool:
+    """Whether this machine (and this torch build) can run on ``kind``."""
+    if kind == "cpu":
+        return True
+    if kind == "cuda":
+        return torch.cuda.is_available()
+    if kind == "mps":
+        return _mps_available()
+    return False
+
+
+def resolve_device(name: str, label: str = "--device") -> torch.device:
+    """``auto`` -> cuda if available, else mps, else cpu; an explicit device that this machine
+    lacks is a UserError (raised before anything is written)."""
+    if name == "auto":
+        kind = next(k for k in ("cuda", "mps", "cpu") if available(k))
+        return torch.device(kind)
+    if name not in DEVICES:
+        raise UserError(f"{label} must be one of {', '.join(DEVICES)}, got {name!r}")
+    if not available(name):
+        raise UserError(f"{label} {name}: no {name.upper()} device on this machine "
+                        f"(torch {torch.__version__}); use --device cpu or auto")
+    return torch.device(name)
+
+
+def describe(device: torch.device) -> str:
+    """What config.json records: ``cpu``, ``mps``, or ``cuda:0 (its name)``."""
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
+    return device.type
+
+
+def to_device(device: torch.device, *tensors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The tensors on ``device``; on the CPU the very same tensors (no copy)."""
+    if device.type == "cpu":
+        return tensors
+    return tuple(t.to(device) for t in tensors)
