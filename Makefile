@@ -93,7 +93,7 @@ test: setup-dev test-data
 	$(BIN)/python -m pytest
 
 lint: setup-dev
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests notebooks
 
 # dev is resolved first; core is then resolved with dev's pins as its starting point, so the two
 # locks agree on every package they share. Each is written to a temp file and moved into place.

@@ -1,0 +1,98 @@
+"""mnistlab.api: train() writes a run like `mnistlab train`, and Run gives back its files, its
+evaluation, its predictions and its figure (small: 500 images, one epoch, one thread)."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from PIL import Image
+
+import mnistlab.api as lab
+from mnistlab import runs
+from mnistlab.data import load_dataset
+from mnistlab.errors import UserError
+
+SMALL = {"limit": 500, "test_limit": 200, "epochs": 1, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def fc_run(tmp_path_factory: pytest.TempPathFactory) -> lab.Run:
+    return lab.train("fc", out=tmp_path_factory.mktemp("api") / "fc", verbose=False, **SMALL)
+
+
+def test_train_writes_a_run_with_the_seed_preset(fc_run: lab.Run) -> None:
+    assert (fc_run.path / runs.WEIGHTS).is_file()
+    assert fc_run.config.train is not None
+    assert fc_run.config.train.preset == "seed" and fc_run.config.train.lr == 0.1  # seed's fc
+    assert fc_run.config.train.limit == 500
+    assert [row.epoch for row in fc_run.history] == [1]
+    assert fc_run.metrics.train_images == 500 and fc_run.metrics.test_images == 200
+    assert "fc" in repr(fc_run) and "test_accuracy=" in repr(fc_run)
+
+
+def test_verbose_prints_the_keras_lines(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.train("fc", out=tmp_path / "run", verbose=True, **SMALL)
+    out = capsys.readouterr().out
+    assert "fc: 101,770 parameters, 500 training images" in out
+    assert "Epoch 1/1  8/8" in out and "val_accuracy:" in out
+
+
+def test_load_run_reads_the_same_run(fc_run: lab.Run) -> None:
+    again = lab.load_run(fc_run.path)
+    assert again.metrics == fc_run.metrics
+    assert again.history == fc_run.history
+
+
+def test_evaluate_matches_the_runs_own_metrics(fc_run: lab.Run) -> None:
+    result = fc_run.evaluate(test_limit=200)
+    assert result.test_images == 200 and result.steps == 7   # 200 images in batches of 32
+    assert result.test_accuracy == pytest.approx(fc_run.metrics.test_accuracy)
+    assert result.test_loss == pytest.approx(fc_run.metrics.test_loss, rel=1e-5)
+    assert str(result).startswith("7/7  ")
+
+
+def test_predict_takes_arrays_pil_images_and_png_bytes(fc_run: lab.Run, tmp_path: Path) -> None:
+    images, _ = load_dataset("mnist", "test")
+    from_uint8 = fc_run.predict(images[0])
+    from_float = fc_run.predict(images[0] / 255.0)
+    assert from_uint8.probabilities == pytest.approx(from_float.probabilities, abs=1e-6)
+    assert sum(from_uint8.probabilities) == pytest.approx(1.0)
+    assert from_uint8.digit == int(np.argmax(fc_run.probabilities(images[:1])[0]))
+    # A picture: dark ink on white paper, larger than 28x28, through MNIST's preprocessing.
+    picture = Image.fromarray(255 - np.kron(images[0], np.ones((4, 4), dtype=np.uint8)))
+    buf = io.BytesIO()
+    picture.save(buf, format="PNG")
+    path = tmp_path / "digit.png"
+    path.write_bytes(buf.getvalue())
+    for source in (picture, buf.getvalue(), path, str(path)):
+        prediction = fc_run.predict(source)
+        assert prediction.pre.inverted                      # dark ink was made bright
+        assert len(prediction.top) == 3 and 0 <= prediction.digit <= 9
+
+
+def test_predict_refuses_what_is_no_image(fc_run: lab.Run) -> None:
+    with pytest.raises(UserError, match="one grayscale image"):
+        fc_run.predict(np.zeros((2, 28, 28)))
+    with pytest.raises(UserError, match=r"\[0, 1\]"):
+        fc_run.predict(np.full((28, 28), 3.0))
+
+
+def test_plot_returns_learning_curves(fc_run: lab.Run) -> None:
+    fig = fc_run.plot()
+    assert isinstance(fig, Figure)
+    for ax in fig.axes:                                  # accuracy, loss
+        assert {line.get_label() for line in ax.get_lines()} == {"FC train", "FC test"}
+
+
+def test_train_refuses_bad_settings_before_writing(tmp_path: Path, fc_run: lab.Run) -> None:
+    with pytest.raises(UserError, match="unknown training setting"):
+        lab.train("fc", out=tmp_path / "a", verbose=False, epoch=1)
+    with pytest.raises(UserError, match="already holds a run"):
+        lab.train("fc", out=fc_run.path, verbose=False, **SMALL)
+    with pytest.raises(UserError, match="preset 'seed' has no recipe"):
+        lab.train("speedrun", out=tmp_path / "b", verbose=False, **SMALL)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
