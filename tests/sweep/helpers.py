@@ -41,7 +41,7 @@ def reference_metrics(spec_dict: dict, trial_id: str, out: Path) -> dict:
     from mnistlab.train.fit import fit
 
     trial = next(t for t in SweepSpec.from_dict(spec_dict).trials() if t.id == trial_id)
-    return fit(trial.config, out).metrics
+    return fit(trial.config, out).metrics.to_dict()
 
 
 SAME = ("test_accuracy", "test_loss", "train_accuracy", "train_loss", "epochs")

@@ -187,7 +187,10 @@ def test_ctrl_c_exits_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "mnistlab", "train", "fc", "--limit", "20000", "--test-limit",
          "100", "--epochs", "1000", "--threads", "1", "--out", str(out)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        # a Ctrl-C must reach it as in a terminal: an earlier test's library (Ray's driver)
+        # may leave SIGINT ignored in this process, and children inherit that
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 90
     while not (out / runs.CHECKPOINT).exists() and time.monotonic() < deadline:
         time.sleep(0.1)

@@ -1,7 +1,6 @@
 """The shapes every model shares: 28x28 single-channel images in, ten class logits out.
 
-No torch here: the data package (which checks labels against ``NUM_CLASSES``) and the report's
-numpy-only analysis import these too.
+No torch at import here: the report's numpy-only analysis imports these too.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from mnistlab.inference.preprocess import (
     UnsupportedFormat,
     to_png,
 )
-from mnistlab.serve.guard import CLOSED_SLOW
+from mnistlab.serve.guard import CLOSED_SLOW, release_memory
 from mnistlab.serve.lab import lab_router
 
 STATIC = Path(__file__).parent / "static"
@@ -268,8 +268,6 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
             return _predict_payload(predictor, data)
         finally:
             if _declared_pixels(data) >= TRIM_AFTER_PIXELS:
-                from mnistlab.serve.guard import release_memory
-
                 release_memory()
 
     @app.get("/", include_in_schema=False)

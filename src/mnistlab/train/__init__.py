@@ -1,10 +1,9 @@
 """Training: one typed config, presets, a loop in named phases, numbers returned, not printed.
 
-    config = TrainConfig(model="cnn", **preset_overrides("seed", "cnn"))
-    result = fit(config, run_dir)                 # trains, checkpoints each epoch, writes the run
-    evaluate(model, x, y)                         # {"test_loss": ..., "test_accuracy": ...}
-    predict_proba(model, images)                  # np.ndarray (N, 10), rows sum to 1
-    evaluate_run("runs/cnn-seed-s0")              # a saved run on its own test set
+    config = TrainConfig(model="cnn", **preset_overrides("seed", "cnn"))   # train.config
+    result = fit(config, run_dir)       # train.fit: trains, checkpoints each epoch, writes it
+    evaluate(model, x, y)               # train.phases: {"test_loss": ..., "test_accuracy": ...}
+    evaluate_run(load_run(run_dir))     # train.evaluation: a saved run on its own test set
 
 Modules: ``config`` (TrainConfig and its validation), ``presets`` (named recipes), ``data``
 (a dataset's tensors), ``build`` (model, optimizer, schedule), ``precision`` (precision and

@@ -1,5 +1,5 @@
 """What decides a training run: ``TrainConfig`` (written into config.json as ``train``), its
-allowed values and its validation. ``mnistlab.train`` re-exports all of it.
+allowed values and its validation.
 
 Each field's help, allowed values and bounds live in its metadata (see ``mnistlab.checks``):
 ``validate`` checks them and ``mnistlab train``'s flags are generated from them.
