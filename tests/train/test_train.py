@@ -151,8 +151,9 @@ def test_evaluate_and_predict_proba_agree() -> None:
 
 
 def test_keras_style_lines() -> None:
-    row = {"epoch": 1, "steps": 938, "seconds": 4.6, "train_accuracy": 0.84671,
-           "train_loss": 0.56671, "test_accuracy": 0.9, "test_loss": 0.3}
+    row = runs.HistoryRow.from_dict({"epoch": 1, "steps": 938, "seconds": 4.6,
+                                     "train_accuracy": 0.84671, "train_loss": 0.56671,
+                                     "test_accuracy": 0.9, "test_loss": 0.3})
     assert epoch_line(row, 5) == ("Epoch 1/5  938/938  5s  5ms/step  accuracy: 0.8467  "
                                   "loss: 0.5667  val_accuracy: 0.9000  val_loss: 0.3000")
     line = eval_line({"steps": 313, "seconds": 1.2, "test_accuracy": 0.9689, "test_loss": 0.1065})

@@ -19,7 +19,6 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
 
 from mnistlab import checks, console, runs
 from mnistlab.errors import UserError
@@ -203,8 +202,8 @@ def _command(cfg: ReportConfig) -> str:
 
 # --- the training stage: one model, one seed ------------------------------------------------
 
-def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
-    """Whether ``run_dir`` is a finished run trained with ``settings`` (thread count aside)."""
+def _finished_with(run_dir: Path, config: TrainConfig) -> bool:
+    """Whether ``run_dir`` is a finished run trained with ``config`` (thread count aside)."""
     if not (run_dir / runs.METRICS).is_file() or not (run_dir / runs.WEIGHTS).is_file():
         return False
     try:
@@ -213,8 +212,8 @@ def _finished_with(run_dir: Path, settings: dict[str, Any]) -> bool:
         return False
     if train is None:
         return False
-    saved = asdict(train)
-    return all(saved.get(k) == v for k, v in settings.items() if k != "threads")
+    saved, wanted = asdict(train), asdict(config)
+    return all(saved.get(k) == v for k, v in wanted.items() if k != "threads")
 
 
 def _seed_config(model: str, seed: int, cfg: ReportConfig) -> TrainConfig:
@@ -229,7 +228,7 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
            runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
     config = _seed_config(model, seed, cfg)
     run_dir = runs_root / f"{model}-seed{seed}"
-    if cfg.reuse and _finished_with(run_dir, asdict(config)):
+    if cfg.reuse and _finished_with(run_dir, config):
         # In the memory layout it trained in, so the same kernels give the same numbers.
         loaded = load_run(run_dir)
         precision, trained = loaded.precision, loaded.model
@@ -242,8 +241,8 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
     probs = predict_proba(trained, data.x_test, precision=precision)
     train_eval = evaluate(trained, data.x_train, data.y_train, precision=precision)
     return Trained(model=model, seed=seed, run_dir=run_dir,
-                   metrics=runs.read_metrics(run_dir).to_dict(),
-                   history=[row.to_dict() for row in runs.read_history(run_dir)], probs=probs,
+                   metrics=runs.read_metrics(run_dir), history=runs.read_history(run_dir),
+                   probs=probs,
                    train_eval={"accuracy": train_eval["test_accuracy"],
                                "loss": train_eval["test_loss"]})
 

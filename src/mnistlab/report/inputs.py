@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from mnistlab.data import load_dataset
+from mnistlab.runs import HistoryRow, RunMetrics
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
 
@@ -52,7 +52,7 @@ class Trained:
     model: str
     seed: int
     run_dir: Path
-    metrics: dict[str, Any]            # the run's metrics.json
-    history: list[dict[str, Any]]      # the run's history.json
+    metrics: RunMetrics                # the run's metrics.json
+    history: list[HistoryRow]          # the run's history.json
     probs: np.ndarray                  # (N_test, 10) softmax on the test images
     train_eval: dict[str, float]       # the finished model re-measured on its training images

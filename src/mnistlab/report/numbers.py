@@ -63,15 +63,15 @@ def _run_row(t: Trained, labels: np.ndarray) -> RunRow:
     return RunRow(
         model=t.model, seed=t.seed, run_dir=t.run_dir,
         run_dir_rel=f"runs/{t.run_dir.name}",
-        test_accuracy=m["test_accuracy"], test_loss=m["test_loss"],
-        train_accuracy=m["train_accuracy"], train_loss=m["train_loss"],
+        test_accuracy=m.test_accuracy, test_loss=m.test_loss,
+        train_accuracy=m.train_accuracy, train_loss=m.train_loss,
         train_accuracy_measured=t.train_eval["accuracy"],
         train_loss_measured=t.train_eval["loss"],
-        gap_keras=m["train_accuracy"] - m["test_accuracy"],
-        gap_measured=t.train_eval["accuracy"] - m["test_accuracy"],
-        ece=cal.ece, epochs=m["epochs"], precision=m["precision"],
-        train_seconds=m["train_seconds"], images_per_second=m.get("images_per_second"),
-        parameters=m["parameters"], steps_per_epoch=t.history[-1]["steps"],
+        gap_keras=m.train_accuracy - m.test_accuracy,
+        gap_measured=t.train_eval["accuracy"] - m.test_accuracy,
+        ece=cal.ece, epochs=m.epochs, precision=m.precision,
+        train_seconds=m.train_seconds, images_per_second=m.images_per_second,
+        parameters=m.parameters, steps_per_epoch=t.history[-1].steps,
     )
 
 
@@ -90,20 +90,20 @@ def _model_numbers(name: str, runs: list[Trained], labels: np.ndarray) -> ModelS
     epochs = min(len(t.history) for t in runs)
     last = first.history[-1]
     # Runs written before history rows carried eval_steps: the default evaluation batch size.
-    eval_steps = last.get("eval_steps") or -(-len(labels) // TrainConfig.eval_batch_size)
+    eval_steps = last.eval_steps or -(-len(labels) // TrainConfig.eval_batch_size)
     eval_result = {"steps": eval_steps,
-                   "seconds": last.get("eval_seconds", 0.0),
-                   "test_accuracy": first.metrics["test_accuracy"],
-                   "test_loss": first.metrics["test_loss"]}
+                   "seconds": last.eval_seconds or 0.0,
+                   "test_accuracy": first.metrics.test_accuracy,
+                   "test_loss": first.metrics.test_loss}
 
     def curve(key: str) -> list[list[float]]:
-        return [[float(r[key]) for r in t.history[:epochs]] for t in runs]
+        return [[float(getattr(r, key)) for r in t.history[:epochs]] for t in runs]
 
     return ModelStudy(
         parameters=summ.total_params,
         mult_adds_per_image=summ.mult_adds,
         summary_text=S.render(summ),
-        precision=first.metrics["precision"],
+        precision=first.metrics.precision,
         n_seeds=len(runs),
         test_accuracy=over_seeds("test_accuracy"),
         test_loss=over_seeds("test_loss"),
@@ -126,7 +126,7 @@ def _model_numbers(name: str, runs: list[Trained], labels: np.ndarray) -> ModelS
         errors_per_seed=float((cm.sum() - np.trace(cm)) / len(runs)),
         calibration=pooled_cal,
         test_interval_first_seed=A.proportion_interval(
-            round(first.metrics["test_accuracy"] * len(labels)), len(labels)),
+            round(first.metrics.test_accuracy * len(labels)), len(labels)),
     )
 
 
@@ -134,10 +134,10 @@ def _comparison(by_model: dict[str, list[Trained]], models: dict[str, ModelStudy
                 labels: np.ndarray) -> Comparison:
     fc, cnn = by_model["fc"], by_model["cnn"]
     n = min(len(fc), len(cnn))
-    fc_acc = [t.metrics["test_accuracy"] for t in fc[:n]]
-    cnn_acc = [t.metrics["test_accuracy"] for t in cnn[:n]]
-    fc_gap = [t.train_eval["accuracy"] - t.metrics["test_accuracy"] for t in fc[:n]]
-    cnn_gap = [t.train_eval["accuracy"] - t.metrics["test_accuracy"] for t in cnn[:n]]
+    fc_acc = [t.metrics.test_accuracy for t in fc[:n]]
+    cnn_acc = [t.metrics.test_accuracy for t in cnn[:n]]
+    fc_gap = [t.train_eval["accuracy"] - t.metrics.test_accuracy for t in fc[:n]]
+    cnn_gap = [t.train_eval["accuracy"] - t.metrics.test_accuracy for t in cnn[:n]]
     return Comparison(
         n_pairs=n,
         improvement=A.paired_difference(fc_acc, cnn_acc),         # cnn - fc

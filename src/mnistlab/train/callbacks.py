@@ -9,7 +9,6 @@ These are fit() callbacks (mnistlab.train.fit.Callback); the training code itsel
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +21,8 @@ def _timing(seconds: float, steps: int) -> str:
     return f"{seconds:.0f}s  {1000 * seconds / max(steps, 1):.0f}ms/step"
 
 
-def epoch_line(row: runs.HistoryRow | Mapping[str, runs.JSONValue], epochs: int) -> str:
-    """One Keras-style epoch line; ``row`` may also be a history.json row as read from disk
-    (the report's numbers hold those)."""
-    if isinstance(row, Mapping):
-        row = runs.HistoryRow.from_dict(dict(row))
+def epoch_line(row: runs.HistoryRow, epochs: int) -> str:
+    """One Keras-style epoch line, as the seed's logs show it."""
     steps = row.steps or 0
     line = (f"Epoch {row.epoch}/{epochs}  {steps}/{steps}  "
             f"{_timing(row.seconds or 0.0, steps)}  "
