@@ -113,6 +113,17 @@ def at_most(name: str, value: Any, bound: float, what: str = "") -> Any:
     return value
 
 
+def training_sizes(label: Callable[[str], str], *, limit: int, batch_size: int,
+                   train_images: int, dataset: str) -> None:
+    """``--limit`` at most the split's ``train_images``, ``--batch-size`` at most the images
+    kept: the bounds that need the data's size (the loop's and scratch's, alike)."""
+    if limit:
+        at_most(label("limit"), limit, train_images, f"the {dataset} training images")
+        train_images = min(train_images, limit)
+    at_most(label("batch_size"), batch_size, train_images,
+            "the training images" + (" kept by --limit" if limit else ""))
+
+
 def seed(name: str, value: Any) -> int:
     return int(in_range(name, value, 0, SEED_BELOW, whole_only=True))
 

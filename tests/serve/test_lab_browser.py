@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from test_browser import CHROMIUM, FLAGS, _off_host, _require_browser
+from test_browser import _off_host, browser  # noqa: F401  (browser: the shared fixture)
 
 from app_helpers import trained_run  # noqa: F401
 from lab_helpers import add_epochs, lab_roots  # noqa: F401
@@ -25,19 +25,8 @@ def server(lab_roots) -> Iterator[str]:  # noqa: F811
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    _require_browser()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield b
-        b.close()
-
-
 @pytest.fixture
-def page(browser, server) -> Iterator[tuple[object, list[str]]]:
+def page(browser, server) -> Iterator[tuple[object, list[str]]]:  # noqa: F811
     context = browser.new_context(viewport={"width": 1100, "height": 900})
     pg = context.new_page()
     requests: list[str] = []
@@ -154,7 +143,7 @@ def test_keyboard_only(page, server):
     pg.wait_for_selector("#view-runs:not([hidden]) #runs-table tr[data-id='fc-test']")
 
 
-def test_phone_sized_screen_with_a_finger(browser, server):
+def test_phone_sized_screen_with_a_finger(browser, server):  # noqa: F811
     context = browser.new_context(viewport={"width": 390, "height": 844}, has_touch=True,
                                   is_mobile=True)
     pg = context.new_page()

@@ -65,12 +65,8 @@ class ScratchConfig:
 
     def validate_sizes(self, train_images: int, label: Callable[[str], str] = str) -> None:
         """The bounds that need the data: ``train_images`` is the full training split."""
-        if self.limit:
-            checks.at_most(label("limit"), self.limit, train_images,
-                           f"the {self.dataset} training images")
-            train_images = min(train_images, self.limit)
-        checks.at_most(label("batch_size"), self.batch_size, train_images,
-                       "the training images" + (" kept by --limit" if self.limit else ""))
+        checks.training_sizes(label, limit=self.limit, batch_size=self.batch_size,
+                              train_images=train_images, dataset=self.dataset)
 
 
 @dataclass
