@@ -52,7 +52,13 @@ from typing import Any
 from PIL import Image, ImageDraw
 
 from mnistlab.errors import UserError
-from mnistlab.perf.serve_bench import _free_port, _httpx, percentiles, sample_png
+from mnistlab.perf.serve_bench import (
+    _free_port,
+    _httpx,
+    percentiles,
+    sample_png,
+    wait_healthy,
+)
 from mnistlab.runs.environment import cpu_name
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -150,20 +156,7 @@ class Server:
         self.proc = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        import httpx
-
-        deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise UserError(f"the server did not start: {self.log()[-300:].strip()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=1.0).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise UserError(f"the server did not answer on {self.url} within {timeout:.0f} s")
-            time.sleep(0.1)
+        wait_healthy(self.url, self.proc, timeout, self.log)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")

@@ -85,13 +85,32 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_healthy(url: str, proc: subprocess.Popen, timeout: float,
+                 log: Callable[[], str]) -> None:
+    """Poll ``url``/healthz until it answers 200; a UserError (with the end of ``log()``) if
+    the server process exits first or does not answer within ``timeout`` seconds."""
+    httpx = _httpx()
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise UserError(f"the server did not start: {log().strip()[-300:]}")
+        try:
+            if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise UserError(f"the server did not answer on {url} within {timeout:.0f} s")
+        time.sleep(0.1)
+
+
 @contextmanager
 def server_process(model: str, *, host: str = "127.0.0.1", workers: int = 1,
                    timeout: float | None = None) -> Iterator[str]:
     """`mnistlab serve MODEL [--workers N]` in a child process on a free port; yields its base
     URL once it answers (with several workers: once a worker does). ``timeout`` (default 60 s
     a worker: each imports PyTorch and loads the model, slowly on a busy machine)."""
-    httpx = _httpx()
+    _httpx()                     # a missing httpx is one line before any server starts
     timeout = timeout if timeout is not None else 60.0 * workers
     port = _free_port()
     args = [sys.executable, "-m", "mnistlab", "serve", "--host", host, "--port", str(port),
@@ -100,19 +119,8 @@ def server_process(model: str, *, host: str = "127.0.0.1", workers: int = 1,
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://{host}:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-                raise UserError(f"the server did not start: {err.strip()[-300:]}")
-            try:
-                if httpx.get(url + "/healthz", timeout=1.0).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                raise UserError(f"the server did not answer on {url} within {timeout:.0f} s")
-            time.sleep(0.1)
+        wait_healthy(url, proc, timeout, lambda: proc.stderr.read().decode(errors="replace")
+                     if proc.stderr else "")
         yield url
     finally:
         proc.terminate()
