@@ -32,6 +32,19 @@ def _no_report_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
         os.environ["MNISTLAB_REPORT_DIR"] = before
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _engine_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``--engine auto`` caches its probe (mnistlab.train.probe) in the cache folder: tests get
+    one of their own, shared by the session so that each model and batch size is probed once."""
+    before = os.environ.get("MNISTLAB_CACHE_DIR")
+    os.environ["MNISTLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+    if before is None:
+        os.environ.pop("MNISTLAB_CACHE_DIR", None)
+    else:
+        os.environ["MNISTLAB_CACHE_DIR"] = before
+
+
 @pytest.fixture
 def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """An empty data cache for this test only."""

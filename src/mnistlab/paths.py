@@ -12,6 +12,15 @@ def data_dir() -> Path:
     return Path(env).expanduser().resolve() if env else Path.home() / ".cache" / "mnistlab"
 
 
+def cache_dir() -> Path:
+    """Where machine-local measurements are kept (the engine probe): ``$MNISTLAB_CACHE_DIR``,
+    else the data cache. Beside the data, not in the runs folder: a probe's timings describe
+    this machine and are worthless on another, while runs are copied between machines; and
+    its own variable lets tests keep it apart from a data cache they share."""
+    env = os.environ.get("MNISTLAB_CACHE_DIR")
+    return Path(env).expanduser().resolve() if env else data_dir()
+
+
 def runs_dir() -> Path:
     """Where new runs go: ``$MNISTLAB_RUNS_DIR``, else ``runs/`` in the working folder."""
     env = os.environ.get("MNISTLAB_RUNS_DIR")

@@ -63,7 +63,7 @@ def test_device_cuda_without_one_is_one_error_line_and_writes_nothing(
 
 def test_the_fused_engine_is_cpu_only() -> None:
     model = build_model("cnn")
-    assert resolve_engine(TrainConfig(engine="auto"), model, "bf16", "cpu") == "fused"
+    # on the CPU auto measures (tests/train/test_probe.py); elsewhere only autograd can train
     assert resolve_engine(TrainConfig(engine="auto"), model, "bf16", "cuda") == "autograd"
     with pytest.raises(UserError, match="CPU only"):
         resolve_engine(TrainConfig(engine="fused"), model, "bf16", "cuda")

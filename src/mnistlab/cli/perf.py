@@ -90,6 +90,11 @@ def bench(args: argparse.Namespace) -> int:
                         f"(wall), {r['ratio_vs_keras_cpu'] or 0:.2f}x (CPU time)")
     if result["keras"] != "measured":
         console.say(f"keras: {result['keras']}")
+    isa = result["isa"]
+    console.say(f"cpu: {result['cpu_model']}; isa: {' '.join(isa['flags']) or 'unknown'} "
+                f"(torch: {isa['torch_capability']})")
+    console.say(f"--engine auto for the seed cnn: {result['auto_engine']} "
+                f"({result['auto_engine_reason']})")
     if args.json:
         console.emit_json(result)
     return 0

@@ -217,6 +217,9 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
                                        ref.get("images_per_second"))
         row["ratio_vs_keras_cpu"] = _ratio(row.get("images_per_cpu_second"),
                                            ref.get("images_per_cpu_second"))
+    # with the bench's threads: the probe behind --engine auto is keyed by them
+    with torch_threads(threads):
+        facts = machine_facts()
     fastest = max((r for r in rows if r["model"] == "cnn" and r["framework"] == "mnistlab"),
                   key=lambda r: r["images_per_second"] or 0)
     keras_cnn = _find(rows, "cnn", "keras")
@@ -233,7 +236,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
         "load_average": load_average(), "openmp_wait": openmp_wait(),
-    } | machine_facts().to_dict()                  # cpu_model, isa, auto_engine
+    } | facts.to_dict()                  # cpu_model, isa, auto_engine (+ reason, timings)
 
 
 def _repository_root() -> Path:

@@ -87,6 +87,28 @@ class Environment:
 
 
 @dataclass
+class EngineChoice:
+    """Which engine a run trains through and why (config.json's ``engine_choice``; also what
+    ``mnistlab.train.precision.resolve_engine`` returns). ``timings``: ms per training step of
+    each engine the probe measured (empty where nothing was measured: one candidate, or asked
+    for); ``cached``: the timings came from the probe cache, not a fresh measurement."""
+
+    engine: str                            # fused | autograd
+    reason: str                            # one line: "asked for", "probe: fused 5.7 ms/step ..."
+    timings: dict[str, float] = field(default_factory=dict)
+    cached: bool = False
+    probed: str | None = None              # UTC time of the measurement, where one was made
+    extra: JSONObject = field(default_factory=dict)
+
+    def to_dict(self) -> JSONObject:
+        return _ordered(self, _names(EngineChoice), omit_none=frozenset({"probed"}))
+
+    @classmethod
+    def from_dict(cls, data: JSONValue) -> EngineChoice:
+        return _build(cls, data, "engine_choice")
+
+
+@dataclass
 class LoopSettings:
     """What a loop run (``mnistlab loop``) was trained with: config.json's ``train``."""
 
@@ -134,6 +156,8 @@ class RunConfig:
     environment: Environment | None = None
     created: str | None = None             # UTC, 2026-01-31T12:00:00Z
     command: str | None = None             # the command line that started it (the CLI's)
+    # Added after 0.1.0 (older runs read as None): which engine --engine resolved to and why
+    engine_choice: EngineChoice | None = None
     extra: JSONObject = field(default_factory=dict)
 
     @property
@@ -158,6 +182,8 @@ class RunConfig:
         for key in ("created", "command"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.engine_choice is not None:
+            out["engine_choice"] = self.engine_choice.to_dict()
         return out | self.extra
 
     @classmethod
@@ -167,7 +193,8 @@ class RunConfig:
         if kind not in ("train", "loop"):
             raise SchemaError(f"kind is {kind!r}; expected 'train' or 'loop'")
         parsed: dict[str, Any] = {"kind": kind, "train": None, "loop": None,
-                                  "train_extra": {}, "environment": None}
+                                  "train_extra": {}, "environment": None,
+                                  "engine_choice": None}
         settings = obj.get("train")
         if settings is not None and kind == "loop":
             parsed["loop"] = LoopSettings.from_dict(settings)
@@ -177,6 +204,8 @@ class RunConfig:
             parsed["train"] = TrainConfig(**kwargs)
         if obj.get("environment") is not None:
             parsed["environment"] = Environment.from_dict(obj["environment"])
+        if obj.get("engine_choice") is not None:
+            parsed["engine_choice"] = EngineChoice.from_dict(obj["engine_choice"])
         return _build(cls, obj, "config", **parsed)
 
 

@@ -77,11 +77,11 @@ class TrainConfig:
     # fp32 | bf16 (see engine) | auto: bf16 for conv nets on bf16 CPUs (resolve_precision)
     precision: str = field(default="auto", metadata={
         "help": "auto: bf16 for conv nets on bf16 CPUs, else fp32", "choices": PRECISIONS})
-    # fused (bf16 cnn family) | autograd (bf16: autocast + channels_last) | auto: see
-    # resolve_engine
+    # fused (bf16 cnn family) | autograd (bf16: autocast + channels_last) | auto: where more
+    # than one can train the model, a cached probe times each (precision.choose_engine)
     engine: str = field(default="auto", metadata={
-        "help": "fused: hand-written bf16 step for the cnn family; autograd; auto: fused "
-                "where it applies", "choices": ENGINES})
+        "help": "fused: hand-written bf16 step for the cnn family; autograd; auto: the faster "
+                "here, measured once and cached", "choices": ENGINES})
     # auto: cuda, else mps, else cpu (mnistlab.train.device); the resolved device is recorded
     # in config.json's environment
     device: str = field(default="auto", metadata={

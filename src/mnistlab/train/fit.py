@@ -38,7 +38,7 @@ from mnistlab.train.config import TrainConfig, validate
 from mnistlab.train.data import load_tensors, load_validation
 from mnistlab.train.device import describe, resolve_device, to_device
 from mnistlab.train.phases import TrainingDiverged, evaluate, train_one_epoch
-from mnistlab.train.precision import make_engine, prepare_model, resolve_engine, resolve_precision
+from mnistlab.train.precision import choose_engine, make_engine, prepare_model, resolve_precision
 from mnistlab.train.resume import check_resumable, restore, save_epoch
 
 
@@ -82,6 +82,7 @@ class TrainInfo:
     parameters: int
     run_dir: Path | None
     resumed_from: int = 0                  # epochs already done (0: a fresh run)
+    engine_choice: runs.EngineChoice | None = None   # why that engine (--engine auto: a probe)
 
 
 # --- fit -------------------------------------------------------------------------------------
@@ -120,7 +121,14 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     model = model.to(device)
     precision = resolve_precision(config, model, device.type)
     model = prepare_model(model, precision)
-    engine_name = resolve_engine(config, model, precision, device.type)
+    # a resumed run keeps the engine it started with; config.json is checked in full below
+    started = (runs.read_config(run_dir).engine
+               if resume and run_dir is not None and (run_dir / runs.CONFIG).exists() else None)
+    # the probe (where --engine auto has a choice) trains copies under a forked RNG: the
+    # model's weights and every random stream below are as they would be without it
+    choice = choose_engine(config, model, precision, device.type,
+                           input_shape=tuple(x_train.shape[1:]), resumed=started)
+    engine_name = choice.engine
     warmup = time.perf_counter()
     engine = make_engine(engine_name, model)
     warmup = time.perf_counter() - warmup
@@ -133,7 +141,8 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                      engine=engine_name, warmup_seconds=round(warmup, 3),
                      threads=torch.get_num_threads(), train_images=len(x_train),
                      test_images=len(x_test), steps_per_epoch=len(batches),
-                     parameters=count_parameters(model), run_dir=run_dir)
+                     parameters=count_parameters(model), run_dir=run_dir,
+                     engine_choice=choice)
 
     if resume:
         if run_dir is None:
@@ -150,7 +159,8 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             model=config.model, model_config=model_config, precision=precision,
             engine=engine_name, threads=info.threads, parameters=info.parameters,
             train=config, environment=runs.environment(info.threads, device=describe(device)),
-            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command))
+            created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), command=command,
+            engine_choice=choice))
     for cb in callbacks:
         cb.model, cb.optimizer = model, optimizer
         cb.on_train_begin(info)

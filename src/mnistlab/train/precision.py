@@ -1,20 +1,31 @@
 """Which precision and engine a run trains in, and the model layout that goes with them.
 
     precision = resolve_precision(config, model)      # "fp32" | "bf16"
-    engine = resolve_engine(config, model, precision) # "fused" | "autograd" (fused: cpu only)
+    choice = choose_engine(config, model, precision)  # EngineChoice: engine, reason, timings
+    engine = resolve_engine(config, model, precision) # just the name: "fused" | "autograd"
+
+``--engine auto`` decides by measurement: where more than one engine can train the model (the
+fused step: the cnn family in bf16 on the CPU), a short probe (mnistlab.train.probe) times a
+few steps of each on a copy of the real model, once per CPU model, thread count, torch version,
+model and batch size; the result is cached and recorded in config.json with its reason.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
+from mnistlab.runs.schema import EngineChoice
+from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
 
 
 def resolve_precision(config: TrainConfig, model: nn.Module | None = None,
@@ -48,19 +59,82 @@ def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextM
 
 def resolve_engine(config: TrainConfig, model: nn.Module, precision: str,
                    device: str = "cpu") -> str:
-    """``auto`` -> ``fused`` for the seed CNN's family in bf16 on the CPU (mnistlab.fused: a
-    hand-written CPU step checked against autograd, 1.9x faster than autocast here), else
-    ``autograd``."""
-    fits = precision == "bf16" and supports(model)
+    """The engine's name alone (``choose_engine(...).engine``)."""
+    return choose_engine(config, model, precision, device).engine
+
+
+def _autograd_step(model: nn.Module, precision: str) -> Step:
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        with autocast(precision):
+            loss = F.cross_entropy(model(x), y)
+        loss.item()                         # as the trainer does: the step is complete
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return step
+
+
+def _fused_step(model: nn.Module, precision: str) -> Step:
+    engine = make_engine("fused", model)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        loss, _ = engine.step(x, y)
+        loss.item()
+        engine.optimizer_step(optimizer)
+    return step
+
+
+# The engines --engine auto chooses between, fastest first where nothing was measured: each
+# with whether it can train (model, precision, device) and its probe step. A new engine is one
+# more row here (and its name in config.ENGINES).
+Trains = Callable[[nn.Module, str, str], bool]
+CANDIDATES: dict[str, tuple[Trains, StepFactory]] = {
+    "fused": (lambda model, precision, device: device == "cpu" and precision == "bf16"
+              and supports(model), _fused_step),
+    "autograd": (lambda model, precision, device: True, _autograd_step),
+}
+
+
+def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device: str = "cpu",
+                  *, input_shape: tuple[int, ...] = (1, 28, 28),
+                  cache: ProbeCache | None = None, resumed: str | None = None
+                  ) -> EngineChoice:
+    """Which engine trains ``model`` (prepared: prepare_model) and why.
+
+    An explicit ``config.engine`` is taken as asked (refused where it cannot train the model);
+    ``auto`` with one candidate takes it unmeasured; with several, the probe's timings decide
+    (cached in ``cache``, default ``<cache folder>/engine-probe.json``). Call it with the torch
+    threads of the run in force: the thread count is part of the cache key. ``resumed``: the
+    engine a resumed run started with, kept where it can still train the model (a resumed
+    run continues on the numerics it began with, whatever a new probe would say)."""
     if config.engine == "fused" and device != "cpu":
         raise UserError(f"the fused engine runs on the CPU only, not on {device}; "
                         "use --engine autograd or --device cpu")
-    if config.engine == "fused" and not fits:
+    if config.engine == "fused" and not (precision == "bf16" and supports(model)):
         raise UserError("the fused engine trains the cnn family (3x3 conv + relu + 2x2 pool "
                         "blocks, then two dense layers) in bf16 only; use --engine autograd")
-    if config.engine == "auto":
-        return "fused" if fits and device == "cpu" else "autograd"
-    return config.engine
+    if config.engine != "auto":
+        return EngineChoice(engine=config.engine, reason="asked for")
+    able = [name for name, (trains, _) in CANDIDATES.items() if trains(model, precision, device)]
+    if resumed in able:
+        return EngineChoice(engine=resumed, reason="resumed with the engine the run started with")
+    if len(able) == 1:
+        why = f"on {device}" if device != "cpu" else f"for {config.model} in {precision}"
+        return EngineChoice(engine=able[0], reason=f"only {able[0]} trains this model {why}")
+    key = probe_key(config.model, model, batch_size=config.batch_size, precision=precision,
+                    engines=tuple(able))
+    result = probe({name: CANDIDATES[name][1] for name in able}, key, model,
+                   input_shape=input_shape, cache=cache)
+    ranked = sorted(able, key=lambda name: result.timings[name])
+    shown = " vs ".join(f"{name} {result.timings[name]:.1f} ms/step" for name in ranked)
+    when = f"cached {result.probed[:10]}" if result.cached else "measured now"
+    reason = (f"probe: {shown} ({when}, {key.cpu}, {key.threads} threads, "
+              f"torch {key.torch}, batch {key.batch_size})")
+    return EngineChoice(engine=ranked[0], reason=reason, timings=dict(result.timings),
+                        cached=result.cached, probed=result.probed)
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
@@ -74,5 +148,9 @@ def make_engine(name: str, model: nn.Module) -> Any:
     if name != "fused":
         return None
     engine = FusedCNN(model)
-    engine.warm_up()              # compiles (or loads) its kernels before any step is timed
+    # compiles (or loads) its kernels before any step is timed. Numba's first parallel launch
+    # starts its OpenMP pool, which resets the shared libgomp's thread count (1 -> all cores,
+    # seen here): keep torch's as the run set it.
+    with torch_threads(torch.get_num_threads()):
+        engine.warm_up()
     return engine

@@ -1,0 +1,190 @@
+"""Timing a few training steps of each candidate engine, and a cache of what was measured.
+
+    key = probe_key("cnn", model, batch_size=64, precision="bf16", engines=("fused", "autograd"))
+    timings = measure({"fused": fused_step, "autograd": autograd_step}, model, 64, "bf16")
+    cache = ProbeCache()                  # <cache folder>/engine-probe.json
+    cache.store(key, ProbeResult(timings, probed=now()))
+    cache.load(key)                       # ProbeResult | None (None: absent, stale or unreadable)
+
+Which engine is fastest depends on the CPU (AMX, AVX-512 BF16 or neither), the thread count and
+the PyTorch build, not on a vendor's name: ``--engine auto`` (mnistlab.train.precision) measures
+instead of guessing. The probe trains a deep copy of the real model on synthetic inputs of the
+right shape, under a forked RNG, so the caller's model and random streams are untouched and a
+run is bit-identical to one that never probed. This module knows nothing of the engines
+themselves: each is a factory that, given a model and a precision, returns one training step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import hashlib
+import json
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from mnistlab import __version__, atomic
+from mnistlab.paths import cache_dir
+from mnistlab.runs.environment import cpu_name
+from mnistlab.threads import torch_threads
+
+# One training step on (x, y): forward, loss, backward and optimizer update.
+Step = Callable[[torch.Tensor, torch.Tensor], None]
+# (a copy of the model, precision) -> its training step
+StepFactory = Callable[[nn.Module, str], Step]
+
+CACHE_FILE = "engine-probe.json"
+FORMAT = "mnistlab-engine-probe/1"
+MAX_ENTRIES = 64              # one per (machine, threads, model, batch...): a bound, not a need
+
+# Two warm-up steps (first-touch allocations, oneDNN primitive creation), then the median of up
+# to TIMED_STEPS steps, fewer once an engine has used BUDGET_SECONDS: the seed CNN at batch 64
+# takes 5-15 ms a step, so both engines are measured in well under a second.
+WARMUP_STEPS = 2
+TIMED_STEPS = 7
+MIN_TIMED_STEPS = 3
+BUDGET_SECONDS = 0.3
+
+
+@dataclass(frozen=True)
+class ProbeKey:
+    """What decides which engine is fastest; a change in any of them means a new probe."""
+
+    cpu: str
+    threads: int
+    torch: str
+    mnistlab: str                 # a new release may bring a faster (or another) engine
+    model: str
+    architecture: str             # a digest of the layers and parameter shapes
+    batch_size: int
+    precision: str
+    engines: tuple[str, ...]      # the candidates measured (a new one: probe again)
+
+    def to_dict(self) -> dict[str, object]:
+        return dataclasses.asdict(self) | {"engines": list(self.engines)}
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+def probe_key(model_name: str, model: nn.Module, *, batch_size: int, precision: str,
+              engines: tuple[str, ...]) -> ProbeKey:
+    """The key for ``model`` on this machine with the torch threads now in force."""
+    shapes = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
+    architecture = hashlib.sha256(f"{model!r}{shapes}".encode()).hexdigest()[:16]
+    return ProbeKey(cpu=cpu_name(), threads=torch.get_num_threads(), torch=torch.__version__,
+                    mnistlab=__version__, model=model_name, architecture=architecture,
+                    batch_size=batch_size, precision=precision, engines=tuple(engines))
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    timings: dict[str, float]     # engine -> median ms per training step
+    probed: str                   # UTC, 2026-01-31T12:00:00Z
+    cached: bool = False          # read from the cache, not measured now
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def time_steps(step: Step, x: torch.Tensor, y: torch.Tensor, *,
+               clock: Callable[[], float] = time.perf_counter) -> float:
+    """The median milliseconds of ``step(x, y)`` after WARMUP_STEPS untimed ones."""
+    for _ in range(WARMUP_STEPS):
+        step(x, y)
+    times: list[float] = []
+    spent = 0.0
+    while len(times) < TIMED_STEPS and (len(times) < MIN_TIMED_STEPS or spent < BUDGET_SECONDS):
+        start = clock()
+        step(x, y)
+        times.append(clock() - start)
+        spent += times[-1]
+    return round(1000 * statistics.median(times), 3)
+
+
+def measure(factories: Mapping[str, StepFactory], model: nn.Module, batch_size: int,
+            precision: str, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, float]:
+    """Median ms per training step of each engine, each on its own deep copy of ``model``.
+
+    The inputs are synthetic (uniform images, label 0: a step's cost does not depend on the
+    values) and drawn from a private generator; the RNG is forked anyway, since a model's own
+    layers (dropout) draw from the global one during the steps."""
+    timings: dict[str, float] = {}
+    # the thread count too: an engine's set-up may move it (Numba's OpenMP pool), and the
+    # timings are for the count in the key
+    with torch.random.fork_rng(devices=[]), torch_threads(torch.get_num_threads()) as threads:
+        generator = torch.Generator().manual_seed(0)
+        x = torch.rand(batch_size, *input_shape, generator=generator)
+        y = torch.zeros(batch_size, dtype=torch.int64)
+        for name, factory in factories.items():
+            trial = copy.deepcopy(model).train()
+            step = factory(trial, precision)
+            torch.set_num_threads(threads)
+            timings[name] = time_steps(step, x, y)
+    return timings
+
+
+class ProbeCache:
+    """One JSON file of past probes, one entry per key digest. Anything unreadable in it is
+    treated as absent (the engine is measured again and the file rewritten): a damaged cache
+    costs half a second, never a run. The file is replaced atomically; where it cannot be
+    written (a read-only home), the measurement is simply not kept."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else cache_dir() / CACHE_FILE
+
+    def _entries(self) -> dict[str, dict[str, object]]:
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return {}
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            return {}
+        entries = data.get("entries")
+        if not isinstance(entries, dict):
+            return {}
+        return {k: v for k, v in entries.items() if isinstance(v, dict)}
+
+    def load(self, key: ProbeKey) -> ProbeResult | None:
+        entry = self._entries().get(key.digest())
+        if entry is None or entry.get("key") != key.to_dict():
+            return None
+        timings, probed = entry.get("timings"), entry.get("probed")
+        if (not isinstance(timings, dict) or set(timings) != set(key.engines)
+                or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                           for v in timings.values())
+                or not isinstance(probed, str)):
+            return None
+        return ProbeResult({k: float(v) for k, v in timings.items()}, probed, cached=True)
+
+    def store(self, key: ProbeKey, result: ProbeResult) -> None:
+        entries = self._entries()
+        entries[key.digest()] = {"key": key.to_dict(), "timings": result.timings,
+                                 "probed": result.probed}
+        # the newest MAX_ENTRIES (ISO times sort as strings)
+        kept = sorted(entries.items(), key=lambda kv: str(kv[1].get("probed", "")))
+        with contextlib.suppress(OSError):          # not kept: measured again next time
+            atomic.write_json(self.path, {"format": FORMAT,
+                                          "entries": dict(kept[-MAX_ENTRIES:])})
+
+
+def probe(factories: Mapping[str, StepFactory], key: ProbeKey, model: nn.Module, *,
+          input_shape: tuple[int, ...] = (1, 28, 28), cache: ProbeCache | None = None
+          ) -> ProbeResult:
+    """The cached timings for ``key``, else measured now (and cached)."""
+    cache = cache or ProbeCache()
+    found = cache.load(key)
+    if found is not None:
+        return found
+    result = ProbeResult(measure(factories, model, key.batch_size, key.precision, input_shape),
+                         probed=now())
+    cache.store(key, result)
+    return result

@@ -1,0 +1,209 @@
+"""--engine auto by measurement: the probe picks the faster engine, its cache (hit, stale key,
+damaged file), explicit engines skip it, and a run records the choice without moving its RNG."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from mnistlab import atomic, runs
+from mnistlab.models import build_model
+from mnistlab.threads import torch_threads
+from mnistlab.train import precision, probe
+from mnistlab.train.config import TrainConfig
+from mnistlab.train.fit import fit
+from mnistlab.train.precision import choose_engine, prepare_model
+
+
+@pytest.fixture
+def cnn() -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        return prepare_model(build_model("cnn"), "bf16")
+
+
+@pytest.fixture
+def fake_measure(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, float]]]:
+    """Replaces the measurement: returns the timings given (default: fused faster), counting
+    the calls; the real timing is exercised once, in the run test below."""
+    calls: list[dict[str, float]] = []
+    timings = {"fused": 5.0, "autograd": 12.0}
+
+    def measure(factories: object, model: object, batch_size: int, precision: str,
+                input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, float]:
+        calls.append(dict(timings))
+        return dict(timings)
+
+    monkeypatch.setattr(probe, "measure", measure)
+    calls.append(timings)               # calls[0]: the timings to return (tests may change it)
+    yield calls
+
+
+def _cache(tmp_path: Path) -> probe.ProbeCache:
+    return probe.ProbeCache(tmp_path / probe.CACHE_FILE)
+
+
+def test_the_faster_engine_wins_whichever_it_is(tmp_path: Path, cnn: torch.nn.Module,
+                                                fake_measure: list[dict[str, float]]) -> None:
+    config = TrainConfig(model="cnn", engine="auto")
+    first = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    assert first.engine == "fused" and not first.cached
+    assert first.timings == {"fused": 5.0, "autograd": 12.0}
+    assert first.reason.startswith("probe: fused 5.0 ms/step vs autograd 12.0 ms/step")
+    fake_measure[0].update(fused=30.0)
+    second = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path / "other"))
+    assert second.engine == "autograd"
+    assert second.reason.startswith("probe: autograd 12.0 ms/step vs fused 30.0 ms/step")
+
+
+def test_a_cache_hit_does_not_probe_again(tmp_path: Path, cnn: torch.nn.Module,
+                                          fake_measure: list[dict[str, float]]) -> None:
+    config = TrainConfig(model="cnn")
+    choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    again = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    assert len(fake_measure) - 1 == 1
+    assert again.cached and again.engine == "fused" and "(cached " in again.reason
+
+
+@pytest.mark.parametrize("change", ["threads", "torch", "batch"])
+def test_a_changed_key_probes_again(tmp_path: Path, cnn: torch.nn.Module, change: str,
+                                    fake_measure: list[dict[str, float]],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(model="cnn", batch_size=64)
+    choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    threads = torch.get_num_threads()
+    if change == "threads":
+        threads = 2 if threads == 1 else 1
+    elif change == "torch":
+        monkeypatch.setattr(probe.torch, "__version__", "9.9.9")
+    else:
+        config = dataclasses.replace(config, batch_size=32)
+    with torch_threads(threads):
+        later = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    assert len(fake_measure) - 1 == 2 and not later.cached
+    # both measurements are kept: going back is a hit
+    entries = json.loads((tmp_path / probe.CACHE_FILE).read_text())["entries"]
+    assert len(entries) == 2
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"format": "mnistlab-engine-probe/1", '
+                                     '"entries": {"x": 1}}', ""])
+def test_a_damaged_cache_is_probed_again_and_rewritten(
+        tmp_path: Path, cnn: torch.nn.Module, content: str,
+        fake_measure: list[dict[str, float]]) -> None:
+    (tmp_path / probe.CACHE_FILE).write_text(content)
+    config = TrainConfig(model="cnn")
+    assert choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).engine == "fused"
+    assert choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached
+    assert len(fake_measure) - 1 == 1
+
+
+def test_a_tampered_entry_is_not_believed(tmp_path: Path, cnn: torch.nn.Module,
+                                          fake_measure: list[dict[str, float]]) -> None:
+    config = TrainConfig(model="cnn")
+    choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    path = tmp_path / probe.CACHE_FILE
+    data = json.loads(path.read_text())
+    for entry in data["entries"].values():
+        entry["timings"] = {"fused": "fast", "autograd": 1.0}
+    path.write_text(json.dumps(data))
+    assert not choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached
+
+
+def test_the_cache_is_written_atomically(tmp_path: Path, cnn: torch.nn.Module,
+                                         fake_measure: list[dict[str, float]],
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    written: list[Path] = []
+    real = atomic.write_json
+
+    def spy(path: str | os.PathLike[str], obj: object) -> None:
+        written.append(Path(path))
+        real(path, obj)
+
+    monkeypatch.setattr(probe.atomic, "write_json", spy)
+    choose_engine(TrainConfig(model="cnn"), cnn, "bf16", cache=_cache(tmp_path))
+    assert written == [tmp_path / probe.CACHE_FILE]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [probe.CACHE_FILE]   # no temp left
+
+
+def test_an_unwritable_cache_still_chooses(tmp_path: Path, cnn: torch.nn.Module,
+                                           fake_measure: list[dict[str, float]]) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")            # a file where the cache folder should be
+    choice = choose_engine(TrainConfig(model="cnn"), cnn, "bf16",
+                           cache=probe.ProbeCache(blocker / probe.CACHE_FILE))
+    assert choice.engine == "fused"
+
+
+def test_the_cache_folder_follows_its_variable(tmp_path: Path, cnn: torch.nn.Module,
+                                               fake_measure: list[dict[str, float]],
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "here"))
+    choose_engine(TrainConfig(model="cnn"), cnn, "bf16")
+    assert (tmp_path / "here" / probe.CACHE_FILE).is_file()
+
+
+@pytest.mark.parametrize(("engine", "prec", "device", "expected", "reason"), [
+    ("fused", "bf16", "cpu", "fused", "asked for"),
+    ("autograd", "bf16", "cpu", "autograd", "asked for"),
+    ("auto", "fp32", "cpu", "autograd", "only autograd trains this model for cnn in fp32"),
+    ("auto", "bf16", "cuda", "autograd", "only autograd trains this model on cuda"),
+])
+def test_no_probe_without_a_choice(tmp_path: Path, cnn: torch.nn.Module, engine: str,
+                                   prec: str, device: str, expected: str, reason: str,
+                                   fake_measure: list[dict[str, float]]) -> None:
+    choice = choose_engine(TrainConfig(model="cnn", engine=engine), cnn, prec, device,
+                           cache=_cache(tmp_path))
+    assert (choice.engine, choice.reason, choice.timings) == (expected, reason, {})
+    assert len(fake_measure) == 1 and not (tmp_path / probe.CACHE_FILE).exists()
+
+
+def test_time_steps_skips_the_warm_up_and_takes_the_median() -> None:
+    ticks = iter(range(1000))
+    durations = iter([0.0, 0.0, 1.0, 9.0, 2.0, 3.0, 2.0, 2.0, 2.0])   # 2 warm-up, 7 timed
+    clock_now = [0.0]
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> None:
+        clock_now[0] += next(durations)
+        next(ticks)
+
+    assert probe.time_steps(step, torch.zeros(1), torch.zeros(1),
+                            clock=lambda: clock_now[0]) == 1000 * 2.0
+
+
+def test_an_old_config_without_engine_choice_reads(tmp_path: Path) -> None:
+    old = runs.read_config(Path(__file__).parents[1] / "runs" / "fixtures" / "fc-v0.1.0")
+    assert old.engine_choice is None and "engine_choice" not in old.to_dict()
+    choice = runs.EngineChoice("fused", "probe: ...", {"fused": 5.0, "autograd": 9.5},
+                               cached=True, probed="2026-01-31T12:00:00Z")
+    runs.write_config(tmp_path, dataclasses.replace(old, engine_choice=choice))
+    data = json.loads((tmp_path / runs.CONFIG).read_text())
+    assert list(data)[-1] == "engine_choice"
+    assert runs.read_config(tmp_path).engine_choice == choice
+
+
+def test_a_run_records_the_choice_and_the_probe_moves_no_rng(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real probe, once: an auto run (which probes) and a run asking for the engine the
+    probe chose (which does not) train to the same figures."""
+    if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("no bf16 on this CPU: auto has no choice to make")
+    monkeypatch.setenv("MNISTLAB_CACHE_DIR", str(tmp_path / "cache"))
+    small = {"model": "cnn", "epochs": 1, "limit": 256, "test_limit": 256, "batch_size": 64,
+             "threads": 1, "precision": "bf16", "seed": 5}
+    auto = fit(TrainConfig(engine="auto", **small), tmp_path / "auto")
+    recorded = runs.read_config(tmp_path / "auto").engine_choice
+    assert recorded is not None and recorded.engine == auto.metrics.engine
+    assert recorded.reason.startswith("probe: ") and "measured now" in recorded.reason
+    assert set(recorded.timings) == {"fused", "autograd"}
+    assert all(t > 0 for t in recorded.timings.values())
+    asked = fit(TrainConfig(engine=auto.metrics.engine, **small), tmp_path / "asked")
+    assert runs.read_config(tmp_path / "asked").engine_choice.reason == "asked for"
+    figures = [(r.train_loss, r.train_accuracy, r.test_loss) for r in auto.history]
+    assert figures == [(r.train_loss, r.train_accuracy, r.test_loss) for r in asked.history]
+    assert precision.CANDIDATES.keys() >= {"fused", "autograd"}
