@@ -162,6 +162,10 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert result["peak_gflops"]["fp32"] > 0
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
     assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")
+    # the probe behind --engine auto (the cnn in bf16 has two candidates) or why none ran
+    reason, timings = result["auto_engine_reason"], result["auto_engine_timings"]
+    assert reason.startswith("probe: ") == bool(timings)
+    assert not timings or min(timings, key=timings.get) == result["auto_engine"]
     assert result["isa"]["torch_capability"] == torch.backends.cpu.get_cpu_capability()
     assert isinstance(result["isa"]["flags"], list)
 
