@@ -40,6 +40,7 @@ def fake_measure(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, flo
         return dict(timings)
 
     monkeypatch.setattr(probe, "measure", measure)
+    monkeypatch.setattr(probe, "busy", lambda: False)   # the test machine's load decides nothing
     calls.append(timings)               # calls[0]: the timings to return (tests may change it)
     yield calls
 
@@ -89,6 +90,20 @@ def test_a_changed_key_probes_again(tmp_path: Path, cnn: torch.nn.Module, change
     # both measurements are kept: going back is a hit
     entries = json.loads((tmp_path / probe.CACHE_FILE).read_text())["entries"]
     assert len(entries) == 2
+
+
+def test_a_busy_measurement_is_redone_once_the_machine_is_quiet(
+        tmp_path: Path, cnn: torch.nn.Module, fake_measure: list[dict[str, float]],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = TrainConfig(model="cnn")
+    monkeypatch.setattr(probe, "busy", lambda: True)
+    first = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    assert "measured now, on a busy machine" in first.reason
+    assert choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached   # still busy
+    monkeypatch.setattr(probe, "busy", lambda: False)
+    quiet = choose_engine(config, cnn, "bf16", cache=_cache(tmp_path))
+    assert not quiet.cached and "busy" not in quiet.reason and len(fake_measure) - 1 == 2
+    assert choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": "mnistlab-engine-probe/1", '

@@ -131,6 +131,7 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
     ranked = sorted(able, key=lambda name: result.timings[name])
     shown = " vs ".join(f"{name} {result.timings[name]:.1f} ms/step" for name in ranked)
     when = f"cached {result.probed[:10]}" if result.cached else "measured now"
+    when += ", on a busy machine" if result.busy else ""
     reason = (f"probe: {shown} ({when}, {key.cpu}, {key.threads} threads, "
               f"torch {key.torch}, batch {key.batch_size})")
     return EngineChoice(engine=ranked[0], reason=reason, timings=dict(result.timings),

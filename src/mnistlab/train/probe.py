@@ -21,6 +21,7 @@ import copy
 import dataclasses
 import hashlib
 import json
+import os
 import statistics
 import time
 from collections.abc import Callable, Mapping
@@ -31,6 +32,7 @@ import torch
 from torch import nn
 
 from mnistlab import __version__, atomic
+from mnistlab.machine import load_average
 from mnistlab.paths import cache_dir
 from mnistlab.runs.environment import cpu_name
 from mnistlab.threads import torch_threads
@@ -89,6 +91,15 @@ class ProbeResult:
     timings: dict[str, float]     # engine -> median ms per training step
     probed: str                   # UTC, 2026-01-31T12:00:00Z
     cached: bool = False          # read from the cache, not measured now
+    busy: bool = False            # measured while other work held every core (see busy())
+
+
+def busy() -> bool:
+    """Whether other work holds every core now (1-minute load average >= cores). Timings taken
+    so are mostly the other work's: with 2 threads on a 2-core machine running one more job,
+    a step took 10-40x longer here, and the faster engine changed from run to run."""
+    load = load_average()
+    return load is not None and load[0] >= (os.cpu_count() or 1)
 
 
 def now() -> str:
@@ -163,12 +174,16 @@ class ProbeCache:
                            for v in timings.values())
                 or not isinstance(probed, str)):
             return None
-        return ProbeResult({k: float(v) for k, v in timings.items()}, probed, cached=True)
+        was_busy = entry.get("busy") is True
+        if was_busy and not busy():     # measured under load, now quiet: measure properly
+            return None
+        return ProbeResult({k: float(v) for k, v in timings.items()}, probed, cached=True,
+                           busy=was_busy)
 
     def store(self, key: ProbeKey, result: ProbeResult) -> None:
         entries = self._entries()
         entries[key.digest()] = {"key": key.to_dict(), "timings": result.timings,
-                                 "probed": result.probed}
+                                 "probed": result.probed, "busy": result.busy}
         # the newest MAX_ENTRIES (ISO times sort as strings)
         kept = sorted(entries.items(), key=lambda kv: str(kv[1].get("probed", "")))
         with contextlib.suppress(OSError):          # not kept: measured again next time
@@ -179,12 +194,14 @@ class ProbeCache:
 def probe(factories: Mapping[str, StepFactory], key: ProbeKey, model: nn.Module, *,
           input_shape: tuple[int, ...] = (1, 28, 28), cache: ProbeCache | None = None
           ) -> ProbeResult:
-    """The cached timings for ``key``, else measured now (and cached)."""
+    """The cached timings for ``key``, else measured now (and cached). A measurement taken on a
+    busy machine is kept, but measured again at the first use on a quiet one."""
     cache = cache or ProbeCache()
     found = cache.load(key)
     if found is not None:
         return found
+    loaded = busy()
     result = ProbeResult(measure(factories, model, key.batch_size, key.precision, input_shape),
-                         probed=now())
+                         probed=now(), busy=loaded)
     cache.store(key, result)
     return result
