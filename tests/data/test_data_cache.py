@@ -6,6 +6,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import pwd
+import re
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -122,16 +129,70 @@ def test_unusable_cache_folder(tmp_path: Path, mnist_raw: dict[str, bytes],
         cache.publish("mnist", mnist_raw, source="local", origin="test")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway")
-def test_read_only_cache_folder(data_dir: Path, mnist_raw: dict[str, bytes]) -> None:
+def _as_unprivileged(fn: Callable[[], str], timeout: float = 60.0) -> str:
+    """``fn()`` in this process (not root), or as root in a forked child that first drops to
+    the nobody user, since root writes into read-only folders anyway; its answer either way.
+
+    Forked, not a fresh interpreter: the child needs no readable checkout or virtual
+    environment (a CI checkout under /root is not readable by nobody), only the data in
+    memory and a folder it can reach."""
+    if os.geteuid() != 0:
+        return fn()
+    nobody = pwd.getpwnam("nobody")
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 1
+        try:
+            os.close(read_end)
+            os.setgroups([])
+            os.setgid(nobody.pw_gid)
+            os.setuid(nobody.pw_uid)
+            os.write(write_end, fn().encode())
+            code = 0
+        except BaseException as exc:  # reported to the parent, which asserts
+            os.write(write_end, f"child failed: {exc!r}".encode())
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    deadline = time.monotonic() + timeout
+    while os.waitpid(pid, os.WNOHANG) == (0, 0):
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            pytest.fail(f"the unprivileged child took over {timeout:.0f} s")
+        time.sleep(0.05)
+    with os.fdopen(read_end, "rb") as f:
+        return f.read().decode()
+
+
+def test_read_only_cache_folder(data_dir: Path, mnist_raw: dict[str, bytes],
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    if os.geteuid() == 0:
+        # The nobody user must reach the folder: pytest's own base folder is private to root.
+        data_dir = Path(tempfile.mkdtemp(prefix="mnistlab-ro-")) / "data-cache"
+        data_dir.parent.chmod(0o755)
+        monkeypatch.setenv("MNISTLAB_DATA_DIR", str(data_dir))
     data_dir.mkdir()
     data_dir.chmod(0o555)
-    try:
-        with pytest.raises(UserError, match="make it writable"):
+
+    def publish() -> str:
+        try:
             cache.publish("mnist", mnist_raw, source="local", origin="test")
+        except UserError as exc:
+            return str(exc)
+        return "published"
+
+    try:
+        message = _as_unprivileged(publish)
     finally:
         data_dir.chmod(0o755)
-    assert list(data_dir.iterdir()) == []
+    try:
+        assert re.search("make it writable", message), message
+        assert list(data_dir.iterdir()) == []
+    finally:
+        if os.geteuid() == 0:
+            shutil.rmtree(data_dir.parent)
 
 
 def test_read_only_error_message(data_dir: Path, mnist_raw: dict[str, bytes],

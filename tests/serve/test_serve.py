@@ -59,6 +59,21 @@ def test_raw_png_body_gives_probabilities_and_the_28x28(client, digit_png):
     assert body["inverted"] is True
 
 
+def test_a_written_number_is_answered_in_its_own_shape(client):
+    # Two test digits side by side: read as a number, not a 500 from the single-digit schema.
+    images, _ = load_dataset("mnist", "test")
+    pair = np.concatenate([images[0], np.zeros((28, 14), np.uint8), images[1]], axis=1)
+    r = client.post("/api/predict", content=png_bytes(render_mnist(pair, scale=10)),
+                    headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    # (the tests' tiny model may misread one; the shape is what is checked here)
+    assert len(body["digits"]) == 2 and body["number"] == "".join(
+        str(d["digit"]) for d in body["digits"])
+    assert len(body["digits_28_png"]) == 2 and body["calibrated"] in (True, False)
+    assert all(len(d["bbox"]) == 4 for d in body["digits"])
+
+
 def test_multipart_upload_and_jpeg(client, digit_png):
     data, label = digit_png
     r = client.post("/api/predict", files={"file": ("d.png", data, "image/png")})

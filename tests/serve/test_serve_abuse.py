@@ -24,7 +24,7 @@ from PIL import Image
 from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401
 from mnistlab.cli import main
 from mnistlab.data import load_dataset
-from mnistlab.perf.serve_abuse import bomb_png, run_abuse, summary_lines
+from mnistlab.perf.serve_abuse import MIX, bomb_png, run_abuse, summary_lines
 from mnistlab.serve import create_app
 from mnistlab.serve.app import DECODE_SLOTS, MAX_DECODED_PIXELS
 from mnistlab.serve.runner import running_server
@@ -218,8 +218,16 @@ def test_serve_port_errors_are_one_line_from_the_real_command(trained_run):  # n
 def test_abuse_small(trained_run):  # noqa: F811
     """A real `mnistlab serve` in a subprocess, every kind of hostile client at once (the
     full size: `mnistlab serve-abuse --size full`)."""
-    r = run_abuse(trained_run, size="small")
+    r = run_abuse(trained_run, size="small", requests=50)
     report = "\n".join(summary_lines(r))
-    assert r["ok"], report
-    assert r["by_kind"]["bomb"] == {"413": r["params"]["bombs"]}, report
+    # The tests' model is a few seconds of training: it need not read 95% of the drawings.
+    missed = [g for g, met in r["goals"].items() if not met and not g.startswith("good drawings")]
+    assert not missed, report
+    assert r["good_correct"] > 0.6, report
+    assert r["requests"] == 50 and r["server_5xx"] == 0 and r["bad_not_4xx_json"] == 0, report
+    assert set(r["by_kind"]) == {"good", *MIX}, report            # every bad kind was sent
+    assert r["by_kind"]["bomb"] == {"413": round(MIX["bomb"] * 50)}, report
+    assert set(r["by_kind"]["oversize"]) == {"413"}, report
+    assert set(r["by_kind"]["wrong-type"]) == {"415"}, report
+    assert r["good_while_hung"] > 0, report        # served while the slow ones hung
     assert r["raw"]["idle"]["statuses"] == {"408": r["params"]["idle"]}, report

@@ -83,6 +83,30 @@ class PredictionOut(BaseModel):
     image_28_png: str = Field(description="the same as a PNG data URL")
     inverted: bool = Field(description="dark ink on light paper was inverted")
     notes: list[str]
+    unsure: bool | None = Field(None, description="below the run's calibrated threshold; "
+                                "null: the run is not calibrated")
+    calibrated: bool = False
+
+
+class NumberDigitOut(BaseModel):
+    digit: int
+    probability: float
+    unsure: bool | None = None
+    bbox: list[int] = Field(description="the digit's box on the picture: left, top, right, "
+                                        "bottom")
+    top: list[TopEntry]
+
+
+class NumberOut(BaseModel):
+    """Several digits side by side: the number they spell, each digit read alone."""
+    file: str
+    number: str = Field(description="the digits read, left to right")
+    probability: float = Field(description="the least sure digit's probability")
+    unsure: bool | None = None
+    size: list[int] = Field(description="the picture's width and height")
+    digits: list[NumberDigitOut]
+    calibrated: bool = False
+    digits_28_png: list[str] = Field(description="each digit's 28x28 as a PNG data URL")
 
 
 class ErrorOut(BaseModel):
@@ -279,7 +303,7 @@ def create_app(model_source: Any = None) -> FastAPIOffline:
         """Liveness, and which model answers."""
         return {"status": "ok", "model": Path(predictor.name).name, "backend": backend}
 
-    @app.post("/api/predict", response_model=PredictionOut, openapi_extra=_BODY_DOC,
+    @app.post("/api/predict", response_model=PredictionOut | NumberOut, openapi_extra=_BODY_DOC,
               responses={code: {"model": ErrorOut} for code in (400, 411, 413, 415, 422)})
     async def api_predict(request: Request) -> dict[str, Any]:
         """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
