@@ -123,3 +123,15 @@ def test_blank_picture_is_still_refused():
         find_digits(to_gray(Image.new("L", (300, 200), 255)))
     with pytest.raises(NoInk):
         preprocess(png(np.ones((100, 100), np.float32)))
+
+
+# MNIST test digits whose ink falls apart: a 3 with a detached top bar, 5s whose bar or hook
+# hangs beside or below the rest, a 2 whose tail is cut off. Each is one digit.
+BROKEN_DIGITS = [155, 381, 694, 1087, 1131, 1696, 1940]
+
+
+def test_a_digit_in_pieces_is_one_digit(test_digits):
+    images, labels = test_digits
+    for i in BROKEN_DIGITS:
+        pieces = find_digits(compose([images[i]], []))
+        assert len(pieces) == 1, (i, int(labels[i]), [p.bbox for p in pieces])

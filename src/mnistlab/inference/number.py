@@ -8,9 +8,12 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 
 1. connected strokes (8-neighbours) are the candidates;
 2. pieces stacked in one column are one digit (a 5 whose top bar is lifted, a broken 4): two
-   candidates whose column ranges overlap by half the narrower one are merged, and so is a
-   candidate far smaller than the tallest (a stray tick) into its nearest neighbour;
-3. touching digits are split where the ink says so: a candidate wider than ``SPLIT_WIDTH``
+   candidates whose column ranges overlap by half the narrower one are merged, so are two
+   whose columns overlap at all while their rows do not (a stroke hanging below or above its
+   neighbour: digits of one number share a line, their rows overlap by most of a digit), and
+   so is a candidate far smaller than the tallest (a stray tick) into its nearest neighbour;
+3. touching digits are split where the ink says so (before step 2's merges, on the connected
+   strokes themselves): a candidate wider than ``SPLIT_WIDTH``
    times its height is cut at the thinnest column (the least ink) near each expected border,
    but only where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink;
 4. each digit goes through the single-digit recipe (crop, widen thin strokes, 20 px box,
@@ -27,7 +30,8 @@ from scipy import ndimage
 from mnistlab.inference.preprocess import Preprocessed, crop_to_mnist, ink_image
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
-SMALL_PIECE = 0.25      # a piece under this share of the tallest one's height is not a digit
+STAGGER_ROWS = 0.6      # columns overlapping and rows sharing less than this: one digit
+SMALL_PIECE = 0.35      # a piece under this share of the tallest one's height is not a digit
 SPLIT_WIDTH = 1.25      # width / height above which a piece may hold touching digits
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
 SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
@@ -80,13 +84,23 @@ def _column_overlap(a: _Part, b: _Part) -> float:
     return shared / max(min(a.width, b.width), 1)
 
 
+def _row_overlap(a: _Part, b: _Part) -> float:
+    shared = min(a.bottom, b.bottom) - max(a.top, b.top)
+    return shared / max(min(a.height, b.height), 1)
+
+
+def _one_digit(a: _Part, b: _Part) -> bool:
+    columns = _column_overlap(a, b)
+    return columns >= MERGE_OVERLAP or (columns > 0 and _row_overlap(a, b) < STAGGER_ROWS)
+
+
 def _merge_stacked(parts: list[_Part]) -> list[_Part]:
     merged = True
     while merged and len(parts) > 1:
         merged = False
         for i in range(len(parts)):
             for j in range(i + 1, len(parts)):
-                if _column_overlap(parts[i], parts[j]) >= MERGE_OVERLAP:
+                if _one_digit(parts[i], parts[j]):
                     parts[i] = parts[i].merged(parts.pop(j))
                     merged = True
                     break
@@ -140,8 +154,10 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
     Raises ``NoInk`` (a UserError) for a blank picture, as ``preprocess`` does.
     """
     ink, mask, inverted = ink_image(gray)
-    parts = _merge_small(_merge_stacked(_parts(mask)))
-    parts = [piece for part in parts for piece in _split_touching(part)]
+    # Split first, merge after: a digit's detached tail merged into it first would make the
+    # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
+    parts = [piece for part in _parts(mask) for piece in _split_touching(part)]
+    parts = _merge_small(_merge_stacked(parts))
     parts.sort(key=lambda p: (p.left + p.right) / 2)
     pieces = []
     for part in parts:

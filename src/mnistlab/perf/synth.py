@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from mnistlab.data import load_dataset
-from mnistlab.inference.predict import Predictor, predict_image, predict_proba
+from mnistlab.inference.predict import Prediction, Predictor, predict_proba, read_picture
 
 
 def encode(img: Image.Image, fmt: str = "PNG", **save: object) -> bytes:
@@ -62,14 +62,20 @@ def phone_photo(digit28: np.ndarray, seed: int = 0, size: int = 480) -> Image.Im
     return img.filter(ImageFilter.GaussianBlur(1.2))
 
 
+def _digit(predictor: Predictor, picture: bytes) -> int:
+    """The digit read from a picture of one digit; -1 (a miss) where it was read as a number."""
+    reading = read_picture(predictor, picture)
+    return reading.digit if isinstance(reading, Prediction) else -1
+
+
 def roundtrip_accuracy(predictor: Predictor, n: int = 200) -> dict[str, float | int]:
     """Accuracy of ``predict`` on the first ``n`` MNIST test digits given three ways: the raw
     28x28 arrays, large dark-on-white PNGs, and phone-photo JPEGs (quality 85)."""
     images, labels = load_dataset("mnist", "test")
     images, labels = images[:n], labels[:n].astype(int)
     direct = predict_proba(predictor, images / 255.0).argmax(1)
-    png = [predict_image(predictor, encode(render_mnist(d))).digit for d in images]
-    photo = [predict_image(predictor, encode(phone_photo(d, seed=i), "JPEG", quality=85)).digit
+    png = [_digit(predictor, encode(render_mnist(d))) for d in images]
+    photo = [_digit(predictor, encode(phone_photo(d, seed=i), "JPEG", quality=85))
              for i, d in enumerate(images)]
     return {"images": n, "direct_accuracy": float((direct == labels).mean()),
             "rendered_png_accuracy": float((np.array(png) == labels).mean()),
