@@ -40,6 +40,9 @@ from mnistlab.errors import UserError
 # Seeds feed numpy.random.default_rng and torch.manual_seed; 32 bits is what every consumer
 # (including NumPy's legacy RandomState and Python's random) accepts.
 SEED_BELOW = 2**32
+# --device's choices (mnistlab.train.device resolves them); here, away from torch, so the CLI
+# can offer them without importing it
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _num(value: Any) -> str:

@@ -280,10 +280,12 @@ def test_loop_cli_writes_a_usable_run(tmp_path, capsys):
 
     out = tmp_path / "loop-run"
     args = ["loop", "--model", "fc", "--steps", "40", "--batch-size", "16", "--lr", "0.1",
-            "--limit", "1000", "--refresh", "0.01", "--out", str(out), "--json"]
+            "--limit", "1000", "--refresh", "0.01", "--device", "cpu", "--out", str(out),
+            "--json"]
     assert main(args) == 0
     metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert metrics["steps"] == 40 and metrics["kind"] == "loop"
+    assert runs.read_config(out).environment.device == "cpu"      # where it trained
     assert 0.3 < metrics["test_accuracy"] <= 1.0
 
     steps, losses, smoothed = read_loss_csv(out / "loss.csv")
@@ -306,6 +308,17 @@ def test_loop_cli_rejects_bad_input(tmp_path, capsys, flags):
     assert main(["loop", "--out", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err
+    assert not out.exists()
+
+
+def test_loop_device_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                     monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "never"
+    assert main(["loop", "--model", "fc", "--steps", "5", "--limit", "600", "--device", "cuda",
+                 "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--device cuda" in err[0]
     assert not out.exists()
 
 

@@ -148,9 +148,11 @@ def test_matmul_peak_and_flop_count() -> None:
 
 @pytest.mark.timeout(120)
 def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["bench", "--quick", "--no-keras", "--threads", "1", "--json"]) == 0
+    assert main(["bench", "--quick", "--no-keras", "--threads", "1", "--device", "cpu",
+                 "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = result["rows"]
+    assert result["device"] == "cpu" and {r["device"] for r in rows} == {"cpu"}
     assert {(r["model"], r["precision"], r["engine"]) for r in rows} == {
         (m, p, "autograd") for m in ("fc", "cnn") for p in ("fp32", "bf16")} | {
         ("cnn", "bf16", "fused")}
@@ -171,8 +173,10 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
 
 
 def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["speedrun", "--seeds", "2", "--limit", "1000", "--threads", "1", "--json"]) == 0
+    assert main(["speedrun", "--seeds", "2", "--limit", "1000", "--threads", "1",
+                 "--device", "cpu", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["device"] == "cpu"
     assert [s["seed"] for s in result["seeds"]] == [0, 1]
     for s in result["seeds"]:
         assert s["train_seconds"] > 0 and 0.1 < s["test_accuracy"] <= 1
@@ -203,3 +207,37 @@ def test_speedrun_compare_adds_the_reference(capsys: pytest.CaptureFixture[str])
 def test_speedrun_rejects_zero_seeds(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["speedrun", "--seeds", "0"]) == 2
     assert "--seeds" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["bench", "--quick", "--no-keras", "--threads", "1"],
+    ["speedrun", "--seeds", "1", "--limit", "1000", "--threads", "1"],
+    ["speedrun", "--compare", "--seeds", "1", "--limit", "1000", "--threads", "1"],
+])
+def test_device_cuda_without_one_is_one_error_line_before_any_work(
+        argv: list[str], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("mnistlab.train.fit.fit", _no_training)
+    monkeypatch.setattr("mnistlab.perf.bench.fit", _no_training)
+    monkeypatch.setattr("mnistlab.perf.speedrun.fit", _no_training)
+    assert main([*argv, "--device", "cuda"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--device cuda" in err[0]
+    assert captured.out == ""
+
+
+def test_speedrun_compare_is_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnistlab.perf.speedrun as speedrun
+    from mnistlab.errors import UserError
+
+    # as if this machine had a GPU: the check comes before any data or training
+    monkeypatch.setattr(speedrun, "resolve_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(speedrun, "fit", _no_training)
+    with pytest.raises(UserError, match="--compare trains the reference recipe on the CPU"):
+        speedrun.run_speedrun(1, compare=True, device="cuda", warmup=False)
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("trained although the device is missing")

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mnistlab import runs
 from mnistlab.cli import main
 from mnistlab.report import analysis as A
 from mnistlab.report import findings, fmt
@@ -41,7 +42,7 @@ def _small_report(out, *flags: str) -> tuple[int, str]:
 @pytest.fixture(scope="session")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("report")
-    code, text = _small_report(out, "--json")
+    code, text = _small_report(out, "--device", "cpu", "--json")
     assert code == 0
     return out, text
 
@@ -227,6 +228,29 @@ def test_the_command_line_does_not_import_the_study():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
     assert out.stdout.strip() == "[]"
+
+
+def test_the_report_records_its_device(built, report, markdown):
+    meta = report["meta"]
+    assert meta["device"] == "cpu" and meta["config"]["device"] == "cpu"
+    assert "--device cpu" in meta["command"] and "trained on cpu" in markdown
+    for name in ("fc-seed0", "cnn-seed0"):
+        config = runs.read_config(built[0] / "runs" / name)
+        assert config.train.device == "cpu" and config.environment.device == "cpu"
+    assert runs.read_config(built[0] / "runs" / "loop-seed0").environment.device == "cpu"
+
+
+def test_device_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, capsys,
+                                                                monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "never"
+    code, text = _small_report(out, "--device", "cuda")
+    assert code == 2 and text == ""
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "--device cuda" in err[0]
+    assert not out.exists()
 
 
 def test_reuse_redraws_from_the_finished_runs(built, report):

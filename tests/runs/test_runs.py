@@ -67,6 +67,23 @@ def test_save_run_round_trip(tmp_path: Path) -> None:
     assert runs.read_history(tmp_path) == [runs.HistoryRow(epoch=1, train_loss=0.25)]
 
 
+def test_a_run_trained_on_the_cpu_saves_cpu_tensors_and_loads_on_the_cpu(
+        tmp_path: Path) -> None:
+    from mnistlab.train.evaluation import evaluate_run, load_run
+
+    run_dir = tmp_path / "on-cpu"
+    result = fit(TrainConfig(model="fc", epochs=1, limit=500, test_limit=200, threads=1,
+                             precision="fp32", device="cpu"), run_dir)
+    # the weight file holds CPU tensors (a GPU run is saved from the CPU side too), so it
+    # loads on any machine: on the CPU first, then moved to the device asked for
+    tensors, _ = runs.read_safetensors(run_dir / runs.WEIGHTS)
+    assert tensors and {t.device.type for t in tensors.values()} == {"cpu"}
+    loaded = load_run(run_dir, torch.device("cpu"))
+    assert {p.device.type for p in loaded.model.parameters()} == {"cpu"}
+    assert runs.read_config(run_dir).environment.device == "cpu"
+    assert evaluate_run(loaded, test_limit=200).test_accuracy == result.metrics.test_accuracy
+
+
 def test_checkpoint_round_trip(fc_run: Path) -> None:
     ckpt = runs.load_checkpoint(fc_run)
     assert ckpt.epoch == 1 and set(ckpt.rng) == {"batches", "torch", "augment"}

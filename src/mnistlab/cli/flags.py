@@ -106,6 +106,16 @@ def add_option(parser: argparse.ArgumentParser, flag: str, kind: Any, *, default
         _mark_threads(parser, dest, flag)
 
 
+DEVICE_HELP = "auto (cuda, else mps, else cpu), cpu, cuda or mps"
+
+
+def add_device(parser: argparse.ArgumentParser, what: str = "where the model runs") -> None:
+    """``--device auto|cpu|cuda|mps`` (mnistlab.checks.DEVICES, torch-free); the handler
+    resolves it (mnistlab.train.device.resolve_device) before anything is written."""
+    parser.add_argument("--device", default="auto", choices=checks.DEVICES,
+                        help=f"{what}: {DEVICE_HELP} (default auto)")
+
+
 def add_fields(parser: argparse.ArgumentParser, cls: type, *, skip: Iterable[str] = (),
                only: Iterable[str] | None = None) -> None:
     """One option per field of the dataclass ``cls`` (default None: left out, not set)."""

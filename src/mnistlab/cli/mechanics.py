@@ -27,7 +27,7 @@ def _scratch_flags(p: argparse.ArgumentParser) -> None:
 
 
 # The config fields each command exposes, in --help's order (the others keep their defaults).
-LOOP_FLAGS = ("model", "steps", "batch_size", "lr", "seed", "limit", "threads",
+LOOP_FLAGS = ("model", "steps", "batch_size", "lr", "seed", "limit", "threads", "device",
               "refresh_seconds")
 SCRATCH_FLAGS = ("epochs", "lr", "batch_size", "seed", "limit", "threads", "twin")
 # gradcheck's own bounds: a batch is at most the training images (checked against the data);

@@ -30,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true",
                    help="tiny sizes (512 images, 1 epoch): checks the plumbing, not the speed")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
+    flags.add_device(p, "where mnistlab's rows train (the Keras reference: the CPU; on a GPU "
+                        "the fused row and the share of the CPU's peak are left out)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=bench)
 
@@ -56,13 +58,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="then train the published recipe (tuomaso/train_mnist_fast) typed "
                         "into plain PyTorch, fp32 and bf16, same seeds and images; print the "
                         "ratio")
+    flags.add_device(p, "where the recipe trains (--compare: the CPU only, which auto "
+                        "then means)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=speedrun)
 
 
 def bench(args: argparse.Namespace) -> int:
     from mnistlab.perf.bench import QUICK, BenchSize, run_bench
+    from mnistlab.train.device import resolve_device
 
+    resolve_device(args.device)          # a missing GPU: one line before any timing
     size = QUICK if args.quick else BenchSize(epochs=args.epochs)
 
     def on_row(r: dict) -> None:
@@ -72,15 +78,21 @@ def bench(args: argparse.Namespace) -> int:
                         f"{r['engine']:9} failed: {r.get('error')}")
             return
         cpu = r.get("images_per_cpu_second") or 0
+        share = r.get("share_of_peak")
+        peak = f"{100 * share:5.1f}% of peak" if share is not None else "(no CPU peak)"
+        share_cpu = r.get("share_of_peak_cpu")
+        peak_cpu = (f"{100 * share_cpu:5.1f}% of CPU peak" if share_cpu is not None
+                    else "")
         console.say(f"{r['framework']:8} {r['model']:4} {r['precision']:5} {r['engine']:9} "
                     f"{ips:>9,.0f} img/s  {r['train_seconds']:7.1f} s  "
-                    f"test {r['test_accuracy']:.4f}  {100 * r['share_of_peak']:5.1f}% of peak  "
-                    f"| {cpu:>8,.0f} img/CPU-s  "
-                    f"{100 * (r.get('share_of_peak_cpu') or 0):5.1f}% of CPU peak")
+                    f"test {r['test_accuracy']:.4f}  {peak}  "
+                    f"| {cpu:>8,.0f} img/CPU-s  {peak_cpu}".rstrip())
 
-    result = run_bench(size, keras=not args.no_keras, threads=args.threads, on_row=on_row)
+    result = run_bench(size, keras=not args.no_keras, threads=args.threads, on_row=on_row,
+                       device=args.device)
     peak, peak_cpu = result["peak_gflops"], result["peak_gflops_cpu"]
-    console.say(f"matmul peak (GFLOP/s): fp32 {peak['fp32']:,.0f} wall / "
+    console.say(f"device: {result['device']}; CPU matmul peak (GFLOP/s): fp32 "
+                f"{peak['fp32']:,.0f} wall / "
                 f"{peak_cpu['fp32']:,.0f} CPU-time, bf16 {peak['bf16']:,.0f} / "
                 f"{peak_cpu['bf16']:,.0f}; load average {result['load_average']}")
     for r in result["rows"]:
@@ -106,7 +118,9 @@ def speedrun(args: argparse.Namespace) -> int:
     from mnistlab.data.specs import DATASETS
     from mnistlab.perf.speedrun import recipe, run_speedrun
     from mnistlab.train.config import TrainConfig, validate_sizes
+    from mnistlab.train.device import resolve_device
 
+    resolve_device(args.device)          # a missing GPU: one line before any training
     checks.seed("--first-seed + --seeds - 1", args.first_seed + args.seeds - 1)
     # the recipe's batch must fit in the images --limit keeps, as in `mnistlab train`; from the
     # pinned counts, not by loading the data (the run times its own loading)
@@ -128,7 +142,8 @@ def speedrun(args: argparse.Namespace) -> int:
 
     result = run_speedrun(args.seeds, first_seed=args.first_seed, threads=args.threads,
                           limit=args.limit, test_limit=args.test_limit, on_seed=on_seed,
-                          compare=args.compare, on_reference=on_reference)
+                          compare=args.compare, on_reference=on_reference,
+                          device=args.device)
     console.say(f"mnistlab      : mean {100 * result['mean_test_accuracy']:.2f}% "
                 f"+- {100 * result['std_test_accuracy']:.2f} in "
                 f"{result['mean_train_seconds']:.2f} +- {result['std_train_seconds']:.2f} s "

@@ -12,7 +12,7 @@ from mnistlab import console
 # (their defaults come from the environment and from --quick), --quick and --reuse are plain
 # switches.
 REPORT_FLAGS = ("first_seed", "epochs", "limit", "test_limit", "loop_steps", "threads",
-                "executor", "address")
+                "device", "executor", "address")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -11,6 +11,7 @@ import shlex
 from pathlib import Path
 
 from mnistlab import console
+from mnistlab.checks import DEVICES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -42,6 +43,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="trials at once (default: every CPU slot)")
     p.add_argument("--threads-per-trial", type=int, default=1, metavar="T",
                    help="torch threads (= Ray CPUs) per trial (default 1)")
+    # the same choices as TrainConfig.device (mnistlab.checks.DEVICES: torch-free)
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="where every trial trains: auto (cuda, else mps, else cpu), cpu, cuda "
+                        "or mps (default auto; on Ray a trial sees a GPU only with "
+                        "--gpus-per-trial or --device cuda)")
+    p.add_argument("--gpus-per-trial", type=float, default=None, metavar="G",
+                   help="Ray GPUs per trial, e.g. 0.25 to share one GPU among four trials "
+                        "(default 1 with --device cuda, else 0)")
     p.add_argument("--max-failures", type=int, default=3,
                    help="retries of a trial whose worker died (default 3)")
     p.add_argument("--epochs", type=int, default=0, help="epochs per trial (default: preset's)")
@@ -91,9 +100,20 @@ def build_spec(args: argparse.Namespace):  # -> SweepSpec (imported lazily)
                      search_seed=args.search_seed, scheduler=args.scheduler,
                      concurrency=args.concurrency, threads_per_trial=args.threads_per_trial,
                      max_failures=args.max_failures, limit=args.limit,
-                     test_limit=args.test_limit, epochs=args.epochs)
+                     test_limit=args.test_limit, epochs=args.epochs, device=args.device,
+                     gpus_per_trial=args.gpus_per_trial)
     spec.validate()
     return spec
+
+
+def check_device(spec, executor: str, address: str | None) -> None:
+    """A --device this machine lacks is one line before anything starts, when the trials run
+    here (--executor local, or a local Ray); a cluster's nodes are checked by Ray itself (a
+    trial asking for GPUs waits for a node that has them)."""
+    from mnistlab.train.device import resolve_device
+
+    if executor == "local" or address is None:
+        resolve_device(spec.device)
 
 
 def make_executor(kind: str, spec, address: str | None):
@@ -109,7 +129,8 @@ def make_executor(kind: str, spec, address: str | None):
     epochs = max((t.config.epochs for t in spec.trials()), default=1)
     return RayExecutor(RaySettings(address=address, threads_per_trial=spec.threads_per_trial,
                                    concurrency=spec.concurrency, max_failures=spec.max_failures,
-                                   scheduler=spec.scheduler, max_epochs=epochs))
+                                   scheduler=spec.scheduler, max_epochs=epochs,
+                                   gpus_per_trial=spec.gpus()))
 
 
 def sweep(args: argparse.Namespace) -> int:
@@ -130,6 +151,7 @@ def sweep(args: argparse.Namespace) -> int:
         spec = build_spec(args)
         for trial in spec.trials()[:1]:
             load_tensors(trial.config)   # an unknown or missing dataset fails before Ray starts
+    check_device(spec, args.executor, args.address)
     executor = make_executor(args.executor, spec, args.address)
     try:
         if args.resume is not None:

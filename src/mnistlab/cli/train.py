@@ -56,11 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="average the probabilities of these runs (and RUN, if given)")
     flags.add_option(p, "--threads", int, default=0,
                      meta={"help": "torch threads (0: all cores)", "min": 0, "cores": True})
-    # the same choices as TrainConfig.device (mnistlab.train.device.DEVICES; not imported
-    # here: it imports torch)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
-                   help="where to evaluate one run: auto (cuda, else mps, else cpu), cpu, cuda "
-                        "or mps; the weights load on the CPU, then move (--ensemble: the CPU)")
+    # the same choices as TrainConfig.device (mnistlab.checks.DEVICES: torch-free)
+    flags.add_device(p, "where to evaluate one run (the weights load on the CPU, then move; "
+                        "--ensemble: the CPU)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate)
 

@@ -22,7 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "predict", help="classify pictures of digits (PNG/JPEG, photos included)",
         usage="mnistlab predict [RUN] IMAGE... [--top K] [--onnx MODEL.onnx] "
-              "[--debug-dir DIR] [--json]",
+              "[--device D] [--debug-dir DIR] [--json]",
         description="Classify each picture: it is turned into a 28x28 MNIST-style image "
                     "(grayscale, ink white on black, cropped, scaled to 20x20, centred by "
                     "mass) and fed to the model. Without RUN, the best finished run under the "
@@ -33,6 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "help": "show the K likeliest digits", "min": 1, "max": 10, "metavar": "K"})
     p.add_argument("--onnx", metavar="MODEL.onnx",
                    help="use an exported ONNX file (onnxruntime) instead of a run")
+    flags.add_device(p, "where the run's model runs (--onnx: onnxruntime on the CPU)")
     p.add_argument("--debug-dir", metavar="DIR",
                    help="write the 28x28 image the model saw for each picture (PNG)")
     p.add_argument("--json", action="store_true", help=JSON_HELP)
@@ -75,6 +76,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flags.add_option(s, "--workers", int, default=1, meta={
         "help": "server processes, each with its own copy of the model", "min": 1,
         "max": 64})
+    flags.add_device(s, "where the run's model runs, in every worker (--onnx: the CPU)")
     s.set_defaults(func=cmd_serve)
 
     b = subparsers.add_parser(
@@ -146,7 +148,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab.errors import UserError
     from mnistlab.inference.predict import NumberPrediction, load_predictor, predict_files
     from mnistlab.inference.preprocess import to_png
+    from mnistlab.train.device import resolve_device
 
+    device = resolve_device(args.device)   # a missing GPU: one line before anything is read
     items = list(args.items)
     run = items.pop(0) if len(items) > 1 and _looks_like_run(items[0]) else None
     if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
@@ -156,7 +160,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
         raise UserError("give either a RUN or --onnx, not both")
     if args.debug_dir:        # before any work: a folder that cannot be written is one line
         output_folder(args.debug_dir, "--debug-dir")
-    predictor = load_predictor(run, onnx=args.onnx)   # no RUN: the best finished run
+    # no RUN: the best finished run
+    predictor = load_predictor(run, onnx=args.onnx, device=device)
     if args.onnx:
         console.say(f"model: {args.onnx} (onnxruntime)")
     else:
@@ -231,7 +236,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab.serve import create_app
     from mnistlab.serve.runner import check_port, listen_socket, serve_forever
     from mnistlab.serve.workers import serve_workers
+    from mnistlab.train.device import resolve_device
 
+    resolve_device(args.device)           # a missing GPU: one line before the port is taken
     if args.onnx and args.run:
         raise UserError("give either a RUN or --onnx, not both")
     source: Any = args.onnx or args.run
@@ -244,7 +251,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         check_port(args.host, args.port)
         console.say(f"serving {source} from {args.workers} processes on "
                     f"http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)")
-        serve_workers(str(source), args.host, args.port, args.workers, args.threads)
+        serve_workers(str(source), args.host, args.port, args.workers, args.threads,
+                      args.device)
         return 0
     # Bound now and served on as is: a taken port is one line before the model loads, and
     # nothing can take it between this check and the start.
@@ -255,7 +263,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Measured under load on 2 cores: intra-op threads on small batches oversubscribe the
         # CPU (batch throughput fell 7x with 2 threads against 1).
         torch.set_num_threads(args.threads)
-        app = create_app(source)
+        app = create_app(source, device=args.device)
         host = f"[{args.host}]" if ":" in args.host else args.host
         console.say(f"serving {app.state.predictor.name} on http://{host}:{args.port}/ "
                     "(API docs at /docs; Ctrl-C stops)")

@@ -45,15 +45,19 @@ class TorchPredictor:
     backend = "pytorch"
 
     def __init__(self, model: nn.Module, name: str,
-                 calibration: Calibration | None = None) -> None:
-        self.model = model.eval()
+                 calibration: Calibration | None = None,
+                 device: torch.device | None = None) -> None:
+        # the model lives on ``device`` (default the CPU); inputs go there, logits come back
+        self.device = device if device is not None else torch.device("cpu")
+        self.model = model.to(self.device).eval()
         self.name = name
         self.calibration = calibration
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
         with torch.inference_mode():
-            out = self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
-        return out.float().numpy()
+            out = self.model(batch.to(self.device))
+        return out.float().cpu().numpy()
 
 
 class OnnxPredictor:
@@ -247,13 +251,17 @@ def predict_files(predictor: Predictor, paths: list[str], *,
 
 
 def load_predictor(run: str | os.PathLike[str] | None = None, *,
-                   onnx: str | os.PathLike[str] | None = None) -> Predictor:
+                   onnx: str | os.PathLike[str] | None = None,
+                   device: torch.device | None = None) -> Predictor:
     """A run folder (or its name), an ONNX file, or, with neither, the best finished run for
-    pictures (the best ``robust`` run when there is one, else the best of all)."""
+    pictures (the best ``robust`` run when there is one, else the best of all).
+
+    ``device``: where a run's model runs (its weights load on the CPU, then move; default the
+    CPU); an ONNX file always runs on onnxruntime's CPU provider."""
     if onnx is not None:
         return OnnxPredictor(onnx)
     if run is None:
         run = runs.best_run(for_pictures=True)   # the robust run when there is one
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)
     calibration = load_calibration(path) if path.is_dir() else None
-    return TorchPredictor(runs.load_model(path), str(path), calibration)
+    return TorchPredictor(runs.load_model(path), str(path), calibration, device)

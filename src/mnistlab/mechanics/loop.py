@@ -47,6 +47,7 @@ from mnistlab.threads import torch_threads
 from mnistlab.train.build import build
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_split
+from mnistlab.train.device import DEVICES, describe, resolve_device, to_device
 from mnistlab.train.phases import evaluate
 
 OnStep = Callable[[int, float], None]
@@ -141,11 +142,18 @@ class LoopConfig:
         "above": 0, "max": MAX_REFRESH_SECONDS, "flag": "--refresh", "metavar": "SECONDS"})
     dataset: str = field(default="mnist", metadata={"help": "which dataset",
                                                     "choices": tuple(DATASETS)})
+    # auto: cuda, else mps, else cpu (mnistlab.train.device); config.json's environment
+    # records the device resolved
+    device: str = field(default="auto", metadata={
+        "help": "where to train: auto (cuda, else mps, else cpu), cpu, cuda or mps",
+        "choices": DEVICES})
 
     def validate(self, label: Callable[[str], str] = str) -> None:
-        """UserError for a setting that cannot run; ``label`` names settings in the message."""
+        """UserError for a setting that cannot run (a --device this machine lacks included);
+        ``label`` names settings in the message."""
         checks.one_of(label("model"), self.model, available())
         checks.check_fields(self, label)
+        resolve_device(self.device, label("device"))
 
     def validate_sizes(self, train_images: int, label: Callable[[str], str] = str) -> None:
         """The bounds that need the data: ``train_images`` is the full training split."""
@@ -218,8 +226,10 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
 
     config.validate()
     run_dir = Path(run_dir)
-    x_train, y_train = load_split(config.dataset, "train", config.limit)
-    x_test, y_test = load_split(config.dataset, "test")
+    device = resolve_device(config.device)
+    # on a GPU the images are moved once and stay there (Batches draws its order on the CPU)
+    x_train, y_train = to_device(device, *load_split(config.dataset, "train", config.limit))
+    x_test, y_test = to_device(device, *load_split(config.dataset, "test"))
     per_pass = len(x_train) // config.batch_size
     if per_pass == 0:
         raise UserError(f"batch size {config.batch_size} is larger than the {len(x_train)} "
@@ -229,7 +239,9 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
     with torch_threads(config.threads) as threads:
         # build() seeds torch with config.seed, then initialises the model (Keras init).
         model, model_config = build(TrainConfig(model=config.model, seed=config.seed))
-        write_config(run_dir, _config_json(config, model_config, model, threads, steps))
+        model = model.to(device)
+        write_config(run_dir, _config_json(config, model_config, model, threads, steps,
+                                           describe(device)))
         title = (f"Explicit training loop: {config.model}, SGD {config.lr:g}, batch "
                  f"{config.batch_size}, {steps:,} iterations")
         curve = LiveCurve(run_dir, title=title, total_steps=steps, smoothing=config.smoothing,
@@ -252,7 +264,7 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
         finally:
             curve.write()        # also on Ctrl-C: the curve so far stays on disk
         seconds = time.perf_counter() - start
-        test = evaluate(model, x_test, y_test)
+        test = evaluate(model, x_test, y_test, device=device.type)
 
     smoothed = ema(losses, config.smoothing)
     history = _history(losses, smoothed, per_pass, test)
@@ -277,14 +289,14 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
 
 
 def _config_json(config: LoopConfig, model_config: JSONObject, model: nn.Module, threads: int,
-                 steps: int) -> RunConfig:
+                 steps: int, device: str) -> RunConfig:
     settings = LoopSettings(model=config.model, steps=steps, batch_size=config.batch_size,
                             lr=config.lr, seed=config.seed, limit=config.limit, threads=threads,
                             smoothing=config.smoothing, refresh_seconds=config.refresh_seconds,
                             dataset=config.dataset)
     return RunConfig(model=config.model, model_config=model_config, precision="fp32",
                      threads=threads, parameters=count_parameters(model), kind="loop",
-                     loop=settings, environment=environment(threads),
+                     loop=settings, environment=environment(threads, device=device),
                      created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
 

@@ -16,6 +16,11 @@ machine shared with other jobs, wall-clock figures shrink with the load; each ro
 are therefore also measured in CPU seconds (``*_cpu`` keys), which the load barely changes.
 Training FLOPs per image are counted by ``torch.utils.flop_counter`` over one forward and
 backward pass (convolutions and matmuls; the seed CNN: about 72 MFLOP).
+
+``device`` (``--device``): where mnistlab's rows train. On a GPU (or MPS) the CPU-only fused
+row is left out and so is the share of the matmul peak: the peak measured is the CPU's, which
+says nothing of a GPU (``share_of_peak`` is None, ``peak_gflops`` names the CPU). The Keras
+reference always runs on the CPU (its venv is TensorFlow's CPU build).
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from mnistlab.perf.cpu import machine_facts
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
+from mnistlab.train.device import describe, resolve_device
 from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
@@ -106,12 +112,13 @@ def training_flops_per_image(model: torch.nn.Module, batch: int = 8) -> float:
 
 
 def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0,
-                   engine: str = "autograd") -> dict[str, Any]:
-    """Train ``model`` with its seed preset at ``precision`` through ``engine``; one bench row."""
+                   engine: str = "autograd", device: str = "cpu") -> dict[str, Any]:
+    """Train ``model`` with its seed preset at ``precision`` through ``engine`` on ``device``;
+    one bench row."""
     overrides = preset_overrides("seed", model) | {
         "precision": precision, "engine": engine, "epochs": size.epochs, "limit": size.limit,
         "test_limit": size.test_limit, "threads": threads, "seed": 0,
-        "eval_each_epoch": False, "eval_batch_size": 1000}
+        "eval_each_epoch": False, "eval_batch_size": 1000, "device": device}
     config = TrainConfig(model=model, preset="seed", **overrides)
     load_tensors(config)                                     # data loading is not training
     start, cpu = time.perf_counter(), time.process_time()
@@ -126,7 +133,7 @@ def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
             "epoch_seconds": [round(r.seconds or 0.0, 3) for r in result.history],
             "warmup_seconds": m.warmup_seconds,
             "wall_seconds": round(wall, 3), "cpu_seconds": round(cpu, 3),
-            "test_accuracy": m.test_accuracy,
+            "test_accuracy": m.test_accuracy, "device": device,
             "parameters": m.parameters, "threads": m.threads}
 
 
@@ -155,7 +162,7 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
             "wall_seconds": out["wall_seconds"], "cpu_seconds": out["cpu_seconds"],
             "epoch_seconds": out.get("epoch_seconds"),
             "test_accuracy": out["test_accuracy"], "parameters": out["parameters"],
-            "threads": threads or os.cpu_count(),
+            "threads": threads or os.cpu_count(), "device": "cpu",
             "versions": out["versions"]}
 
 
@@ -168,10 +175,14 @@ def _write_npz(path: Path, size: BenchSize) -> None:
 
 
 def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int = 0,
-              root: Path | None = None, on_row: Any = None) -> dict[str, Any]:
-    """The whole comparison; ``on_row(row)`` is called as each row finishes."""
+              root: Path | None = None, on_row: Any = None,
+              device: str = "cpu") -> dict[str, Any]:
+    """The whole comparison; ``on_row(row)`` is called as each row finishes. ``device``:
+    where mnistlab's rows train (see the module docstring for what a GPU leaves out)."""
     size = size or BenchSize()
     root = root or _repository_root()
+    resolved = resolve_device(device)           # a missing GPU: one line before any timing
+    on_cpu = resolved.type == "cpu"
     with torch_threads(threads):
         # the best of a medium and a large matrix: large ones run nearer the limit on an idle
         # machine, medium ones more often escape preemption on a busy one
@@ -190,19 +201,25 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         p = peak["bf16" if row["precision"] == "bf16" else "fp32"]
         f = flops[row["model"]]
         row["train_mflop_per_image"] = round(f / 1e6, 3)
-        row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if ips else None
+        # the CPU's peak is no limit for a row trained on a GPU
+        share = ips and row.get("device", "cpu") == "cpu"
+        row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if share else None
+        row["share_of_peak_cpu"] = None
         if ips and row.get("cpu_seconds"):
             images = row["epochs"] * (size.limit or 60000)
             row["images_per_cpu_second"] = round(images / row["cpu_seconds"], 1)
-            row["share_of_peak_cpu"] = round(
-                row["images_per_cpu_second"] * row["threads"] * f / (p["cpu"] * 1e9), 4)
+            if share:
+                row["share_of_peak_cpu"] = round(
+                    row["images_per_cpu_second"] * row["threads"] * f / (p["cpu"] * 1e9), 4)
         rows.append(row)
         if on_row is not None:
             on_row(row)
 
     for model in MODELS:
         for precision, engine in VARIANTS[model]:
-            add(bench_mnistlab(model, precision, size, threads, engine))
+            if engine == "fused" and not on_cpu:
+                continue                       # the fused step is CPU-only
+            add(bench_mnistlab(model, precision, size, threads, engine, resolved.type))
     has_keras = keras and keras_available(root)
     if has_keras:
         with tempfile.TemporaryDirectory(prefix="mnistlab-bench-") as tmp:
@@ -235,6 +252,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
+        "device": describe(resolved), "peak_device": "cpu",
         "load_average": load_average(), "openmp_wait": openmp_wait(),
     } | facts.to_dict()                  # cpu_model, isa, auto_engine (+ reason, timings)
 

@@ -28,12 +28,14 @@ from typing import Any
 
 import torch
 
+from mnistlab.errors import UserError
 from mnistlab.machine import load_average
 from mnistlab.perf.reference import PRECISIONS as REFERENCE_PRECISIONS
 from mnistlab.perf.reference import ReferenceSummary, run_reference, train_reference
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
+from mnistlab.train.device import describe, resolve_device
 from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
@@ -62,12 +64,20 @@ def recipe(**overrides: Any) -> TrainConfig:
 
 def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit: int = 0,
                  test_limit: int = 0, warmup: bool = True, on_seed: Any = None,
-                 compare: bool = False, on_reference: Any = None) -> dict[str, Any]:
-    """Train the recipe once per seed; ``on_seed(row)`` is called after each. ``compare``:
-    then the reference recipe in fp32 and bf16 (``on_reference(summary)`` after each)."""
+                 compare: bool = False, on_reference: Any = None,
+                 device: str = "cpu") -> dict[str, Any]:
+    """Train the recipe once per seed on ``device`` (mnistlab.train.device.DEVICES);
+    ``on_seed(row)`` is called after each. ``compare``: then the reference recipe in fp32 and
+    bf16 (``on_reference(summary)`` after each), which runs on the CPU only, so it needs a
+    CPU ``device`` (``auto`` means the CPU then; another device is a UserError: a GPU against
+    a CPU would compare the machines, not the recipes)."""
     call_start = time.perf_counter()
     process_start = seconds_since_process_start()
-    config = recipe(threads=threads, limit=limit, test_limit=test_limit)
+    resolved = resolve_device("cpu" if compare and device == "auto" else device)
+    if compare and resolved.type != "cpu":
+        raise UserError(f"--compare trains the reference recipe on the CPU only; run it with "
+                        f"--device cpu (not {resolved.type})")
+    config = recipe(threads=threads, limit=limit, test_limit=test_limit, device=resolved.type)
 
     start = time.perf_counter()
     load_tensors(config)                               # cached: later fits reuse the tensors
@@ -113,6 +123,7 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
                    "lr": config.lr, "schedule": config.schedule,
                    "precision": config.precision, "augment": config.augment},
         "threads": threads or torch.get_num_threads(),
+        "device": describe(resolved),
         "train_images": limit or 60000,
         "load_average": load_average(),
     }

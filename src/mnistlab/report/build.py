@@ -32,6 +32,7 @@ from mnistlab.sweep.report_hook import EXECUTORS, train_report_runs
 from mnistlab.threads import torch_threads
 from mnistlab.train.callbacks import KerasLogger
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.device import DEVICES, describe, resolve_device, to_device
 from mnistlab.train.evaluation import load_run
 from mnistlab.train.fit import fit
 from mnistlab.train.phases import evaluate, predict_proba
@@ -98,6 +99,11 @@ class ReportConfig:
     executor: str = field(default="local", metadata={
         "help": "where the seeds train: local (here, one after another) or ray",
         "choices": EXECUTORS})
+    # where fc and cnn train and are evaluated: auto (cuda, else mps, else cpu); the custom
+    # loop trains there too. report.json's meta records the device resolved.
+    device: str = field(default="auto", metadata={
+        "help": "where the models train and are evaluated: auto (cuda, else mps, else cpu), "
+                "cpu, cuda or mps", "choices": DEVICES})
     address: str | None = field(default=None, metadata={
         "help": "with --executor ray: a running Ray cluster's HOST:PORT (default: start a "
                 "local Ray)", "metavar": "HOST:PORT"})
@@ -112,6 +118,7 @@ class ReportConfig:
     def check(self, label: Callable[[str], str] = str) -> None:
         """UserError for a setting that cannot run; ``label`` names settings in the message."""
         checks.check_fields(self, label)
+        resolve_device(self.device, label("device"))     # a missing GPU: before any write
         last = self.first_seed + self.seeds - 1          # the seeds run are first_seed, +1, ...
         checks.seed(f"{label('first_seed')} + {label('seeds')} - 1", last)
 
@@ -165,7 +172,8 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say
     # The total up to here; writing the files takes well under a second more. One value, so
     # REPORT.md, report.json and the terminal agree.
     report = replace(report, provenance=provenance.collect(
-        config=cfg.to_dict(), command=_command(cfg), threads=cfg.threads, started=started,
+        config=cfg.to_dict(), command=_command(cfg), threads=cfg.threads,
+        device=describe(resolve_device(cfg.device)), started=started,
         t0=t0, stage_seconds=stages.seconds))
     say("writing REPORT.md, report.html, report.json ...")
     render.write_all(report, out)
@@ -192,7 +200,7 @@ def _command(cfg: ReportConfig) -> str:
     defaults = ReportConfig().quick_defaults() if not cfg.quick else \
         replace(ReportConfig(quick=True)).quick_defaults()
     for name in ("seeds", "epochs", "limit", "test_limit", "loop_steps", "first_seed",
-                 "threads"):
+                 "threads", "device"):
         value = getattr(cfg, name)
         if value != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {value}")
@@ -220,8 +228,10 @@ def _seed_config(model: str, seed: int, cfg: ReportConfig) -> TrainConfig:
     overrides = preset_overrides("seed", model)
     if cfg.epochs:
         overrides["epochs"] = cfg.epochs
+    # the device resolved (cpu, cuda, mps): what a reused run must have trained on
     return TrainConfig(model=model, seed=seed, limit=cfg.limit, test_limit=cfg.test_limit,
-                       threads=cfg.threads, preset="seed", **overrides)
+                       threads=cfg.threads, preset="seed",
+                       device=resolve_device(cfg.device).type, **overrides)
 
 
 def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
@@ -230,7 +240,7 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, config):
         # In the memory layout it trained in, so the same kernels give the same numbers.
-        loaded = load_run(run_dir)
+        loaded = load_run(run_dir, resolve_device(config.device))
         precision, trained = loaded.precision, loaded.model
         say(f"reusing {run_dir}")
     else:
@@ -238,8 +248,10 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
             shutil.rmtree(run_dir)
         result = fit(config, run_dir, callbacks=[KerasLogger()])
         precision, trained = result.metrics.precision, result.model
-    probs = predict_proba(trained, data.x_test, precision=precision)
-    train_eval = evaluate(trained, data.x_train, data.y_train, precision=precision)
+    device = resolve_device(config.device)
+    probs = predict_proba(trained, data.x_test, precision=precision)    # back on the CPU
+    train_eval = evaluate(trained, *to_device(device, data.x_train, data.y_train),
+                          precision=precision, device=device.type)
     return Trained(model=model, seed=seed, run_dir=run_dir,
                    metrics=runs.read_metrics(run_dir), history=runs.read_history(run_dir),
                    probs=probs,
@@ -254,5 +266,6 @@ def _custom_loop(cfg: ReportConfig, out: Path) -> LoopStudy:
     is ``<out>/runs/loop-seed<N>``."""
     return loop_stage.run(steps=cfg.loop_steps, limit=cfg.limit, seed=cfg.first_seed,
                           threads=cfg.threads, reuse=cfg.reuse,
+                          device=resolve_device(cfg.device).type,
                           run_dir=out / "runs" / f"loop-seed{cfg.first_seed}",
                           figure_path=out / "figures" / "fig6_custom_loop_loss.png")

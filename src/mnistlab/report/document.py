@@ -216,7 +216,8 @@ def _provenance_blocks(prov: Provenance) -> list[Block]:
           "report.json holds every number shown here."),
         table(["stage", "time"], stage_rows),
         p(f"mnistlab {v.mnistlab}, PyTorch {v.torch}, NumPy {v.numpy}, Python "
-          f"{v.python}; {prov.threads} thread(s) on {prov.cpu_count} core(s); load "
+          f"{v.python}; trained on {prov.device}; {prov.threads} thread(s) on "
+          f"{prov.cpu_count} core(s); load "
           f"average at the end {', '.join(f'{x:.2f}' for x in prov.load_average)} (other "
           "processes on the machine slow the timings, not the accuracies). MNIST: Yann LeCun "
           "and Corinna Cortes, CC BY-SA 3.0."),

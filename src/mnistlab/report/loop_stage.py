@@ -24,14 +24,15 @@ WINDOW = 100        # iterations per window when counting how often the smoothed
 
 
 def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
-        reuse: bool = False, run_dir: Path, figure_path: Path) -> LoopStudy:
+        reuse: bool = False, device: str = "cpu", run_dir: Path,
+        figure_path: Path) -> LoopStudy:
     """Train into ``run_dir``, draw figure 6 at ``figure_path``, return the loop's numbers.
 
     ``steps`` 0: one full pass over the (possibly ``limit``-ed) training images; ``threads`` 0:
     the loop's own default (one thread: batches of 12 give threads little to share).
     ``reuse``: take a finished loop run already in ``run_dir`` with the same settings.
     """
-    config = LoopConfig(steps=steps, limit=limit, seed=seed)
+    config = LoopConfig(steps=steps, limit=limit, seed=seed, device=device)
     if threads:
         config.threads = threads
     bar: tqdm | None = None

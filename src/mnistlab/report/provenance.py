@@ -17,9 +17,10 @@ from mnistlab.report.schema import ConfigValue, Provenance, Versions
 
 
 def collect(*, config: Mapping[str, ConfigValue], command: str, threads: int, started: float,
-            t0: float, stage_seconds: Mapping[str, float]) -> Provenance:
+            t0: float, stage_seconds: Mapping[str, float], device: str = "cpu") -> Provenance:
     """``started``: the wall clock (time.time()) at the start; ``t0``: time.perf_counter() then,
-    so the total is measured on the monotonic clock; ``threads`` 0: PyTorch's default."""
+    so the total is measured on the monotonic clock; ``threads`` 0: PyTorch's default;
+    ``device``: where the models trained (mnistlab.train.device.describe)."""
     return Provenance(
         config=dict(config),
         started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
@@ -28,6 +29,7 @@ def collect(*, config: Mapping[str, ConfigValue], command: str, threads: int, st
         load_average=load_average(),
         cpu_count=os.cpu_count(),
         threads=threads or torch.get_num_threads(),
+        device=device,
         versions=Versions(mnistlab=__version__, torch=torch.__version__,
                           numpy=np.__version__, python=platform.python_version()),
         command=command,

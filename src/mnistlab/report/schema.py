@@ -228,6 +228,7 @@ class Provenance(Record):
     threads: int
     versions: Versions
     command: str                        # the command line that repeats this report
+    device: str = "cpu"                 # where the models trained: cpu | mps | cuda:0 (name)
 
     @property
     def reused(self) -> bool:

@@ -54,6 +54,7 @@ from mnistlab.inference.preprocess import (
 )
 from mnistlab.serve.guard import CLOSED_SLOW, release_memory
 from mnistlab.serve.lab import lab_router
+from mnistlab.train.device import resolve_device
 
 STATIC = Path(__file__).parent / "static"
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
@@ -138,11 +139,11 @@ _BODY_DOC = {
 }
 
 
-def _resolve(model_source: Any) -> Predictor:
+def _resolve(model_source: Any, device: str = "cpu") -> Predictor:
     if model_source is None or isinstance(model_source, str | os.PathLike):
         if model_source is not None and str(model_source).endswith(".onnx"):
-            return load_predictor(onnx=model_source)
-        return load_predictor(model_source)
+            return load_predictor(onnx=model_source)      # onnxruntime: the CPU
+        return load_predictor(model_source, device=resolve_device(device))
     if isinstance(model_source, Predictor):
         return model_source
     raise TypeError(f"model_source must be a run, an .onnx path or a Predictor, "
@@ -255,9 +256,12 @@ def _png_uri(image28: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(to_png(image28)).decode("ascii")
 
 
-def create_app(model_source: Any = None) -> FastAPIOffline:
-    """The web app around one model (see the module docstring for ``model_source``)."""
-    predictor = _resolve(model_source)
+def create_app(model_source: Any = None, device: str = "cpu") -> FastAPIOffline:
+    """The web app around one model (see the module docstring for ``model_source``).
+
+    ``device`` (mnistlab.train.device.DEVICES): where a run's model answers /api/predict; the
+    lab's pages (/lab: comparisons, activations) load their models on the CPU."""
+    predictor = _resolve(model_source, device)
     backend = predictor.backend
     app = FastAPIOffline(
         title="mnistlab", version=__version__,

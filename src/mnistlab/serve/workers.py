@@ -18,18 +18,22 @@ from mnistlab.serve.guard import LIMITS
 
 ENV_SOURCE = "MNISTLAB_SERVE_SOURCE"     # a run folder or an .onnx file
 ENV_THREADS = "MNISTLAB_SERVE_THREADS"   # PyTorch threads per worker
+ENV_DEVICE = "MNISTLAB_SERVE_DEVICE"     # --device: every worker loads its model there
 
 
 def app_from_env() -> Any:
     """The app a worker serves (uvicorn's factory)."""
     torch.set_num_threads(int(os.environ.get(ENV_THREADS, "1")))
-    return create_app(os.environ[ENV_SOURCE])
+    return create_app(os.environ[ENV_SOURCE], device=os.environ.get(ENV_DEVICE, "cpu"))
 
 
-def serve_workers(source: str, host: str, port: int, workers: int, threads: int = 1) -> None:
-    """Serve ``source`` from ``workers`` processes until Ctrl-C."""
+def serve_workers(source: str, host: str, port: int, workers: int, threads: int = 1,
+                  device: str = "cpu") -> None:
+    """Serve ``source`` from ``workers`` processes until Ctrl-C, each with its own copy of the
+    model on ``device`` (on one GPU the copies share it)."""
     os.environ[ENV_SOURCE] = str(source)
     os.environ[ENV_THREADS] = str(threads)
+    os.environ[ENV_DEVICE] = device
     # uvicorn spawns its workers and rebuilds their protocol by name, so the guard's own
     # protocol class (serve.guard: deadlines on slow requests) cannot travel; its limits do.
     uvicorn.run("mnistlab.serve.workers:app_from_env", factory=True, host=host, port=port,

@@ -88,6 +88,14 @@ class RaySettings:
     max_failures: int = 3              # retries of a trial whose worker process died
     scheduler: str = "none"            # none | asha
     max_epochs: int = 5                # asha's last rung
+    gpus_per_trial: float = 0.0        # Ray GPUs per trial (--device cuda: 1 by default)
+
+    def resources(self) -> dict[str, float]:
+        """What one trial asks Ray for."""
+        out: dict[str, float] = {"cpu": self.threads_per_trial}
+        if self.gpus_per_trial:
+            out["gpu"] = self.gpus_per_trial
+        return out
 
 
 def require_ray(*, local: bool = True) -> None:
@@ -141,11 +149,14 @@ class RayExecutor:
         import ray
 
         return [n for n in ray.nodes() if n.get("Alive")
-                and n.get("Resources", {}).get("CPU", 0) >= self.settings.threads_per_trial]
+                and n.get("Resources", {}).get("CPU", 0) >= self.settings.threads_per_trial
+                and n.get("Resources", {}).get("GPU", 0) >= self.settings.gpus_per_trial]
 
     def slots(self) -> int:
-        t = self.settings.threads_per_trial
-        return sum(int(n["Resources"]["CPU"] // t) for n in self._nodes())
+        t, g = self.settings.threads_per_trial, self.settings.gpus_per_trial
+        return sum(min(int(n["Resources"]["CPU"] // t),
+                       int(n["Resources"].get("GPU", 0) // g) if g else 1 << 30)
+                   for n in self._nodes())
 
     def check_storage(self, root: Path) -> None:
         """Every node that can take a trial must see the sweep folder (a shared file system):
@@ -155,8 +166,10 @@ class RayExecutor:
 
         nodes = self._nodes()
         if not nodes:
+            gpus = (f" and {self.settings.gpus_per_trial:g} GPU(s)"
+                    if self.settings.gpus_per_trial else "")
             raise UserError(f"the Ray cluster has no node with "
-                            f"{self.settings.threads_per_trial} free CPU(s) for a trial")
+                            f"{self.settings.threads_per_trial} free CPU(s){gpus} for a trial")
         token = uuid.uuid4().hex
         marker = root / f".storage-check-{token}"
         marker.write_text(token, encoding="utf-8")
@@ -191,7 +204,7 @@ class RayExecutor:
         session = sum(1 for _ in (root / "tune").glob("session-*")) + 1 \
             if (root / "tune").is_dir() else 1
         tuner = tune.Tuner(
-            tune.with_resources(ray_trial, {"cpu": s.threads_per_trial}),
+            tune.with_resources(ray_trial, s.resources()),
             param_space={"trial": tune.grid_search(
                 [{"spec": t.to_dict(), "run_dir": str(root / t.id)} for t in trials])},
             tune_config=tune.TuneConfig(

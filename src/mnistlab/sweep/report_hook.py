@@ -70,7 +70,10 @@ def train_report_runs(jobs: list[tuple[TrainConfig, Path]], *, executor: str,
             shutil.rmtree(run_dir)
         trials.append(TrialSpec(id=run_dir.name, model=config.model, seed=config.seed,
                                 settings={}, config=replace(config, threads=threads)))
-    ray = RayExecutor(RaySettings(address=address, threads_per_trial=threads))
+    # a report on cuda: each trial asks Ray for one GPU (Ray hides the GPUs from the others)
+    gpus = 1.0 if any(c.device == "cuda" for c, _ in jobs) else 0.0
+    ray = RayExecutor(RaySettings(address=address, threads_per_trial=threads,
+                                  gpus_per_trial=gpus))
     try:
         root.mkdir(parents=True, exist_ok=True)
         ray.check_storage(root)

@@ -18,16 +18,19 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from mnistlab import checks
+from mnistlab.checks import DEVICES
 from mnistlab.errors import UserError
 from mnistlab.train.config import TrainConfig, validate
 from mnistlab.train.presets import has_preset, preset_overrides
 
 SEARCHES = ("grid", "random")
+MAX_GPUS_PER_TRIAL = 8                 # a node with more GPUs for one MNIST trial is a typo
 SCHEDULERS = ("none", "asha")
 # Settings that have their own flag (the positional MODEL, --seeds, --threads-per-trial) or
 # that are not a single value; a grid over them would contradict that flag.
 NOT_SWEPT = {"model": "MODEL", "seed": "--seeds / --seed-list",
-             "threads": "--threads-per-trial", "preset": "--preset",
+             "threads": "--threads-per-trial", "preset": "--preset", "device": "--device",
              "model_config": "a separate sweep per model configuration"}
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
@@ -71,6 +74,18 @@ class SweepSpec:
     limit: int = 0                     # train on the first N images (a shorthand for the grid)
     test_limit: int = 0
     epochs: int = 0                    # 0: the preset's
+    # where every trial trains (TrainConfig.device); on Ray a trial sees a GPU only if it asks
+    # for one, so ``auto`` there means the CPU unless gpus_per_trial is given
+    device: str = "auto"
+    # Ray GPUs per trial (a fraction shares one GPU among trials); None: 1 with device cuda,
+    # else 0. The local executor ignores it.
+    gpus_per_trial: float | None = None
+
+    def gpus(self) -> float:
+        """The Ray GPUs each trial requests."""
+        if self.gpus_per_trial is not None:
+            return self.gpus_per_trial
+        return 1.0 if self.device == "cuda" else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +116,15 @@ class SweepSpec:
         if self.threads_per_trial < 1:
             raise UserError(f"--threads-per-trial must be at least 1, got "
                             f"{self.threads_per_trial}")
+        checks.one_of("--device", self.device, DEVICES)
+        g = self.gpus_per_trial
+        if g is not None:
+            if not (math.isfinite(g) and 0 <= g <= MAX_GPUS_PER_TRIAL) or (g > 1 and g % 1):
+                raise UserError(f"--gpus-per-trial takes 0, a fraction of one GPU (0.25) or "
+                                f"whole GPUs up to {MAX_GPUS_PER_TRIAL}, got {g:g}")
+            if g > 0 and self.device in ("cpu", "mps"):
+                raise UserError(f"--gpus-per-trial {g:g} goes with --device cuda or auto, "
+                                f"not {self.device}")
         if self.max_failures < 0:
             raise UserError(f"--max-failures must be >= 0, got {self.max_failures}")
         for key, values in self.grid.items():
@@ -145,7 +169,7 @@ class SweepSpec:
             for settings in self.settings_list():
                 for seed in self.seeds:
                     values = {**base, **settings, "model": model, "seed": seed,
-                              "threads": self.threads_per_trial}
+                              "threads": self.threads_per_trial, "device": self.device}
                     out.append(TrialSpec(id=trial_id(model, settings, seed), model=model,
                                          seed=seed, settings=settings,
                                          config=TrainConfig.from_dict(values)))

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import torch
 
+from mnistlab.checks import DEVICES
 from mnistlab.errors import UserError
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def _mps_available() -> bool:

@@ -101,7 +101,9 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
 
 def predict_proba(model: nn.Module, x: torch.Tensor | np.ndarray, *, batch_size: int = 256,
                   precision: str = "fp32") -> np.ndarray:
-    """Class probabilities, float32 (N, 10). ``x``: uint8 images (N, 28, 28) or float inputs."""
+    """Class probabilities, float32 (N, 10), on the CPU. ``x``: uint8 images (N, 28, 28) or
+    float inputs, anywhere: each batch moves to the model's device (a no-op when it is there)."""
+    device = next(model.parameters(), torch.empty(0)).device
     if isinstance(x, np.ndarray):
         x = to_tensors(x, np.zeros(len(x), dtype=np.int64))[0] if x.dtype == np.uint8 \
             else torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -110,9 +112,9 @@ def predict_proba(model: nn.Module, x: torch.Tensor | np.ndarray, *, batch_size:
     was_training = model.training
     model.eval()
     out = []
-    with torch.inference_mode(), autocast(precision):
+    with torch.inference_mode(), autocast(precision, device.type):
         for xb in _eval_batches(x, batch_size):
-            out.append(torch.softmax(model(xb).float(), dim=1))
+            out.append(torch.softmax(model(xb.to(device)).float(), dim=1).cpu())
     model.train(was_training)
     if not out:
         return np.zeros((0, 10), dtype=np.float32)
