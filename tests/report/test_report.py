@@ -265,3 +265,12 @@ def test_reuse_redraws_from_the_finished_runs(built, report):
     assert again["models"]["cnn"]["confusion"] == report["models"]["cnn"]["confusion"]
     assert again["loop"]["smoothed_end"] == report["loop"]["smoothed_end"]
     assert "re-drawn with `--reuse`" in (out / "REPORT.md").read_text()
+
+
+def test_the_recorded_command_names_the_executor(tmp_path):
+    """REPORT.md's first line must repeat the report: where its seeds trained is part of it."""
+    from mnistlab.report.build import ReportConfig, _command
+
+    ray = _command(ReportConfig(seeds=10, executor="ray", address="10.0.0.1:6379", out=tmp_path))
+    assert "--seeds 10 --executor ray --address 10.0.0.1:6379" in ray
+    assert "--executor" not in _command(ReportConfig(seeds=10, out=tmp_path))

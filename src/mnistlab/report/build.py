@@ -204,6 +204,10 @@ def _command(cfg: ReportConfig) -> str:
         value = getattr(cfg, name)
         if value != getattr(defaults, name):
             parts.append(f"--{name.replace('_', '-')} {value}")
+    if cfg.executor != "local":                # where the seeds trained is part of the command
+        parts.append(f"--executor {cfg.executor}")
+    if cfg.address:
+        parts.append(f"--address {cfg.address}")
     parts.append(f"--out {cfg.out}")
     return " ".join(parts)
 
