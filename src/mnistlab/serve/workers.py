@@ -16,6 +16,8 @@ import uvicorn
 from mnistlab.serve.app import create_app
 from mnistlab.serve.guard import LIMITS
 
+GUARDED_PROTOCOL = "mnistlab.serve.guard:GuardedH11Protocol"
+
 ENV_SOURCE = "MNISTLAB_SERVE_SOURCE"     # a run folder or an .onnx file
 ENV_THREADS = "MNISTLAB_SERVE_THREADS"   # PyTorch threads per worker
 ENV_DEVICE = "MNISTLAB_SERVE_DEVICE"     # --device: every worker loads its model there
@@ -34,7 +36,10 @@ def serve_workers(source: str, host: str, port: int, workers: int, threads: int 
     os.environ[ENV_SOURCE] = str(source)
     os.environ[ENV_THREADS] = str(threads)
     os.environ[ENV_DEVICE] = device
-    # uvicorn spawns its workers and rebuilds their protocol by name, so the guard's own
-    # protocol class (serve.guard: deadlines on slow requests) cannot travel; its limits do.
+    # uvicorn spawns its workers, and each rebuilds its protocol from the config: by import
+    # string, the guard's protocol (serve.guard: deadlines on slow and idle requests, at their
+    # default HEADER_TIMEOUT / BODY_TIMEOUT) reaches every worker. A class made by
+    # guarded_protocol() with other deadlines could not be imported there.
     uvicorn.run("mnistlab.serve.workers:app_from_env", factory=True, host=host, port=port,
-                workers=workers, log_level="info", access_log=False, **LIMITS)
+                workers=workers, log_level="info", access_log=False, http=GUARDED_PROTOCOL,
+                **LIMITS)
