@@ -14,7 +14,7 @@ import torch
 import uvicorn
 
 from mnistlab.serve.app import create_app
-from mnistlab.serve.guard import LIMITS
+from mnistlab.serve.guard import LIMITS, tune_malloc
 
 GUARDED_PROTOCOL = "mnistlab.serve.guard:GuardedH11Protocol"
 
@@ -26,6 +26,7 @@ ENV_DEVICE = "MNISTLAB_SERVE_DEVICE"     # --device: every worker loads its mode
 def app_from_env() -> Any:
     """The app a worker serves (uvicorn's factory)."""
     torch.set_num_threads(int(os.environ.get(ENV_THREADS, "1")))
+    tune_malloc()      # as the one-process server does: freed picture buffers go back to the OS
     return create_app(os.environ[ENV_SOURCE], device=os.environ.get(ENV_DEVICE, "cpu"))
 
 
