@@ -6,6 +6,7 @@ cache of ``load_dataset`` cleared before and after), so the user's cache is neve
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 from collections.abc import Iterator
@@ -19,30 +20,34 @@ from mnistlab import paths
 USER_DATA_DIR = paths.data_dir()
 
 
+@contextlib.contextmanager
+def _env_set(name: str, value: str) -> Iterator[None]:
+    """``os.environ[name] = value`` for the block, then what it was (or nothing) again."""
+    before = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = before
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_report_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """Commands given no RUN also look in the report's runs (paths.run_roots); a developer's own
     ./report must not decide which run a test gets, so point the report folder at an empty one."""
-    before = os.environ.get("MNISTLAB_REPORT_DIR")
-    os.environ["MNISTLAB_REPORT_DIR"] = str(tmp_path_factory.mktemp("report"))
-    yield
-    if before is None:
-        os.environ.pop("MNISTLAB_REPORT_DIR", None)
-    else:
-        os.environ["MNISTLAB_REPORT_DIR"] = before
+    with _env_set("MNISTLAB_REPORT_DIR", str(tmp_path_factory.mktemp("report"))):
+        yield
 
 
 @pytest.fixture(autouse=True, scope="session")
 def _engine_probe_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """``--engine auto`` caches its probe (mnistlab.train.probe) in the cache folder: tests get
     one of their own, shared by the session so that each model and batch size is probed once."""
-    before = os.environ.get("MNISTLAB_CACHE_DIR")
-    os.environ["MNISTLAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
-    yield
-    if before is None:
-        os.environ.pop("MNISTLAB_CACHE_DIR", None)
-    else:
-        os.environ["MNISTLAB_CACHE_DIR"] = before
+    with _env_set("MNISTLAB_CACHE_DIR", str(tmp_path_factory.mktemp("cache"))):
+        yield
 
 
 @pytest.fixture
