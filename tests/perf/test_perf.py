@@ -128,8 +128,10 @@ def test_ensemble_of_two_runs(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["test_images"] == 10_000 and len(out["members"]) == 2
     assert list(out) == ["test_accuracy", "test_loss", "members", "dataset", "test_images",
-                         "mean_member_accuracy"]
-    assert list(out["members"][0]) == ["run_dir", "test_accuracy"]
+                         "mean_member_accuracy", "protocol"]
+    assert list(out["members"][0]) == ["run_dir", "test_accuracy", "weight"]
+    # trained on every image: nothing held out to choose on, so a plain average, said so
+    assert out["protocol"]["selection"] == "none" and out["protocol"]["test_passes"] == 1
     assert main(["evaluate"]) == 2
     assert "--ensemble" in capsys.readouterr().err
 

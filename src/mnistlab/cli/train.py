@@ -54,6 +54,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder, or a run name under runs/")
     p.add_argument("--ensemble", nargs="+", metavar="RUN", default=None,
                    help="average the probabilities of these runs (and RUN, if given)")
+    p.add_argument("--select", choices=("auto", "validation", "none"), default="auto",
+                   help="--ensemble: validation chooses members, weights, test-time shifts "
+                        "and temperature on the validation split the runs held out, then "
+                        "reads the test set once; none averages them all; auto: validation "
+                        "when every run held out the same split (default: auto)")
     flags.add_option(p, "--threads", int, default=0,
                      meta={"help": "torch threads (0: all cores)", "min": 0, "cores": True})
     # the same choices as TrainConfig.device (mnistlab.checks.DEVICES: torch-free)
@@ -188,12 +193,24 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     members = ([args.run] if args.run else []) + list(args.ensemble)
-    result = evaluate_ensemble(members)
+    result = evaluate_ensemble(members, select=args.select)
+    protocol = result.protocol
+    for c in protocol.candidates:
+        console.say(f"{c.run_dir}: validation accuracy {c.validation_accuracy:.4f} "
+                    f"({c.validation_accuracy_shifted:.4f} with shifts)")
+    if protocol.selection == "validation":
+        console.say(f"chosen on {protocol.validation_images:,} validation images: "
+                    f"{len(result.members)} of {len(protocol.candidates)} runs, "
+                    f"shifts {'on' if len(protocol.shifts) > 1 else 'off'}, "
+                    f"T = {protocol.temperature:.3f}, validation accuracy "
+                    f"{protocol.validation_accuracy:.4f}")
+    else:
+        console.say(f"note: {protocol.note}")
     for m in result.members:
-        console.say(f"{m.run_dir}: test accuracy {m.test_accuracy:.4f}")
-    console.say(f"ensemble of {len(members)}: test accuracy {result.test_accuracy:.4f}, "
+        console.say(f"{m.run_dir}: weight {m.weight:.2f}, test accuracy {m.test_accuracy:.4f}")
+    console.say(f"ensemble of {len(result.members)}: test accuracy {result.test_accuracy:.4f}, "
                 f"loss {result.test_loss:.4f} (members' mean "
-                f"{result.mean_member_accuracy:.4f})")
+                f"{result.mean_member_accuracy:.4f}; test set read {protocol.test_passes}x)")
     if args.json:
         console.emit_json(result.to_dict())
     return 0

@@ -1,24 +1,32 @@
-"""Ensembles: average the class probabilities of several trained runs.
+"""Ensembles of trained runs, and the protocol that says how honest their figure is.
 
-    result = evaluate_ensemble(["runs/best-s0", "runs/best-s1", "runs/best-s2"])
-    result.test_accuracy                   # accuracy of the averaged probabilities
+    result = evaluate_ensemble(["runs/a", "runs/b", "runs/c"])
+    result.test_accuracy, result.protocol.selection          # "validation" or "none"
 
-Averaging probabilities (not logits, not votes) is the usual choice for models trained alike:
-it needs no calibration and breaks ties by confidence.
+For runs that all held out the same validation split (``train --validation N``, the last N
+training images), the members and their weights, test-time shifts or none, and the
+temperature are all chosen on those images (``mnistlab.train.selection``); only then is the
+test set read, once. Runs without that split get a plain average, which chooses nothing.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from mnistlab import console
 from mnistlab.errors import UserError
-from mnistlab.train.data import load_split
-from mnistlab.train.evaluation import load_run
+from mnistlab.train import selection
+from mnistlab.train.calibration import fit_temperature, nll
+from mnistlab.train.data import load_split, load_validation
+from mnistlab.train.evaluation import LoadedRun, load_run
 from mnistlab.train.phases import predict_proba
+
+EVAL_BATCH = 1000
+SELECTIONS = ("auto", "validation", "none")
 
 
 def average_probabilities(probabilities: Sequence[np.ndarray]) -> np.ndarray:
@@ -38,26 +46,139 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
 @dataclass
 class Member:
     run_dir: str
-    test_accuracy: float
+    test_accuracy: float                   # alone (with the ensemble's test-time shifts)
+    weight: float                          # its share of the averaged probabilities
+
+
+@dataclass
+class Candidate:
+    """A run offered to the selection, scored alone on the validation split."""
+
+    run_dir: str
+    validation_accuracy: float             # the image as it is
+    validation_accuracy_shifted: float     # averaged over the one-pixel shifts
+
+
+@dataclass
+class Protocol:
+    """How the ensemble's figure was reached: what was chosen, on which images."""
+
+    selection: str                         # validation | none (a plain average)
+    note: str
+    validation_images: int = 0
+    validation_split: str = ""
+    criterion: str = ""
+    candidates: list[Candidate] = field(default_factory=list)
+    shifts: list[list[int]] = field(default_factory=lambda: [[0, 0]])   # test-time (dy, dx)
+    temperature: float = 1.0
+    validation_accuracy: float | None = None
+    validation_nll: float | None = None    # at the chosen temperature
+    checkpoints: str = "each member's final weights, fixed before training (no epoch chosen)"
+    test_passes: int = 1                   # how often the test set was read
 
 
 @dataclass
 class EnsembleResult:
-    test_accuracy: float                   # of the averaged probabilities
-    test_loss: float                       # their mean cross-entropy, nats
+    test_accuracy: float                   # of the (weighted) averaged probabilities
+    test_loss: float                       # their mean cross-entropy at the temperature, nats
     members: list[Member]
     dataset: str
     test_images: int
     mean_member_accuracy: float
+    protocol: Protocol
 
     def to_dict(self) -> dict[str, object]:
         """What ``mnistlab evaluate --ensemble --json`` prints."""
         return asdict(self)
 
 
-def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, test_limit: int = 0
-                      ) -> EnsembleResult:
-    """Test accuracy and loss of the averaged model, and of each member alone."""
+def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str = "auto",
+                      test_limit: int = 0) -> EnsembleResult:
+    """The ensemble of ``run_dirs`` on the test set.
+
+    ``select``: ``validation`` chooses members, weights, shifts and temperature on the
+    validation split the runs share, then reads the test set once; ``none`` averages every
+    run with equal weight; ``auto`` (the default) is ``validation`` when every run held out
+    the same split, else ``none`` with the reason in ``protocol.note``."""
+    if select not in SELECTIONS:
+        raise UserError(f"unknown selection {select!r}; choose one of: {', '.join(SELECTIONS)}")
+    loaded, dataset = _load_members(run_dirs)
+    why_not = _why_not_validation(loaded)
+    if select == "validation" and why_not:
+        raise UserError(why_not)
+    if select == "none" or why_not:
+        note = "every member averaged with equal weight; nothing was chosen"
+        return _plain_average(loaded, dataset, note + (f" ({why_not})" if why_not else ""),
+                              test_limit)
+    return _select(loaded, dataset, test_limit)
+
+
+def _plain_average(loaded: Sequence[LoadedRun], dataset: str, note: str, test_limit: int
+                   ) -> EnsembleResult:
+    x_test, y_test = load_split(dataset, "test", test_limit)
+    probs = [_probabilities(run, x_test, (0, 0))
+             for run in console.progress(loaded, desc="test set", unit="run")]
+    weights = [1.0 / len(loaded)] * len(loaded)
+    return _result(loaded, probs, weights, y_test.numpy(), dataset,
+                   Protocol(selection="none", note=note))
+
+
+def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> EnsembleResult:
+    """Choose on the shared validation split, then read the test set once."""
+    train = loaded[0].config.train
+    assert train is not None                                 # _why_not_validation checked
+    x_val, y_val = load_validation(train)
+    labels = y_val.numpy()
+    # per candidate and shift: validation probabilities (K x S arrays of (V, 10))
+    bar = console.progress(total=len(loaded) * len(selection.SHIFTS), desc="validation",
+                           unit="pass")
+    per_shift = [[_bar_step(bar, _probabilities(run, x_val, shift)) for shift in
+                  selection.SHIFTS] for run in loaded]
+    bar.close()
+    shifts, weights, mix, score = _choose(per_shift, labels)
+    temperature = fit_temperature(selection.log_probabilities(mix), labels)
+    protocol = Protocol(
+        selection="validation",
+        note="members, weights, test-time shifts and temperature chosen on the validation "
+             "split, which no member trained on; then the test set was read once",
+        validation_images=len(labels),
+        validation_split=f"the last {len(labels):,} {dataset} training images",
+        criterion="greedy selection with replacement (Caruana et al. 2004) minimising the "
+                  "validation cross-entropy at its best temperature",
+        candidates=[Candidate(run_dir=str(run.run_dir),
+                              validation_accuracy=accuracy(p[0], labels),
+                              validation_accuracy_shifted=accuracy(np.mean(p, axis=0), labels))
+                    for run, p in zip(loaded, per_shift, strict=True)],
+        shifts=[list(s) for s in shifts], temperature=round(temperature, 5),
+        validation_accuracy=accuracy(mix, labels), validation_nll=round(score, 6))
+    chosen = [i for i, w in enumerate(weights) if w > 0]
+    x_test, y_test = load_split(dataset, "test", test_limit)
+    bar = console.progress(total=len(chosen) * len(shifts), desc="test set (once)", unit="pass")
+    test_probs = [np.mean([_bar_step(bar, _probabilities(loaded[i], x_test, s)) for s in shifts],
+                          axis=0) for i in chosen]
+    bar.close()
+    return _result([loaded[i] for i in chosen], test_probs, [weights[i] for i in chosen],
+                   y_test.numpy(), dataset, protocol)
+
+
+def _choose(per_shift: Sequence[Sequence[np.ndarray]], labels: np.ndarray
+            ) -> tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float]:
+    """(shifts, weights, mixed probabilities, score): the greedy selection run once on the
+    images as they are and once on the shift-averaged probabilities; the lower score wins."""
+    options = {selection.NO_SHIFTS: [p[0] for p in per_shift],
+               selection.SHIFTS: [np.mean(p, axis=0) for p in per_shift]}
+    best: tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float] | None = None
+    for shifts, probs in options.items():
+        weights = selection.pick_weights(selection.greedy_select(probs, labels), len(probs))
+        mix = selection.weighted_mean(probs, weights)
+        score = selection.calibrated_nll(mix, labels)
+        if best is None or score < best[3]:
+            best = (shifts, weights, mix, score)
+    assert best is not None
+    return best
+
+
+def _load_members(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[list[LoadedRun], str]:
     if len(run_dirs) < 2:
         raise UserError("an ensemble needs at least two runs; give --ensemble RUN RUN ...")
     loaded = [load_run(r) for r in run_dirs]
@@ -65,17 +186,45 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, test_limit:
     if len(datasets) != 1:
         raise UserError(f"the runs were trained on different datasets ({', '.join(datasets)}); "
                         "an ensemble needs runs of one dataset")
-    dataset = datasets.pop()
-    x_test, y_test = load_split(dataset, "test", test_limit)
-    labels = y_test.numpy()
-    members, probs = [], []
+    return loaded, datasets.pop()
+
+
+def _why_not_validation(loaded: Sequence[LoadedRun]) -> str:
+    """Why the runs cannot be chosen among on a validation split ("" when they can)."""
+    sizes = {}
     for run in loaded:
-        p = predict_proba(run.model, x_test, batch_size=1000, precision=run.precision)  # (N, 10)
-        probs.append(p)
-        members.append(Member(run_dir=str(run.run_dir), test_accuracy=accuracy(p, labels)))
-    mean = average_probabilities(probs)
-    picked = np.clip(mean[np.arange(len(labels)), labels], 1e-12, None)
+        train = run.config.train
+        if train is None or not train.validation:
+            return (f"{run.run_dir} trained on every training image (validation 0), so no "
+                    "held-out images are left to choose on; train the members with "
+                    "--validation 5000, or give --select none for a plain average")
+        sizes[str(run.run_dir)] = train.validation
+    if len(set(sizes.values())) != 1:
+        listed = ", ".join(f"{r}: {v}" for r, v in sizes.items())
+        return (f"the members held out different validation splits ({listed}); a "
+                "validation-only ensemble needs one split for all")
+    return ""
+
+
+def _probabilities(run: LoadedRun, x, shift: tuple[int, int]) -> np.ndarray:
+    return predict_proba(run.model, selection.shift_images(x, *shift), batch_size=EVAL_BATCH,
+                         precision=run.precision).astype(np.float64)
+
+
+def _bar_step(bar, value: np.ndarray) -> np.ndarray:
+    bar.update(1)
+    return value
+
+
+def _result(members: Sequence[LoadedRun], probs: Sequence[np.ndarray], weights: Sequence[float],
+            labels: np.ndarray, dataset: str, protocol: Protocol) -> EnsembleResult:
+    mix = selection.weighted_mean(probs, weights)
+    logits = selection.log_probabilities(mix)
+    listed = [Member(run_dir=str(run.run_dir), test_accuracy=accuracy(p, labels), weight=w)
+              for run, p, w in zip(members, probs, weights, strict=True)]
     return EnsembleResult(
-        test_accuracy=accuracy(mean, labels), test_loss=float(-np.log(picked).mean()),
-        members=members, dataset=dataset, test_images=len(labels),
-        mean_member_accuracy=float(np.mean([m.test_accuracy for m in members])))
+        test_accuracy=accuracy(mix, labels),
+        test_loss=nll(logits, labels, protocol.temperature),
+        members=listed, dataset=dataset, test_images=len(labels),
+        mean_member_accuracy=float(np.mean([m.test_accuracy for m in listed])),
+        protocol=protocol)
