@@ -43,6 +43,8 @@ SEED_BELOW = 2**32
 # --device's choices (mnistlab.train.device resolves them); here, away from torch, so the CLI
 # can offer them without importing it
 DEVICES = ("auto", "cpu", "cuda", "mps")
+# evaluate --ensemble --select's choices (mnistlab.train.ensemble), torch-free for the same reason
+ENSEMBLE_SELECTIONS = ("auto", "validation", "none")
 
 
 def _num(value: Any) -> str:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mnistlab import console
+from mnistlab import checks, console
 
 # TrainConfig's fields that are not generated flags: MODEL is positional, --model-config takes
 # JSON and --preset picks the layer below the flags.
@@ -54,7 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="a run folder, or a run name under runs/")
     p.add_argument("--ensemble", nargs="+", metavar="RUN", default=None,
                    help="average the probabilities of these runs (and RUN, if given)")
-    p.add_argument("--select", choices=("auto", "validation", "none"), default="auto",
+    p.add_argument("--select", choices=checks.ENSEMBLE_SELECTIONS, default="auto",
                    help="--ensemble: validation chooses members, weights, test-time shifts "
                         "and temperature on the validation split the runs held out, then "
                         "reads the test set once; none averages them all; auto: validation "

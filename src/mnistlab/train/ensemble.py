@@ -17,26 +17,21 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from mnistlab import console
+from mnistlab import checks, console
 from mnistlab.errors import UserError
 from mnistlab.train import selection
-from mnistlab.train.calibration import fit_temperature, nll
+from mnistlab.train.calibration import nll
 from mnistlab.train.data import load_split, load_validation
 from mnistlab.train.evaluation import LoadedRun, load_run
 from mnistlab.train.phases import predict_proba
 
 EVAL_BATCH = 1000
-SELECTIONS = ("auto", "validation", "none")
 
 
 def average_probabilities(probabilities: Sequence[np.ndarray]) -> np.ndarray:
     """Mean of K arrays of shape (N, C) -> (N, C); every array must have the same shape."""
-    if not probabilities:
-        raise ValueError("an ensemble needs at least one member")
-    shapes = {p.shape for p in probabilities}
-    if len(shapes) != 1:
-        raise ValueError(f"members disagree on shape: {sorted(shapes)}")
-    return np.mean(np.stack(probabilities), axis=0)
+    return selection.weighted_mean(probabilities, [1.0 / max(len(probabilities), 1)]
+                                   * len(probabilities))
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
@@ -100,8 +95,9 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str
     validation split the runs share, then reads the test set once; ``none`` averages every
     run with equal weight; ``auto`` (the default) is ``validation`` when every run held out
     the same split, else ``none`` with the reason in ``protocol.note``."""
-    if select not in SELECTIONS:
-        raise UserError(f"unknown selection {select!r}; choose one of: {', '.join(SELECTIONS)}")
+    if select not in checks.ENSEMBLE_SELECTIONS:
+        raise UserError(f"unknown selection {select!r}; choose one of: "
+                        f"{', '.join(checks.ENSEMBLE_SELECTIONS)}")
     loaded, dataset = _load_members(run_dirs)
     why_not = _why_not_validation(loaded)
     if select == "validation" and why_not:
@@ -135,8 +131,9 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
     per_shift = [[_bar_step(bar, _probabilities(run, x_val, shift)) for shift in
                   selection.SHIFTS] for run in loaded]
     bar.close()
-    shifts, weights, mix, score = _choose(per_shift, labels)
-    temperature = fit_temperature(selection.log_probabilities(mix), labels)
+    plain = [p[0] for p in per_shift]
+    shifted = [np.mean(p, axis=0) for p in per_shift]
+    shifts, weights, mix, score, temperature = _choose(plain, shifted, labels)
     protocol = Protocol(
         selection="validation",
         note="members, weights, test-time shifts and temperature chosen on the validation "
@@ -145,10 +142,9 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
         validation_split=f"the last {len(labels):,} {dataset} training images",
         criterion="greedy selection with replacement (Caruana et al. 2004) minimising the "
                   "validation cross-entropy at its best temperature",
-        candidates=[Candidate(run_dir=str(run.run_dir),
-                              validation_accuracy=accuracy(p[0], labels),
-                              validation_accuracy_shifted=accuracy(np.mean(p, axis=0), labels))
-                    for run, p in zip(loaded, per_shift, strict=True)],
+        candidates=[Candidate(run_dir=str(run.run_dir), validation_accuracy=accuracy(p, labels),
+                              validation_accuracy_shifted=accuracy(q, labels))
+                    for run, p, q in zip(loaded, plain, shifted, strict=True)],
         shifts=[list(s) for s in shifts], temperature=round(temperature, 5),
         validation_accuracy=accuracy(mix, labels), validation_nll=round(score, 6))
     chosen = [i for i, w in enumerate(weights) if w > 0]
@@ -161,19 +157,21 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
                    y_test.numpy(), dataset, protocol)
 
 
-def _choose(per_shift: Sequence[Sequence[np.ndarray]], labels: np.ndarray
-            ) -> tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float]:
-    """(shifts, weights, mixed probabilities, score): the greedy selection run once on the
-    images as they are and once on the shift-averaged probabilities; the lower score wins."""
-    options = {selection.NO_SHIFTS: [p[0] for p in per_shift],
-               selection.SHIFTS: [np.mean(p, axis=0) for p in per_shift]}
-    best: tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float] | None = None
-    for shifts, probs in options.items():
+Choice = tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float, float]
+
+
+def _choose(plain: Sequence[np.ndarray], shifted: Sequence[np.ndarray], labels: np.ndarray
+            ) -> Choice:
+    """(shifts, weights, mixed probabilities, score, temperature): the greedy selection run
+    once on the images as they are and once on the shift-averaged probabilities; the lower
+    score wins."""
+    best: Choice | None = None
+    for shifts, probs in ((selection.NO_SHIFTS, plain), (selection.SHIFTS, shifted)):
         weights = selection.pick_weights(selection.greedy_select(probs, labels), len(probs))
         mix = selection.weighted_mean(probs, weights)
-        score = selection.calibrated_nll(mix, labels)
+        score, temperature = selection.calibrated_fit(mix, labels)
         if best is None or score < best[3]:
-            best = (shifts, weights, mix, score)
+            best = (shifts, weights, mix, score, temperature)
     assert best is not None
     return best
 

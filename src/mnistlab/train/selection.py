@@ -47,10 +47,16 @@ def log_probabilities(probabilities: np.ndarray) -> np.ndarray:
     return np.log(np.clip(np.asarray(probabilities, dtype=np.float64), 1e-12, None))
 
 
+def calibrated_fit(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """(mean cross-entropy in nats after the best temperature, that temperature)."""
+    logits = log_probabilities(probabilities)
+    temperature = fit_temperature(logits, labels)
+    return nll(logits, labels, temperature), temperature
+
+
 def calibrated_nll(probabilities: np.ndarray, labels: np.ndarray) -> float:
     """Mean cross-entropy (nats) of the probabilities after the best temperature."""
-    logits = log_probabilities(probabilities)
-    return nll(logits, labels, fit_temperature(logits, labels))
+    return calibrated_fit(probabilities, labels)[0]
 
 
 def greedy_select(probabilities: Sequence[np.ndarray], labels: np.ndarray, *,
@@ -91,7 +97,13 @@ def pick_weights(picks: Sequence[int], candidates: int) -> list[float]:
 
 
 def weighted_mean(probabilities: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """Sum of weight * probabilities over the candidates with a weight above 0."""
+    """Sum of weight * probabilities over the candidates with a weight above 0; every array
+    must have the same shape (N, C)."""
+    if not probabilities:
+        raise ValueError("an ensemble needs at least one member")
+    shapes = {np.shape(p) for p in probabilities}
+    if len(shapes) != 1:
+        raise ValueError(f"members disagree on shape: {sorted(shapes)}")
     mix = np.zeros_like(np.asarray(probabilities[0], dtype=np.float64))
     for p, w in zip(probabilities, weights, strict=True):
         if w > 0:
