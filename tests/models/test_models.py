@@ -67,3 +67,23 @@ def test_summary_of_unknown_model_is_one_line_exit_2(capsys: pytest.CaptureFixtu
     assert main(["summary", "resnet"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "unknown model 'resnet'" in err
+
+
+def test_strided_model_has_no_pooling_and_shrinks_by_stride() -> None:
+    model = build_model("strided")
+    assert count_parameters(model) == 325_994
+    assert not any(isinstance(m, torch.nn.MaxPool2d | torch.nn.AvgPool2d) for m in model.modules())
+    s = summarize(model, "strided")
+    shapes = [x.output_shape for x in s.layers if x.output_shape and len(x.output_shape) == 3]
+    assert [64, 4, 4] in shapes and [128, 1, 1] in shapes and [32, 12, 12] in shapes
+    assert 14e6 < s.mult_adds < 16e6                  # about half of best's
+    out = model.eval()(torch.rand(3, 1, 28, 28))
+    assert out.shape == (3, 10) and torch.isfinite(out).all()
+
+
+def test_strided_trains_with_best_recipe_for_longer() -> None:
+    from mnistlab.train.presets import preset_overrides
+
+    best, strided = preset_overrides("best", "best"), preset_overrides("best", "strided")
+    assert strided.pop("epochs") == 15 and best.pop("epochs") == 12
+    assert strided == best

@@ -165,6 +165,9 @@ def test_feature_maps_for_the_other_cnn_layouts():
         assert [b.channels for b in blocks] == ([16, 32, 64] if name == "speedrun"
                                                 else [32, 64, 128])
         assert [b.height for b in blocks] == [14, 7, 3]
+    # no pooling: each stage ends in a stride-2 conv, which is where a block ends
+    blocks = explain.feature_maps(build_model("strided").eval(), image)
+    assert [(b.channels, b.height, b.width) for b in blocks] == [(32, 12, 12), (64, 4, 4)]
 
 
 def test_run_detail_history_and_confusion(client):

@@ -64,8 +64,9 @@ def has_conv(model: nn.Module) -> bool:
 
 def feature_maps(model: nn.Module, image: np.ndarray) -> list[ConvBlock]:
     """The activations at the end of each conv block: taken just before the next conv (or the
-    flatten), once a pooling layer has been passed, so after ReLU and pooling whatever their
-    order (the seed's conv-ReLU-pool, speedrun's conv-pool-BN-ReLU, best's two convs a stage).
+    flatten), once the picture has shrunk (a pooling layer or a strided conv), so after ReLU
+    and pooling whatever their order (the seed's conv-ReLU-pool, speedrun's conv-pool-BN-ReLU,
+    best's two convs a stage, strided's stride-2 conv closing each stage).
     """
     layers = _layers(model)
     if not has_conv(model):
@@ -79,7 +80,7 @@ def feature_maps(model: nn.Module, image: np.ndarray) -> list[ConvBlock]:
                 captured.append(x)
                 pooled = False
             x = layer(x)
-            pooled = pooled or isinstance(layer, nn.MaxPool2d | nn.AvgPool2d)
+            pooled = pooled or _shrinks(layer)
         if pooled and x.ndim == 4:
             captured.append(x)
     blocks = []
@@ -92,6 +93,13 @@ def feature_maps(model: nn.Module, image: np.ndarray) -> list[ConvBlock]:
                                 maps=[FeatureMap(int(c), float(means[c]), float(a[c].max()),
                                                  a[c]) for c in order]))
     return blocks
+
+
+def _shrinks(layer: nn.Module) -> bool:
+    """Whether ``layer`` ends a block by making the picture smaller."""
+    if isinstance(layer, nn.MaxPool2d | nn.AvgPool2d):
+        return True
+    return isinstance(layer, nn.Conv2d) and any(s > 1 for s in layer.stride)
 
 
 def probabilities(model: nn.Module, images: np.ndarray) -> np.ndarray:
