@@ -4,8 +4,8 @@
     register("name")(factory)           # factory(**config) -> nn.Module
 
 Softmax is applied only where probabilities are shown (predict, plots), never inside a model.
-The built-in models (``seed``: fc, cnn; ``fast``: speedrun, best) register themselves when this
-package is imported; their training recipes are presets in ``mnistlab.train.presets``.
+The built-in models (``seed``: fc, cnn; ``fast``: speedrun, best, strided) register themselves
+when this package is imported; their training recipes are presets in ``mnistlab.train.presets``.
 """
 
 from __future__ import annotations

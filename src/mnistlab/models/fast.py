@@ -10,7 +10,8 @@ same names, are in ``mnistlab.train.presets``).
     strided   ~ 99.6-99.7%, a different design for ensembles: no pooling, each stage ends in
               a 5x5 stride-2 conv, unpadded 3x3 convs before it, a 4x4 conv to 1x1 at the end
               (Chris Deotte's Kaggle MNIST CNN, with BatchNorm, dropout 0.4). Half best's
-              multiply-adds, about the same time a step; an ensemble's second design.
+              multiply-adds, about the same time a step; an ensemble's second design, trained
+              by the best and robust presets.
 
 Both use PyTorch's default (Kaiming-uniform) initialisation: with BatchNorm the Keras
 Glorot init of the seed models buys nothing, so these factories take no ``init`` argument.
