@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import torch
 
 from mnistlab import checks, console
 from mnistlab.errors import UserError
@@ -112,8 +113,7 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str
 def _plain_average(loaded: Sequence[LoadedRun], dataset: str, note: str, test_limit: int
                    ) -> EnsembleResult:
     x_test, y_test = load_split(dataset, "test", test_limit)
-    probs = [_probabilities(run, x_test, (0, 0))
-             for run in console.progress(loaded, desc="test set", unit="run")]
+    probs = [p[0] for p in _passes(loaded, x_test, selection.NO_SHIFTS, "test set")]
     weights = [1.0 / len(loaded)] * len(loaded)
     return _result(loaded, probs, weights, y_test.numpy(), dataset,
                    Protocol(selection="none", note=note))
@@ -126,11 +126,7 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
     x_val, y_val = load_validation(train)
     labels = y_val.numpy()
     # per candidate and shift: validation probabilities (K x S arrays of (V, 10))
-    bar = console.progress(total=len(loaded) * len(selection.SHIFTS), desc="validation",
-                           unit="pass")
-    per_shift = [[_bar_step(bar, _probabilities(run, x_val, shift)) for shift in
-                  selection.SHIFTS] for run in loaded]
-    bar.close()
+    per_shift = _passes(loaded, x_val, selection.SHIFTS, "validation")
     plain = [p[0] for p in per_shift]
     shifted = [np.mean(p, axis=0) for p in per_shift]
     shifts, weights, mix, score, temperature = _choose(plain, shifted, labels)
@@ -149,10 +145,8 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
         validation_accuracy=accuracy(mix, labels), validation_nll=round(score, 6))
     chosen = [i for i, w in enumerate(weights) if w > 0]
     x_test, y_test = load_split(dataset, "test", test_limit)
-    bar = console.progress(total=len(chosen) * len(shifts), desc="test set (once)", unit="pass")
-    test_probs = [np.mean([_bar_step(bar, _probabilities(loaded[i], x_test, s)) for s in shifts],
-                          axis=0) for i in chosen]
-    bar.close()
+    test_probs = [np.mean(p, axis=0) for p in
+                  _passes([loaded[i] for i in chosen], x_test, shifts, "test set (once)")]
     return _result([loaded[i] for i in chosen], test_probs, [weights[i] for i in chosen],
                    y_test.numpy(), dataset, protocol)
 
@@ -204,14 +198,15 @@ def _why_not_validation(loaded: Sequence[LoadedRun]) -> str:
     return ""
 
 
-def _probabilities(run: LoadedRun, x, shift: tuple[int, int]) -> np.ndarray:
-    return predict_proba(run.model, selection.shift_images(x, *shift), batch_size=EVAL_BATCH,
-                         precision=run.precision).astype(np.float64)
-
-
-def _bar_step(bar, value: np.ndarray) -> np.ndarray:
-    bar.update(1)
-    return value
+def _passes(runs: Sequence[LoadedRun], x: torch.Tensor,
+            shifts: Sequence[tuple[int, int]], desc: str) -> list[list[np.ndarray]]:
+    """Each run's probabilities (float64, (N, 10)) on ``x`` moved by each shift, in order,
+    under one progress bar of len(runs) x len(shifts) passes."""
+    passes = [(run, shift) for run in runs for shift in shifts]
+    probs = [predict_proba(run.model, selection.shift_images(x, *shift), batch_size=EVAL_BATCH,
+                           precision=run.precision).astype(np.float64)
+             for run, shift in console.progress(passes, desc=desc, unit="pass")]
+    return [probs[k:k + len(shifts)] for k in range(0, len(probs), len(shifts))]
 
 
 def _result(members: Sequence[LoadedRun], probs: Sequence[np.ndarray], weights: Sequence[float],
