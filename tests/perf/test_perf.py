@@ -157,7 +157,7 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert result["device"] == "cpu" and {r["device"] for r in rows} == {"cpu"}
     assert {(r["model"], r["precision"], r["engine"]) for r in rows} == {
         (m, p, "autograd") for m in ("fc", "cnn") for p in ("fp32", "bf16")} | {
-        ("cnn", "bf16", "fused")}
+        ("cnn", "bf16", "fused"), ("cnn", "bf16", "winograd")}
     for r in rows:
         assert r["framework"] == "mnistlab"
         assert r["images_per_second"] > 0 and 0 <= r["test_accuracy"] <= 1
@@ -165,6 +165,7 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
         assert r["images_per_cpu_second"] > 0 and r["ratio_vs_keras"] is None
     assert result["peak_gflops"]["fp32"] > 0
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
+    assert result["cnn_fastest_engine"] in ("fused", "autograd")   # engines auto can choose
     assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")
     # the probe behind --engine auto (the cnn in bf16 has two candidates) or why none ran
     reason, timings = result["auto_engine_reason"], result["auto_engine_timings"]

@@ -19,10 +19,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
         description="Train the seed fc and cnn presets with PyTorch autograd in fp32 and in "
-                    "bf16 + channels_last, the cnn also through mnistlab's fused bf16 step, and "
-                    "(when .bench-venv exists; `make bench` builds it) the same models in "
-                    "Keras/TensorFlow; print images/s, test accuracy, the ratio to Keras and the "
-                    "share of the machine's matmul peak.")
+                    "bf16 + channels_last, the cnn also through mnistlab's fused bf16 steps "
+                    "(im2col and Winograd convolutions), and (when .bench-venv exists; `make "
+                    "bench` builds it) the same models in Keras/TensorFlow; print images/s, test "
+                    "accuracy, the ratio to Keras and the share of the machine's matmul peak.")
     flags.add_option(p, "--epochs", int, default=5, meta={
         "help": "epochs per row (5 is the seed's)", "min": 1, "max": MAX_EPOCHS})
     flags.add_option(p, "--threads", int, default=0, meta={

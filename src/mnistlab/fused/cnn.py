@@ -12,7 +12,9 @@ Here
     to the pooled bf16 map, conv in float32, no im2col and no 26x26 map in memory; its backward
     accumulates the weight gradient from the pooled gradient and the recorded winners;
   * later blocks are im2col -> one bf16 matmul (oneDNN: AMX or AVX-512 BF16) -> max-pool + ReLU
-    in one pass, and the backward is written out in the same terms;
+    in one pass, or Winograd F(2x2, 3x3) -> 16 smaller bf16 matmuls -> the same pass
+    (``convolution="winograd"``, mnistlab.fused.blocks), and the backward is written out in the
+    same terms;
   * buffers are allocated once per batch size (fresh multi-megabyte buffers cost page faults);
   * pooling 2x2 after a 3x3 valid convolution discards the last row and column of an odd-sized
     output (11 -> 5, 3 -> 1), so only the even part is computed: the same function, fewer FLOPs;
@@ -29,12 +31,12 @@ import os
 from typing import Any
 
 import numba
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.fused import kernels
+from mnistlab.fused.blocks import bits, make_block, set_grad
 from mnistlab.models.shapes import IMAGE_SIZE
 from mnistlab.threads import torch_threads
 
@@ -74,15 +76,15 @@ def _is_2x2(pool: nn.MaxPool2d) -> bool:
             and not pool.ceil_mode)
 
 
-def _bits(t: torch.Tensor) -> np.ndarray:
-    """A bf16 tensor's storage as uint16, shared (no copy)."""
-    return t.view(torch.int16).numpy().view(np.uint16)
+_bits = bits       # the name the tests and earlier code use
+_set_grad = set_grad
 
 
 class FusedCNN:
-    """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step."""
+    """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step;
+    ``convolution`` (CONVOLUTIONS) is how the blocks after the first convolve."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, convolution: str = "im2col") -> None:
         if not supports(model):
             raise ValueError("FusedCNN needs the seed CNN's layout: (Conv2d 3x3 + ReLU + "
                              "MaxPool2d 2) x N -> Flatten -> Linear -> ReLU -> Linear")
@@ -90,12 +92,11 @@ class FusedCNN:
         layers = list(model.children())
         self.convs: list[nn.Conv2d] = [m for m in layers if isinstance(m, nn.Conv2d)]
         self.fc1, self.fc2 = (m for m in layers if isinstance(m, nn.Linear))
-        self._buffers: dict[int, list[dict[str, Any]]] = {}
+        self.convolution = convolution
+        self.blocks = [make_block(conv, convolution) for conv in self.convs[1:]]
+        self._buffers: dict[int, dict[str, torch.Tensor]] = {}
         # read once: the OpenMP wait policy is fixed when torch is loaded
         self._sleeping_threads = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
-        # conv weights as bf16 (O, 9*I) matrices in im2col's (kh, kw, I) order, refreshed per step
-        self._weights = [torch.empty(c.out_channels, 9 * c.in_channels, dtype=BF16)
-                         for c in self.convs[1:]]
 
     def warm_up(self) -> None:
         """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
@@ -103,41 +104,20 @@ class FusedCNN:
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         self.step(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, dtype=torch.int64))
         self._buffers.pop(2, None)
+        for block in self.blocks:
+            block.forget(2)
 
-    def _layers(self, batch: int) -> list[dict[str, Any]]:
-        """Per-block buffers for this batch size, allocated once (at most two sizes per epoch)."""
+    def _first(self, batch: int) -> dict[str, torch.Tensor]:
+        """Block 1's buffers for this batch size, allocated once (at most two sizes per epoch)."""
         if batch not in self._buffers:
             first = self.convs[0].out_channels
             pooled = (IMAGE_SIZE - 2) // 2
-            layers: list[dict[str, Any]] = [{
+            self._buffers[batch] = {
                 "out": torch.empty(batch, pooled, pooled, first, dtype=BF16),
                 "arg": torch.empty(batch, pooled, pooled, first, dtype=torch.int8),
                 "dw": torch.empty(batch, 9, first),          # per-image sums
                 "dbias": torch.empty(batch, first),
-            }]
-            side = pooled
-            for conv in self.convs[1:]:
-                cin, cout = conv.in_channels, conv.out_channels
-                even = (side - 2) // 2 * 2                 # conv output rows the pool reads
-                rows = batch * even * even
-                patches = torch.empty(rows, 9 * cin, dtype=BF16)
-                z = torch.empty(rows, cout, dtype=BF16)
-                layers.append({
-                    "even": even,
-                    "p": patches.view(batch, even, even, -1),
-                    "z": z,
-                    "out": torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
-                    "arg": torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
-                    # the backward reuses memory whose contents are dead by then: z once pooled,
-                    # the patches once the weight gradient is made (a smaller working set)
-                    "dz": z,
-                    "dbias": torch.empty(batch, cout),
-                    "dw": torch.empty(cout, 9 * cin, dtype=BF16),
-                    "dp": patches,
-                    "dh": torch.empty(batch, side, side, cin),
-                })
-                side = even // 2
-            self._buffers[batch] = layers
+            }
         return self._buffers[batch]
 
     @torch.no_grad()
@@ -150,26 +130,16 @@ class FusedCNN:
         """
         k = self.kernels
         batch = x.shape[0]
-        layers = self._layers(batch)
         images = x.reshape(batch, IMAGE_SIZE, IMAGE_SIZE).contiguous().numpy()
 
         # block 1 reads the image directly: conv (one input channel, float32) + ReLU + pool
-        conv, first = self.convs[0], layers[0]
+        conv, first = self.convs[0], self._first(batch)
         w = conv.weight.detach().reshape(-1, 9).t().contiguous()    # (9, O)
         k.first_block_forward(images, w.numpy(), conv.bias.detach().numpy(),
                               _bits(first["out"]), first["arg"].numpy())
         h = first["out"]
-        # blocks 2.. : im2col -> bf16 matmul -> pool + ReLU
-        for w, conv, layer in zip(self._weights, self.convs[1:], layers[1:], strict=True):
-            e = layer["even"]
-            # (O, I, 3, 3) -> (O, 3, 3, I): a plain cast when the model is channels_last
-            w.view(conv.out_channels, 3, 3, -1).copy_(conv.weight.permute(0, 2, 3, 1))
-            k.im2col3(_bits(h), _bits(layer["p"]))
-            torch.addmm(conv.bias.to(BF16), layer["p"].view(-1, w.shape[1]), w.t(),
-                        out=layer["z"])
-            k.pool_relu_forward(_bits(layer["z"].view(batch, e, e, -1)), _bits(layer["out"]),
-                                layer["arg"].numpy())
-            h = layer["out"]
+        for block in self.blocks:                  # blocks 2..: conv -> pool + ReLU
+            h = block.forward(h)
         flat = h.permute(0, 3, 1, 2).reshape(batch, -1)   # nn.Flatten's (C, H, W) order
         w1, b1 = self.fc1.weight.to(BF16), self.fc1.bias.to(BF16)
         w2, b2 = self.fc2.weight.to(BF16), self.fc2.bias.to(BF16)
@@ -191,18 +161,8 @@ class FusedCNN:
         _set_grad(self.fc1.weight, d_hidden.t() @ flat)
         grad = (d_hidden @ w1).float()                              # (B, C*side*side)
         grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
-        for i in range(len(layers) - 1, 0, -1):
-            layer, conv = layers[i], self.convs[i]
-            e, arg, dz = layer["even"], layer["arg"], layer["dz"]
-            k.pool_relu_backward(grad.contiguous().numpy(), arg.numpy(),
-                                 _bits(dz.view(batch, e, e, -1)), layer["dbias"].numpy())
-            _set_grad(conv.bias, layer["dbias"].sum(0))
-            torch.mm(dz.t(), layer["p"].view(dz.shape[0], -1), out=layer["dw"])
-            _set_grad(conv.weight, layer["dw"].view(conv.out_channels, 3, 3, -1),
-                      permute=(0, 2, 3, 1))
-            torch.mm(dz, self._weights[i - 1], out=layer["dp"])
-            k.col2im3(_bits(layer["dp"].view(batch, e, e, -1)), layer["dh"].numpy())
-            grad = layer["dh"]
+        for block in reversed(self.blocks):
+            grad = block.backward(grad)
         conv = self.convs[0]
         k.first_block_backward(images, grad.contiguous().numpy(), first["arg"].numpy(),
                                first["dw"].numpy(), first["dbias"].numpy())
@@ -220,11 +180,3 @@ class FusedCNN:
         with torch_threads(1):
             optimizer.step()
 
-
-def _set_grad(param: torch.Tensor, value: torch.Tensor,
-              permute: tuple[int, ...] | None = None) -> None:
-    """Overwrite ``param.grad`` with ``value`` (viewed through ``permute`` of the gradient)."""
-    if param.grad is None:
-        param.grad = torch.empty_like(param)
-    target = param.grad.permute(*permute) if permute else param.grad
-    target.copy_(value)

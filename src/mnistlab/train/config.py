@@ -23,7 +23,7 @@ from mnistlab.train.device import DEVICES
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
-ENGINES = ("auto", "fused", "autograd")
+ENGINES = ("auto", "fused", "winograd", "autograd")
 INITS = ("keras", "torch")
 # More passes than this over MNIST is no experiment anyone means (the seed trains 5).
 MAX_EPOCHS = 1000
@@ -77,11 +77,13 @@ class TrainConfig:
     # fp32 | bf16 (see engine) | auto: bf16 for conv nets on bf16 CPUs (resolve_precision)
     precision: str = field(default="auto", metadata={
         "help": "auto: bf16 for conv nets on bf16 CPUs, else fp32", "choices": PRECISIONS})
-    # fused (bf16 cnn family) | autograd (bf16: autocast + channels_last) | auto: where more
-    # than one can train the model, a cached probe times each (precision.choose_engine)
+    # fused | winograd (bf16 cnn family; im2col or Winograd convolutions) | autograd (bf16:
+    # autocast + channels_last) | auto: where more than one can train the model, a cached
+    # probe times each (precision.choose_engine)
     engine: str = field(default="auto", metadata={
-        "help": "fused: hand-written bf16 step for the cnn family; autograd; auto: the faster "
-                "here, measured once and cached", "choices": ENGINES})
+        "help": "fused: hand-written bf16 step for the cnn family; winograd: the same with "
+                "Winograd convolutions; autograd; auto: the fastest here, measured once and "
+                "cached", "choices": ENGINES})
     # auto: cuda, else mps, else cpu (mnistlab.train.device); the resolved device is recorded
     # in config.json's environment
     device: str = field(default="auto", metadata={

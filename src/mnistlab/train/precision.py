@@ -2,10 +2,13 @@
 
     precision = resolve_precision(config, model)      # "fp32" | "bf16"
     choice = choose_engine(config, model, precision)  # EngineChoice: engine, reason, timings
-    engine = resolve_engine(config, model, precision) # just the name: "fused" | "autograd"
+    engine = resolve_engine(config, model, precision) # just the name: an ENGINES entry
 
-``--engine auto`` decides by measurement: where more than one engine can train the model (the
-fused step: the cnn family in bf16 on the CPU), a short probe (mnistlab.train.probe) times a
+The engines: ``autograd`` (PyTorch eager, autocast bf16 + channels_last where bf16), and for the
+cnn family in bf16 on the CPU the fused step (mnistlab.fused) with im2col convolutions
+(``fused``) or Winograd F(2x2, 3x3) ones (``winograd``).
+``--engine auto`` decides by measurement: where more than one engine can train the model, a
+short probe (mnistlab.train.probe) times a
 few steps of each on a copy of the real model, once per CPU model, thread count, torch version,
 model and batch size; the result is cached and recorded in config.json with its reason.
 """
@@ -26,6 +29,9 @@ from mnistlab.runs.schema import EngineChoice
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
+
+# the fused engines and how each convolves after the first block (mnistlab.fused.blocks)
+FUSED = {"fused": "im2col", "winograd": "winograd"}
 
 
 def resolve_precision(config: TrainConfig, model: nn.Module | None = None,
@@ -76,15 +82,21 @@ def _autograd_step(model: nn.Module, precision: str) -> Step:
     return step
 
 
-def _fused_step(model: nn.Module, precision: str) -> Step:
-    engine = make_engine("fused", model)
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+def _fused_step(name: str) -> StepFactory:
+    def factory(model: nn.Module, precision: str) -> Step:
+        engine = make_engine(name, model)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
 
-    def step(x: torch.Tensor, y: torch.Tensor) -> None:
-        loss, _ = engine.step(x, y)
-        loss.item()
-        engine.optimizer_step(optimizer)
-    return step
+        def step(x: torch.Tensor, y: torch.Tensor) -> None:
+            loss, _ = engine.step(x, y)
+            loss.item()
+            engine.optimizer_step(optimizer)
+        return step
+    return factory
+
+
+def _fused_trains(model: nn.Module, precision: str, device: str) -> bool:
+    return device == "cpu" and precision == "bf16" and supports(model)
 
 
 # The engines --engine auto chooses between, fastest first where nothing was measured: each
@@ -92,10 +104,13 @@ def _fused_step(model: nn.Module, precision: str) -> Step:
 # more row here (and its name in config.ENGINES).
 Trains = Callable[[nn.Module, str, str], bool]
 CANDIDATES: dict[str, tuple[Trains, StepFactory]] = {
-    "fused": (lambda model, precision, device: device == "cpu" and precision == "bf16"
-              and supports(model), _fused_step),
+    "fused": (_fused_trains, _fused_step("fused")),
     "autograd": (lambda model, precision, device: True, _autograd_step),
 }
+# Asked for only, never chosen by auto: winograd's step is 1.4x the fused one's here, but its
+# bf16 transforms round each output with an error the size of the whole tile's sums, not of the
+# output itself, and the seed CNN's test accuracy over paired seeds came out lower (docs/
+# performance.md). auto's choice is a speed choice at equal numerics.
 
 
 def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device: str = "cpu",
@@ -110,12 +125,13 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
     threads of the run in force: the thread count is part of the cache key. ``resumed``: the
     engine a resumed run started with, kept where it can still train the model (a resumed
     run continues on the numerics it began with, whatever a new probe would say)."""
-    if config.engine == "fused" and device != "cpu":
-        raise UserError(f"the fused engine runs on the CPU only, not on {device}; "
+    if config.engine in FUSED and device != "cpu":
+        raise UserError(f"the {config.engine} engine runs on the CPU only, not on {device}; "
                         "use --engine autograd or --device cpu")
-    if config.engine == "fused" and not (precision == "bf16" and supports(model)):
-        raise UserError("the fused engine trains the cnn family (3x3 conv + relu + 2x2 pool "
-                        "blocks, then two dense layers) in bf16 only; use --engine autograd")
+    if config.engine in FUSED and not (precision == "bf16" and supports(model)):
+        raise UserError(f"the {config.engine} engine trains the cnn family (3x3 conv + relu + "
+                        "2x2 pool blocks, then two dense layers) in bf16 only; use --engine "
+                        "autograd")
     if config.engine != "auto":
         return EngineChoice(engine=config.engine, reason="asked for")
     able = [name for name, (trains, _) in CANDIDATES.items() if trains(model, precision, device)]
@@ -146,9 +162,9 @@ def prepare_model(model: nn.Module, precision: str) -> nn.Module:
 
 
 def make_engine(name: str, model: nn.Module) -> Any:
-    if name != "fused":
+    if name not in FUSED:
         return None
-    engine = FusedCNN(model)
+    engine = FusedCNN(model, convolution=FUSED[name])
     # compiles (or loads) its kernels before any step is timed. Numba's first parallel launch
     # starts its OpenMP pool, which resets the shared libgomp's thread count (1 -> all cores,
     # seen here): keep torch's as the run set it.

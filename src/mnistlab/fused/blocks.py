@@ -1,0 +1,188 @@
+"""The fused step's later conv blocks (3x3 valid conv + bias -> ReLU -> 2x2 max-pool, NHWC, bf16
+operands), in two interchangeable ways of doing the convolution:
+
+    Im2colBlock     im2col -> one bf16 matmul -> pool + ReLU (kernels): 36 multiply-adds for a
+                    pool window's four outputs, one large GEMM per matmul
+    WinogradBlock   Winograd F(2x2, 3x3) (winograd): 16 multiply-adds for the same four outputs,
+                    as 16 smaller batched GEMMs, with transforms around them
+
+    block = WinogradBlock(conv)
+    out = block.forward(h)        # h (B, S, S, I) bf16 -> out (B, T, T, O) bf16, T = (S-2)//2
+    dh = block.backward(grad)     # grad (B, T, T, O) float32 -> dh (B, S, S, I) float32;
+                                  # fills conv.weight.grad and conv.bias.grad
+
+Which is faster depends on the CPU: Winograd does 2.25x less matmul arithmetic but moves more
+data through its transforms, so where the matmuls are cheap (AMX) that trade can lose.
+``--engine auto`` measures both (mnistlab.train.probe). Winograd's transforms round to bf16 once
+more than im2col does, so its gradients sit a little further from float32's.
+
+Only the conv outputs that the pool reads are computed (an odd-sized output's last row and column
+are discarded by the pool), and buffers are allocated once per batch size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from mnistlab.fused import kernels, winograd
+
+BF16 = torch.bfloat16
+CONVOLUTIONS = ("im2col", "winograd")
+
+
+def bits(t: torch.Tensor) -> np.ndarray:
+    """A bf16 tensor's storage as uint16, shared (no copy)."""
+    return t.view(torch.int16).numpy().view(np.uint16)
+
+
+def set_grad(param: torch.Tensor, value: torch.Tensor,
+             permute: tuple[int, ...] | None = None) -> None:
+    """Overwrite ``param.grad`` with ``value`` (viewed through ``permute`` of the gradient)."""
+    if param.grad is None:
+        param.grad = torch.empty_like(param)
+    target = param.grad.permute(*permute) if permute else param.grad
+    target.copy_(value)
+
+
+def _nhwc_weight(conv: nn.Conv2d) -> torch.Tensor:
+    """(O, I, 3, 3) -> (O, 3, 3, I): a view, contiguous when the model is channels_last."""
+    return conv.weight.detach().permute(0, 2, 3, 1)
+
+
+@dataclass
+class _Im2colBuffers:
+    patches: torch.Tensor   # (B, E, E, 9I) bf16, E = 2T: the conv outputs the pool reads
+    z: torch.Tensor         # (B*E*E, O) bf16: conv outputs; reused for their gradient
+    out: torch.Tensor       # (B, T, T, O) bf16
+    arg: torch.Tensor       # (B, T, T, O) int8: the pool's winner, -1 where ReLU cut
+    dbias: torch.Tensor     # (B, O) float32 per-image sums
+    dw: torch.Tensor        # (O, 9I) bf16
+    dh: torch.Tensor        # (B, S, S, I) float32
+
+
+class Im2colBlock:
+    def __init__(self, conv: nn.Conv2d) -> None:
+        self.conv = conv
+        # the weight as a bf16 (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
+        self.weight = torch.empty(conv.out_channels, 9 * conv.in_channels, dtype=BF16)
+        self._buffers: dict[int, _Im2colBuffers] = {}
+        self._last: _Im2colBuffers | None = None
+
+    def _for(self, h: torch.Tensor) -> _Im2colBuffers:
+        batch, side = h.shape[0], h.shape[1]
+        if batch not in self._buffers:
+            cin, cout = self.conv.in_channels, self.conv.out_channels
+            even = (side - 2) // 2 * 2
+            patches = torch.empty(batch, even, even, 9 * cin, dtype=BF16)
+            self._buffers[batch] = _Im2colBuffers(
+                patches=patches, z=torch.empty(batch * even * even, cout, dtype=BF16),
+                out=torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
+                arg=torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
+                dbias=torch.empty(batch, cout), dw=torch.empty(cout, 9 * cin, dtype=BF16),
+                dh=torch.empty(batch, side, side, cin))
+        return self._buffers[batch]
+
+    def forget(self, batch: int) -> None:
+        """Drop the buffers for one batch size (the warm-up's)."""
+        self._buffers.pop(batch, None)
+        self._last = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b = self._last = self._for(h)
+        conv, w = self.conv, self.weight
+        w.view(conv.out_channels, 3, 3, -1).copy_(_nhwc_weight(conv))
+        kernels.im2col3(bits(h), bits(b.patches))
+        torch.addmm(conv.bias.to(BF16), b.patches.view(b.z.shape[0], -1), w.t(), out=b.z)
+        kernels.pool_relu_forward(bits(b.z.view(*b.patches.shape[:3], -1)), bits(b.out),
+                                  b.arg.numpy())
+        return b.out
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        b, conv = self._last, self.conv
+        assert b is not None, "backward before forward"
+        dz = b.z                                        # z is dead once pooled
+        kernels.pool_relu_backward(grad.contiguous().numpy(), b.arg.numpy(),
+                                   bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
+        set_grad(conv.bias, b.dbias.sum(0))
+        patches = b.patches.view(dz.shape[0], -1)
+        torch.mm(dz.t(), patches, out=b.dw)
+        set_grad(conv.weight, b.dw.view(conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
+        torch.mm(dz, self.weight, out=patches)          # the patches are dead once dw is made
+        kernels.col2im3(bits(b.patches), b.dh.numpy())
+        return b.dh
+
+
+@dataclass
+class _WinogradBuffers:
+    v: torch.Tensor         # (16, B, T, T, I) bf16: transformed input tiles; reused for dv
+    m: torch.Tensor         # (16, B, T, T, O) bf16: their products; reused for dm
+    out: torch.Tensor       # (B, T, T, O) bf16
+    arg: torch.Tensor       # (B, T, T, O) int8
+    dbias: torch.Tensor     # (B, O) float32 per-image sums
+    du: torch.Tensor        # (16, O, I) bf16: the transformed weight's gradient
+    dw: torch.Tensor        # (O, 3, 3, I) float32
+    dh: torch.Tensor        # (B, S, S, I) float32
+
+
+class WinogradBlock:
+    def __init__(self, conv: nn.Conv2d) -> None:
+        self.conv = conv
+        # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
+        self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=BF16)
+        self._buffers: dict[int, _WinogradBuffers] = {}
+        self._last: _WinogradBuffers | None = None
+
+    def _for(self, h: torch.Tensor) -> _WinogradBuffers:
+        batch, side = h.shape[0], h.shape[1]
+        if batch not in self._buffers:
+            cin, cout = self.conv.in_channels, self.conv.out_channels
+            tiles = (side - 2) // 2                     # 2x2 conv-output tiles = pool windows
+            self._buffers[batch] = _WinogradBuffers(
+                v=torch.empty(16, batch, tiles, tiles, cin, dtype=BF16),
+                m=torch.empty(16, batch, tiles, tiles, cout, dtype=BF16),
+                out=torch.empty(batch, tiles, tiles, cout, dtype=BF16),
+                arg=torch.empty(batch, tiles, tiles, cout, dtype=torch.int8),
+                dbias=torch.empty(batch, cout), du=torch.empty(16, cout, cin, dtype=BF16),
+                dw=torch.empty(cout, 3, 3, cin), dh=torch.empty(batch, side, side, cin))
+        return self._buffers[batch]
+
+    def forget(self, batch: int) -> None:
+        """Drop the buffers for one batch size (the warm-up's)."""
+        self._buffers.pop(batch, None)
+        self._last = None
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        b = self._last = self._for(h)
+        conv, u = self.conv, self.u
+        winograd.weight_transform(_nhwc_weight(conv).contiguous().numpy(), bits(u))
+        winograd.input_transform(bits(h), bits(b.v))
+        torch.bmm(b.v.view(16, -1, conv.in_channels), u.transpose(1, 2),
+                  out=b.m.view(16, -1, conv.out_channels))
+        winograd.output_pool_relu(bits(b.m), conv.bias.detach().numpy(), bits(b.out),
+                                  b.arg.numpy())
+        return b.out
+
+    def backward(self, grad: torch.Tensor) -> torch.Tensor:
+        b, conv = self._last, self.conv
+        assert b is not None, "backward before forward"
+        dm = b.m.view(16, -1, conv.out_channels)        # m is dead once pooled
+        v = b.v.view(16, -1, conv.in_channels)
+        winograd.output_backward(grad.contiguous().numpy(), b.arg.numpy(), bits(b.m),
+                                 b.dbias.numpy())
+        set_grad(conv.bias, b.dbias.sum(0))
+        torch.bmm(dm.transpose(1, 2), v, out=b.du)
+        winograd.weight_gradient(bits(b.du), b.dw.numpy())
+        set_grad(conv.weight, b.dw, permute=(0, 2, 3, 1))
+        torch.bmm(dm, self.u, out=v)                    # v is dead once du is made
+        winograd.input_backward(bits(b.v), b.dh.numpy())
+        return b.dh
+
+
+def make_block(conv: nn.Conv2d, convolution: str) -> Im2colBlock | WinogradBlock:
+    if convolution not in CONVOLUTIONS:
+        raise ValueError(f"convolution must be one of {CONVOLUTIONS}, not {convolution!r}")
+    return WinogradBlock(conv) if convolution == "winograd" else Im2colBlock(conv)
