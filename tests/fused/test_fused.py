@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mnistlab.errors import UserError
-from mnistlab.fused import FusedCNN, supports
+from mnistlab.fused import CONVOLUTIONS, FusedCNN, supports
 from mnistlab.fused import kernels as k
 from mnistlab.fused.cnn import _bits
 from mnistlab.models import build_model
@@ -135,12 +135,13 @@ def test_first_block_kernels_match_fp32_autograd() -> None:
     assert torch.allclose(db.sum(0), conv.bias.grad, atol=1e-4)
 
 
-def test_step_does_not_depend_on_the_thread_count() -> None:
+@pytest.mark.parametrize("convolution", CONVOLUTIONS)
+def test_step_does_not_depend_on_the_thread_count(convolution: str) -> None:
     import numba
 
     model = build_model("cnn")
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    engine = FusedCNN(model)
+    engine = FusedCNN(model, convolution=convolution)
     before = numba.get_num_threads()
     grads = []
     try:
@@ -154,13 +155,17 @@ def test_step_does_not_depend_on_the_thread_count() -> None:
         assert torch.equal(a, b)
 
 
-def test_training_through_the_fused_engine() -> None:
-    config = TrainConfig(model="cnn", precision="bf16", engine="fused", epochs=2, limit=1024,
+@pytest.mark.parametrize("engine", ["fused", "winograd"])
+def test_training_through_a_fused_engine(engine: str) -> None:
+    config = TrainConfig(model="cnn", precision="bf16", engine=engine, epochs=2, limit=1024,
                          test_limit=500, threads=1, eval_each_epoch=True)
     result = fit(config)
-    assert result.metrics.engine == "fused"
+    assert result.metrics.engine == engine
     assert result.history[1].train_loss < result.history[0].train_loss
     assert result.metrics.test_accuracy > 0.6
+
+
+def test_auto_picks_the_fused_engine_for_the_cnn_in_bf16_only() -> None:
     auto = fit(TrainConfig(model="cnn", precision="bf16", epochs=1, limit=64, test_limit=64,
                            threads=1))
     assert auto.metrics.engine == "fused"                # auto picks it for the cnn in bf16

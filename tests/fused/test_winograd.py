@@ -1,10 +1,10 @@
 """Winograd F(2x2, 3x3) in the fused step (mnistlab.fused.winograd, blocks.WinogradBlock): each
 transform against its definition and its adjoint, a block against conv + ReLU + pool, the step's
-gradients against float32 autograd, and training through the ``winograd`` engine."""
+gradients against float32 autograd (test_fused.py trains through the ``winograd`` engine and
+checks that a step does not depend on the thread count, for both convolutions)."""
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 import pytest
 import torch
@@ -116,32 +116,6 @@ def test_winograd_step_gradients_are_near_fp32(seed: int) -> None:
     assert loss.item() == pytest.approx(exact_loss, abs=1e-2)
     for (name, p), ref in zip(model.named_parameters(), exact, strict=True):
         assert ((p.grad - ref).norm() / ref.norm()).item() < 0.25, name
-
-
-def test_winograd_step_does_not_depend_on_the_thread_count() -> None:
-    model = build_model("cnn")
-    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    engine = FusedCNN(model, convolution="winograd")
-    before = numba.get_num_threads()
-    grads = []
-    try:
-        for n in sorted({1, before}):
-            numba.set_num_threads(n)
-            engine.step(x, y)
-            grads.append([p.grad.clone() for p in model.parameters()])
-    finally:
-        numba.set_num_threads(before)
-    for a, b in zip(grads[0], grads[-1], strict=True):
-        assert torch.equal(a, b)
-
-
-def test_training_through_the_winograd_engine() -> None:
-    config = TrainConfig(model="cnn", precision="bf16", engine="winograd", epochs=2, limit=1024,
-                         test_limit=500, threads=1, eval_each_epoch=True)
-    result = fit(config)
-    assert result.metrics.engine == "winograd"
-    assert result.history[1].train_loss < result.history[0].train_loss
-    assert result.metrics.test_accuracy > 0.6
 
 
 def test_the_winograd_engine_refuses_what_it_cannot_train() -> None:

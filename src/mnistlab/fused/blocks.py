@@ -23,6 +23,7 @@ are discarded by the pool), and buffers are allocated once per batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +54,35 @@ def _nhwc_weight(conv: nn.Conv2d) -> torch.Tensor:
     return conv.weight.detach().permute(0, 2, 3, 1)
 
 
+class _Block:
+    """What both ways share: buffers per batch size, and the last forward's for the backward."""
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        self.conv = conv
+        self._buffers: dict[int, Any] = {}
+        self._last: Any = None
+
+    def _allocate(self, batch: int, side: int) -> Any:
+        raise NotImplementedError
+
+    def _begin(self, h: torch.Tensor) -> Any:
+        """The buffers for ``h``'s batch size (allocated at first use), kept for the backward."""
+        batch, side = h.shape[0], h.shape[1]
+        if batch not in self._buffers:
+            self._buffers[batch] = self._allocate(batch, side)
+        self._last = self._buffers[batch]
+        return self._last
+
+    def _forward_buffers(self) -> Any:
+        assert self._last is not None, "backward before forward"
+        return self._last
+
+    def forget(self, batch: int) -> None:
+        """Drop the buffers for one batch size (the warm-up's)."""
+        self._buffers.pop(batch, None)
+        self._last = None
+
+
 @dataclass
 class _Im2colBuffers:
     patches: torch.Tensor   # (B, E, E, 9I) bf16, E = 2T: the conv outputs the pool reads
@@ -64,35 +94,25 @@ class _Im2colBuffers:
     dh: torch.Tensor        # (B, S, S, I) float32
 
 
-class Im2colBlock:
+class Im2colBlock(_Block):
     def __init__(self, conv: nn.Conv2d) -> None:
-        self.conv = conv
+        super().__init__(conv)
         # the weight as a bf16 (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
         self.weight = torch.empty(conv.out_channels, 9 * conv.in_channels, dtype=BF16)
-        self._buffers: dict[int, _Im2colBuffers] = {}
-        self._last: _Im2colBuffers | None = None
 
-    def _for(self, h: torch.Tensor) -> _Im2colBuffers:
-        batch, side = h.shape[0], h.shape[1]
-        if batch not in self._buffers:
-            cin, cout = self.conv.in_channels, self.conv.out_channels
-            even = (side - 2) // 2 * 2
-            patches = torch.empty(batch, even, even, 9 * cin, dtype=BF16)
-            self._buffers[batch] = _Im2colBuffers(
-                patches=patches, z=torch.empty(batch * even * even, cout, dtype=BF16),
-                out=torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
-                arg=torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
-                dbias=torch.empty(batch, cout), dw=torch.empty(cout, 9 * cin, dtype=BF16),
-                dh=torch.empty(batch, side, side, cin))
-        return self._buffers[batch]
-
-    def forget(self, batch: int) -> None:
-        """Drop the buffers for one batch size (the warm-up's)."""
-        self._buffers.pop(batch, None)
-        self._last = None
+    def _allocate(self, batch: int, side: int) -> _Im2colBuffers:
+        cin, cout = self.conv.in_channels, self.conv.out_channels
+        even = (side - 2) // 2 * 2
+        return _Im2colBuffers(
+            patches=torch.empty(batch, even, even, 9 * cin, dtype=BF16),
+            z=torch.empty(batch * even * even, cout, dtype=BF16),
+            out=torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
+            arg=torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
+            dbias=torch.empty(batch, cout), dw=torch.empty(cout, 9 * cin, dtype=BF16),
+            dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b = self._last = self._for(h)
+        b: _Im2colBuffers = self._begin(h)
         conv, w = self.conv, self.weight
         w.view(conv.out_channels, 3, 3, -1).copy_(_nhwc_weight(conv))
         kernels.im2col3(bits(h), bits(b.patches))
@@ -102,8 +122,8 @@ class Im2colBlock:
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        b, conv = self._last, self.conv
-        assert b is not None, "backward before forward"
+        b: _Im2colBuffers = self._forward_buffers()
+        conv = self.conv
         dz = b.z                                        # z is dead once pooled
         kernels.pool_relu_backward(grad.contiguous().numpy(), b.arg.numpy(),
                                    bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
@@ -128,35 +148,25 @@ class _WinogradBuffers:
     dh: torch.Tensor        # (B, S, S, I) float32
 
 
-class WinogradBlock:
+class WinogradBlock(_Block):
     def __init__(self, conv: nn.Conv2d) -> None:
-        self.conv = conv
+        super().__init__(conv)
         # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
         self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=BF16)
-        self._buffers: dict[int, _WinogradBuffers] = {}
-        self._last: _WinogradBuffers | None = None
 
-    def _for(self, h: torch.Tensor) -> _WinogradBuffers:
-        batch, side = h.shape[0], h.shape[1]
-        if batch not in self._buffers:
-            cin, cout = self.conv.in_channels, self.conv.out_channels
-            tiles = (side - 2) // 2                     # 2x2 conv-output tiles = pool windows
-            self._buffers[batch] = _WinogradBuffers(
-                v=torch.empty(16, batch, tiles, tiles, cin, dtype=BF16),
-                m=torch.empty(16, batch, tiles, tiles, cout, dtype=BF16),
-                out=torch.empty(batch, tiles, tiles, cout, dtype=BF16),
-                arg=torch.empty(batch, tiles, tiles, cout, dtype=torch.int8),
-                dbias=torch.empty(batch, cout), du=torch.empty(16, cout, cin, dtype=BF16),
-                dw=torch.empty(cout, 3, 3, cin), dh=torch.empty(batch, side, side, cin))
-        return self._buffers[batch]
-
-    def forget(self, batch: int) -> None:
-        """Drop the buffers for one batch size (the warm-up's)."""
-        self._buffers.pop(batch, None)
-        self._last = None
+    def _allocate(self, batch: int, side: int) -> _WinogradBuffers:
+        cin, cout = self.conv.in_channels, self.conv.out_channels
+        tiles = (side - 2) // 2                         # 2x2 conv-output tiles = pool windows
+        return _WinogradBuffers(
+            v=torch.empty(16, batch, tiles, tiles, cin, dtype=BF16),
+            m=torch.empty(16, batch, tiles, tiles, cout, dtype=BF16),
+            out=torch.empty(batch, tiles, tiles, cout, dtype=BF16),
+            arg=torch.empty(batch, tiles, tiles, cout, dtype=torch.int8),
+            dbias=torch.empty(batch, cout), du=torch.empty(16, cout, cin, dtype=BF16),
+            dw=torch.empty(cout, 3, 3, cin), dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b = self._last = self._for(h)
+        b: _WinogradBuffers = self._begin(h)
         conv, u = self.conv, self.u
         winograd.weight_transform(_nhwc_weight(conv).contiguous().numpy(), bits(u))
         winograd.input_transform(bits(h), bits(b.v))
@@ -167,8 +177,8 @@ class WinogradBlock:
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        b, conv = self._last, self.conv
-        assert b is not None, "backward before forward"
+        b: _WinogradBuffers = self._forward_buffers()
+        conv = self.conv
         dm = b.m.view(16, -1, conv.out_channels)        # m is dead once pooled
         v = b.v.view(16, -1, conv.in_channels)
         winograd.output_backward(grad.contiguous().numpy(), b.arg.numpy(), bits(b.m),

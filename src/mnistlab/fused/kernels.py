@@ -118,6 +118,24 @@ def pool_relu_backward(g, arg, dz, dbias):  # pragma: no cover - compiled
 
 
 @njit(inline="always")
+def max_relu(y0, y1, y2, y3, bias):  # pragma: no cover - compiled
+    """relu(max(y0..y3) + bias) of a 2x2 pool window and which input won: 0..3 (strict >: the
+    first maximum, as torch), or -1 where the ReLU cut and no gradient flows back. The bias is
+    added after the max: max(v + b) = max(v) + b."""
+    best, winner = y0, np.int8(0)
+    if y1 > best:
+        best, winner = y1, np.int8(1)
+    if y2 > best:
+        best, winner = y2, np.int8(2)
+    if y3 > best:
+        best, winner = y3, np.int8(3)
+    best += bias
+    if best > 0:
+        return best, winner
+    return best - best, np.int8(-1)                # 0.0 of best's type
+
+
+@njit(inline="always")
 def _window(x, n, r, s):  # pragma: no cover - compiled
     """The 3x3 pixels of image ``n`` with top-left corner (r, s), row by row."""
     return (x[n, r, s], x[n, r, s + 1], x[n, r, s + 2],
@@ -147,21 +165,8 @@ def first_block_forward(x, w, b, out, arg):  # pragma: no cover - compiled
                 t2 = _window(x, n, 2 * i + 1, 2 * j)
                 t3 = _window(x, n, 2 * i + 1, 2 * j + 1)
                 for c in range(channels):
-                    v1, v2, v3 = _dot9(t1, w, c), _dot9(t2, w, c), _dot9(t3, w, c)
-                    best, winner = _dot9(t0, w, c), np.int8(0)
-                    if v1 > best:                   # strict >: the first maximum wins
-                        best, winner = v1, np.int8(1)
-                    if v2 > best:
-                        best, winner = v2, np.int8(2)
-                    if v3 > best:
-                        best, winner = v3, np.int8(3)
-                    best += b[c]
-                    if best > 0:
-                        best_value[c] = best
-                        arg[n, i, j, c] = winner
-                    else:
-                        best_value[c] = 0.0
-                        arg[n, i, j, c] = -1
+                    best_value[c], arg[n, i, j, c] = max_relu(
+                        _dot9(t0, w, c), _dot9(t1, w, c), _dot9(t2, w, c), _dot9(t3, w, c), b[c])
                 for c in range(channels):           # float32 -> bf16
                     out[n, i, j, c] = _bf16_bits(best_bits[c])
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from mnistlab.fused.kernels import _bf16_bits
+from mnistlab.fused.kernels import _bf16_bits, max_relu
 
 _SIXTEEN = np.uint32(16)
 
@@ -147,20 +147,7 @@ def output_pool_relu(m, bias, out, arg):  # pragma: no cover - compiled
                     c3 = _at(x[3, c], x[7, c], x[11, c], x[15, c])
                     y00, y01 = _at(c0[0], c1[0], c2[0], c3[0])
                     y10, y11 = _at(c0[1], c1[1], c2[1], c3[1])
-                    best, winner = y00, np.int8(0)      # strict >: the first maximum wins
-                    if y01 > best:
-                        best, winner = y01, np.int8(1)
-                    if y10 > best:
-                        best, winner = y10, np.int8(2)
-                    if y11 > best:
-                        best, winner = y11, np.int8(3)
-                    best += bias[c]
-                    if best > 0:
-                        best_value[c] = best
-                        arg[n, i, j, c] = winner
-                    else:                               # relu: no gradient flows back here
-                        best_value[c] = 0.0
-                        arg[n, i, j, c] = -1
+                    best_value[c], arg[n, i, j, c] = max_relu(y00, y01, y10, y11, bias[c])
                 _narrow_row(best_bits, out[n, i, j])
 
 
