@@ -12,7 +12,7 @@ from torch import nn
 from mnistlab.errors import UserError
 from mnistlab.fused import CONVOLUTIONS, FusedCNN, supports
 from mnistlab.fused import kernels as k
-from mnistlab.fused.cnn import _bits
+from mnistlab.fused.blocks import bits
 from mnistlab.models import build_model
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.fit import fit
@@ -40,7 +40,7 @@ def test_supports_the_cnn_family_only() -> None:
 def test_im2col_matches_unfold(channels: int) -> None:
     h = torch.randn(3, channels, 9, 9).to(BF16)
     p = torch.empty(3, 6, 6, 9 * channels, dtype=BF16)      # the even part of a 7x7 output
-    k.im2col3(_bits(_nhwc(h)), _bits(p))
+    k.im2col3(bits(_nhwc(h)), bits(p))
     ref = F.unfold(h.float(), 3).view(3, channels, 9, 7, 7)[..., :6, :6]   # (B, C, k, oh, ow)
     assert torch.equal(p.float(), ref.permute(0, 3, 4, 2, 1).reshape(3, 6, 6, -1))
 
@@ -51,8 +51,8 @@ def test_col2im_is_the_adjoint_of_im2col() -> None:
     dp = torch.randn(2, 4, 4, 36).to(BF16)
     p = torch.empty(2, 4, 4, 36, dtype=BF16)
     dh = torch.empty(2, 7, 7, 4)
-    k.im2col3(_bits(h), _bits(p))
-    k.col2im3(_bits(dp), dh.numpy())
+    k.im2col3(bits(h), bits(p))
+    k.col2im3(bits(dp), dh.numpy())
     lhs = (p.double() * dp.double()).sum()
     rhs = (h.double() * dh.double()).sum()
     assert lhs.item() == pytest.approx(rhs.item(), rel=1e-5)
@@ -68,13 +68,13 @@ def test_pool_relu_forward_and_backward_match_autograd() -> None:
 
     out = torch.empty(4, 5, 5, 6, dtype=BF16)
     arg = torch.empty(4, 5, 5, 6, dtype=torch.int8)
-    k.pool_relu_forward(_bits(_nhwc(z.detach()).to(BF16)), _bits(out), arg.numpy())
+    k.pool_relu_forward(bits(_nhwc(z.detach()).to(BF16)), bits(out), arg.numpy())
     assert torch.equal(out.float(), _nhwc(ref.detach()))
     assert ((arg >= 0) == (_nhwc(ref.detach()) > 0)).all()
 
     dz = torch.empty(4, 10, 10, 6, dtype=BF16)
     dbias = torch.empty(4, 6)
-    k.pool_relu_backward(_nhwc(g).numpy(), arg.numpy(), _bits(dz), dbias.numpy())
+    k.pool_relu_backward(_nhwc(g).numpy(), arg.numpy(), bits(dz), dbias.numpy())
     assert torch.equal(dz.float(), _nhwc(z.grad))
     assert torch.allclose(dbias.sum(0), z.grad.sum((0, 2, 3)), atol=1e-4)
 
@@ -126,7 +126,7 @@ def test_first_block_kernels_match_fp32_autograd() -> None:
     arg = torch.empty(3, 13, 13, 16, dtype=torch.int8)
     w = conv.weight.detach().reshape(16, 9).t().contiguous()
     images = x.reshape(3, 28, 28)
-    k.first_block_forward(images.numpy(), w.numpy(), conv.bias.detach().numpy(), _bits(out),
+    k.first_block_forward(images.numpy(), w.numpy(), conv.bias.detach().numpy(), bits(out),
                           arg.numpy())
     assert torch.allclose(out.float(), _nhwc(ref.detach()), rtol=1 / 128, atol=1e-6)  # bf16
     dw, db = torch.empty(3, 9, 16), torch.empty(3, 16)
@@ -189,11 +189,11 @@ def test_kernels_leave_no_uninitialised_output() -> None:
     # every output element is written: NaN-filled buffers come back finite
     h = torch.randn(2, 5, 5, 3).to(BF16)
     p = torch.full((2, 2, 2, 27), float("nan"), dtype=BF16)
-    k.im2col3(_bits(h), _bits(p))
+    k.im2col3(bits(h), bits(p))
     dz = torch.full((2, 4, 4, 3), float("nan"), dtype=BF16)
     g = torch.randn(2, 2, 2, 3)
     arg = torch.from_numpy(np.random.default_rng(0).integers(-1, 4, (2, 2, 2, 3), dtype=np.int8))
-    k.pool_relu_backward(g.numpy(), arg.numpy(), _bits(dz), np.empty((2, 3), np.float32))
+    k.pool_relu_backward(g.numpy(), arg.numpy(), bits(dz), np.empty((2, 3), np.float32))
     assert torch.isfinite(p.float()).all() and torch.isfinite(dz.float()).all()
 
 
@@ -203,6 +203,6 @@ def test_gradients_round_to_bf16_like_torch() -> None:
     g[0, 0, 0, :4] = torch.tensor([1 + 2**-8, 1 + 3 * 2**-8, -(1 + 2**-8), 2**-130])  # ties, tiny
     arg = torch.zeros(2, 3, 3, 8, dtype=torch.int8)                # window corner 0 wins
     dz = torch.empty(2, 6, 6, 8, dtype=BF16)
-    k.pool_relu_backward(g.numpy(), arg.numpy(), _bits(dz), np.empty((2, 8), np.float32))
+    k.pool_relu_backward(g.numpy(), arg.numpy(), bits(dz), np.empty((2, 8), np.float32))
     assert torch.equal(dz[:, 0::2, 0::2].view(torch.int16), g.to(BF16).view(torch.int16))
     assert dz[:, 1::2].float().abs().sum() == 0

@@ -76,10 +76,6 @@ def _is_2x2(pool: nn.MaxPool2d) -> bool:
             and not pool.ceil_mode)
 
 
-_bits = bits       # the name the tests and earlier code use
-_set_grad = set_grad
-
-
 class FusedCNN:
     """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step;
     ``convolution`` (CONVOLUTIONS) is how the blocks after the first convolve."""
@@ -136,7 +132,7 @@ class FusedCNN:
         conv, first = self.convs[0], self._first(batch)
         w = conv.weight.detach().reshape(-1, 9).t().contiguous()    # (9, O)
         k.first_block_forward(images, w.numpy(), conv.bias.detach().numpy(),
-                              _bits(first["out"]), first["arg"].numpy())
+                              bits(first["out"]), first["arg"].numpy())
         h = first["out"]
         for block in self.blocks:                  # blocks 2..: conv -> pool + ReLU
             h = block.forward(h)
@@ -154,11 +150,11 @@ class FusedCNN:
             d_logits.sub_(label_smoothing / logits.shape[1])
         d_logits = d_logits.div_(batch).to(BF16)
 
-        _set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
-        _set_grad(self.fc2.weight, d_logits.t() @ hidden)
+        set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
+        set_grad(self.fc2.weight, d_logits.t() @ hidden)
         d_hidden = torch.ops.aten.threshold_backward(d_logits @ w2, hidden, 0)   # relu
-        _set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
-        _set_grad(self.fc1.weight, d_hidden.t() @ flat)
+        set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
+        set_grad(self.fc1.weight, d_hidden.t() @ flat)
         grad = (d_hidden @ w1).float()                              # (B, C*side*side)
         grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
         for block in reversed(self.blocks):
@@ -166,8 +162,8 @@ class FusedCNN:
         conv = self.convs[0]
         k.first_block_backward(images, grad.contiguous().numpy(), first["arg"].numpy(),
                                first["dw"].numpy(), first["dbias"].numpy())
-        _set_grad(conv.bias, first["dbias"].sum(0))
-        _set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
+        set_grad(conv.bias, first["dbias"].sum(0))
+        set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
         return loss, logits
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:

@@ -107,7 +107,7 @@ CANDIDATES: dict[str, tuple[Trains, StepFactory]] = {
     "fused": (_fused_trains, _fused_step("fused")),
     "autograd": (lambda model, precision, device: True, _autograd_step),
 }
-# Asked for only, never chosen by auto: winograd's step is 1.4x the fused one's here, but its
+# Asked for only, never chosen by auto: winograd's step is 1.3-1.4x the fused one's here, but its
 # bf16 transforms round each output with an error the size of the whole tile's sums, not of the
 # output itself, and the seed CNN's test accuracy over paired seeds came out lower (docs/
 # performance.md). auto's choice is a speed choice at equal numerics.
