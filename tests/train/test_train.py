@@ -80,6 +80,8 @@ class InterruptAfter(Callback):
      "precision": "bf16", "engine": "autograd"},           # meet moments restored contiguous
     {"model": "cnn", "limit": 256, "test_limit": 100,      # ... through the fused bf16 step
      "precision": "bf16", "engine": "fused"},
+    {"model": "cnn", "limit": 256, "test_limit": 100,      # ... with Winograd convolutions
+     "precision": "bf16", "engine": "winograd"},
 ])
 def test_resume_equals_uninterrupted(tmp_path: Path, overrides: dict) -> None:
     config = TrainConfig(**{**SMALL, "epochs": 2, "preset": "test", **overrides})
