@@ -23,7 +23,7 @@ are discarded by the pool), and buffers are allocated once per batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
 import torch
@@ -54,18 +54,21 @@ def _nhwc_weight(conv: nn.Conv2d) -> torch.Tensor:
     return conv.weight.detach().permute(0, 2, 3, 1)
 
 
-class _Block:
+Buffers = TypeVar("Buffers")
+
+
+class _Block(Generic[Buffers]):
     """What both ways share: buffers per batch size, and the last forward's for the backward."""
 
     def __init__(self, conv: nn.Conv2d) -> None:
         self.conv = conv
-        self._buffers: dict[int, Any] = {}
-        self._last: Any = None
+        self._buffers: dict[int, Buffers] = {}
+        self._last: Buffers | None = None
 
-    def _allocate(self, batch: int, side: int) -> Any:
+    def _allocate(self, batch: int, side: int) -> Buffers:
         raise NotImplementedError
 
-    def _begin(self, h: torch.Tensor) -> Any:
+    def _begin(self, h: torch.Tensor) -> Buffers:
         """The buffers for ``h``'s batch size (allocated at first use), kept for the backward."""
         batch, side = h.shape[0], h.shape[1]
         if batch not in self._buffers:
@@ -73,7 +76,7 @@ class _Block:
         self._last = self._buffers[batch]
         return self._last
 
-    def _forward_buffers(self) -> Any:
+    def _forward_buffers(self) -> Buffers:
         assert self._last is not None, "backward before forward"
         return self._last
 
@@ -94,7 +97,7 @@ class _Im2colBuffers:
     dh: torch.Tensor        # (B, S, S, I) float32
 
 
-class Im2colBlock(_Block):
+class Im2colBlock(_Block[_Im2colBuffers]):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(conv)
         # the weight as a bf16 (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
@@ -112,7 +115,7 @@ class Im2colBlock(_Block):
             dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b: _Im2colBuffers = self._begin(h)
+        b = self._begin(h)
         conv, w = self.conv, self.weight
         w.view(conv.out_channels, 3, 3, -1).copy_(_nhwc_weight(conv))
         kernels.im2col3(bits(h), bits(b.patches))
@@ -122,7 +125,7 @@ class Im2colBlock(_Block):
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        b: _Im2colBuffers = self._forward_buffers()
+        b = self._forward_buffers()
         conv = self.conv
         dz = b.z                                        # z is dead once pooled
         kernels.pool_relu_backward(grad.contiguous().numpy(), b.arg.numpy(),
@@ -148,7 +151,7 @@ class _WinogradBuffers:
     dh: torch.Tensor        # (B, S, S, I) float32
 
 
-class WinogradBlock(_Block):
+class WinogradBlock(_Block[_WinogradBuffers]):
     def __init__(self, conv: nn.Conv2d) -> None:
         super().__init__(conv)
         # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
@@ -166,7 +169,7 @@ class WinogradBlock(_Block):
             dw=torch.empty(cout, 3, 3, cin), dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        b: _WinogradBuffers = self._begin(h)
+        b = self._begin(h)
         conv, u = self.conv, self.u
         winograd.weight_transform(_nhwc_weight(conv).contiguous().numpy(), bits(u))
         winograd.input_transform(bits(h), bits(b.v))
@@ -177,7 +180,7 @@ class WinogradBlock(_Block):
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
-        b: _WinogradBuffers = self._forward_buffers()
+        b = self._forward_buffers()
         conv = self.conv
         dm = b.m.view(16, -1, conv.out_channels)        # m is dead once pooled
         v = b.v.view(16, -1, conv.in_channels)
