@@ -8,7 +8,7 @@ import time
 import pytest
 import torch
 
-from mnistlab.machine import choose_openmp_wait, openmp_wait
+from mnistlab.machine import QUIET_SPINCOUNT, choose_openmp_wait, openmp_wait
 from mnistlab.threads import torch_threads
 
 
@@ -17,7 +17,7 @@ def test_openmp_wait_spins_on_a_quiet_machine_and_sleeps_on_a_busy_one(
     for key in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT"):
         monkeypatch.delenv(key, raising=False)
     assert choose_openmp_wait(others=0.3, cores=2) == "spin"
-    assert os.environ["GOMP_SPINCOUNT"] == "1000" and "OMP_WAIT_POLICY" not in os.environ
+    assert os.environ["GOMP_SPINCOUNT"] == QUIET_SPINCOUNT and "OMP_WAIT_POLICY" not in os.environ
     monkeypatch.delenv("GOMP_SPINCOUNT")
     assert choose_openmp_wait(others=1.0, cores=2) == "sleep"
     assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and "GOMP_SPINCOUNT" not in os.environ

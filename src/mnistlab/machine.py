@@ -20,9 +20,10 @@ def load_average() -> list[float] | None:
         return None
 
 
-# libgomp's spin count between parallel regions when the machine is quiet: about ten
-# microseconds of spinning, enough to bridge the gaps inside a training step
-QUIET_SPINCOUNT = "1000"
+# libgomp's spin count between parallel regions when the machine is quiet: about 0.9 ms of
+# spinning on the AMD EPYC (about 90 ns a spin), enough to bridge the gaps inside a training
+# step, where the fused engine's Numba kernels and torch's matmuls take turns
+QUIET_SPINCOUNT = "10000"
 
 
 def others_cpu_load(seconds: float = 0.1) -> float | None:
@@ -53,7 +54,8 @@ def choose_openmp_wait(others: float | None = None, cores: int | None = None) ->
     microseconds on these virtual machines, and a training step has dozens of regions), while a
     spinning one steals a core from any other job. Measured here, seed CNN (fused) and FC, one
     epoch each: on a quiet machine a brief spin (GOMP_SPINCOUNT=1000) trains the CNN 1.2x and
-    the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE); beside one busy process,
+    the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE), and a longer one
+    (QUIET_SPINCOUNT) the fused CNN's step 1.09x faster again; beside one busy process,
     spinning costs the CNN 10% and halves the FC. So: spin briefly when other processes keep
     less than a quarter of the cores busy (``others_cpu_load``, 0.1 s), else sleep. A user's own
     OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone. Returns "user", "spin" or "sleep".
