@@ -84,3 +84,23 @@ def mnist_gz_dir(mnist_raw: dict[str, bytes], tmp_path_factory: pytest.TempPathF
     for fname, data in mnist_raw.items():
         (folder / f"{fname}.gz").write_bytes(gzip.compress(data, compresslevel=1, mtime=0))
     return folder
+
+
+# Three tiny runs for ensembles: 2,000 training images, the last 600 of them held out.
+ENSEMBLE_TINY = {"limit": 2000, "test_limit": 500, "threads": 1, "validation": 600}
+
+
+@pytest.fixture(scope="session")
+def ensemble_members(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+    """Three ``speedrun`` runs (seeds 0-2) that held out the same validation split."""
+    from mnistlab.train.config import TrainConfig
+    from mnistlab.train.fit import fit
+    from mnistlab.train.presets import preset_overrides
+
+    root = tmp_path_factory.mktemp("members")
+    dirs = []
+    for seed in (0, 1, 2):
+        overrides = preset_overrides("speedrun", "speedrun") | ENSEMBLE_TINY | {"seed": seed}
+        fit(TrainConfig(model="speedrun", **overrides), root / f"s{seed}")
+        dirs.append(str(root / f"s{seed}"))
+    return dirs

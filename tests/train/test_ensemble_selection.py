@@ -17,7 +17,8 @@ from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 from mnistlab.train.selection import greedy_select, pick_weights, shift_images
 
-TINY = {"limit": 2000, "test_limit": 500, "threads": 1, "validation": 600}
+TINY = {"limit": 2000, "test_limit": 500, "threads": 1, "validation": 600}   # as conftest's
+
 
 
 def test_shift_moves_pixels_and_pads_with_zeros() -> None:
@@ -64,15 +65,9 @@ def test_greedy_selection_picks_complementary_members_and_skips_a_bad_one() -> N
     assert greedy_select([one, one.copy()], labels) == [0]
 
 
-@pytest.fixture(scope="module")
-def members(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    root = tmp_path_factory.mktemp("members")
-    dirs = []
-    for seed in (0, 1, 2):
-        overrides = preset_overrides("speedrun", "speedrun") | TINY | {"seed": seed}
-        fit(TrainConfig(model="speedrun", **overrides), root / f"s{seed}")
-        dirs.append(str(root / f"s{seed}"))
-    return dirs
+@pytest.fixture
+def members(ensemble_members: list[str]) -> list[str]:
+    return ensemble_members        # three tiny runs sharing a 600-image split (conftest)
 
 
 def test_choices_depend_on_validation_only(members: list[str],

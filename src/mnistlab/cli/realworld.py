@@ -36,6 +36,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
     from mnistlab.data import load_dataset
     from mnistlab.data.realworld import PARTS, missing_parts, non_digits, realworld_set
     from mnistlab.errors import UserError
+    from mnistlab.inference.ensemble import ENSEMBLE, EnsemblePredictor
     from mnistlab.inference.predict import load_predictor
     from mnistlab.inference.realworld import evaluate_realworld, unsure_rates
 
@@ -56,7 +57,9 @@ def evaluate_real(args: argparse.Namespace) -> int:
                           unit="picture") as bar:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
                                     on_progress=bar.update)
-    mnist = runs.read_metrics(run_dir).test_accuracy
+    ensemble = isinstance(predictor, EnsemblePredictor)
+    mnist = (predictor.saved.test_accuracy if isinstance(predictor, EnsemblePredictor)
+             else runs.read_metrics(run_dir).test_accuracy)
     unsure = None
     if args.unsure:
         rates = unsure_rates(predictor, load_dataset("mnist", "test")[0], non_digits())
@@ -71,7 +74,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
         console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole; "
                     f"{n.right_count} split into the right number of digits)")
     if isinstance(mnist, float):
-        console.say(f"  MNIST test {mnist:.2%} (metrics.json)")
+        console.say(f"  MNIST test {mnist:.2%} ({ENSEMBLE if ensemble else runs.METRICS})")
     if unsure is not None:
         console.say("  flagged unsure: " + ", ".join(f"{k} {v:.1%}" for k, v in unsure.items())
                     + " (non-digits: flagged or refused as blank)")

@@ -64,6 +64,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     # the same choices as TrainConfig.device (mnistlab.checks.DEVICES: torch-free)
     flags.add_device(p, "where to evaluate one run (the weights load on the CPU, then move; "
                         "--ensemble: the CPU)")
+    p.add_argument("--save", type=Path, default=None, metavar="DIR",
+                   help="--ensemble: write it to DIR (ensemble.json, and calibration.json when "
+                        "chosen on validation), so that predict, serve and evaluate-real can "
+                        "answer with it: `mnistlab predict DIR IMAGE`")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate)
 
@@ -165,6 +169,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
     if args.ensemble is not None:
         return _evaluate_ensemble(args)
+    if args.save is not None:
+        raise UserError("--save writes an ensemble; give it with --ensemble RUN RUN ...")
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train.callbacks import eval_line
@@ -188,11 +194,14 @@ def evaluate(args: argparse.Namespace) -> int:
 def _evaluate_ensemble(args: argparse.Namespace) -> int:
     import torch
 
+    from mnistlab.inference.ensemble import check_ensemble_folder, save_ensemble
     from mnistlab.train.ensemble import evaluate_ensemble
 
     if args.threads:
         torch.set_num_threads(args.threads)
     members = ([args.run] if args.run else []) + list(args.ensemble)
+    if args.save is not None:               # before the work: a bad folder is one line
+        check_ensemble_folder(args.save)
     result = evaluate_ensemble(members, select=args.select)
     protocol = result.protocol
     for c in protocol.candidates:
@@ -211,8 +220,12 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     console.say(f"ensemble of {len(result.members)}: test accuracy {result.test_accuracy:.4f}, "
                 f"loss {result.test_loss:.4f} (members' mean "
                 f"{result.mean_member_accuracy:.4f}; test set read {protocol.test_passes}x)")
+    saved = None
+    if args.save is not None:
+        saved = save_ensemble(result, args.save)
+        console.say(f"saved: {saved} (answer with it: `mnistlab predict {saved} IMAGE`)")
     if args.json:
-        console.emit_json(result.to_dict())
+        console.emit_json(result.to_dict() | {"saved": str(saved) if saved else None})
     return 0
 
 

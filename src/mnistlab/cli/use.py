@@ -146,6 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
     from mnistlab.cli.folders import output_folder
     from mnistlab.errors import UserError
+    from mnistlab.inference.ensemble import EnsemblePredictor
     from mnistlab.inference.predict import NumberPrediction, load_predictor, predict_files
     from mnistlab.inference.preprocess import to_png
     from mnistlab.train.device import resolve_device
@@ -164,6 +165,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     predictor = load_predictor(run, onnx=args.onnx, device=device)
     if args.onnx:
         console.say(f"model: {args.onnx} (onnxruntime)")
+    elif isinstance(predictor, EnsemblePredictor):
+        console.say(f"model: {predictor.describe()} [{predictor.name}]")
     else:
         run_dir = Path(predictor.name)
         if run_dir.is_dir():

@@ -5,7 +5,8 @@
 
 A predictor maps a batch (N, 1, 28, 28) float32 in [0, 1] to logits (N, 10); softmax is
 applied here, where probabilities are shown, never inside a model. Two backends implement
-``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file).
+``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file);
+``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from mnistlab import runs
 from mnistlab.errors import UserError
+from mnistlab.inference.ensemble import EnsemblePredictor, find_ensemble
 from mnistlab.inference.number import Box, find_digits
 from mnistlab.inference.preprocess import MAX_PIXELS, Preprocessed, open_image, to_gray
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
@@ -253,13 +255,17 @@ def predict_files(predictor: Predictor, paths: list[str], *,
 def load_predictor(run: str | os.PathLike[str] | None = None, *,
                    onnx: str | os.PathLike[str] | None = None,
                    device: torch.device | None = None) -> Predictor:
-    """A run folder (or its name), an ONNX file, or, with neither, the best finished run for
-    pictures (the best ``robust`` run when there is one, else the best of all).
+    """A run folder (or its name), a saved ensemble's folder, an ONNX file, or, with none of
+    them, the best finished run for pictures (the best ``robust`` run when there is one, else
+    the best of all).
 
     ``device``: where a run's model runs (its weights load on the CPU, then move; default the
     CPU); an ONNX file always runs on onnxruntime's CPU provider."""
     if onnx is not None:
         return OnnxPredictor(onnx)
+    ensemble = find_ensemble(run)               # a folder saved by evaluate --ensemble --save
+    if ensemble is not None:
+        return EnsemblePredictor(ensemble, device)
     if run is None:
         run = runs.best_run(for_pictures=True)   # the robust run when there is one
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)

@@ -124,8 +124,14 @@ def model_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
 def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
               precision: str = "fp32", unsure_share: float = UNSURE_SHARE) -> Calibration:
     """Fit the temperature and the unsure threshold on the validation split."""
-    logits = model_logits(model, x_val, precision=precision)
-    labels = y_val.numpy()
+    return calibration_from_logits(model_logits(model, x_val, precision=precision),
+                                   y_val.numpy(), unsure_share=unsure_share)
+
+
+def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
+                            unsure_share: float = UNSURE_SHARE) -> Calibration:
+    """The temperature and the unsure threshold fitted on validation ``logits`` (N, 10) (a
+    model's, or an ensemble's log averaged probabilities) and their ``labels``."""
     temperature = fit_temperature(logits, labels)
     before, after = softmax(logits.astype(np.float64)), softmax(logits / temperature)
     conf = after.max(axis=1)

@@ -21,7 +21,7 @@ import torch
 from mnistlab import checks, console
 from mnistlab.errors import UserError
 from mnistlab.train import selection
-from mnistlab.train.calibration import nll
+from mnistlab.train.calibration import Calibration, calibration_from_logits, nll
 from mnistlab.train.data import load_split, load_validation
 from mnistlab.train.evaluation import LoadedRun, load_run
 from mnistlab.train.phases import predict_proba
@@ -82,6 +82,9 @@ class EnsembleResult:
     test_images: int
     mean_member_accuracy: float
     protocol: Protocol
+    # the temperature and "unsure" threshold fitted on the validation mix; None for a plain
+    # average, which held out no images to fit them on
+    calibration: Calibration | None = None
 
     def to_dict(self) -> dict[str, object]:
         """What ``mnistlab evaluate --ensemble --json`` prints."""
@@ -147,8 +150,9 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
     x_test, y_test = load_split(dataset, "test", test_limit)
     test_probs = [np.mean(p, axis=0) for p in
                   _passes([loaded[i] for i in chosen], x_test, shifts, "test set (once)")]
+    calibration = calibration_from_logits(selection.log_probabilities(mix), labels)
     return _result([loaded[i] for i in chosen], test_probs, [weights[i] for i in chosen],
-                   y_test.numpy(), dataset, protocol)
+                   y_test.numpy(), dataset, protocol, calibration)
 
 
 Choice = tuple[tuple[tuple[int, int], ...], list[float], np.ndarray, float, float]
@@ -210,7 +214,8 @@ def _passes(runs: Sequence[LoadedRun], x: torch.Tensor,
 
 
 def _result(members: Sequence[LoadedRun], probs: Sequence[np.ndarray], weights: Sequence[float],
-            labels: np.ndarray, dataset: str, protocol: Protocol) -> EnsembleResult:
+            labels: np.ndarray, dataset: str, protocol: Protocol,
+            calibration: Calibration | None = None) -> EnsembleResult:
     mix = selection.weighted_mean(probs, weights)
     logits = selection.log_probabilities(mix)
     listed = [Member(run_dir=str(run.run_dir), test_accuracy=accuracy(p, labels), weight=w)
@@ -220,4 +225,4 @@ def _result(members: Sequence[LoadedRun], probs: Sequence[np.ndarray], weights: 
         test_loss=nll(logits, labels, protocol.temperature),
         members=listed, dataset=dataset, test_images=len(labels),
         mean_member_accuracy=float(np.mean([m.test_accuracy for m in listed])),
-        protocol=protocol)
+        protocol=protocol, calibration=calibration)

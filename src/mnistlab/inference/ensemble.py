@@ -1,0 +1,162 @@
+"""A measured ensemble, saved as a folder that predict, serve and evaluate-real answer with.
+
+    save_ensemble(result, "runs/ensemble-best")         # after evaluate_ensemble
+    predictor = EnsemblePredictor("runs/ensemble-best")   # load_predictor does this for you
+
+The folder holds ``ensemble.json`` (the member runs, their weights, the test-time shifts, the
+figure and the protocol that produced it) and, when the members were chosen on a validation
+split, ``calibration.json`` (the temperature and "unsure" threshold fitted on that split). The
+weights stay in the member runs: the folder names them, and loading fails in one line if one
+was moved or deleted. Nothing is unpickled: the members load through ``runs.load_model``.
+
+The predictor's logits are the log of the weighted mean of the members' probabilities, each
+averaged over the shifts: exactly what ``mnistlab evaluate --ensemble`` scored.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mnistlab import atomic, runs
+from mnistlab.errors import UserError
+from mnistlab.paths import runs_dir
+from mnistlab.runs.files import read_json_object
+from mnistlab.train.calibration import CALIBRATION, load_calibration, save_calibration
+from mnistlab.train.ensemble import EnsembleResult
+from mnistlab.train.selection import log_probabilities, shift_images
+
+ENSEMBLE = "ensemble.json"
+KIND = "mnistlab-ensemble"
+
+
+@dataclass(frozen=True)
+class SavedMember:
+    run_dir: str          # absolute, as resolved when the ensemble was saved
+    weight: float         # its share of the averaged probabilities (the shares sum to 1)
+
+
+@dataclass(frozen=True)
+class SavedEnsemble:
+    members: list[SavedMember]
+    shifts: list[tuple[int, int]]      # test-time (dy, dx) moves averaged per member
+    dataset: str
+    test_accuracy: float               # what evaluate --ensemble measured, read once
+    test_images: int
+    protocol: dict[str, Any]           # how it was chosen (EnsembleResult.protocol)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": KIND, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], path: Path) -> SavedEnsemble:
+        try:
+            if data.get("kind") != KIND:
+                raise ValueError(f"kind is {data.get('kind')!r}, not {KIND!r}")
+            members = [SavedMember(str(m["run_dir"]), float(m["weight"]))
+                       for m in data["members"]]
+            shifts = [(int(dy), int(dx)) for dy, dx in data["shifts"]]
+            saved = cls(members=members, shifts=shifts, dataset=str(data["dataset"]),
+                        test_accuracy=float(data["test_accuracy"]),
+                        test_images=int(data["test_images"]), protocol=dict(data["protocol"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path} is not a readable ensemble ({exc}); save it again with "
+                            "`mnistlab evaluate --ensemble RUN RUN ... --save DIR`") from None
+        weights = [m.weight for m in members]
+        if not members or not shifts or min(weights) <= 0 or not math.isclose(sum(weights), 1.0,
+                                                                              abs_tol=1e-6):
+            raise UserError(f"{path}: an ensemble needs members with positive weights summing "
+                            "to 1 and at least one shift")
+        return saved
+
+
+def find_ensemble(run: str | os.PathLike[str] | None) -> Path | None:
+    """The ensemble folder that ``run`` names (a path, or a name under the runs folder), or
+    None when it names something else (a run, or nothing)."""
+    if run is None:
+        return None
+    path = Path(run).expanduser()
+    if not path.exists() and not path.is_absolute():
+        path = runs_dir() / path
+    return path.resolve() if (path / ENSEMBLE).is_file() else None
+
+
+def check_ensemble_folder(folder: str | os.PathLike[str]) -> Path:
+    """``folder`` if an ensemble may be saved there (new, empty, or an earlier ensemble's);
+    else a UserError: a training run or other files are never overwritten."""
+    folder = Path(folder).expanduser()
+    if folder.is_file():
+        raise UserError(f"{folder} is a file; --save needs a folder for the ensemble")
+    if folder.is_dir() and any(folder.iterdir()) and not (folder / ENSEMBLE).is_file():
+        raise UserError(f"{folder} already holds something other than an ensemble; give "
+                        "--save a new or empty folder")
+    return folder
+
+
+def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Path:
+    """Write ``result`` as an ensemble folder (atomically, file by file); returns the folder.
+    Refuses a folder that holds a training run or anything but an earlier ensemble."""
+    folder = check_ensemble_folder(folder)
+    members = [SavedMember(str(Path(m.run_dir).resolve()), m.weight) for m in result.members]
+    total = sum(m.weight for m in members)
+    saved = SavedEnsemble(
+        members=[SavedMember(m.run_dir, m.weight / total) for m in members],
+        shifts=[(int(dy), int(dx)) for dy, dx in result.protocol.shifts],
+        dataset=result.dataset, test_accuracy=result.test_accuracy,
+        test_images=result.test_images, protocol=asdict(result.protocol))
+    folder.mkdir(parents=True, exist_ok=True)
+    if result.calibration is not None:
+        save_calibration(folder, result.calibration)
+    else:                                   # a plain average: no earlier calibration may stay
+        (folder / CALIBRATION).unlink(missing_ok=True)
+    atomic.write_json(folder / ENSEMBLE, saved.to_dict())
+    return folder.resolve()
+
+
+def read_ensemble(folder: str | os.PathLike[str]) -> SavedEnsemble:
+    path = Path(folder) / ENSEMBLE
+    return SavedEnsemble.from_dict(read_json_object(path, "ensemble"), path)
+
+
+class EnsemblePredictor:
+    """The ``Predictor`` of a saved ensemble (mnistlab.inference.predict)."""
+
+    backend = "pytorch"
+
+    def __init__(self, folder: str | os.PathLike[str], device: torch.device | None = None
+                 ) -> None:
+        folder = Path(folder)
+        self.saved = read_ensemble(folder)
+        self.device = device if device is not None else torch.device("cpu")
+        self.models = []
+        for member in self.saved.members:
+            try:
+                model = runs.load_model(member.run_dir)
+            except UserError as exc:
+                raise UserError(f"ensemble {folder}: member {member.run_dir} cannot be loaded "
+                                f"({exc}); was it moved or deleted?") from None
+            self.models.append(model.to(self.device).eval())
+        self.name = str(folder)
+        self.calibration = load_calibration(folder)
+
+    def describe(self) -> str:
+        chosen = self.saved.protocol.get("selection")
+        runs_ = "run" if len(self.models) == 1 else "runs"
+        return (f"ensemble of {len(self.models)} {runs_} (test accuracy "
+                f"{self.saved.test_accuracy:.2%}, selection {chosen})")
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
+        mix = torch.zeros(len(batch), 10, dtype=torch.float64)
+        with torch.inference_mode():
+            for model, member in zip(self.models, self.saved.members, strict=True):
+                for dy, dx in self.saved.shifts:
+                    probs = model(shift_images(batch, dy, dx)).float().softmax(1)
+                    mix += member.weight / len(self.saved.shifts) * probs.cpu().double()
+        return log_probabilities(mix.numpy()).astype(np.float32)

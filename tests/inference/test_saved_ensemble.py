@@ -1,0 +1,107 @@
+"""A measured ensemble saved with `evaluate --ensemble --save`, answering predict and serve."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mnistlab.cli import main
+from mnistlab.data import load_dataset
+from mnistlab.errors import UserError
+from mnistlab.inference.ensemble import ENSEMBLE, EnsemblePredictor, read_ensemble, save_ensemble
+from mnistlab.inference.predict import load_predictor, predict_proba
+from mnistlab.perf.synth import render_mnist
+from mnistlab.train.calibration import CALIBRATION
+from mnistlab.train.ensemble import evaluate_ensemble
+
+
+@pytest.fixture(scope="module")
+def chosen(ensemble_members: list[str]):
+    return evaluate_ensemble(ensemble_members, select="validation", test_limit=500)
+
+
+def test_saved_ensemble_answers_as_it_was_measured(chosen, tmp_path: Path) -> None:
+    folder = save_ensemble(chosen, tmp_path / "ens")
+    saved = read_ensemble(folder)
+    assert [m.run_dir for m in saved.members] == [str(Path(m.run_dir).resolve())
+                                                  for m in chosen.members]
+    assert sum(m.weight for m in saved.members) == pytest.approx(1.0)
+    assert saved.protocol["selection"] == "validation" and saved.protocol["test_passes"] == 1
+    assert [list(s) for s in saved.shifts] == chosen.protocol.shifts
+
+    predictor = load_predictor(folder)
+    assert isinstance(predictor, EnsemblePredictor)
+    # calibrated on the validation mix: the temperature the selection chose
+    assert predictor.calibration is not None
+    assert predictor.calibration.temperature == pytest.approx(chosen.protocol.temperature,
+                                                              rel=1e-3)
+    images, labels = load_dataset("mnist", "test")
+    probs = predict_proba(predictor, images[:500].astype(np.float32) / 255.0)
+    assert probs.shape == (500, 10) and np.allclose(probs.sum(1), 1.0)
+    # the members ran in fp32 here and in their training precision when measured: the same
+    # answers up to a few borderline images
+    accuracy = float((probs.argmax(1) == labels[:500]).mean())
+    assert abs(accuracy - chosen.test_accuracy) <= 0.01
+
+
+def test_a_plain_average_saves_no_calibration_and_replaces_an_earlier_one(
+        ensemble_members: list[str], chosen, tmp_path: Path) -> None:
+    folder = save_ensemble(chosen, tmp_path / "ens")
+    assert (folder / CALIBRATION).is_file()
+    plain = evaluate_ensemble(ensemble_members[:2], select="none", test_limit=100)
+    save_ensemble(plain, folder)                       # the same folder, saved again
+    assert not (folder / CALIBRATION).exists()
+    predictor = EnsemblePredictor(folder)
+    assert predictor.calibration is None and len(predictor.models) == 2
+    assert [m.weight for m in predictor.saved.members] == [0.5, 0.5]
+
+
+def test_cli_saves_and_predict_serves_it(ensemble_members: list[str], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "ensemble"
+    assert main(["evaluate", "--ensemble", *ensemble_members[:2], "--threads", "1",
+                 "--save", str(folder), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["saved"] == str(folder.resolve()) and (folder / ENSEMBLE).is_file()
+    assert out["calibration"]["temperature"] > 0
+
+    images, labels = load_dataset("mnist", "test")
+    picture = tmp_path / "digit.png"
+    render_mnist(images[0], scale=8).save(picture)
+    assert main(["predict", str(folder), str(picture), "--json"]) == 0
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out.strip().splitlines()[-1])
+    assert f"model: ensemble of {len(out['members'])} run" in captured.out
+    assert answer["predictions"][0]["digit"] == int(labels[0])
+    assert answer["predictions"][0]["unsure"] in (True, False)      # calibrated: it can say
+
+
+def test_bad_folders_and_lost_members_fail_in_one_line(
+        ensemble_members: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # a training run is never overwritten, and the refusal comes before any work
+    run = ensemble_members[0]
+    before = sorted(p.name for p in Path(run).iterdir())
+    assert main(["evaluate", "--ensemble", *ensemble_members[:2], "--save", run]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "something other than an ensemble" in err[0]
+    assert sorted(p.name for p in Path(run).iterdir()) == before
+    assert main(["evaluate", ensemble_members[0], "--save", str(tmp_path / "x")]) == 2
+    assert "--ensemble" in capsys.readouterr().err
+
+    # a member moved away: the ensemble names it
+    copies = [str(shutil.copytree(m, tmp_path / f"m{i}"))
+              for i, m in enumerate(ensemble_members[:2])]
+    folder = save_ensemble(evaluate_ensemble(copies, select="none", test_limit=100),
+                           tmp_path / "ens")
+    shutil.rmtree(copies[0])
+    with pytest.raises(UserError, match="moved or deleted"):
+        EnsemblePredictor(folder)
+
+    # a damaged file
+    (folder / ENSEMBLE).write_text(json.dumps({"kind": "mnistlab-ensemble", "members": []}))
+    with pytest.raises(UserError, match="not a readable ensemble"):
+        read_ensemble(folder)
