@@ -105,3 +105,19 @@ def test_bad_folders_and_lost_members_fail_in_one_line(
     (folder / ENSEMBLE).write_text(json.dumps({"kind": "mnistlab-ensemble", "members": []}))
     with pytest.raises(UserError, match="not a readable ensemble"):
         read_ensemble(folder)
+
+
+def test_serve_answers_with_a_saved_ensemble(chosen, tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from app_helpers import png_bytes
+    from mnistlab.serve import create_app
+
+    folder = save_ensemble(chosen, tmp_path / "ens")
+    images, labels = load_dataset("mnist", "test")
+    with TestClient(create_app(str(folder))) as client:
+        assert client.get("/healthz").json()["model"] == "ens"
+        r = client.post("/api/predict", content=png_bytes(render_mnist(images[1], scale=10)),
+                        headers={"Content-Type": "image/png"})
+        assert r.status_code == 200, r.text
+        assert r.json()["digit"] == int(labels[1])
