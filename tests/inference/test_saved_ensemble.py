@@ -78,6 +78,10 @@ def test_cli_saves_and_predict_serves_it(ensemble_members: list[str], tmp_path: 
     assert f"model: ensemble of {len(out['members'])} run" in captured.out
     assert answer["predictions"][0]["digit"] == int(labels[0])
     assert answer["predictions"][0]["unsure"] in (True, False)      # calibrated: it can say
+    # evaluate on the folder alone says what it is instead of reading the test set again
+    assert main(["evaluate", str(folder)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "saved ensemble" in err[0] and "read once" in err[0]
 
 
 def test_bad_folders_and_lost_members_fail_in_one_line(

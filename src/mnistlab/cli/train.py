@@ -178,6 +178,7 @@ def evaluate(args: argparse.Namespace) -> int:
     from mnistlab.train.evaluation import evaluate_run, load_run
 
     device = resolve_device(args.device)
+    _refuse_saved_ensemble(args.run)
     run_dir = _best_or(args.run)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -227,6 +228,20 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.json:
         console.emit_json(result.to_dict() | {"saved": str(saved) if saved else None})
     return 0
+
+
+def _refuse_saved_ensemble(run: str) -> None:
+    """A saved ensemble's figure was read once when it was saved: say so rather than re-read."""
+    from mnistlab.errors import UserError
+    from mnistlab.inference.ensemble import find_ensemble, read_ensemble
+
+    folder = find_ensemble(run)
+    if folder is not None:
+        saved = read_ensemble(folder)
+        raise UserError(f"{folder} is a saved ensemble of {len(saved.members)} runs (test "
+                        f"accuracy {saved.test_accuracy:.4f}, read once when it was saved); "
+                        "predict, serve and evaluate-real take it as RUN, and `evaluate "
+                        "--ensemble RUN...` measures its members again")
 
 
 def _note_if_unfinished(progress: Any) -> None:
