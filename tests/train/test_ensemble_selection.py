@@ -104,6 +104,8 @@ def test_runs_without_a_shared_split_get_a_plain_average_or_a_clear_error(
         evaluate_ensemble([members[0], str(whole)], select="validation")
     plain = evaluate_ensemble([members[0], str(whole)], test_limit=500)    # auto
     assert plain.protocol.selection == "none" and "validation 0" in plain.protocol.note
+    asked = evaluate_ensemble([members[0], str(whole)], select="none", test_limit=100)
+    assert asked.protocol.note == "every member averaged with equal weight; nothing was chosen"
     assert [m.weight for m in plain.members] == [0.5, 0.5]
     assert main(["evaluate", "--ensemble", members[0], str(whole), "--select", "validation"]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -108,8 +108,9 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str
         raise UserError(why_not)
     if select == "none" or why_not:
         note = "every member averaged with equal weight; nothing was chosen"
-        return _plain_average(loaded, dataset, note + (f" ({why_not})" if why_not else ""),
-                              test_limit)
+        # why auto fell back to it; given --select none, the user chose it and needs no hint
+        reason = f" ({why_not})" if why_not and select == "auto" else ""
+        return _plain_average(loaded, dataset, note + reason, test_limit)
     return _select(loaded, dataset, test_limit)
 
 
