@@ -55,7 +55,8 @@ def choose_openmp_wait(others: float | None = None, cores: int | None = None) ->
     spinning one steals a core from any other job. Measured here, seed CNN (fused) and FC, one
     epoch each: on a quiet machine a brief spin (GOMP_SPINCOUNT=1000) trains the CNN 1.2x and
     the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE), and a longer one
-    (QUIET_SPINCOUNT) the fused CNN's step 1.09x faster again; beside one busy process,
+    (QUIET_SPINCOUNT) the fused CNN's step 1.06-1.09x faster again (about 1.02x over a whole
+    epoch, within the machine's noise); beside one busy process,
     spinning costs the CNN 10% and halves the FC. So: spin briefly when other processes keep
     less than a quarter of the cores busy (``others_cpu_load``, 0.1 s), else sleep. A user's own
     OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone. Returns "user", "spin" or "sleep".

@@ -57,9 +57,10 @@ def evaluate_real(args: argparse.Namespace) -> int:
                           unit="picture") as bar:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
                                     on_progress=bar.update)
-    ensemble = isinstance(predictor, EnsemblePredictor)
-    mnist = (predictor.saved.test_accuracy if isinstance(predictor, EnsemblePredictor)
-             else runs.read_metrics(run_dir).test_accuracy)
+    if isinstance(predictor, EnsemblePredictor):     # its figure is in ensemble.json
+        mnist, measured_in = predictor.saved.test_accuracy, ENSEMBLE
+    else:
+        mnist, measured_in = runs.read_metrics(run_dir).test_accuracy, runs.METRICS
     unsure = None
     if args.unsure:
         rates = unsure_rates(predictor, load_dataset("mnist", "test")[0], non_digits())
@@ -74,7 +75,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
         console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole; "
                     f"{n.right_count} split into the right number of digits)")
     if isinstance(mnist, float):
-        console.say(f"  MNIST test {mnist:.2%} ({ENSEMBLE if ensemble else runs.METRICS})")
+        console.say(f"  MNIST test {mnist:.2%} ({measured_in})")
     if unsure is not None:
         console.say("  flagged unsure: " + ", ".join(f"{k} {v:.1%}" for k, v in unsure.items())
                     + " (non-digits: flagged or refused as blank)")

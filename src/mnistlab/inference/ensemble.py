@@ -10,7 +10,8 @@ weights stay in the member runs: the folder names them, and loading fails in one
 was moved or deleted. Nothing is unpickled: the members load through ``runs.load_model``.
 
 The predictor's logits are the log of the weighted mean of the members' probabilities, each
-averaged over the shifts: exactly what ``mnistlab evaluate --ensemble`` scored.
+averaged over the shifts: what ``mnistlab evaluate --ensemble`` scored, with the members in
+fp32 like any run's predictor (evaluate runs each in its training precision).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -29,8 +30,10 @@ from mnistlab.errors import UserError
 from mnistlab.paths import runs_dir
 from mnistlab.runs.files import read_json_object
 from mnistlab.train.calibration import CALIBRATION, load_calibration, save_calibration
-from mnistlab.train.ensemble import EnsembleResult
 from mnistlab.train.selection import log_probabilities, shift_images
+
+if TYPE_CHECKING:
+    from mnistlab.train.ensemble import EnsembleResult
 
 ENSEMBLE = "ensemble.json"
 KIND = "mnistlab-ensemble"
@@ -103,10 +106,10 @@ def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Pat
     """Write ``result`` as an ensemble folder (atomically, file by file); returns the folder.
     Refuses a folder that holds a training run or anything but an earlier ensemble."""
     folder = check_ensemble_folder(folder)
-    members = [SavedMember(str(Path(m.run_dir).resolve()), m.weight) for m in result.members]
-    total = sum(m.weight for m in members)
+    total = sum(m.weight for m in result.members)
     saved = SavedEnsemble(
-        members=[SavedMember(m.run_dir, m.weight / total) for m in members],
+        members=[SavedMember(str(Path(m.run_dir).resolve()), m.weight / total)
+                 for m in result.members],
         shifts=[(int(dy), int(dx)) for dy, dx in result.protocol.shifts],
         dataset=result.dataset, test_accuracy=result.test_accuracy,
         test_images=result.test_images, protocol=asdict(result.protocol))
