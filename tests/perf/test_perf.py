@@ -128,7 +128,8 @@ def test_ensemble_of_two_runs(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["test_images"] == 10_000 and len(out["members"]) == 2
     assert list(out) == ["test_accuracy", "test_loss", "members", "dataset", "test_images",
-                         "mean_member_accuracy", "protocol"]
+                         "mean_member_accuracy", "protocol", "calibration", "saved"]
+    assert out["calibration"] is None and out["saved"] is None    # a plain average, not saved
     assert list(out["members"][0]) == ["run_dir", "test_accuracy", "weight"]
     # trained on every image: nothing held out to choose on, so a plain average, said so
     assert out["protocol"]["selection"] == "none" and out["protocol"]["test_passes"] == 1
