@@ -27,8 +27,7 @@ import torch
 
 from mnistlab import atomic, runs
 from mnistlab.errors import UserError
-from mnistlab.paths import runs_dir
-from mnistlab.runs.files import read_json_object
+from mnistlab.runs.files import locate, read_json_object
 from mnistlab.train.calibration import CALIBRATION, load_calibration, save_calibration
 from mnistlab.train.selection import log_probabilities, shift_images
 
@@ -84,9 +83,7 @@ def find_ensemble(run: str | os.PathLike[str] | None) -> Path | None:
     None when it names something else (a run, or nothing)."""
     if run is None:
         return None
-    path = Path(run).expanduser()
-    if not path.exists() and not path.is_absolute():
-        path = runs_dir() / path
+    path = locate(run)
     return path.resolve() if (path / ENSEMBLE).is_file() else None
 
 

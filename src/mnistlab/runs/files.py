@@ -56,13 +56,20 @@ def new_run_dir(stem: str, root: str | os.PathLike[str] | None = None) -> Path:
     raise UserError(f"could not create a new run folder under {base}")
 
 
-def resolve_run(run: str | os.PathLike[str]) -> Path:
-    """A run folder from a path, or from a name under the runs folder; UserError if not a run."""
+def locate(run: str | os.PathLike[str]) -> Path:
+    """Where ``run`` points: the path itself when it exists (or is absolute), else the name
+    under the runs folder when that exists, else the path as given. Checks nothing more."""
     path = Path(run).expanduser()
     if not path.exists() and not path.is_absolute():
         candidate = runs_dir() / path
         if candidate.exists():
-            path = candidate
+            return candidate
+    return path
+
+
+def resolve_run(run: str | os.PathLike[str]) -> Path:
+    """A run folder from a path, or from a name under the runs folder; UserError if not a run."""
+    path = locate(run)
     if not path.exists():
         raise UserError(f"run {str(run)!r} not found: expected a run folder (as written by "
                         f"`mnistlab train`) or a name under {runs_dir()}")
