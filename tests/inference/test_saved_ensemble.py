@@ -60,6 +60,19 @@ def test_a_plain_average_saves_no_calibration_and_replaces_an_earlier_one(
     assert [m.weight for m in predictor.saved.members] == [0.5, 0.5]
 
 
+def test_predict_says_why_a_plain_average_flags_nothing(
+        ensemble_members: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    plain = evaluate_ensemble(ensemble_members[:2], select="none", test_limit=100)
+    folder = save_ensemble(plain, tmp_path / "plain")
+    images, _ = load_dataset("mnist", "test")
+    picture = tmp_path / "digit.png"
+    render_mnist(images[0], scale=10).save(picture)
+    assert main(["predict", str(folder), str(picture)]) == 0
+    out = capsys.readouterr().out
+    assert "this ensemble was averaged without a validation split" in out
+    assert "this run holds out" not in out
+
+
 def test_cli_saves_and_predict_serves_it(ensemble_members: list[str], tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     folder = tmp_path / "ensemble"

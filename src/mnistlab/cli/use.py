@@ -104,6 +104,17 @@ def _best_run() -> Path:
     return runs.best_run(for_pictures=True)
 
 
+def _uncalibrated_note(predictor: object) -> str:
+    """Why nothing will be flagged unsure, in the terms of what answers."""
+    from mnistlab.inference.ensemble import EnsemblePredictor  # torch: loaded when used
+    if isinstance(predictor, EnsemblePredictor):
+        return ("note: this ensemble was averaged without a validation split, so its confidence "
+                "is not calibrated and nothing is flagged unsure (save one of runs trained with "
+                "--validation N: evaluate --ensemble RUN... --save DIR)")
+    return ("note: this run holds out no validation images, so its confidence is not "
+            "calibrated and nothing is flagged unsure (train with --validation N)")
+
+
 def _chosen(run: str | None, run_dir: Path | None = None) -> str:
     """How the model was chosen, for the "model:" line: named, or the best for pictures."""
     from mnistlab import runs
@@ -175,8 +186,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     results = predict_files(predictor, items, top=args.top)
     if predictor.calibration is None:
-        console.say("note: this run holds out no validation images, so its confidence is "
-                    "not calibrated and nothing is flagged unsure (train with --validation N)")
+        console.say(_uncalibrated_note(predictor))
     failed = 0
     out = []
     for i, (path, res) in enumerate(zip(items, results, strict=True)):
