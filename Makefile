@@ -28,7 +28,11 @@ UV    := $(TOOLS)/bin/uv
 
 # Deferred (=), so pip is asked only when uv is about to run.
 FIND_LINKS ?= $(or $(PIP_FIND_LINKS),$(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null))
-UV_ARGS     = --python $(BIN)/python $(foreach f,$(FIND_LINKS),--find-links $(f))
+# --compile-bytecode: write every package's .pyc at install. Where PYTHONDONTWRITEBYTECODE is
+# set (as on the project's machines), Python would otherwise compile torch's sources again in
+# every process: 1.6 s instead of 1.0 s to import torch and the CLI, and 2.7 s instead of 1.1 s
+# for the torch._dynamo import that creating an optimizer triggers. It adds about 13 s to setup.
+UV_ARGS     = --python $(BIN)/python --compile-bytecode $(foreach f,$(FIND_LINKS),--find-links $(f))
 UV_COMPILE  = UV_CUSTOM_COMPILE_COMMAND="make lock" $(UV) pip compile --quiet --generate-hashes \
               --python-version 3.11 $(foreach f,$(FIND_LINKS),--find-links $(f))
 
