@@ -28,9 +28,10 @@ checks the gradients against float32 autograd: as close as autocast's.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Any, NamedTuple
 
 import numba
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -76,6 +77,19 @@ def _is_2x2(pool: nn.MaxPool2d) -> bool:
             and not pool.ceil_mode)
 
 
+class _Forward(NamedTuple):
+    """What the forward leaves for the backward."""
+
+    images: np.ndarray                  # (B, 28, 28) float32
+    first: dict[str, torch.Tensor]      # block 1's buffers (its pooled output, winners, ...)
+    h: torch.Tensor                     # (B, S, S, C) bf16: the last block's pooled output
+    flat: torch.Tensor                  # (B, C*S*S) bf16
+    hidden: torch.Tensor                # (B, H) bf16, after ReLU
+    w1: torch.Tensor                    # the dense weights in bf16
+    w2: torch.Tensor
+    logits: torch.Tensor                # (B, classes) float32
+
+
 class FusedCNN:
     """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step;
     ``convolution`` (CONVOLUTIONS) is how the blocks after the first convolve."""
@@ -99,9 +113,7 @@ class FusedCNN:
         as many threads as torch does. The gradients it leaves are overwritten by the next step."""
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
         self.step(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, dtype=torch.int64))
-        self._buffers.pop(2, None)
-        for block in self.blocks:
-            block.forget(2)
+        self.forget(2)
 
     def _first(self, batch: int) -> dict[str, torch.Tensor]:
         """Block 1's buffers for this batch size, allocated once (at most two sizes per epoch)."""
@@ -116,14 +128,8 @@ class FusedCNN:
             }
         return self._buffers[batch]
 
-    @torch.no_grad()
-    def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0
-             ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Forward and backward on one batch: x (B, 1, 28, 28) in [0, 1], y (B,) int64.
-
-        Returns the mean cross-entropy (float32 scalar) and the logits (B, classes), and leaves
-        each parameter's gradient in ``.grad`` (overwritten, not accumulated).
-        """
+    def _forward(self, x: torch.Tensor) -> _Forward:
+        """The forward pass on x (B, 1, 28, 28) in [0, 1], keeping what the backward reads."""
         k = self.kernels
         batch = x.shape[0]
         images = x.reshape(batch, IMAGE_SIZE, IMAGE_SIZE).contiguous().numpy()
@@ -141,6 +147,28 @@ class FusedCNN:
         w2, b2 = self.fc2.weight.to(BF16), self.fc2.bias.to(BF16)
         hidden = torch.addmm(b1, flat, w1.t()).relu_()
         logits = torch.addmm(b2, hidden, w2.t()).float()
+        return _Forward(images, first, h, flat, hidden, w1, w2, logits)
+
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward alone, for evaluation: float32 logits (B, classes) for x (B, 1, 28, 28)
+        in [0, 1], with step()'s numerics. 4-6x faster than the model's own forward in bf16
+        autocast here (10,000 test images: the seed cnn 0.30 s against 1.21 s, sprint 0.04 s
+        against 0.26 s), which spends its time in ReLU and max-pool passes over the
+        full-size maps. Not thread-safe: the buffers are the engine's."""
+        return self._forward(x).logits
+
+    @torch.no_grad()
+    def step(self, x: torch.Tensor, y: torch.Tensor, label_smoothing: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward on one batch: x (B, 1, 28, 28) in [0, 1], y (B,) int64.
+
+        Returns the mean cross-entropy (float32 scalar) and the logits (B, classes), and leaves
+        each parameter's gradient in ``.grad`` (overwritten, not accumulated).
+        """
+        batch = x.shape[0]
+        f = self._forward(x)
+        logits, hidden, flat, h = f.logits, f.hidden, f.flat, f.h
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
 
         # its gradient: (softmax - target) / B, target = one-hot smoothed towards uniform
@@ -152,19 +180,26 @@ class FusedCNN:
 
         set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
         set_grad(self.fc2.weight, d_logits.t() @ hidden)
-        d_hidden = torch.ops.aten.threshold_backward(d_logits @ w2, hidden, 0)   # relu
+        d_hidden = torch.ops.aten.threshold_backward(d_logits @ f.w2, hidden, 0)   # relu
         set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
         set_grad(self.fc1.weight, d_hidden.t() @ flat)
-        grad = (d_hidden @ w1).float()                              # (B, C*side*side)
+        grad = (d_hidden @ f.w1).float()                            # (B, C*side*side)
         grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
         for block in reversed(self.blocks):
             grad = block.backward(grad)
-        conv = self.convs[0]
-        k.first_block_backward(images, grad.contiguous().numpy(), first["arg"].numpy(),
-                               first["dw"].numpy(), first["dbias"].numpy())
+        conv, first = self.convs[0], f.first
+        self.kernels.first_block_backward(f.images, grad.contiguous().numpy(),
+                                          first["arg"].numpy(), first["dw"].numpy(),
+                                          first["dbias"].numpy())
         set_grad(conv.bias, first["dbias"].sum(0))
         set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
         return loss, logits
+
+    def forget(self, batch: int) -> None:
+        """Drop the buffers for one batch size (a warm-up's)."""
+        self._buffers.pop(batch, None)
+        for block in self.blocks:
+            block.forget(batch)
 
     def optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """``optimizer.step()``, on one thread where idle OpenMP threads sleep: each of the ten
