@@ -206,3 +206,44 @@ def test_gradients_round_to_bf16_like_torch() -> None:
     k.pool_relu_backward(g.numpy(), arg.numpy(), bits(dz), np.empty((2, 8), np.float32))
     assert torch.equal(dz[:, 0::2, 0::2].view(torch.int16), g.to(BF16).view(torch.int16))
     assert dz[:, 1::2].float().abs().sum() == 0
+
+
+def test_logits_are_the_steps_forward_and_close_to_autocast() -> None:
+    torch.manual_seed(0)
+    model = build_model("sprint")
+    assert supports(model)                          # the speedrun's model trains fused
+    engine = FusedCNN(model)
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    logits = engine.logits(x)
+    _, step_logits = engine.step(x, y)
+    assert logits.dtype == torch.float32 and torch.equal(logits, step_logits)
+    with torch.no_grad(), torch.autocast("cpu", dtype=BF16):
+        ref = model(x).float()
+    assert (logits - ref).abs().max() < 0.05 * ref.abs().max()
+
+
+def test_bf16_evaluation_of_the_cnn_family_is_the_fused_forward() -> None:
+    from mnistlab.train.data import load_tensors
+    from mnistlab.train.phases import evaluate
+    from mnistlab.train.precision import evaluation_engine
+
+    config = TrainConfig(model="sprint", precision="bf16", engine="autograd", epochs=1,
+                         limit=1536, test_limit=400, threads=1, batch_size=64, lr=5e-3)
+    result = fit(config)                                   # trained without the fused step
+    model = result.model
+    engine = evaluation_engine(model, "bf16")
+    assert engine is not None and evaluation_engine(model, "bf16") is engine   # one per model
+    assert evaluation_engine(model, "fp32") is None
+    assert evaluation_engine(model, "bf16", "cuda") is None
+    assert evaluation_engine(build_model("speedrun"), "bf16") is None
+    _, _, x, y = load_tensors(config)
+    # what fit recorded is what the fused forward gives, and what evaluating again gives
+    fused_accuracy = (engine.logits(x).argmax(1) == y).float().mean().item()
+    assert result.metrics.test_accuracy == pytest.approx(fused_accuracy)
+    again = evaluate(model, x, y, batch_size=100, precision="bf16")
+    assert again["test_accuracy"] == pytest.approx(fused_accuracy)
+    # and it is within an image or two of the model's own forward under autocast
+    with torch.inference_mode(), torch.autocast("cpu", dtype=BF16):
+        autocast_accuracy = (model(x).argmax(1) == y).float().mean().item()
+    assert abs(autocast_accuracy - fused_accuracy) <= 2 / len(y)
+    assert fused_accuracy > 0.6

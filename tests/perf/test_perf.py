@@ -184,9 +184,14 @@ def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert [s["seed"] for s in result["seeds"]] == [0, 1]
     for s in result["seeds"]:
         assert s["train_seconds"] > 0 and 0.1 < s["test_accuracy"] <= 1
+        assert s["engine"] in ("fused", "autograd")
     assert result["mean_test_accuracy"] == pytest.approx(
         sum(s["test_accuracy"] for s in result["seeds"]) / 2)
     assert result["data_seconds"] >= 0
+    assert result["recipe"]["model"] == "sprint" and result["recipe"]["label_smoothing"] == 0.1
+    # the wait covers more than the training: start, data, warm-up, evaluations
+    train = sum(s["train_seconds"] for s in result["seeds"])
+    assert result["wall_over_training"] * train >= train + result["warmup_seconds"] - 0.02
 
 
 @pytest.mark.timeout(120)

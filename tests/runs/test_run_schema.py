@@ -56,7 +56,8 @@ def test_a_v0_1_0_run_writes_back_the_same_content(tmp_path: Path) -> None:
     # (the values that run trained with), each in its field's place
     rewritten, original = _json(tmp_path / runs.CONFIG), _json(V010 / runs.CONFIG)
     added = {k: v for k, v in rewritten["train"].items() if k not in original["train"]}
-    assert added == {"validation": 0, "device": "auto"}
+    assert added == {"validation": 0, "device": "auto", "beta1": 0.9, "beta2": 0.999,
+                     "cycle_momentum": True}
     assert {**rewritten, "train": {k: v for k, v in rewritten["train"].items()
                                    if k not in added}} == original
 

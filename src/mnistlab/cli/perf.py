@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "speedrun", help="the time-to-99%% recipe over several seeds",
-        description="Train the speedrun recipe (model `speedrun`, 1 epoch, bf16) once per seed; "
+        description="Train the speedrun recipe (model `sprint`, 1 epoch, bf16) once per seed; "
                     "print seconds from first to last training step and test accuracy per seed, "
                     "then mean and spread. Data loading and process start are reported apart.")
     flags.add_option(p, "--seeds", int, default=5, meta={
@@ -156,7 +156,8 @@ def speedrun(args: argparse.Namespace) -> int:
         console.say(f"speedup vs the reference ({result['reference_fastest_precision']}, the "
                     f"faster of fp32 and bf16): {shown} (its warm-up "
                     f"{result['reference_warmup_seconds']:.2f} s, untimed)")
-    console.say(f"whole command: {result['command_seconds']} s from process start")
+    console.say(f"whole command: {result['command_seconds']} s from process start; up to the "
+                f"last seed {result['wall_over_training']}x the training seconds")
     if args.json:
         console.emit_json(result)
     return 0

@@ -10,7 +10,8 @@ but CPU seconds barely do, so it bounds what the recipe costs on an idle machine
 Reported apart: process start (interpreter + imports, up to the call), data loading (cache
 to tensors, once), and one warm-up (a few steps on 512 images, so that oneDNN's kernel
 selection does not land in the first seed's time). ``command_seconds`` is the honest total:
-wall seconds from the process's start to the end of the call, everything included.
+wall seconds from the process's start to the end of the call, everything included;
+``wall_over_training`` is the wait up to the last seed's end over all seeds' training seconds.
 
 ``compare=True`` then trains the published recipe typed into plain PyTorch eager
 (mnistlab.perf.reference) for the same seeds and images, in fp32 and in bf16, each after its
@@ -39,7 +40,7 @@ from mnistlab.train.device import describe, resolve_device
 from mnistlab.train.fit import fit
 from mnistlab.train.presets import preset_overrides
 
-MODEL = "speedrun"
+MODEL = "sprint"
 PRESET = "speedrun"
 TARGET = 0.99
 
@@ -94,7 +95,7 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         cpu = time.process_time()
         m = fit(replace(config, seed=seed)).metrics
         cpu = time.process_time() - cpu
-        row = {"seed": seed, "train_seconds": m.train_seconds,
+        row = {"seed": seed, "engine": m.engine, "train_seconds": m.train_seconds,
                "fit_cpu_seconds": round(cpu, 3),
                "test_accuracy": m.test_accuracy, "test_loss": m.test_loss,
                "eval_seconds": m.eval_seconds, "images_per_second": m.images_per_second}
@@ -102,6 +103,9 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         if on_seed is not None:
             on_seed(row)
 
+    # process start to the last seed's end: what a user waits for mnistlab's part
+    own_end = seconds_since_process_start()
+    own_seconds = own_end if own_end is not None else time.perf_counter() - call_start
     acc = [r["test_accuracy"] for r in rows]
     sec = [r["train_seconds"] for r in rows]
     result: dict[str, Any] = {
@@ -118,9 +122,15 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         "process_start_seconds": process_start,
         "data_seconds": round(data_seconds, 3),
         "warmup_seconds": round(warmup_seconds, 3),
+        # the whole wait (process start, data, warm-up, every seed and its evaluation) over
+        # the training seconds of all seeds: the goal is at most 2
+        "wall_over_training": round(own_seconds / sum(sec), 2) if sum(sec) > 0 else None,
         "recipe": {"model": config.model, "epochs": config.epochs,
                    "batch_size": config.batch_size, "optimizer": config.optimizer,
                    "lr": config.lr, "schedule": config.schedule,
+                   "beta1": config.beta1, "beta2": config.beta2,
+                   "cycle_momentum": config.cycle_momentum,
+                   "label_smoothing": config.label_smoothing,
                    "precision": config.precision, "augment": config.augment},
         "threads": threads or torch.get_num_threads(),
         "device": describe(resolved),

@@ -35,11 +35,11 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                                nesterov=config.nesterov and config.momentum > 0,
                                weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, eps=config.eps,
-                                weight_decay=config.weight_decay, fused=True)
+        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2),
+                                eps=config.eps, weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, eps=config.eps,
-                                 weight_decay=config.weight_decay, fused=True)
+        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
+                                 eps=config.eps, weight_decay=config.weight_decay, fused=True)
     return torch.optim.RMSprop(params, lr=config.lr, eps=config.eps, momentum=config.momentum,
                                weight_decay=config.weight_decay, foreach=True)
 
@@ -48,5 +48,6 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: TrainConfig,
                    steps_per_epoch: int) -> torch.optim.lr_scheduler.LRScheduler | None:
     if config.schedule == "onecycle":
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch)
+            optimizer, max_lr=config.lr, total_steps=config.epochs * steps_per_epoch,
+            cycle_momentum=config.cycle_momentum)
     return None

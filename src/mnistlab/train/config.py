@@ -62,6 +62,12 @@ class TrainConfig:
     # Keras 1e-7 (torch: 1e-8)
     eps: float = field(default=1e-7, metadata={"help": "adam / adamw / rmsprop epsilon",
                                                "above": 0, "max": 1.0})
+    # Adam's moment decay rates (torch's defaults; Keras's are the same)
+    beta1: float = field(default=0.9, metadata={
+        "help": "adam / adamw first-moment decay (with --schedule onecycle and "
+                "--cycle-momentum it is cycled instead)", "min": 0.0, "below": 1.0})
+    beta2: float = field(default=0.999, metadata={
+        "help": "adam / adamw second-moment decay", "min": 0.0, "below": 1.0})
     # L2 (sgd, adam, rmsprop) or decoupled (adamw)
     weight_decay: float = field(default=0.0, metadata={
         "help": "L2 (sgd, adam, rmsprop) or decoupled (adamw) weight decay",
@@ -70,6 +76,11 @@ class TrainConfig:
     schedule: str = field(default="constant", metadata={
         "help": "learning-rate schedule (onecycle: cosine warm-up then decay, per step)",
         "choices": SCHEDULES})
+    # PyTorch's OneCycleLR default: momentum (sgd, rmsprop) or beta1 (adam, adamw) cycles
+    # between 0.85 and 0.95 against the learning rate
+    cycle_momentum: bool = field(default=True, metadata={
+        "help": "onecycle: cycle momentum / adam's beta1 between 0.85 and 0.95 against the "
+                "learning rate, as PyTorch's OneCycleLR does"})
     label_smoothing: float = field(default=0.0, metadata={
         "help": "cross-entropy target smoothing", "min": 0.0, "below": 1.0})
     augment: str = field(default="none", metadata={"help": "training-image augmentation",

@@ -73,13 +73,22 @@ register_preset("seed", "fc", SEED_DESCRIPTION, optimizer="sgd", lr=0.1, momentu
 register_preset("seed", "cnn", SEED_DESCRIPTION, optimizer="adam", lr=1e-3, eps=1e-7,
                 batch_size=64, epochs=5, schedule="constant", init="keras", precision="auto")
 
-# speedrun: one epoch, batch 128 (468 steps), Adam with a one-cycle schedule peaking at 1e-2,
-# bf16 autocast + channels_last, no per-epoch evaluation (it is not training time).
+# speedrun: one epoch, batch 128 (469 steps), Adam with a one-cycle schedule peaking at 1e-2,
+# bf16, no per-epoch evaluation (it is not training time).
+_SPEEDRUN_RECIPE: dict[str, Any] = dict(
+    epochs=1, batch_size=128, optimizer="adam", lr=1e-2, eps=1e-8, schedule="onecycle",
+    precision="bf16", eval_each_epoch=False, eval_batch_size=1000, augment="none")
 register_preset("speedrun", "speedrun",
-                "time-to-99%: 1 epoch, batch 128, Adam one-cycle 1e-2, bf16",
-                epochs=1, batch_size=128, optimizer="adam", lr=1e-2, eps=1e-8,
-                schedule="onecycle", precision="bf16", eval_each_epoch=False,
-                eval_batch_size=1000, augment="none")
+                "time-to-99%: 1 epoch, batch 128, Adam one-cycle 1e-2, bf16 (sprint: label "
+                "smoothing 0.1, Adam betas 0.7/0.9, no beta cycling)", **_SPEEDRUN_RECIPE)
+# sprint, what `mnistlab speedrun` trains: the fused step (no BatchNorm), and settings chosen
+# on a validation split (the last 5,000 training images; 3-5 seeds each; 2026-12-06): label
+# smoothing 0.1 (99.22% against 98.94% without), Adam's betas 0.7/0.9 as the published
+# recipe has them (99.18% against 99.04% with torch's), no beta1 cycling, and batch 192 at a
+# peak of 1.5e-2 (99.17%, in 0.79x the time of batch 128's 99.18%; 313 steps an epoch).
+register_preset("speedrun", "sprint", **(_SPEEDRUN_RECIPE | dict(
+    batch_size=192, lr=1.5e-2, label_smoothing=0.1, beta1=0.7, beta2=0.9,
+    cycle_momentum=False)))
 # best: 12 epochs of random affine augmentation (rotation, scale, shift), SGD + Nesterov with a
 # one-cycle schedule, label smoothing 0.1.
 _BEST_RECIPE: dict[str, Any] = dict(
