@@ -108,11 +108,16 @@ class FusedCNN:
         # read once: the OpenMP wait policy is fixed when torch is loaded
         self._sleeping_threads = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
 
-    def warm_up(self) -> None:
+    def warm_up(self, forward_only: bool = False) -> None:
         """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
-        as many threads as torch does. The gradients it leaves are overwritten by the next step."""
+        as many threads as torch does. The gradients it leaves are overwritten by the next step;
+        ``forward_only`` (an engine that only evaluates): the forward's kernels, no gradients."""
         numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
-        self.step(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE), torch.zeros(2, dtype=torch.int64))
+        x = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
+        if forward_only:
+            self.logits(x)
+        else:
+            self.step(x, torch.zeros(2, dtype=torch.int64))
         self.forget(2)
 
     def _first(self, batch: int) -> dict[str, torch.Tensor]:

@@ -26,7 +26,6 @@ from torch import nn
 
 from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
-from mnistlab.models.shapes import IMAGE_SIZE
 from mnistlab.runs.schema import EngineChoice
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
@@ -194,7 +193,6 @@ def evaluation_engine(model: nn.Module, precision: str, device: str = "cpu") -> 
         engine = FusedCNN(model)
         # compiles or loads the forward kernels; keeps torch's thread count (see make_engine)
         with torch_threads(torch.get_num_threads()):
-            engine.logits(torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE))
-        engine.forget(2)
+            engine.warm_up(forward_only=True)
         _EVALUATION_ENGINES[model] = engine
     return engine
