@@ -188,7 +188,9 @@ def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert result["mean_test_accuracy"] == pytest.approx(
         sum(s["test_accuracy"] for s in result["seeds"]) / 2)
     assert result["data_seconds"] >= 0
-    assert result["recipe"]["model"] == "sprint" and result["recipe"]["label_smoothing"] == 0.1
+    recipe = result["recipe"]
+    assert recipe["model"] == "sprint" and recipe["label_smoothing"] == 0.1
+    assert (recipe["beta1"], recipe["beta2"], recipe["cycle_momentum"]) == (0.7, 0.9, False)
     # the wait covers more than the training: start, data, warm-up, evaluations
     train = sum(s["train_seconds"] for s in result["seeds"])
     assert result["wall_over_training"] * train >= train + result["warmup_seconds"] - 0.02

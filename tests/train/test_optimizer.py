@@ -42,14 +42,3 @@ def test_a_beta_of_one_is_refused_in_one_line(flag: str,
     assert main(["train", "fc", flag, "1", "--epochs", "1", "--limit", "64"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and flag in err and len(err.splitlines()) == 1
-
-
-def test_speedrun_trains_sprint_through_the_fused_step() -> None:
-    from mnistlab.perf.speedrun import recipe
-    from mnistlab.train.fit import fit
-    config = recipe(limit=1536, test_limit=500, threads=1, device="cpu")
-    assert config.model == "sprint" and config.label_smoothing == 0.1
-    assert (config.beta1, config.beta2, config.cycle_momentum) == (0.7, 0.9, False)
-    result = fit(config)
-    assert result.metrics.engine in ("fused", "autograd")   # the probe decides
-    assert result.metrics.test_accuracy > 0.5
