@@ -112,6 +112,29 @@ def test_runs_without_a_shared_split_get_a_plain_average_or_a_clear_error(
     assert len(err) == 1 and "--validation 5000" in err[0]
 
 
+def test_one_run_gets_its_shifts_and_temperature_chosen_on_validation(
+        members: list[str], tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    alone = evaluate_ensemble([members[0]], test_limit=500)                  # auto
+    protocol = alone.protocol
+    assert protocol.selection == "validation" and protocol.test_passes == 1
+    assert protocol.note.startswith("one run: its test-time shifts and temperature")
+    assert len(protocol.candidates) == 1 and [m.weight for m in alone.members] == [1.0]
+    assert protocol.shifts in ([[0, 0]], [[0, 0], [1, 0], [-1, 0], [0, 1], [0, -1]])
+    # without shifts the figure is the run's own: the same model, the same images
+    if protocol.shifts == [[0, 0]]:
+        assert alone.test_accuracy == pytest.approx(alone.members[0].test_accuracy)
+    # one run and nothing to choose: refused in one line
+    whole = tmp_path / "whole"
+    overrides = preset_overrides("speedrun", "speedrun") | TINY | {"validation": 0}
+    fit(TrainConfig(model="speedrun", **overrides), whole)
+    for run, select in ((members[0], "none"), (str(whole), "auto")):
+        with pytest.raises(UserError, match="at least two runs"):
+            evaluate_ensemble([run], select=select)
+    assert main(["evaluate", "--ensemble", str(whole)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "at least two runs" in err[0]
+
+
 def test_cli_prints_the_protocol_in_its_json(members: list[str],
                                              capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", "--ensemble", *members, "--threads", "1", "--json"]) == 0

@@ -53,7 +53,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", nargs="?",
                    help="a run folder, or a run name under runs/")
     p.add_argument("--ensemble", nargs="+", metavar="RUN", default=None,
-                   help="average the probabilities of these runs (and RUN, if given)")
+                   help="average the probabilities of these runs (and RUN, if given); one "
+                        "run that held out a validation split: its test-time shifts and "
+                        "temperature chosen there")
     p.add_argument("--select", choices=checks.ENSEMBLE_SELECTIONS, default="auto",
                    help="--ensemble: validation chooses members, weights, test-time shifts "
                         "and temperature on the validation split the runs held out, then "

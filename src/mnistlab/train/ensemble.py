@@ -106,6 +106,8 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str
     why_not = _why_not_validation(loaded)
     if select == "validation" and why_not:
         raise UserError(why_not)
+    if len(loaded) == 1 and (select == "none" or why_not):
+        raise UserError(ONE_RUN)
     if select == "none" or why_not:
         note = "every member averaged with equal weight; nothing was chosen"
         # why auto fell back to it; given --select none, the user chose it and needs no hint
@@ -134,10 +136,12 @@ def _select(loaded: Sequence[LoadedRun], dataset: str, test_limit: int) -> Ensem
     plain = [p[0] for p in per_shift]
     shifted = [np.mean(p, axis=0) for p in per_shift]
     shifts, weights, mix, score, temperature = _choose(plain, shifted, labels)
+    chose = ("members, weights, test-time shifts and temperature" if len(loaded) > 1
+             else "one run: its test-time shifts and temperature")
     protocol = Protocol(
         selection="validation",
-        note="members, weights, test-time shifts and temperature chosen on the validation "
-             "split, which no member trained on; then the test set was read once",
+        note=f"{chose} chosen on the validation split, which no member trained on; then the "
+             "test set was read once",
         validation_images=len(labels),
         validation_split=f"the last {len(labels):,} {dataset} training images",
         criterion="greedy selection with replacement (Caruana et al. 2004) minimising the "
@@ -175,9 +179,14 @@ def _choose(plain: Sequence[np.ndarray], shifted: Sequence[np.ndarray], labels: 
     return best
 
 
+ONE_RUN = ("an ensemble needs at least two runs (--ensemble RUN RUN ...); one run is taken "
+           "only to choose its test-time shifts and temperature on the validation split it "
+           "held out (trained with --validation N; --select validation or auto)")
+
+
 def _load_members(run_dirs: Sequence[str | os.PathLike[str]]) -> tuple[list[LoadedRun], str]:
-    if len(run_dirs) < 2:
-        raise UserError("an ensemble needs at least two runs; give --ensemble RUN RUN ...")
+    if not run_dirs:
+        raise UserError(ONE_RUN)
     loaded = [load_run(r) for r in run_dirs]
     datasets = {run.dataset for run in loaded}
     if len(datasets) != 1:
