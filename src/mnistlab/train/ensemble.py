@@ -98,7 +98,8 @@ def evaluate_ensemble(run_dirs: Sequence[str | os.PathLike[str]], *, select: str
     ``select``: ``validation`` chooses members, weights, shifts and temperature on the
     validation split the runs share, then reads the test set once; ``none`` averages every
     run with equal weight; ``auto`` (the default) is ``validation`` when every run held out
-    the same split, else ``none`` with the reason in ``protocol.note``."""
+    the same split, else ``none`` with the reason in ``protocol.note``. One run is taken with
+    ``validation`` (or ``auto`` resolving to it) only: its test-time shifts and temperature."""
     if select not in checks.ENSEMBLE_SELECTIONS:
         raise UserError(f"unknown selection {select!r}; choose one of: "
                         f"{', '.join(checks.ENSEMBLE_SELECTIONS)}")
