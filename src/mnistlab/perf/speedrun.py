@@ -74,6 +74,13 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
     a CPU would compare the machines, not the recipes)."""
     call_start = time.perf_counter()
     process_start = seconds_since_process_start()
+
+    def waited() -> float:
+        """Wall seconds from the process's start where /proc tells it, else from this call's."""
+        since_start = seconds_since_process_start()
+        return (since_start if since_start is not None
+                else round(time.perf_counter() - call_start, 3))
+
     resolved = resolve_device("cpu" if compare and device == "auto" else device)
     if compare and resolved.type != "cpu":
         raise UserError(f"--compare trains the reference recipe on the CPU only; run it with "
@@ -103,9 +110,7 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         if on_seed is not None:
             on_seed(row)
 
-    # process start to the last seed's end: what a user waits for mnistlab's part
-    own_end = seconds_since_process_start()
-    own_seconds = own_end if own_end is not None else time.perf_counter() - call_start
+    own_seconds = waited()       # to the last seed's end: what a user waits for mnistlab's part
     acc = [r["test_accuracy"] for r in rows]
     sec = [r["train_seconds"] for r in rows]
     result: dict[str, Any] = {
@@ -141,10 +146,7 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
         result |= compare_with_reference(statistics.fmean(sec), seeds, first_seed=first_seed,
                                          threads=threads, limit=limit, test_limit=test_limit,
                                          warmup=warmup, on_reference=on_reference)
-    # from the process's start where /proc tells it, else from this call's
-    end = seconds_since_process_start()
-    result["command_seconds"] = (end if end is not None
-                                 else round(time.perf_counter() - call_start, 3))
+    result["command_seconds"] = waited()
     return result
 
 
