@@ -247,3 +247,58 @@ def test_bf16_evaluation_of_the_cnn_family_is_the_fused_forward() -> None:
         autocast_accuracy = (model(x).argmax(1) == y).float().mean().item()
     assert abs(autocast_accuracy - fused_accuracy) <= 2 / len(y)
     assert fused_accuracy > 0.6
+
+
+def test_weight_gradient_parts_follow_threads_and_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistlab.fused import blocks
+    from mnistlab.threads import torch_threads
+
+    with torch_threads(2):
+        assert blocks.weight_gradient_parts(19_200) == 2            # sprint's block 2, batch 192
+        assert blocks.weight_gradient_parts(256) == 1               # the seed CNN's block 3
+        assert blocks.weight_gradient_parts(4 * blocks.MIN_ROWS_PER_PART - 1) == 1  # odd rows
+    with torch_threads(1):
+        assert blocks.weight_gradient_parts(19_200) == 1
+
+
+def test_a_split_weight_gradient_is_the_same_gradient(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistlab.fused import blocks
+    from mnistlab.threads import torch_threads
+
+    torch.manual_seed(3)
+    model = build_model("cnn", widths=(8, 16), hidden=32)
+    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
+    exact = _grads(model, x, y, 0.0, None)[1]
+    engine = FusedCNN(model)
+    engine.warm_up()                   # Numba's first launch may reset torch's thread count
+    monkeypatch.setattr(blocks, "MIN_ROWS_PER_PART", 1)
+    grads = []
+    for threads in (1, 2):                                          # one part, then two
+        with torch_threads(threads):
+            assert blocks.weight_gradient_parts(16 * 10 * 10) == threads
+            engine.step(x, y)
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters()})
+    one, two = grads
+    split = "3.weight"                                              # block 2's conv weight
+    assert not torch.equal(one[split], two[split])                  # it did take the other path
+    assert _rel(two[split], one[split]) < 0.01                      # the same sum, rounded apart
+    assert _rel(two[split], exact[2]) < 0.05                       # and close to float32
+    for name in one:                                                # nothing else moved
+        if name != split:
+            assert torch.equal(one[name], two[name]), name
+
+
+def test_warm_up_keeps_torchs_thread_count() -> None:
+    # in a fresh process: Numba's first parallel launch, inside warm_up, starts its OpenMP pool
+    import subprocess
+    import sys
+
+    code = ("import torch\n"
+            "from mnistlab.fused import FusedCNN\n"
+            "from mnistlab.models import build_model\n"
+            "torch.set_num_threads(1)\n"
+            "FusedCNN(build_model('cnn', widths=(4, 8), hidden=8)).warm_up()\n"
+            "print(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.split()[-1] == "1"

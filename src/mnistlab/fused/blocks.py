@@ -13,8 +13,9 @@ operands), in two interchangeable ways of doing the convolution:
 
 Which is faster depends on the CPU: Winograd does 2.25x less matmul arithmetic but moves more
 data through its transforms, so where the matmuls are cheap (AMX) that trade can lose.
-``--engine auto`` measures both (mnistlab.train.probe). Winograd's transforms round to bf16 once
-more than im2col does, so its gradients sit a little further from float32's.
+``--engine winograd`` asks for it; ``--engine auto`` does not pick it (docs/performance.md):
+Winograd's transforms round to bf16 once more than im2col does, so its gradients sit a little
+further from float32's.
 
 Only the conv outputs that the pool reads are computed (an odd-sized output's last row and column
 are discarded by the pool), and buffers are allocated once per batch size.
@@ -47,6 +48,26 @@ def set_grad(param: torch.Tensor, value: torch.Tensor,
         param.grad = torch.empty_like(param)
     target = param.grad.permute(*permute) if permute else param.grad
     target.copy_(value)
+
+
+# the fewest rows of the weight gradient's sum that one thread takes on alone (below)
+MIN_ROWS_PER_PART = 2048
+
+
+def weight_gradient_parts(rows: int) -> int:
+    """Into how many parts the weight gradient's sum over ``rows`` conv outputs is split.
+
+    dW = dz^T patches is a small (O x 9I) result summed over many rows; oneDNN parallelises such
+    a matmul over its output, which leaves 2 cores with little to share. Split over the rows into
+    one batched matmul per thread (the parts' bf16 results added in float32), it took sprint's
+    block 2 at batch 192 (19,200 rows) from 0.48 to 0.34 ms alone, and the whole step 1.2x
+    faster; with a few hundred rows (the seed CNN's block 3) the batched form was 9x slower, so
+    a part keeps at least MIN_ROWS_PER_PART rows. The split depends on the thread count and the
+    shape only, never on a timing, so a run repeats exactly."""
+    parts = min(torch.get_num_threads(), rows // MIN_ROWS_PER_PART)
+    while parts > 1 and rows % parts:
+        parts -= 1
+    return max(parts, 1)
 
 
 def _nhwc_weight(conv: nn.Conv2d) -> torch.Tensor:
@@ -132,8 +153,15 @@ class Im2colBlock(_Block[_Im2colBuffers]):
                                    bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
         set_grad(conv.bias, b.dbias.sum(0))
         patches = b.patches.view(dz.shape[0], -1)
-        torch.mm(dz.t(), patches, out=b.dw)
-        set_grad(conv.weight, b.dw.view(conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
+        parts = weight_gradient_parts(dz.shape[0])
+        if parts == 1:
+            torch.mm(dz.t(), patches, out=b.dw)
+            set_grad(conv.weight, b.dw.view(conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
+        else:                       # (parts, 9I, O) partial sums, added in float32
+            partial = torch.bmm(patches.view(parts, -1, patches.shape[1]).transpose(1, 2),
+                                dz.view(parts, -1, dz.shape[1]))
+            set_grad(conv.weight, partial.sum(0, dtype=torch.float32).view(3, 3, -1, dz.shape[1]),
+                     permute=(2, 3, 1, 0))
         torch.mm(dz, self.weight, out=patches)          # the patches are dead once dw is made
         kernels.col2im3(bits(b.patches), b.dh.numpy())
         return b.dh

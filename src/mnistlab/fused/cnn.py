@@ -111,13 +111,17 @@ class FusedCNN:
     def warm_up(self, forward_only: bool = False) -> None:
         """Compile the kernels (or load them from Numba's cache) on a two-image batch, and use
         as many threads as torch does. The gradients it leaves are overwritten by the next step;
-        ``forward_only`` (an engine that only evaluates): the forward's kernels, no gradients."""
-        numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
+        ``forward_only`` (an engine that only evaluates): the forward's kernels, no gradients.
+        Starting Numba's OpenMP pool (its first set_num_threads or parallel launch) resets the
+        shared libgomp's thread count (1 -> all cores, seen here), so torch's is restored after."""
+        threads = torch.get_num_threads()
         x = torch.zeros(2, 1, IMAGE_SIZE, IMAGE_SIZE)
-        if forward_only:
-            self.logits(x)
-        else:
-            self.step(x, torch.zeros(2, dtype=torch.int64))
+        with torch_threads(threads):
+            numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
+            if forward_only:
+                self.logits(x)
+            else:
+                self.step(x, torch.zeros(2, dtype=torch.int64))
         self.forget(2)
 
     def _first(self, batch: int) -> dict[str, torch.Tensor]:

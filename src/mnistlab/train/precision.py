@@ -27,7 +27,6 @@ from torch import nn
 from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
 from mnistlab.runs.schema import EngineChoice
-from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
 
@@ -166,11 +165,7 @@ def make_engine(name: str, model: nn.Module) -> Any:
     if name not in FUSED:
         return None
     engine = FusedCNN(model, convolution=FUSED[name])
-    # compiles (or loads) its kernels before any step is timed. Numba's first parallel launch
-    # starts its OpenMP pool, which resets the shared libgomp's thread count (1 -> all cores,
-    # seen here): keep torch's as the run set it.
-    with torch_threads(torch.get_num_threads()):
-        engine.warm_up()
+    engine.warm_up()           # compiles (or loads) its kernels before any step is timed
     return engine
 
 
@@ -191,8 +186,6 @@ def evaluation_engine(model: nn.Module, precision: str, device: str = "cpu") -> 
     engine = _EVALUATION_ENGINES.get(model)
     if engine is None:
         engine = FusedCNN(model)
-        # compiles or loads the forward kernels; keeps torch's thread count (see make_engine)
-        with torch_threads(torch.get_num_threads()):
-            engine.warm_up(forward_only=True)
+        engine.warm_up(forward_only=True)          # compiles or loads the forward kernels
         _EVALUATION_ENGINES[model] = engine
     return engine
