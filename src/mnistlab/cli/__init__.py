@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.use",
     "mnistlab.cli.realworld",
     "mnistlab.cli.perf",
+    "mnistlab.cli.profile",
     "mnistlab.cli.abuse",
     "mnistlab.cli.sweep",
 ]

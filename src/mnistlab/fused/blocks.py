@@ -24,13 +24,14 @@ are discarded by the pool), and buffers are allocated once per batch size.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import numpy as np
 import torch
 from torch import nn
 
 from mnistlab.fused import kernels, winograd
+from mnistlab.fused.timing import UNTIMED, Timer
 
 BF16 = torch.bfloat16
 CONVOLUTIONS = ("im2col", "winograd")
@@ -81,10 +82,16 @@ Buffers = TypeVar("Buffers")
 class _Block(Generic[Buffers]):
     """What both ways share: buffers per batch size, and the last forward's for the backward."""
 
-    def __init__(self, conv: nn.Conv2d) -> None:
+    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
         self.conv = conv
+        self.name = name                # how mnistlab profile labels its parts: "block 2"
+        self.timer: Timer = UNTIMED
         self._buffers: dict[int, Buffers] = {}
         self._last: Buffers | None = None
+
+    def _run(self, part: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """fn(*args), timed as "<block>: <part>" when a timer is set."""
+        return self.timer.run(f"{self.name}: {part}", fn, *args, **kwargs)
 
     def _allocate(self, batch: int, side: int) -> Buffers:
         raise NotImplementedError
@@ -119,8 +126,8 @@ class _Im2colBuffers:
 
 
 class Im2colBlock(_Block[_Im2colBuffers]):
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__(conv)
+    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
+        super().__init__(conv, name)
         # the weight as a bf16 (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
         self.weight = torch.empty(conv.out_channels, 9 * conv.in_channels, dtype=BF16)
 
@@ -139,31 +146,35 @@ class Im2colBlock(_Block[_Im2colBuffers]):
         b = self._begin(h)
         conv, w = self.conv, self.weight
         w.view(conv.out_channels, 3, 3, -1).copy_(_nhwc_weight(conv))
-        kernels.im2col3(bits(h), bits(b.patches))
-        torch.addmm(conv.bias.to(BF16), b.patches.view(b.z.shape[0], -1), w.t(), out=b.z)
-        kernels.pool_relu_forward(bits(b.z.view(*b.patches.shape[:3], -1)), bits(b.out),
-                                  b.arg.numpy())
+        self._run("im2col", kernels.im2col3, bits(h), bits(b.patches))
+        self._run("forward matmul", torch.addmm, conv.bias.to(BF16),
+                  b.patches.view(b.z.shape[0], -1), w.t(), out=b.z)
+        self._run("pool + ReLU", kernels.pool_relu_forward,
+                  bits(b.z.view(*b.patches.shape[:3], -1)), bits(b.out), b.arg.numpy())
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         b = self._forward_buffers()
         conv = self.conv
         dz = b.z                                        # z is dead once pooled
-        kernels.pool_relu_backward(grad.contiguous().numpy(), b.arg.numpy(),
-                                   bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
+        self._run("pool + ReLU backward", kernels.pool_relu_backward,
+                  grad.contiguous().numpy(), b.arg.numpy(),
+                  bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
         set_grad(conv.bias, b.dbias.sum(0))
         patches = b.patches.view(dz.shape[0], -1)
         parts = weight_gradient_parts(dz.shape[0])
         if parts == 1:
-            torch.mm(dz.t(), patches, out=b.dw)
+            self._run("weight-gradient matmul", torch.mm, dz.t(), patches, out=b.dw)
             set_grad(conv.weight, b.dw.view(conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
         else:                       # (parts, 9I, O) partial sums, added in float32
-            partial = torch.bmm(patches.view(parts, -1, patches.shape[1]).transpose(1, 2),
+            partial = self._run("weight-gradient matmul", torch.bmm,
+                                patches.view(parts, -1, patches.shape[1]).transpose(1, 2),
                                 dz.view(parts, -1, dz.shape[1]))
             set_grad(conv.weight, partial.sum(0, dtype=torch.float32).view(3, 3, -1, dz.shape[1]),
                      permute=(2, 3, 1, 0))
-        torch.mm(dz, self.weight, out=patches)          # the patches are dead once dw is made
-        kernels.col2im3(bits(b.patches), b.dh.numpy())
+        # the patches are dead once dw is made
+        self._run("input-gradient matmul", torch.mm, dz, self.weight, out=patches)
+        self._run("col2im", kernels.col2im3, bits(b.patches), b.dh.numpy())
         return b.dh
 
 
@@ -180,8 +191,8 @@ class _WinogradBuffers:
 
 
 class WinogradBlock(_Block[_WinogradBuffers]):
-    def __init__(self, conv: nn.Conv2d) -> None:
-        super().__init__(conv)
+    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
+        super().__init__(conv, name)
         # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
         self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=BF16)
 
@@ -199,12 +210,13 @@ class WinogradBlock(_Block[_WinogradBuffers]):
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b = self._begin(h)
         conv, u = self.conv, self.u
-        winograd.weight_transform(_nhwc_weight(conv).contiguous().numpy(), bits(u))
-        winograd.input_transform(bits(h), bits(b.v))
-        torch.bmm(b.v.view(16, -1, conv.in_channels), u.transpose(1, 2),
-                  out=b.m.view(16, -1, conv.out_channels))
-        winograd.output_pool_relu(bits(b.m), conv.bias.detach().numpy(), bits(b.out),
-                                  b.arg.numpy())
+        self._run("weight transform", winograd.weight_transform,
+                  _nhwc_weight(conv).contiguous().numpy(), bits(u))
+        self._run("input transform", winograd.input_transform, bits(h), bits(b.v))
+        self._run("forward matmuls", torch.bmm, b.v.view(16, -1, conv.in_channels),
+                  u.transpose(1, 2), out=b.m.view(16, -1, conv.out_channels))
+        self._run("output transform + pool + ReLU", winograd.output_pool_relu, bits(b.m),
+                  conv.bias.detach().numpy(), bits(b.out), b.arg.numpy())
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
@@ -212,18 +224,21 @@ class WinogradBlock(_Block[_WinogradBuffers]):
         conv = self.conv
         dm = b.m.view(16, -1, conv.out_channels)        # m is dead once pooled
         v = b.v.view(16, -1, conv.in_channels)
-        winograd.output_backward(grad.contiguous().numpy(), b.arg.numpy(), bits(b.m),
-                                 b.dbias.numpy())
+        self._run("output transform backward", winograd.output_backward,
+                  grad.contiguous().numpy(), b.arg.numpy(), bits(b.m), b.dbias.numpy())
         set_grad(conv.bias, b.dbias.sum(0))
-        torch.bmm(dm.transpose(1, 2), v, out=b.du)
-        winograd.weight_gradient(bits(b.du), b.dw.numpy())
+        self._run("weight-gradient matmuls", torch.bmm, dm.transpose(1, 2), v, out=b.du)
+        self._run("weight transform backward", winograd.weight_gradient, bits(b.du),
+                  b.dw.numpy())
         set_grad(conv.weight, b.dw, permute=(0, 2, 3, 1))
-        torch.bmm(dm, self.u, out=v)                    # v is dead once du is made
-        winograd.input_backward(bits(b.v), b.dh.numpy())
+        # v is dead once du is made
+        self._run("input-gradient matmuls", torch.bmm, dm, self.u, out=v)
+        self._run("input transform backward", winograd.input_backward, bits(b.v), b.dh.numpy())
         return b.dh
 
 
-def make_block(conv: nn.Conv2d, convolution: str) -> Im2colBlock | WinogradBlock:
+def make_block(conv: nn.Conv2d, convolution: str, name: str = "block"
+               ) -> Im2colBlock | WinogradBlock:
     if convolution not in CONVOLUTIONS:
         raise ValueError(f"convolution must be one of {CONVOLUTIONS}, not {convolution!r}")
-    return WinogradBlock(conv) if convolution == "winograd" else Im2colBlock(conv)
+    return (WinogradBlock if convolution == "winograd" else Im2colBlock)(conv, name)

@@ -38,6 +38,7 @@ from torch import nn
 
 from mnistlab.fused import kernels
 from mnistlab.fused.blocks import bits, make_block, set_grad
+from mnistlab.fused.timing import UNTIMED, Timer
 from mnistlab.models.shapes import IMAGE_SIZE
 from mnistlab.threads import torch_threads
 
@@ -103,7 +104,9 @@ class FusedCNN:
         self.convs: list[nn.Conv2d] = [m for m in layers if isinstance(m, nn.Conv2d)]
         self.fc1, self.fc2 = (m for m in layers if isinstance(m, nn.Linear))
         self.convolution = convolution
-        self.blocks = [make_block(conv, convolution) for conv in self.convs[1:]]
+        self.blocks = [make_block(conv, convolution, f"block {i}")
+                       for i, conv in enumerate(self.convs[1:], start=2)]
+        self.timer: Timer = UNTIMED
         self._buffers: dict[int, dict[str, torch.Tensor]] = {}
         # read once: the OpenMP wait policy is fixed when torch is loaded
         self._sleeping_threads = os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE"
@@ -146,16 +149,16 @@ class FusedCNN:
         # block 1 reads the image directly: conv (one input channel, float32) + ReLU + pool
         conv, first = self.convs[0], self._first(batch)
         w = conv.weight.detach().reshape(-1, 9).t().contiguous()    # (9, O)
-        k.first_block_forward(images, w.numpy(), conv.bias.detach().numpy(),
-                              bits(first["out"]), first["arg"].numpy())
+        self.timer.run("block 1: conv + pool + ReLU", k.first_block_forward, images, w.numpy(),
+                       conv.bias.detach().numpy(), bits(first["out"]), first["arg"].numpy())
         h = first["out"]
         for block in self.blocks:                  # blocks 2..: conv -> pool + ReLU
             h = block.forward(h)
         flat = h.permute(0, 3, 1, 2).reshape(batch, -1)   # nn.Flatten's (C, H, W) order
         w1, b1 = self.fc1.weight.to(BF16), self.fc1.bias.to(BF16)
         w2, b2 = self.fc2.weight.to(BF16), self.fc2.bias.to(BF16)
-        hidden = torch.addmm(b1, flat, w1.t()).relu_()
-        logits = torch.addmm(b2, hidden, w2.t()).float()
+        hidden = self.timer.run("dense: forward matmuls", torch.addmm, b1, flat, w1.t()).relu_()
+        logits = self.timer.run("dense: forward matmuls", torch.addmm, b2, hidden, w2.t()).float()
         return _Forward(images, first, h, flat, hidden, w1, w2, logits)
 
     @torch.no_grad()
@@ -188,21 +191,30 @@ class FusedCNN:
         d_logits = d_logits.div_(batch).to(BF16)
 
         set_grad(self.fc2.bias, d_logits.sum(0, dtype=torch.float32))
-        set_grad(self.fc2.weight, d_logits.t() @ hidden)
-        d_hidden = torch.ops.aten.threshold_backward(d_logits @ f.w2, hidden, 0)   # relu
+        dense_backward = "dense: backward matmuls"
+        set_grad(self.fc2.weight, self.timer.run(dense_backward, torch.mm, d_logits.t(), hidden))
+        d_hidden = torch.ops.aten.threshold_backward(                               # relu
+            self.timer.run(dense_backward, torch.mm, d_logits, f.w2), hidden, 0)
         set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
-        set_grad(self.fc1.weight, d_hidden.t() @ flat)
-        grad = (d_hidden @ f.w1).float()                            # (B, C*side*side)
+        set_grad(self.fc1.weight, self.timer.run(dense_backward, torch.mm, d_hidden.t(), flat))
+        grad = self.timer.run(dense_backward, torch.mm, d_hidden, f.w1).float()
         grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
         for block in reversed(self.blocks):
             grad = block.backward(grad)
         conv, first = self.convs[0], f.first
-        self.kernels.first_block_backward(f.images, grad.contiguous().numpy(),
-                                          first["arg"].numpy(), first["dw"].numpy(),
-                                          first["dbias"].numpy())
+        self.timer.run("block 1: backward", self.kernels.first_block_backward, f.images,
+                       grad.contiguous().numpy(), first["arg"].numpy(), first["dw"].numpy(),
+                       first["dbias"].numpy())
         set_grad(conv.bias, first["dbias"].sum(0))
         set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
         return loss, logits
+
+    def time_with(self, timer: Timer | None) -> None:
+        """Time each kernel and matmul of the step with ``timer`` (mnistlab.fused.timing), or
+        none (None): what `mnistlab profile` reads."""
+        self.timer = timer if timer is not None else UNTIMED
+        for block in self.blocks:
+            block.timer = self.timer
 
     def forget(self, batch: int) -> None:
         """Drop the buffers for one batch size (a warm-up's)."""

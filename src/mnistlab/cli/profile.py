@@ -1,0 +1,56 @@
+"""`mnistlab profile`: where a fused training step's time goes; parse, call, print."""
+
+from __future__ import annotations
+
+import argparse
+
+from mnistlab import console
+
+MAX_STEPS = 100_000
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from mnistlab.cli import flags
+
+    p = sub.add_parser(
+        "profile", help="where a fused training step's time goes, kernel by kernel",
+        description="Train MODEL (the cnn family: cnn, sprint, ...) through the fused bf16 "
+                    "step on random images of the real shape, with a wall-clock timer around "
+                    "each Numba kernel, each oneDNN matmul and the optimizer step; print the "
+                    "ms a step of each part, largest first, and what lies between them. "
+                    "Timed and untimed steps alternate, so the timers' own cost shows.")
+    p.add_argument("model", metavar="MODEL", nargs="?", default="cnn",
+                   help="a model of the cnn family (default: cnn, the seed CNN)")
+    p.add_argument("--preset", default=None,
+                   help="whose optimizer, label smoothing and batch size (default: speedrun "
+                        "for sprint, else seed)")
+    flags.add_option(p, "--batch-size", int, default=0, meta={
+        "help": "images per step", "min": 1, "max": 65_536, "unset": 0,
+        "unset_means": "the preset's", "metavar": "N"})
+    flags.add_option(p, "--steps", int, default=300, meta={
+        "help": "timed steps (as many again untimed)", "min": 3, "max": MAX_STEPS})
+    p.add_argument("--engine", default="fused", choices=("fused", "winograd"),
+                   help="the step's convolutions: im2col (fused) or Winograd (default fused)")
+    flags.add_option(p, "--threads", int, default=0, meta={
+        "help": "torch threads (0: all cores)", "min": 0, "cores": True})
+    p.add_argument("--json", action="store_true", help="end with one JSON object")
+    p.set_defaults(func=profile)
+
+
+def profile(args: argparse.Namespace) -> int:
+    from mnistlab.perf.profile import profile_step
+
+    p = profile_step(args.model, preset=args.preset, batch_size=args.batch_size,
+                     steps=args.steps, engine=args.engine, threads=args.threads)
+    console.say(f"{p.engine} step of {p.model} (preset {p.preset}), batch {p.batch_size}, "
+                f"{p.threads} thread(s), {p.cpu_model}, torch {p.torch}: {p.ms_per_step:.3f} "
+                f"ms a step untimed, {p.images_per_second:,.0f} images/s "
+                f"({p.ms_per_step_timed:.3f} ms with the timers; {p.steps} steps each)")
+    console.say(f"{'ms/step':>8} {'calls':>5} {'share':>6}  part")
+    for part in p.parts:
+        calls = f"{part.calls_per_step:g}" if part.calls_per_step else ""
+        console.say(f"{part.ms_per_step:8.3f} {calls:>5} {part.share:6.1%}  {part.name}")
+    console.say("by kind: " + ", ".join(f"{kind} {ms:.3f} ms" for kind, ms in p.groups.items()))
+    if args.json:
+        console.emit_json(p.to_dict())
+    return 0

@@ -1,0 +1,86 @@
+"""`mnistlab profile`: the fused step's parts, timed by its own timers, on a few tiny steps."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from mnistlab.cli import main
+from mnistlab.errors import UserError
+from mnistlab.fused import FusedCNN
+from mnistlab.fused.timing import UNTIMED, PartTimer
+from mnistlab.models import build_model
+from mnistlab.perf.profile import OPTIMIZER, OTHER, profile_step
+
+
+def test_profile_names_every_part_of_the_step_once_a_step() -> None:
+    p = profile_step("cnn", batch_size=8, steps=6, threads=1)
+    by_name = {part.name: part for part in p.parts}
+    for block in ("block 2", "block 3"):
+        for part in ("im2col", "forward matmul", "pool + ReLU", "pool + ReLU backward",
+                     "weight-gradient matmul", "input-gradient matmul", "col2im"):
+            assert by_name[f"{block}: {part}"].calls_per_step == 1
+    assert by_name["block 1: conv + pool + ReLU"].calls_per_step == 1
+    assert by_name["dense: forward matmuls"].calls_per_step == 2
+    assert by_name["dense: backward matmuls"].calls_per_step == 4
+    assert by_name[OPTIMIZER].calls_per_step == 1
+    assert p.parts[-1].name == OTHER
+    timed = [part.ms_per_step for part in p.parts[:-1]]
+    assert timed == sorted(timed, reverse=True) and min(timed) > 0
+    # the parts and "other" make up the timed step; the groups add up the same way
+    assert sum(part.ms_per_step for part in p.parts) == pytest.approx(p.ms_per_step_timed,
+                                                                      rel=1e-3)
+    assert sum(p.groups.values()) == pytest.approx(p.ms_per_step_timed, rel=1e-3)
+    assert p.groups["optimizer"] == by_name[OPTIMIZER].ms_per_step
+    assert (p.model, p.preset, p.batch_size, p.threads, p.steps) == ("cnn", "seed", 8, 1, 6)
+    assert p.images_per_second == pytest.approx(8 / p.ms_per_step * 1e3, rel=1e-2)
+
+
+def test_profile_of_the_winograd_step_and_the_speedrun_preset() -> None:
+    p = profile_step("sprint", engine="winograd", batch_size=4, steps=3, threads=1)
+    names = {part.name for part in p.parts}
+    assert {"block 2: input transform", "block 2: forward matmuls",
+            "block 2: output transform + pool + ReLU"} <= names
+    assert p.preset == "speedrun" and p.engine == "winograd"
+
+
+@pytest.mark.parametrize(("model", "engine"), [("fc", "fused"), ("cnn", "autograd")])
+def test_profile_refuses_what_the_fused_step_cannot_train(model: str, engine: str) -> None:
+    with pytest.raises(UserError):
+        profile_step(model, engine=engine, batch_size=4, steps=3, threads=1)
+
+
+def test_timers_leave_the_step_unchanged() -> None:
+    torch.manual_seed(0)
+    model = build_model("cnn", widths=(8, 16), hidden=16)
+    x, y = torch.rand(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    engine = FusedCNN(model)
+    engine.step(x, y)
+    plain = [p.grad.clone() for p in model.parameters()]
+    timer = PartTimer()
+    engine.time_with(timer)
+    assert all(block.timer is timer for block in engine.blocks)
+    engine.step(x, y)
+    assert all(torch.equal(a, p.grad) for a, p in zip(plain, model.parameters(), strict=True))
+    assert timer.calls["block 2: forward matmul"] == 1
+    engine.time_with(None)
+    assert engine.timer is UNTIMED and all(block.timer is UNTIMED for block in engine.blocks)
+
+
+def test_profile_command_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "sprint", "--batch-size", "4", "--steps", "3", "--threads", "1",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "block 2: weight-gradient matmul" in out and "by kind:" in out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["model"] == "sprint" and result["batch_size"] == 4
+    assert result["parts"][-1]["name"] == OTHER
+    assert set(result["groups"]) == {"matmuls", "Numba kernels", "optimizer", "other"}
+
+
+def test_profile_command_refuses_a_model_outside_the_family(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["profile", "fc", "--steps", "3"]) == 2
+    assert "cnn family" in capsys.readouterr().err
