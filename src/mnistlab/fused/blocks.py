@@ -91,6 +91,8 @@ class _Block(Generic[Buffers]):
 
     def _run(self, part: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """fn(*args), timed as "<block>: <part>" when a timer is set."""
+        if self.timer is UNTIMED:
+            return fn(*args, **kwargs)
         return self.timer.run(f"{self.name}: {part}", fn, *args, **kwargs)
 
     def _allocate(self, batch: int, side: int) -> Buffers:
