@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from mnistlab import atomic, runs
 from mnistlab.errors import UserError
@@ -160,3 +161,16 @@ class EnsemblePredictor:
                     probs = model(shift_images(batch, dy, dx)).float().softmax(1)
                     mix += member.weight / len(self.saved.shifts) * probs.cpu().double()
         return log_probabilities(mix.numpy()).astype(np.float32)
+
+
+class EnsembleModule(nn.Module):
+    """A saved ensemble where code takes a model (the lab's compare view and confusion matrix):
+    ``forward(x)`` for x (N, 1, 28, 28) is the predictor's logits, the log of the averaged
+    probabilities, so its softmax is the mix itself."""
+
+    def __init__(self, predictor: EnsemblePredictor) -> None:
+        super().__init__()
+        self.predictor = predictor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(self.predictor.logits(x.detach().cpu().numpy()))

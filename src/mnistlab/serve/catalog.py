@@ -5,8 +5,11 @@
 
 A run is *finished* once metrics.json is written; before that, a folder with config.json is
 *training* while its history or weights changed in the last ``LIVE_SECONDS``, else *stopped*
-(interrupted; `mnistlab train --resume` continues it). Ids are folder names; a name found again
-under a later root gets ``@<root label>`` so every id is unique and stable across listings.
+(interrupted; `mnistlab train --resume` continues it). A saved ensemble (a folder with
+ensemble.json, `mnistlab evaluate --ensemble ... --save DIR`) is listed too, as model and
+family "ensemble", finished, with the test accuracy it was saved with. Ids are folder names; a
+name found again under a later root gets ``@<root label>`` so every id is unique and stable
+across listings.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from torch import nn
 
 from mnistlab import runs
 from mnistlab.errors import UserError
+from mnistlab.inference.ensemble import ENSEMBLE, read_ensemble
 from mnistlab.models import build_model
 from mnistlab.paths import report_dir, run_roots
 
@@ -37,7 +41,7 @@ class RunInfo:
     root: str                       # "runs", "report" or "other": which folder it was found in
     path: Path
     model: str
-    family: str                     # "fc" (no convolution) or "cnn"
+    family: str                     # "fc" (no convolution), "cnn" or "ensemble"
     preset: str | None
     dataset: str
     status: str                     # "finished" | "training" | "stopped"
@@ -91,8 +95,29 @@ def _status(path: Path, finished: bool) -> str:
     return "training" if stamps and time.time() - max(stamps) < LIVE_SECONDS else "stopped"
 
 
+def _created(path: Path) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+
+
+def read_ensemble_folder(path: Path, run_id: str, root: str) -> RunInfo | None:
+    """The RunInfo of a saved ensemble, or None when ensemble.json does not read as one. Its
+    members are checked when it is loaded, not here: a listing stays cheap."""
+    try:
+        saved = read_ensemble(path)
+    except UserError:
+        return None
+    return RunInfo(
+        id=run_id, name=path.name, root=root, path=path, model="ensemble", family="ensemble",
+        preset=None, dataset=saved.dataset, status="finished",
+        test_accuracy=_number(saved.test_accuracy), epochs_done=0, epochs_planned=None,
+        train_seconds=None, parameters=None, created=_created(path / ENSEMBLE))
+
+
 def read_run(path: Path, run_id: str, root: str) -> RunInfo | None:
-    """The RunInfo of one folder, or None when it is not a run (no readable config.json)."""
+    """The RunInfo of one folder, or None when it is not a run (no readable config.json) nor
+    a saved ensemble."""
+    if not (path / runs.CONFIG).is_file() and (path / ENSEMBLE).is_file():
+        return read_ensemble_folder(path, run_id, root)
     try:
         config = runs.read_config(path).to_dict()     # the page shows the files' own keys
     except UserError:
@@ -109,7 +134,7 @@ def read_run(path: Path, run_id: str, root: str) -> RunInfo | None:
                                                             dict) else {}
     created = config.get("created")
     if not isinstance(created, str):
-        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(path.stat().st_mtime))
+        created = _created(path)
     seconds = _number(metrics.get("train_seconds"))
     if seconds is None and history:
         seconds = sum(_number(r.get("seconds")) or 0.0 for r in history)
@@ -137,7 +162,8 @@ def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[R
     for base in (roots if roots is not None else run_roots()):
         if base.is_dir():
             label = _root_label(base)
-            subdirs = [p for p in base.iterdir() if p.is_dir() and (p / runs.CONFIG).is_file()]
+            subdirs = [p for p in base.iterdir()
+                       if p.is_dir() and ((p / runs.CONFIG).is_file() or (p / ENSEMBLE).is_file())]
             folders += [(p, label) for p in sorted(subdirs, key=lambda p: p.name, reverse=True)]
     folders += [(Path(p), "other") for p in extra]
     for path, label in folders:
@@ -186,8 +212,10 @@ def history(info: RunInfo) -> list[dict[str, Any]]:
 
 
 def weights_stamp(info: RunInfo) -> int:
-    """Changes whenever the weights file is rewritten (after each epoch): a cache key."""
+    """Changes whenever the weights file (an ensemble's: ensemble.json) is rewritten (after
+    each epoch): a cache key."""
     try:
-        return os.stat(info.path / runs.WEIGHTS).st_mtime_ns
+        return os.stat(info.path / (ENSEMBLE if info.family == "ensemble" else runs.WEIGHTS)
+                       ).st_mtime_ns
     except FileNotFoundError:
         return 0

@@ -36,6 +36,7 @@ from torch import nn
 from mnistlab import runs
 from mnistlab.data import load_dataset
 from mnistlab.errors import UserError
+from mnistlab.inference.ensemble import EnsembleModule, EnsemblePredictor, read_ensemble
 from mnistlab.inference.preprocess import (
     ImageTooLarge,
     NoInk,
@@ -110,7 +111,8 @@ class ModelCache:
                 self._models.move_to_end(key)
                 return self._models[key]
         try:
-            model = runs.load_model(info.path).eval()
+            model = (EnsembleModule(EnsemblePredictor(info.path)) if info.family == "ensemble"
+                     else runs.load_model(info.path)).eval()
         except UserError as exc:
             raise LabError(409, "unusable_run", str(exc)) from None
         with self._lock:
@@ -206,7 +208,8 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
             raise LabError(404, "unknown_run", f"no run {run_id!r}; known: {known}") from None
 
     def usable(info: RunInfo) -> RunInfo:
-        if not (info.path / runs.WEIGHTS).is_file():
+        # an ensemble's members are checked as it loads (ModelCache: 409 naming the member)
+        if info.family != "ensemble" and not (info.path / runs.WEIGHTS).is_file():
             raise LabError(409, "no_weights", f"run {info.id} has no weights yet (its first "
                            "epoch has not finished)")
         return info
@@ -252,6 +255,9 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         """One run: its summary, its epochs so far and its training settings."""
         info = find(run_id)
         try:
+            if info.family == "ensemble":
+                return schema.RunDetailOut(run=run_out(info), history=history_out(info),
+                                           train=_ensemble_settings(info.path))
             config = runs.read_config(info.path).to_dict()
         except UserError as exc:
             raise LabError(409, "unusable_run", str(exc)) from None
@@ -292,6 +298,9 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         """The learning curves as the report draws them (matplotlib, PNG)."""
         info = find(run_id)
         rows = catalog.history(info)
+        if info.family == "ensemble":
+            raise LabError(409, "no_history", f"{info.id} is an ensemble: its members have "
+                           "learning curves, it has none of its own")
         if not rows:
             raise LabError(409, "no_history", f"run {info.id} has no finished epoch yet")
         curves = {k: np.array([[np.nan if r.get(k) is None else r[k] for r in rows]])
@@ -342,8 +351,9 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         cnn_info = usable(find(cnn_id) if cnn_id else next(
             (r for r in picks if r.family == "cnn"), None) or _none("cnn"))
         if cnn_info.family != "cnn":
-            raise LabError(422, "not_a_cnn", f"run {cnn_info.id} is an FC model: it has no "
-                           "feature maps; pick a CNN")
+            what = "an ensemble" if cnn_info.family == "ensemble" else "an FC model"
+            raise LabError(422, "not_a_cnn", f"run {cnn_info.id} is {what}: it has no "
+                           "feature maps of its own; pick a CNN")
         cnn = models.get(cnn_info)
         p = explain.probabilities(cnn, pre.image[None])[0]
         answer = _answer(cnn_info, p)
@@ -407,6 +417,14 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
                         media_type="image/png")
 
     return router
+
+
+def _ensemble_settings(folder: Path) -> dict[str, Any]:
+    """What a saved ensemble is made of, in the place of a run's training settings."""
+    saved = read_ensemble(folder)
+    return {"members": [Path(m.run_dir).name for m in saved.members],
+            "weights": [m.weight for m in saved.members], "shifts": saved.shifts,
+            "selection": saved.protocol.get("selection"), "test_images": saved.test_images}
 
 
 def _none(family: str) -> RunInfo:

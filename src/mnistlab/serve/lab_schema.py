@@ -20,7 +20,8 @@ class RunOut(BaseModel):
     name: str
     root: str = Field(description="'runs', 'report' or 'other': where it was found")
     model: str
-    family: str = Field(description="'fc' (no convolution) or 'cnn'")
+    family: str = Field(description="'fc' (no convolution), 'cnn', or 'ensemble' (a saved "
+                                    "ensemble: `mnistlab evaluate --ensemble ... --save DIR`)")
     preset: str | None
     dataset: str
     status: str = Field(description="'finished', 'training' or 'stopped'")
@@ -50,7 +51,8 @@ class HistoryOut(BaseModel):
 class RunDetailOut(BaseModel):
     run: RunOut
     history: HistoryOut
-    train: dict[str, Any] = Field(description="the training settings from config.json")
+    train: dict[str, Any] = Field(description="the training settings from config.json (an "
+                                              "ensemble: its members, weights and shifts)")
 
 
 class ConfusionOut(BaseModel):

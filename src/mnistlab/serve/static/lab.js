@@ -414,6 +414,12 @@ async function openRun(id) {
   try {
     const detail = await getJSON(`/api/lab/runs/${encodeURIComponent(id)}`);
     drawHistory(detail.history);
+    if (detail.run.family === "ensemble") {
+      const t = detail.train;
+      $("run-status").textContent = `ensemble of ${t.members.length} run${t.members.length === 1 ? "" : "s"} ` +
+        `(${t.members.join(", ")}), ${t.shifts.length > 1 ? "with" : "no"} test-time shifts, ` +
+        `chosen by ${t.selection ?? "none"}; the curves are its members'`;
+    }
     box.scrollIntoView({ block: "nearest" });
   } catch (err) { $("run-status").textContent = err.message; return; }
   getJSON(`/api/lab/runs/${encodeURIComponent(id)}/confusion`)
