@@ -21,8 +21,8 @@ Here
   * ReLU and max-pool commute, so one pass computes both and records which input won.
 
 The numerics are those of ``torch.autocast(cpu, bfloat16)`` (bf16 operands; float32 weights,
-gradients and loss), except block 1's convolution, which runs in float32. tests/test_fused.py
-checks the gradients against float32 autograd: as close as autocast's.
+gradients and loss), except block 1's convolution, which runs in float32.
+tests/fused/test_fused.py checks the gradients against float32 autograd: as close as autocast's.
 """
 
 from __future__ import annotations
