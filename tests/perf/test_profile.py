@@ -16,7 +16,7 @@ from mnistlab.perf.profile import OPTIMIZER, OTHER, profile_step
 
 
 def test_profile_names_every_part_of_the_step_once_a_step() -> None:
-    p = profile_step("cnn", batch_size=8, steps=6, threads=1)
+    p = profile_step("cnn", batch_size=8, steps=6, threads=1, peak_seconds=0.05)
     by_name = {part.name: part for part in p.parts}
     for block in ("block 2", "block 3"):
         for part in ("im2col", "forward matmul", "pool + ReLU", "pool + ReLU backward",
@@ -36,20 +36,35 @@ def test_profile_names_every_part_of_the_step_once_a_step() -> None:
     assert p.groups["optimizer"] == by_name[OPTIMIZER].ms_per_step
     assert (p.model, p.preset, p.batch_size, p.threads, p.steps) == ("cnn", "seed", 8, 1, 6)
     assert p.images_per_second == pytest.approx(8 / p.ms_per_step * 1e3, rel=1e-2)
+    # matmuls carry their rate, counted from their shapes; the rest none
+    forward = by_name["block 2: forward matmul"]
+    flops = 2 * (8 * 10 * 10) * (9 * 64) * 128          # (B*10*10, 9*64) @ (9*64, 128)
+    assert forward.gflops == pytest.approx(flops / (forward.ms_per_step / 1e3) / 1e9, rel=0.02)
+    assert forward.share_of_peak == pytest.approx(forward.gflops / p.peak_gflops_bf16, rel=0.02)
+    assert by_name["block 2: col2im"].gflops is None and by_name[OPTIMIZER].gflops is None
+    assert p.matmul_gflops > 0 and p.peak_gflops_bf16 > 0
 
 
 def test_profile_of_the_winograd_step_and_the_speedrun_preset() -> None:
-    p = profile_step("sprint", engine="winograd", batch_size=4, steps=3, threads=1)
+    p = profile_step("sprint", engine="winograd", batch_size=4, steps=3, threads=1,
+                     peak_seconds=0)
     names = {part.name for part in p.parts}
     assert {"block 2: input transform", "block 2: forward matmuls",
             "block 2: output transform + pool + ReLU"} <= names
     assert p.preset == "speedrun" and p.engine == "winograd"
+    assert p.peak_gflops_bf16 is None
+    assert all(part.share_of_peak is None for part in p.parts)
+    assert by_rate(p, "block 2: forward matmuls") > 0         # bmm: 16 products counted
+
+
+def by_rate(p, name: str) -> float:
+    return next(part.gflops for part in p.parts if part.name == name)
 
 
 @pytest.mark.parametrize(("model", "engine"), [("fc", "fused"), ("cnn", "autograd")])
 def test_profile_refuses_what_the_fused_step_cannot_train(model: str, engine: str) -> None:
     with pytest.raises(UserError):
-        profile_step(model, engine=engine, batch_size=4, steps=3, threads=1)
+        profile_step(model, engine=engine, batch_size=4, steps=3, threads=1, peak_seconds=0)
 
 
 def test_timers_leave_the_step_unchanged() -> None:
@@ -71,13 +86,14 @@ def test_timers_leave_the_step_unchanged() -> None:
 
 def test_profile_command_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["profile", "sprint", "--batch-size", "4", "--steps", "3", "--threads", "1",
-                 "--json"]) == 0
+                 "--no-peak", "--json"]) == 0
     out = capsys.readouterr().out
     assert "block 2: weight-gradient matmul" in out and "by kind:" in out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["model"] == "sprint" and result["batch_size"] == 4
     assert result["parts"][-1]["name"] == OTHER
     assert set(result["groups"]) == {"matmuls", "Numba kernels", "optimizer", "other"}
+    assert result["peak_gflops_bf16"] is None and "no peak measured" in out
 
 
 def test_profile_command_refuses_a_model_outside_the_family(

@@ -17,8 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train MODEL (the cnn family: cnn, sprint, ...) through the fused bf16 "
                     "step on random images of the real shape, with a wall-clock timer around "
                     "each Numba kernel, each oneDNN matmul and the optimizer step; print the "
-                    "ms a step of each part, largest first, and what lies between them. "
-                    "Timed and untimed steps alternate, so the timers' own cost shows.")
+                    "ms a step of each part, largest first, each matmul's GFLOP/s and share "
+                    "of the bf16 matmul peak, and what lies between them. Timed and untimed "
+                    "steps alternate, so the timers' own cost shows.")
     p.add_argument("model", metavar="MODEL", nargs="?", default="cnn",
                    help="a model of the cnn family (default: cnn, the seed CNN)")
     p.add_argument("--preset", default=None,
@@ -33,6 +34,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="the step's convolutions: im2col (fused) or Winograd (default fused)")
     flags.add_option(p, "--threads", int, default=0, meta={
         "help": "torch threads (0: all cores)", "min": 0, "cores": True})
+    p.add_argument("--no-peak", action="store_true",
+                   help="skip measuring the bf16 matmul peak (about a second) that each "
+                        "matmul's rate is set against")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=profile)
 
@@ -41,16 +45,23 @@ def profile(args: argparse.Namespace) -> int:
     from mnistlab.perf.profile import profile_step
 
     p = profile_step(args.model, preset=args.preset, batch_size=args.batch_size,
-                     steps=args.steps, engine=args.engine, threads=args.threads)
+                     steps=args.steps, engine=args.engine, threads=args.threads,
+                     peak_seconds=0.0 if args.no_peak else 1.0)
     console.say(f"{p.engine} step of {p.model} (preset {p.preset}), batch {p.batch_size}, "
                 f"{p.threads} thread(s), {p.cpu_model}, torch {p.torch}: {p.ms_per_step:.3f} "
                 f"ms a step untimed, {p.images_per_second:,.0f} images/s "
                 f"({p.ms_per_step_timed:.3f} ms with the timers; {p.steps} steps each)")
-    console.say(f"{'ms/step':>8} {'calls':>5} {'share':>6}  part")
+    console.say(f"{'ms/step':>8} {'calls':>5} {'share':>6} {'GFLOP/s':>8} {'of peak':>7}  part")
     for part in p.parts:
         calls = f"{part.calls_per_step:g}" if part.calls_per_step else ""
-        console.say(f"{part.ms_per_step:8.3f} {calls:>5} {part.share:6.1%}  {part.name}")
+        rate = f"{part.gflops:8,.0f}" if part.gflops is not None else " " * 8
+        share = f"{part.share_of_peak:7.0%}" if part.share_of_peak is not None else " " * 7
+        console.say(f"{part.ms_per_step:8.3f} {calls:>5} {part.share:6.1%} {rate} {share}  "
+                    f"{part.name}")
     console.say("by kind: " + ", ".join(f"{kind} {ms:.3f} ms" for kind, ms in p.groups.items()))
+    peak = (f"{p.peak_gflops_bf16:,.0f} GFLOP/s bf16 matmul peak measured after the steps"
+            if p.peak_gflops_bf16 else "no peak measured")
+    console.say(f"the step's matmuls together: {p.matmul_gflops:,.0f} GFLOP/s; {peak}")
     if args.json:
         console.emit_json(p.to_dict())
     return 0

@@ -23,6 +23,7 @@ from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
 from mnistlab.fused.timing import PartTimer
 from mnistlab.models.shapes import IMAGE_SIZE
+from mnistlab.perf.bench import matmul_peak_gflops
 from mnistlab.runs.environment import cpu_name
 from mnistlab.threads import torch_threads
 from mnistlab.train.build import build, make_optimizer
@@ -42,6 +43,8 @@ class Part:
     ms_per_step: float
     calls_per_step: float
     share: float              # of the timed step
+    gflops: float | None      # a matmul's rate; None for the rest
+    share_of_peak: float | None   # of the bf16 matmul peak measured in the same run
 
 
 @dataclass(frozen=True)
@@ -59,6 +62,8 @@ class StepProfile:
     images_per_second: float  # untimed
     parts: list[Part]         # largest first, "other" last
     groups: dict[str, float]  # ms a step: matmuls, Numba kernels, optimizer, other
+    matmul_gflops: float      # all the step's matmuls together
+    peak_gflops_bf16: float | None  # (n x n) @ (n x n), this run's threads; None: not measured
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -69,9 +74,12 @@ def default_preset(model: str) -> str:
 
 
 def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: int = 0,
-                 steps: int = 100, engine: str = "fused", threads: int = 0) -> StepProfile:
+                 steps: int = 100, engine: str = "fused", threads: int = 0,
+                 peak_seconds: float = 1.0) -> StepProfile:
     """Profile ``steps`` training steps of ``model`` (its preset's optimizer, label smoothing
-    and, unless ``batch_size``, batch) through the fused ``engine`` (fused or winograd)."""
+    and, unless ``batch_size``, batch) through the fused ``engine`` (fused or winograd); then
+    measure the bf16 matmul peak for ``peak_seconds`` (0: not), against which each matmul's
+    rate is set."""
     if engine not in FUSED:
         raise UserError(f"--engine must be one of {', '.join(FUSED)}, not {engine!r}")
     preset = preset or default_preset(model)
@@ -113,18 +121,27 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
         for _ in range(ROUNDS):
             untimed += burst(per_round, timed=False)
             timed += burst(per_round, timed=True)
+        peak = (matmul_peak_gflops(torch.bfloat16, seconds=peak_seconds)["wall"]
+                if peak_seconds > 0 else None)
     done = per_round * ROUNDS
-    return _summarise(config, engine, used, done, untimed, timed, timer)
+    return _summarise(config, engine, used, done, untimed, timed, timer, peak)
+
+
+def _rate(flops: int, seconds: float, peak: float | None) -> tuple[float | None, float | None]:
+    if not flops or seconds <= 0:
+        return None, None
+    gflops = flops / seconds / 1e9
+    return round(gflops, 1), (round(gflops / peak, 4) if peak else None)
 
 
 def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untimed: float,
-               timed: float, timer: PartTimer) -> StepProfile:
+               timed: float, timer: PartTimer, peak: float | None) -> StepProfile:
     step_ms = 1e3 * timed / steps
     parts = [Part(name, round(1e3 * seconds / steps, 4), round(timer.calls[name] / steps, 2),
-                  round(seconds / timed, 4))
+                  round(seconds / timed, 4), *_rate(timer.flops[name], seconds, peak))
              for name, seconds in sorted(timer.seconds.items(), key=lambda kv: -kv[1])]
     other = max(0.0, step_ms - sum(p.ms_per_step for p in parts))
-    parts.append(Part(OTHER, round(other, 4), 0.0, round(other / step_ms, 4)))
+    parts.append(Part(OTHER, round(other, 4), 0.0, round(other / step_ms, 4), None, None))
     groups = {"matmuls": 0.0, "Numba kernels": 0.0, "optimizer": 0.0, "other": other}
     for p in parts[:-1]:
         kind = ("optimizer" if p.name == OPTIMIZER
@@ -136,4 +153,7 @@ def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untim
         torch=torch.__version__, ms_per_step=round(1e3 * untimed / steps, 4),
         ms_per_step_timed=round(step_ms, 4),
         images_per_second=round(config.batch_size * steps / untimed, 1), parts=parts,
-        groups={k: round(v, 4) for k, v in groups.items()})
+        groups={k: round(v, 4) for k, v in groups.items()},
+        matmul_gflops=round(sum(timer.flops.values()) / steps / max(groups["matmuls"], 1e-9)
+                            / 1e6, 1),
+        peak_gflops_bf16=round(peak, 1) if peak else None)
