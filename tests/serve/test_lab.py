@@ -13,7 +13,6 @@ from fastapi.testclient import TestClient
 from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401
 from lab_helpers import add_epochs, lab_roots  # noqa: F401
 from mnistlab import runs
-from mnistlab.data import load_dataset
 from mnistlab.serve import create_app, explain
 from mnistlab.serve.catalog import default_models, find_runs
 
@@ -24,13 +23,6 @@ pytestmark = pytest.mark.timeout(120)
 def client(lab_roots):  # noqa: F811
     with TestClient(create_app(lab_roots / "fc-test")) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def seven() -> bytes:
-    images, labels = load_dataset("mnist", "test")
-    assert labels[0] == 7
-    return png_bytes(render_mnist(images[0], scale=10))
 
 
 def post(client, url: str, data: bytes, **params):

@@ -14,7 +14,6 @@ from fastapi.testclient import TestClient
 
 from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401
 from lab_helpers import _train_cnn
-from mnistlab.data import load_dataset
 from mnistlab.inference.ensemble import ENSEMBLE, SavedEnsemble, SavedMember
 from mnistlab.serve import create_app
 
@@ -50,13 +49,6 @@ def root(trained_run, tmp_path_factory) -> Iterator[Path]:  # noqa: F811
 def client(root) -> Iterator[TestClient]:
     with TestClient(create_app(root / "fc-test")) as c:
         yield c
-
-
-@pytest.fixture(scope="module")
-def seven() -> bytes:
-    images, labels = load_dataset("mnist", "test")
-    assert labels[0] == 7
-    return png_bytes(render_mnist(images[0], scale=10))
 
 
 def test_a_saved_ensemble_is_listed_and_a_broken_one_skipped(client):
