@@ -94,3 +94,18 @@ def test_a_served_ensemble_outside_the_run_roots_is_in_the_lab(root, tmp_path):
         runs_ = {run["id"]: run for run in c.get("/api/lab/runs").json()["runs"]}
         assert runs_["my-ensemble"]["root"] == "other"
         assert runs_["my-ensemble"]["family"] == "ensemble"
+
+
+def test_an_ensembles_cache_key_follows_its_members_weights(root):
+    import os
+
+    from mnistlab import runs
+    from mnistlab.serve import catalog
+
+    info = catalog.read_run(root / "ens-test", "ens-test", "runs")
+    before = catalog.weights_stamp(info)
+    weights = root / "cnn-test" / runs.WEIGHTS
+    mtime = weights.stat().st_mtime_ns
+    os.utime(weights, ns=(mtime, mtime + 10**9))                 # a member retrained
+    assert catalog.weights_stamp(info) != before
+    assert catalog.weights_stamp(catalog.read_run(root / "ens-broken", "b", "runs")) == 0

@@ -211,11 +211,20 @@ def history(info: RunInfo) -> list[dict[str, Any]]:
     return _history_or_empty(info.path)
 
 
-def weights_stamp(info: RunInfo) -> int:
-    """Changes whenever the weights file (an ensemble's: ensemble.json) is rewritten (after
-    each epoch): a cache key."""
+def _weight_files(info: RunInfo) -> list[Path]:
+    if info.family != "ensemble":
+        return [info.path / runs.WEIGHTS]
     try:
-        return os.stat(info.path / (ENSEMBLE if info.family == "ensemble" else runs.WEIGHTS)
-                       ).st_mtime_ns
+        members = read_ensemble(info.path).members
+    except UserError:
+        members = []
+    return [info.path / ENSEMBLE] + [Path(m.run_dir) / runs.WEIGHTS for m in members]
+
+
+def weights_stamp(info: RunInfo) -> int:
+    """Changes whenever the weights file is rewritten (after each epoch), or for an ensemble
+    ensemble.json or a member's weights: a cache key."""
+    try:
+        return hash(tuple(os.stat(f).st_mtime_ns for f in _weight_files(info)))
     except FileNotFoundError:
         return 0
