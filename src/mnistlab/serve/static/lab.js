@@ -29,6 +29,8 @@ function el(tag, attrs = {}, ...children) {
   return e;
 }
 const pct = (p) => (p >= 0.9995 ? "100%" : `${(p * 100).toFixed(1)}%`);
+// test accuracies: two decimals, where MNIST's models differ (99.79% is not 99.8%)
+const acc = (p) => `${(p * 100).toFixed(2)}%`;
 const runById = (id) => state.runs.find((r) => r.id === id);
 
 async function getJSON(url, options) {
@@ -193,9 +195,9 @@ function buildPicker() {
   for (const r of usable) {
     const box = el("input", { type: "checkbox", value: r.id });
     box.checked = state.chosen.includes(r.id);
-    const acc = r.test_accuracy == null ? r.status : pct(r.test_accuracy);
+    const shown = r.test_accuracy == null ? r.status : acc(r.test_accuracy);
     const label = el("label", { style: `--swatch:${state.color[r.id]}` }, box,
-                     el("span", { class: "swatch" }), `${r.id} `, el("small", {}, acc));
+                     el("span", { class: "swatch" }), `${r.id} `, el("small", {}, shown));
     label.classList.toggle("on", box.checked);
     box.addEventListener("change", () => {
       if (box.checked && state.chosen.length >= MAX_MODELS) { box.checked = false; return; }
@@ -233,7 +235,7 @@ function buildColumns() {
     const col = el("div", { class: "model-col", "data-id": id, style: `--swatch:${state.color[id] || PALETTE[0]}` },
       el("h3", {}, id),
       el("div", { class: "meta" }, `${r.family.toUpperCase()} · ${r.model}` +
-         (r.test_accuracy != null ? ` · test ${pct(r.test_accuracy)}` : "")),
+         (r.test_accuracy != null ? ` · test ${acc(r.test_accuracy)}` : "")),
       el("div", { class: "answer" }, digit, prob), list);
     columns[id] = { digit, prob, items: bars(list) };
     grid.append(col);
@@ -388,7 +390,7 @@ async function refreshRuns() {
     const open = el("button", { type: "button", onclick: () => openRun(r.id) }, r.id);
     const tr = el("tr", { "data-id": r.id },
       el("td", {}, open), el("td", {}, `${r.model} (${r.family})`), el("td", {}, r.preset || "–"),
-      el("td", {}, r.dataset), el("td", {}, r.test_accuracy == null ? "–" : pct(r.test_accuracy)),
+      el("td", {}, r.dataset), el("td", {}, r.test_accuracy == null ? "–" : acc(r.test_accuracy)),
       el("td", {}, r.created ? r.created.slice(0, 16).replace("T", " ") : "–"),
       el("td", {}, fmtSeconds(r.train_seconds)),
       el("td", { class: `status-${r.status}` },
@@ -415,10 +417,14 @@ async function openRun(id) {
     const detail = await getJSON(`/api/lab/runs/${encodeURIComponent(id)}`);
     drawHistory(detail.history);
     if (detail.run.family === "ensemble") {
-      const t = detail.train;
-      $("run-status").textContent = `ensemble of ${t.members.length} run${t.members.length === 1 ? "" : "s"} ` +
-        `(${t.members.join(", ")}), ${t.shifts.length > 1 ? "with" : "no"} test-time shifts, ` +
-        `chosen by ${t.selection ?? "none"}; the curves are its members'`;
+      const t = detail.train, n = t.members.length;
+      const how = t.selection === "validation" ? "members, weights, shifts and temperature chosen on validation"
+        : "nothing chosen: its members averaged as saved";
+      $("run-status").textContent = `ensemble of ${n} run${n === 1 ? "" : "s"} (${t.members.join(", ")}), ` +
+        `${t.shifts.length > 1 ? "with" : "no"} test-time shifts; ${how}`;
+      const own = "an ensemble: its members have the curves";
+      plot($("curve-acc"), [], ["train_accuracy"], 100, null, own);
+      plot($("curve-loss"), [], ["train_loss"], 1, null, own);
     }
     box.scrollIntoView({ block: "nearest" });
   } catch (err) { $("run-status").textContent = err.message; return; }
@@ -451,14 +457,14 @@ function svg(tag, attrs) {
   return e;
 }
 
-function plot(root, rows, keys, scale, planned) {
+function plot(root, rows, keys, scale, planned, empty = "no finished epoch yet") {
   root.replaceChildren();
   const W = 360, H = 220, L = 42, R = 10, T = 10, B = 28;
   const pts = keys.map((k) => rows.filter((r) => r[k] != null).map((r) => [r.epoch, r[k] * scale]));
   const ys = pts.flat().map((p) => p[1]);
   if (!ys.length) {
     const t = svg("text", { x: W / 2, y: H / 2, "text-anchor": "middle" });
-    t.textContent = "no finished epoch yet";
+    t.textContent = empty;
     root.append(t);
     return;
   }
@@ -508,7 +514,7 @@ function drawConfusion(c) {
     });
     table.append(tr);
   });
-  $("confusion-hint").textContent = `${c.images.toLocaleString()} ${c.dataset} test images · accuracy ${pct(c.accuracy)}`;
+  $("confusion-hint").textContent = `${c.images.toLocaleString()} ${c.dataset} test images · accuracy ${acc(c.accuracy)}`;
 }
 
 // --- start -----------------------------------------------------------------------------------
