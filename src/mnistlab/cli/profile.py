@@ -23,10 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL", nargs="?", default="cnn",
                    help="a model of the cnn family (default: cnn, the seed CNN)")
     p.add_argument("--preset", default=None,
-                   help="whose optimizer, label smoothing and batch size (default: speedrun "
-                        "for sprint, else seed)")
+                   help="whose optimizer, label smoothing and batch size (default: the "
+                        "model's seed preset, else its speedrun, best or robust one)")
     flags.add_option(p, "--batch-size", int, default=0, meta={
-        "help": "images per step", "min": 1, "max": 65_536, "unset": 0,
+        "help": "images per step", "min": 1, "max": 4096, "unset": 0,
         "unset_means": "the preset's", "metavar": "N"})
     flags.add_option(p, "--steps", int, default=300, meta={
         "help": "timed steps (as many again untimed)", "min": 3, "max": MAX_STEPS})

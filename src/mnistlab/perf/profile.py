@@ -29,7 +29,7 @@ from mnistlab.threads import torch_threads
 from mnistlab.train.build import build, make_optimizer
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.precision import FUSED, prepare_model
-from mnistlab.train.presets import preset_overrides
+from mnistlab.train.presets import has_preset, preset_overrides
 
 OPTIMIZER = "optimizer step"
 OTHER = "other: loss, small torch ops, Python"
@@ -69,8 +69,12 @@ class StepProfile:
         return asdict(self)
 
 
-def default_preset(model: str) -> str:
-    return "speedrun" if model == "sprint" else "seed"
+PRESET_ORDER = ("seed", "speedrun", "best", "robust")
+
+
+def default_preset(model: str) -> str | None:
+    """The first of PRESET_ORDER with a recipe for ``model`` (sprint: speedrun), else None."""
+    return next((name for name in PRESET_ORDER if has_preset(name, model)), None)
 
 
 def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: int = 0,
@@ -83,7 +87,8 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
     if engine not in FUSED:
         raise UserError(f"--engine must be one of {', '.join(FUSED)}, not {engine!r}")
     preset = preset or default_preset(model)
-    config = TrainConfig(model=model, preset=preset, **preset_overrides(preset, model))
+    overrides = preset_overrides(preset, model) if preset else {}
+    config = TrainConfig(model=model, preset=preset, **overrides)
     if batch_size:
         config = replace(config, batch_size=batch_size)
     net = prepare_model(build(config)[0], "bf16")
@@ -148,7 +153,7 @@ def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untim
                 else "matmuls" if "matmul" in p.name else "Numba kernels")
         groups[kind] += p.ms_per_step
     return StepProfile(
-        model=config.model, preset=config.preset or "", engine=engine,
+        model=config.model, preset=config.preset or "none", engine=engine,
         batch_size=config.batch_size, threads=threads, steps=steps, cpu_model=cpu_name(),
         torch=torch.__version__, ms_per_step=round(1e3 * untimed / steps, 4),
         ms_per_step_timed=round(step_ms, 4),
