@@ -239,15 +239,46 @@ def test_device_cuda_without_one_is_one_error_line_before_any_work(
     assert captured.out == ""
 
 
-def test_speedrun_compare_is_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    import mnistlab.perf.speedrun as speedrun
-    from mnistlab.errors import UserError
+def test_speedrun_compare_trains_the_reference_on_the_same_device(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
 
-    # as if this machine had a GPU: the check comes before any data or training
-    monkeypatch.setattr(speedrun, "resolve_device", lambda name: torch.device("cuda"))
-    monkeypatch.setattr(speedrun, "fit", _no_training)
-    with pytest.raises(UserError, match="--compare trains the reference recipe on the CPU"):
-        speedrun.run_speedrun(1, compare=True, device="cuda", warmup=False)
+    import mnistlab.perf.speedrun as speedrun
+    from mnistlab.perf.reference import ReferenceRun, ReferenceSummary
+
+    # as if this machine had a GPU: both recipes are asked to train there
+    gpu = torch.device("cuda")
+    seen: list[tuple[str, object]] = []
+    metrics = SimpleNamespace(engine="autograd", train_seconds=0.5, test_accuracy=0.99,
+                              test_loss=0.1, eval_seconds=0.01, images_per_second=1.0)
+
+    def fake_fit(config, *args, **kwargs):
+        seen.append(("mnistlab", config.device))
+        return SimpleNamespace(metrics=metrics)
+
+    def fake_reference(seeds, precision, *, device, **kwargs):
+        seen.append((precision, device))
+        return ReferenceSummary(precision, (ReferenceRun(0, precision, 2.0, 0.99),))
+
+    monkeypatch.setattr(speedrun, "resolve_device", lambda name: gpu)
+    monkeypatch.setattr(speedrun, "describe", lambda device: f"{device.type}:0 (a test GPU)")
+    monkeypatch.setattr(speedrun, "load_tensors", lambda config: None)
+    monkeypatch.setattr(speedrun, "fit", fake_fit)
+    monkeypatch.setattr(speedrun, "run_reference", fake_reference)
+    result = speedrun.run_speedrun(1, compare=True, device="cuda", warmup=False)
+    assert seen == [("mnistlab", "cuda"), ("fp32", gpu), ("bf16", gpu)]
+    assert result["reference_device"] == result["device"] == "cuda:0 (a test GPU)"
+    assert result["speedup_vs_reference"] == pytest.approx(4.0)
+
+
+def test_the_reference_waits_for_the_device_before_reading_the_clock(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import mnistlab.perf.reference as reference
+
+    waits: list[torch.device] = []
+    monkeypatch.setattr(reference, "synchronize", waits.append)
+    run = reference.train_reference(0, "fp32", limit=512, test_limit=256, device="cpu")
+    assert waits == [torch.device("cpu")] * 2 and run.train_seconds > 0
 
 
 def _no_training(*args, **kwargs):

@@ -58,8 +58,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="then train the published recipe (tuomaso/train_mnist_fast) typed "
                         "into plain PyTorch, fp32 and bf16, same seeds and images; print the "
                         "ratio")
-    flags.add_device(p, "where the recipe trains (--compare: the CPU only, which auto "
-                        "then means)")
+    flags.add_device(p, "where the recipe trains (with --compare, the reference too)")
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=speedrun)
 

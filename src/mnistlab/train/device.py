@@ -60,3 +60,12 @@ def to_device(device: torch.device, *tensors: torch.Tensor) -> tuple[torch.Tenso
     if device.type == "cpu":
         return tensors
     return tuple(t.to(device) for t in tensors)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for the work queued on ``device`` (a GPU runs asynchronously): before reading a
+    clock that times it. On the CPU nothing to wait for."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
