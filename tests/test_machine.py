@@ -32,21 +32,32 @@ def test_torch_threads_sets_and_restores() -> None:
     assert torch.get_num_threads() == before
 
 
-def test_others_cpu_load_sees_a_busy_process() -> None:
+def _load_beside_a_spinner(new_session: bool) -> float | None:
     import subprocess
     import sys
 
     from mnistlab.machine import others_cpu_load
 
-    quiet = others_cpu_load(0.2)
-    if quiet is None:
-        pytest.skip("no /proc/stat here")
-    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    spinner = subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                               start_new_session=new_session)
     try:
         time.sleep(0.2)
-        busy = others_cpu_load(0.3)
+        return others_cpu_load(0.3)
     finally:
         spinner.kill()
         spinner.wait()
-    assert busy is not None and busy > 0.6          # one process spinning: about one core
+
+
+def test_others_cpu_load_counts_other_jobs_not_its_own_process_group() -> None:
+    from mnistlab.machine import others_cpu_load
+
+    quiet = others_cpu_load(0.2)
+    if quiet is None:
+        pytest.skip("no /proc here")
+    other = _load_beside_a_spinner(new_session=True)   # another job: its own process group
+    # a pipeline's other end (`mnistlab ... --json | jq`) is in our group: not another job
+    own = _load_beside_a_spinner(new_session=False)
+    assert other is not None and own is not None
+    assert other > 0.6                              # one process spinning: about one core
+    assert own < other - 0.5                        # the same spinner in our group: left out
     assert 0 <= quiet <= (os.cpu_count() or 1)

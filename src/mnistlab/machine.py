@@ -26,25 +26,52 @@ def load_average() -> list[float] | None:
 QUIET_SPINCOUNT = "10000"
 
 
-def others_cpu_load(seconds: float = 0.1) -> float | None:
-    """Cores kept busy by other processes right now: /proc/stat's non-idle time over a short
-    window during which this process sleeps. None where /proc/stat is missing.
+def _ticks_by_process(group: int) -> dict[int, int]:
+    """CPU ticks (user + system, all threads) used so far by each process outside process
+    group ``group``, from /proc/<pid>/stat (a process gone meanwhile is skipped)."""
+    ticks: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                data = f.read()
+            fields = data[data.rindex(b")") + 2:].split()      # after "pid (comm) "
+            if int(fields[2]) != group:                         # pgrp
+                ticks[int(entry.name)] = int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, ValueError, IndexError):
+            continue
+    return ticks
 
-    The load average is no guide here: it decays over a minute, so the run before this one
-    (ours) still counts as load."""
-    def sample() -> tuple[int, int]:
-        with open("/proc/stat", encoding="ascii") as f:
-            fields = [int(v) for v in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)     # idle + iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
+
+def _steal_ticks() -> int:
+    """Ticks the hypervisor gave to other guests: /proc/stat's steal."""
+    with open("/proc/stat", encoding="ascii") as f:
+        fields = f.readline().split()[1:]
+    return int(fields[7]) if len(fields) > 7 else 0
+
+
+def others_cpu_load(seconds: float = 0.1) -> float | None:
+    """Cores kept busy by other jobs right now, over a short window during which this process
+    sleeps: the CPU time of processes outside this one's process group, plus the time the
+    hypervisor gave to other guests (steal). None where /proc is missing.
+
+    Outside the process group, because a pipeline is one group: in `mnistlab ... --json | jq`
+    the consumer starts with us, and its start-up (tens of ms of CPU) fell in the window and
+    made threads sleep (measured: `mnistlab train ... --json | python3 -c ...` chose sleeping
+    threads in 2 of 3 tries, and its speedrun trained 1.2-1.4x slower). The load average is no
+    guide either: it decays over a minute, so the run before this one (ours) still counts."""
     try:
-        busy0, total0 = sample()
+        group = os.getpgrp()
+        start, ticks0, steal0 = time.monotonic(), _ticks_by_process(group), _steal_ticks()
         time.sleep(seconds)
-        busy1, total1 = sample()
+        ticks1, steal1 = _ticks_by_process(group), _steal_ticks()
+        elapsed = time.monotonic() - start
     except (OSError, ValueError, IndexError):
         return None
-    cores = os.cpu_count() or 1
-    return cores * (busy1 - busy0) / (total1 - total0) if total1 > total0 else 0.0
+    used = sum(max(0, t - ticks0.get(pid, 0)) for pid, t in ticks1.items())
+    used += max(0, steal1 - steal0)
+    return used / (os.sysconf("SC_CLK_TCK") * elapsed) if elapsed > 0 else 0.0
 
 
 def choose_openmp_wait(others: float | None = None, cores: int | None = None) -> str:
@@ -57,7 +84,7 @@ def choose_openmp_wait(others: float | None = None, cores: int | None = None) ->
     the FC 2x faster than sleeping at once (OMP_WAIT_POLICY=PASSIVE), and a longer one
     (QUIET_SPINCOUNT) the fused CNN's step 1.06-1.09x faster again (about 1.02x over a whole
     epoch, within the machine's noise); beside one busy process,
-    spinning costs the CNN 10% and halves the FC. So: spin briefly when other processes keep
+    spinning costs the CNN 10% and halves the FC. So: spin briefly when other jobs keep
     less than a quarter of the cores busy (``others_cpu_load``, 0.1 s), else sleep. A user's own
     OMP_WAIT_POLICY or GOMP_SPINCOUNT is left alone. Returns "user", "spin" or "sleep".
     """
