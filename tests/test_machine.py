@@ -61,3 +61,11 @@ def test_others_cpu_load_counts_other_jobs_not_its_own_process_group() -> None:
     assert other > 0.6                              # one process spinning: about one core
     assert own < other - 0.5                        # the same spinner in our group: left out
     assert 0 <= quiet <= (os.cpu_count() or 1)
+
+
+def test_others_cpu_load_is_none_without_process_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows has no os.getpgrp (nor /proc): the caller falls back on the load average
+    from mnistlab.machine import others_cpu_load
+
+    monkeypatch.delattr(os, "getpgrp")
+    assert others_cpu_load(0.01) is None

@@ -67,7 +67,7 @@ def others_cpu_load(seconds: float = 0.1) -> float | None:
         time.sleep(seconds)
         ticks1, steal1 = _ticks_by_process(group), _steal_ticks()
         elapsed = time.monotonic() - start
-    except (OSError, ValueError, IndexError):
+    except (OSError, ValueError, IndexError, AttributeError):     # no /proc; no getpgrp
         return None
     used = sum(max(0, t - ticks0.get(pid, 0)) for pid, t in ticks1.items())
     used += max(0, steal1 - steal0)
