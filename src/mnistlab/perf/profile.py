@@ -148,9 +148,9 @@ def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untim
     other = max(0.0, step_ms - sum(p.ms_per_step for p in parts))
     parts.append(Part(OTHER, round(other, 4), 0.0, round(other / step_ms, 4), None, None))
     groups = {"matmuls": 0.0, "Numba kernels": 0.0, "optimizer": 0.0, "other": other}
-    for p in parts[:-1]:
+    for p in parts[:-1]:                    # a matmul is what the timer counted FLOPs for
         kind = ("optimizer" if p.name == OPTIMIZER
-                else "matmuls" if "matmul" in p.name else "Numba kernels")
+                else "matmuls" if timer.flops[p.name] else "Numba kernels")
         groups[kind] += p.ms_per_step
     return StepProfile(
         model=config.model, preset=config.preset or "none", engine=engine,

@@ -57,7 +57,7 @@ def seconds_since_process_start() -> float | None:
 
 
 def recipe(**overrides: Any) -> TrainConfig:
-    """The speedrun TrainConfig (preset ``speedrun`` for model ``speedrun``), with overrides."""
+    """The speedrun TrainConfig (preset ``speedrun`` for model ``sprint``), with overrides."""
     return TrainConfig(model=MODEL, preset=PRESET,
                        **(preset_overrides(PRESET, MODEL) | overrides))
 
