@@ -87,13 +87,18 @@ def test_ensemble_detail_and_refusals(client, seven):
     assert "gone" in r.json()["detail"]
 
 
-def test_a_served_ensemble_outside_the_run_roots_is_in_the_lab(root, tmp_path):
+def test_a_served_ensemble_outside_the_run_roots_is_in_the_lab_first(root, tmp_path, seven):
     served = tmp_path / "my-ensemble"
     shutil.copytree(root / "ens-test", served)
     with TestClient(create_app(served)) as c:
-        runs_ = {run["id"]: run for run in c.get("/api/lab/runs").json()["runs"]}
+        body = c.get("/api/lab/runs").json()
+        runs_ = {run["id"]: run for run in body["runs"]}
         assert runs_["my-ensemble"]["root"] == "other"
         assert runs_["my-ensemble"]["family"] == "ensemble"
+        # the compare view starts with the model being served, then the usual picks
+        assert body["defaults"] == ["my-ensemble", "fc-test", "cnn-test", "ens-test"]
+        r = c.post("/api/lab/compare", content=seven, headers={"Content-Type": "image/png"})
+        assert [m["id"] for m in r.json()["models"]][0] == "my-ensemble"
 
 
 def test_an_ensembles_cache_key_follows_its_members_weights(root):

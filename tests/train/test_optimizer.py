@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from torch import nn
 
 from mnistlab.cli import main
+from mnistlab.train import optimizers
 from mnistlab.train.build import make_optimizer, make_scheduler
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.optimizers import dense_order, dense_views
 
 
 def _betas_over_a_onecycle(**settings: object) -> list[tuple[float, float]]:
@@ -42,3 +45,60 @@ def test_a_beta_of_one_is_refused_in_one_line(flag: str,
     assert main(["train", "fc", flag, "1", "--epochs", "1", "--limit", "64"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and flag in err and len(err.splitlines()) == 1
+
+
+def _channels_last_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)).to(
+        memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("ours, theirs, settings", [
+    (optimizers.Adam, torch.optim.Adam, {"lr": 1e-2, "betas": (0.7, 0.9)}),
+    (optimizers.AdamW, torch.optim.AdamW, {"lr": 1e-2, "weight_decay": 0.1}),
+])
+def test_dense_views_step_exactly_as_torch_does(ours: type, theirs: type,
+                                                settings: dict[str, object]) -> None:
+    nets = [_channels_last_net(), _channels_last_net()]
+    steppers = [ours(nets[0].parameters(), fused=True, **settings),
+                theirs(nets[1].parameters(), fused=True, **settings)]
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(4):
+        grads = [torch.randn(p.shape, generator=generator) for p in nets[0].parameters()]
+        for net, optimizer in zip(nets, steppers):
+            for p, g in zip(net.parameters(), grads):
+                p.grad = torch.empty_like(p).copy_(g)      # the weight's own layout
+            optimizer.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)
+    for conv in nets[0]:                                    # still channels_last
+        assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+        assert not conv.weight.is_contiguous()
+    # the state is keyed by the parameters, as torch's is, and its dict loads into torch's
+    assert set(steppers[0].state) == set(nets[0].parameters())
+    theirs(nets[1].parameters(), fused=True, **settings).load_state_dict(
+        steppers[0].state_dict())
+
+
+def test_a_gradient_in_another_layout_is_left_to_torch() -> None:
+    nets = [_channels_last_net(), _channels_last_net()]
+    steppers = [optimizers.Adam(nets[0].parameters(), lr=0.1, fused=True),
+                torch.optim.Adam(nets[1].parameters(), lr=0.1, fused=True)]
+    for net, optimizer in zip(nets, steppers):
+        for p in net.parameters():                          # contiguous, unlike the weight
+            p.grad = torch.arange(p.numel(), dtype=torch.float32).view(p.shape) / p.numel()
+        optimizer.step()
+    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+        assert torch.equal(a, b)
+
+
+def test_dense_order() -> None:
+    t = torch.zeros(2, 3, 4, 5)
+    assert dense_order(t) is None
+    assert dense_order(t.to(memory_format=torch.channels_last)) == (0, 2, 3, 1)
+    assert dense_order(t[:, :, ::2]) is None                 # gaps: no order is dense
+    params = [t.to(memory_format=torch.channels_last)]
+    grads = [torch.zeros_like(params[0])]
+    steps = [torch.zeros(())]
+    dense_views(params, grads, steps, [])
+    assert params[0].is_contiguous() and grads[0].is_contiguous() and steps[0].dim() == 0

@@ -1,7 +1,8 @@
 """The runs the lab shows: every run folder under the run roots, finished or still training.
 
     catalog = find_runs()                  # under paths.run_roots(): runs/ and report/runs
-    picks = default_models(catalog)        # best FC, best CNN, and the robust (or best) run
+    picks = default_models(catalog)        # best FC, best CNN, and the robust (or best) run;
+                                           # served=: the served run first
 
 A run is *finished* once metrics.json is written; before that, a folder with config.json is
 *training* while its history or weights changed in the last ``LIVE_SECONDS``, else *stopped*
@@ -192,11 +193,15 @@ def _best(candidates: list[RunInfo]) -> RunInfo | None:
     return max(scored, key=lambda r: r.test_accuracy or 0.0) if scored else None
 
 
-def default_models(catalog: list[RunInfo], dataset: str = "mnist") -> list[RunInfo]:
-    """What the compare view shows first: the best finished FC and CNN on ``dataset``, and the
-    best 'robust' run, or failing that the best run of all, when it is neither of those."""
+def default_models(catalog: list[RunInfo], dataset: str = "mnist",
+                   served: Path | None = None) -> list[RunInfo]:
+    """What the compare view shows first: the served run (``served``: the folder `mnistlab
+    serve RUN` answers with, when it is finished), the best finished FC and CNN on ``dataset``,
+    and the best 'robust' run, or failing that the best run of all, each once."""
     done = [r for r in catalog if r.status == "finished" and r.dataset == dataset]
-    picks = [_best([r for r in done if r.family == "fc"]),
+    own = [r for r in catalog if served is not None and r.status == "finished"
+           and r.path == served.resolve()]
+    picks = own[:1] + [_best([r for r in done if r.family == "fc"]),
              _best([r for r in done if r.family == "cnn"]),
              _best([r for r in done if r.preset == "robust"]) or _best(done)]
     out: list[RunInfo] = []

@@ -187,6 +187,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
     """The lab's pages and API. ``served``: the app's own run folder, listed even when it lies
     outside the run roots."""
     extra = [Path(served)] if served is not None and Path(served).is_dir() else []
+    own = extra[0] if extra else None                   # the compare view starts with it
     router = APIRouter(route_class=LabRoute)
     models = ModelCache()
     confusions: dict[tuple[Path, int], schema.ConfusionOut] = {}
@@ -246,7 +247,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         first, and the ids the compare view starts with."""
         found = await run_in_threadpool(all_runs)
         return schema.RunsOut(runs=[run_out(r) for r in found],
-                              defaults=[r.id for r in catalog.default_models(found)],
+                              defaults=[r.id for r in catalog.default_models(found, served=own)],
                               report=(report_dir() / "report.html").is_file())
 
     @router.get("/api/lab/runs/{run_id}", response_model=schema.RunDetailOut, tags=["lab"],
@@ -335,7 +336,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
             None, description="run ids (repeat the parameter); default: the default picks")
     ) -> schema.CompareOut:
         """Every chosen model's ten probabilities for one drawing, and how far they disagree."""
-        ids = models or [r.id for r in catalog.default_models(all_runs())]
+        ids = models or [r.id for r in catalog.default_models(all_runs(), served=own)]
         if not ids:
             raise LabError(404, "no_runs", "no finished run found; train one first, e.g. "
                            "`mnistlab train fc`")
@@ -347,7 +348,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
     def inside(data: bytes, cnn_id: str | None, fc_id: str | None, method: str,
                top: int | None) -> schema.InsideOut:
         pre = _preprocess(data)
-        picks = catalog.default_models(all_runs())
+        picks = catalog.default_models(all_runs(), served=own)
         cnn_info = usable(find(cnn_id) if cnn_id else next(
             (r for r in picks if r.family == "cnn"), None) or _none("cnn"))
         if cnn_info.family != "cnn":

@@ -10,6 +10,7 @@ from torch import nn
 
 from mnistlab.errors import UserError
 from mnistlab.models import build_model, factory
+from mnistlab.train import optimizers
 from mnistlab.train.config import TrainConfig
 
 
@@ -28,17 +29,18 @@ def build(config: TrainConfig) -> tuple[nn.Module, dict[str, Any]]:
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    # foreach/fused variants update all tensors in a few kernels instead of one per tensor.
+    # foreach/fused variants update all tensors in a few kernels instead of one per tensor;
+    # mnistlab.train.optimizers hands them channels_last weights without copies.
     params = model.parameters()
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov and config.momentum > 0,
                                weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2),
+        return optimizers.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2),
                                 eps=config.eps, weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
+        return optimizers.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
                                  eps=config.eps, weight_decay=config.weight_decay, fused=True)
     return torch.optim.RMSprop(params, lr=config.lr, eps=config.eps, momentum=config.momentum,
                                weight_decay=config.weight_decay, foreach=True)

@@ -1,0 +1,73 @@
+"""torch's fused Adam and AdamW, stepping channels_last weights in place of copying them.
+
+    optimizer = Adam(model.parameters(), lr=1e-3, fused=True)    # as torch.optim.Adam
+
+A bf16 run keeps its conv weights channels_last (mnistlab.train.precision), and so their
+gradients and optimizer state. torch's fused CPU kernels walk each tensor as one dense row and
+take a non-contiguous tensor through a contiguous copy and back, every step. A channels_last
+tensor is dense in another order of its dimensions, though, and an elementwise update does not
+care which order: so where a parameter, its gradient and its state share the same strides, these
+classes hand the kernel the same tensors permuted into that order (views: nothing is copied).
+The update is the same, bit for bit (tests/train/test_optimizer.py), and the state dict is
+torch's. It made the seed CNN's fused step 1.04x faster here (AMD EPYC, median of 12
+interleaved bursts): two clones of block 2's and block 3's weights and state a step.
+
+Where strides differ (a gradient in another layout than its weight), the tensors go to torch
+as they are, which copies as before.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def dense_order(t: torch.Tensor) -> tuple[int, ...] | None:
+    """The permutation that makes ``t`` contiguous, or None when ``t`` already is or no
+    permutation does (a view with gaps or overlaps)."""
+    if t.is_contiguous():
+        return None
+    order = tuple(sorted(range(t.dim()), key=lambda d: (-t.stride(d), d)))
+    return order if t.permute(order).is_contiguous() else None
+
+
+def dense_views(params: list[torch.Tensor], *per_param: list[torch.Tensor]) -> None:
+    """Replace, in the lists, each parameter and its tensors in ``per_param`` (same index, same
+    shape) by their contiguous permuted views, where they all share the parameter's strides.
+    Lists of another length (amsgrad's, when off) or tensors of another shape (a step count)
+    are left as they are."""
+    lists = [ts for ts in per_param if len(ts) == len(params)]
+    for i, p in enumerate(params):
+        order = dense_order(p)
+        if order is None:
+            continue
+        mates = [ts for ts in lists if ts[i] is not None and ts[i].shape == p.shape]
+        if any(ts[i] is None for ts in lists) or any(ts[i].stride() != p.stride()
+                                                      for ts in mates):
+            continue
+        params[i] = p.permute(order)
+        for ts in mates:
+            ts[i] = ts[i].permute(order)
+
+
+class _DenseViews:
+    """Mixin over a torch optimizer whose ``_init_group(group, params, grads, ...)`` gathers the
+    tensors that its step hands to the fused kernel, and whose step then keys nothing by them.
+    Adam's and AdamW's qualify; SGD's step files its momentum buffers under the gathered
+    parameters, so there the views would become keys of its state, and it is left out."""
+
+    def _init_group(self, group: dict[str, Any], params: list[torch.Tensor],
+                    *lists: list[torch.Tensor]) -> Any:
+        out = super()._init_group(group, params, *lists)  # type: ignore[misc]
+        if group.get("fused"):
+            dense_views(params, *lists)
+        return out
+
+
+class Adam(_DenseViews, torch.optim.Adam):
+    """torch.optim.Adam; channels_last tensors reach its fused kernel without copies."""
+
+
+class AdamW(_DenseViews, torch.optim.AdamW):
+    """torch.optim.AdamW; channels_last tensors reach its fused kernel without copies."""
