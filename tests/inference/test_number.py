@@ -10,7 +10,7 @@ from PIL import Image
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
-from mnistlab.inference.number import find_digits
+from mnistlab.inference.number import find_digits, read_layout
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
 
@@ -135,3 +135,56 @@ def test_a_digit_in_pieces_is_one_digit(test_digits):
     for i in BROKEN_DIGITS:
         pieces = find_digits(compose([images[i]], []))
         assert len(pieces) == 1, (i, int(labels[i]), [p.bbox for p in pieces])
+
+
+def with_marks(digits: list[np.ndarray], marks: list[str | None], gap: int = 80) -> np.ndarray:
+    """``compose``, with ``marks[i]`` (".", ":", "-", or None) drawn in the gap after digit i;
+    a mark after the last digit sits beyond it."""
+    gray = compose(digits, [gap] * (len(digits) - 1), margin=40 + gap)
+    cols = np.flatnonzero((gray < 0.5).any(axis=0))
+    inked = np.flatnonzero((gray < 0.5).any(axis=1))
+    top, height = inked[0], inked[-1] - inked[0]           # the digits' line
+    # the gaps: runs of empty columns between inked ones, left to right, then the right margin
+    edges = np.flatnonzero(np.diff(cols) > gap // 2)
+    centres = [(cols[e] + cols[e + 1]) // 2 for e in edges] + [cols[-1] + gap // 2]
+    rows, xs = np.mgrid[:gray.shape[0], :gray.shape[1]]
+    for mark, x in zip(marks, centres, strict=False):
+        if mark in (".", ":"):
+            for share in ([0.85] if mark == "." else [0.3, 0.75]):
+                y = top + share * height
+                gray[(rows - y) ** 2 + (xs - x) ** 2 <= (0.06 * height) ** 2] = 0.0
+        elif mark == "-":
+            y, half = int(top + 0.5 * height), int(0.15 * height)
+            gray[y - 7:y + 7, x - half:x + half] = 0.0
+    return gray
+
+
+@pytest.mark.parametrize("marks, spelled", [
+    ([None, ".", None], "dd.dd"), ([None, ":", None], "dd:dd"), ([None, "-", None], "dd-dd"),
+    ([".", None, "."], "d.dd.d"),
+])
+def test_marks_between_digits_are_read_in_place(test_digits, marks, spelled):
+    images, _ = test_digits
+    for start in (0, 4, 8):
+        layout = read_layout(with_marks(list(images[start:start + 4]), marks))
+        assert len(layout.digits) == 4
+        chars = iter(layout.marks)
+        got = "".join("d" if c == "d" else next(chars).char for c in spelled)
+        assert got == spelled and next(chars, None) is None
+        assert [m.before for m in layout.marks] == [i + 1 for i, m in enumerate(marks) if m]
+
+
+def test_a_dot_after_the_last_digit_is_no_mark(test_digits):
+    images, _ = test_digits
+    layout = read_layout(with_marks([images[0], images[1]], [None, "."]))
+    assert len(layout.digits) == 2 and layout.marks == []
+
+
+def test_a_number_with_marks_spells_them(test_digits, trained_run):  # noqa: F811
+    images, _ = test_digits
+    reading = read_picture(load_predictor(trained_run),
+                           png(with_marks(list(images[:4]), [None, ".", None])))
+    assert isinstance(reading, NumberPrediction) and len(reading.digits) == 4
+    assert reading.number[2] == "." and len(reading.number) == 5
+    assert reading.to_json()["marks"] == [{"mark": ".", "before": 2,
+                                           "bbox": list(reading.marks[0].bbox)}]

@@ -98,7 +98,7 @@ def test_a_served_ensemble_outside_the_run_roots_is_in_the_lab_first(root, tmp_p
         # the compare view starts with the model being served, then the usual picks
         assert body["defaults"] == ["my-ensemble", "fc-test", "cnn-test", "ens-test"]
         r = c.post("/api/lab/compare", content=seven, headers={"Content-Type": "image/png"})
-        assert [m["id"] for m in r.json()["models"]][0] == "my-ensemble"
+        assert r.json()["models"][0]["id"] == "my-ensemble"
 
 
 def test_an_ensembles_cache_key_follows_its_members_weights(root):

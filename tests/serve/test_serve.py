@@ -71,7 +71,25 @@ def test_a_written_number_is_answered_in_its_own_shape(client):
     assert len(body["digits"]) == 2 and body["number"] == "".join(
         str(d["digit"]) for d in body["digits"])
     assert len(body["digits_28_png"]) == 2 and body["calibrated"] in (True, False)
-    assert all(len(d["bbox"]) == 4 for d in body["digits"])
+    assert all(len(d["bbox"]) == 4 for d in body["digits"]) and body["marks"] == []
+
+
+def test_a_mark_between_digits_is_in_the_number(client):
+    images, _ = load_dataset("mnist", "test")
+    gap = np.zeros((28, 16), np.uint8)
+    gap[13:15, 2:14] = 255          # a dash at mid-height (render_mnist squeezes the row square)
+    row = np.concatenate([images[0], gap, images[1]], axis=1)
+    r = client.post("/api/predict", content=png_bytes(render_mnist(row, scale=10)),
+                    headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    digits = [str(d["digit"]) for d in body["digits"]]
+    assert body["number"] == f"{digits[0]}-{digits[1]}"
+    (mark,) = body["marks"]
+    assert mark["mark"] == "-" and mark["before"] == 1 and len(mark["bbox"]) == 4
+    # the dash lies between the two digits' boxes (top, left, bottom, right)
+    assert body["digits"][0]["bbox"][3] <= mark["bbox"][1] < mark["bbox"][3] <= \
+        body["digits"][1]["bbox"][1]
 
 
 def test_multipart_upload_and_jpeg(client, digit_png):

@@ -65,11 +65,11 @@ def test_dense_views_step_exactly_as_torch_does(ours: type, theirs: type,
     generator = torch.Generator().manual_seed(1)
     for _ in range(4):
         grads = [torch.randn(p.shape, generator=generator) for p in nets[0].parameters()]
-        for net, optimizer in zip(nets, steppers):
-            for p, g in zip(net.parameters(), grads):
+        for net, optimizer in zip(nets, steppers, strict=True):
+            for p, g in zip(net.parameters(), grads, strict=True):
                 p.grad = torch.empty_like(p).copy_(g)      # the weight's own layout
             optimizer.step()
-    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         assert torch.equal(a, b)
     for conv in nets[0]:                                    # still channels_last
         assert conv.weight.is_contiguous(memory_format=torch.channels_last)
@@ -84,11 +84,11 @@ def test_a_gradient_in_another_layout_is_left_to_torch() -> None:
     nets = [_channels_last_net(), _channels_last_net()]
     steppers = [optimizers.Adam(nets[0].parameters(), lr=0.1, fused=True),
                 torch.optim.Adam(nets[1].parameters(), lr=0.1, fused=True)]
-    for net, optimizer in zip(nets, steppers):
+    for net, optimizer in zip(nets, steppers, strict=True):
         for p in net.parameters():                          # contiguous, unlike the weight
             p.grad = torch.arange(p.numel(), dtype=torch.float32).view(p.shape) / p.numel()
         optimizer.step()
-    for a, b in zip(nets[0].parameters(), nets[1].parameters()):
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         assert torch.equal(a, b)
 
 

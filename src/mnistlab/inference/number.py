@@ -1,6 +1,7 @@
 """A written number, not only a digit: find the digits in a picture, read them left to right.
 
     pieces = find_digits(gray)          # one DigitPiece per digit, left to right
+    layout = read_layout(gray)          # the digits and the marks between them (12.06, 4-7)
 
 ``inference.predict.read_picture`` runs the model on each piece and spells the number.
 
@@ -16,7 +17,9 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
    strokes themselves): a candidate wider than ``SPLIT_WIDTH``
    times its height is cut at the thinnest column (the least ink) near each expected border,
    but only where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink;
-4. each digit goes through the single-digit recipe (crop, widen thin strokes, 20 px box,
+4. pieces that are marks between digits (a dot, a colon, a dash: ``inference.marks``) are set
+   apart before step 2's last merge, which would fold them into a neighbour as stray ticks;
+5. each digit goes through the single-digit recipe (crop, widen thin strokes, 20 px box,
    centre of mass), so a picture of one digit gives exactly what ``preprocess`` gives.
 """
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from mnistlab.inference.marks import Box, Mark, place, split_marks
 from mnistlab.inference.preprocess import Preprocessed, crop_to_mnist, ink_image
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
@@ -36,7 +40,6 @@ SPLIT_WIDTH = 1.25      # width / height above which a piece may hold touching d
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
 SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
 
-Box = tuple[int, int, int, int]        # (top, left, bottom, right), working pixels
 
 
 @dataclass(frozen=True)
@@ -148,16 +151,31 @@ def _split_touching(part: _Part) -> list[_Part]:
     return pieces
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A picture's digits, left to right, and the marks written between them."""
+
+    digits: list[DigitPiece]
+    marks: list[Mark]
+
+
 def find_digits(gray: np.ndarray) -> list[DigitPiece]:
     """The digits of a grayscale picture (H, W) in [0, 1], left to right.
 
     Raises ``NoInk`` (a UserError) for a blank picture, as ``preprocess`` does.
     """
+    return read_layout(gray).digits
+
+
+def read_layout(gray: np.ndarray) -> Layout:
+    """The digits of a grayscale picture (H, W) in [0, 1], left to right, and the marks
+    between them. Raises ``NoInk`` (a UserError) for a blank picture."""
     ink, mask, inverted = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
     parts = [piece for part in _parts(mask) for piece in _split_touching(part)]
-    parts = _merge_small(_merge_stacked(parts))
+    parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE)
+    parts = _merge_small(parts)
     parts.sort(key=lambda p: (p.left + p.right) / 2)
     pieces = []
     for part in parts:
@@ -165,4 +183,4 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
         near = ndimage.binary_dilation(part.mask, iterations=2)
         pre = crop_to_mnist(np.where(near, ink, 0.0).astype(np.float32), part.mask, inverted)
         pieces.append(DigitPiece((part.top, part.left, part.bottom, part.right), pre))
-    return pieces
+    return Layout(pieces, place(marks, [p.left for p in parts]))

@@ -12,7 +12,7 @@ applied here, where probabilities are shown, never inside a model. Two backends 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -23,7 +23,8 @@ from torch import nn
 from mnistlab import runs
 from mnistlab.errors import UserError
 from mnistlab.inference.ensemble import EnsemblePredictor, find_ensemble
-from mnistlab.inference.number import Box, find_digits
+from mnistlab.inference.marks import Mark
+from mnistlab.inference.number import Box, Layout, read_layout
 from mnistlab.inference.preprocess import MAX_PIXELS, Preprocessed, open_image, to_gray
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
 
@@ -126,15 +127,22 @@ class Prediction:
 
 @dataclass
 class NumberPrediction:
-    """A picture holding several digits: each read on its own, left to right."""
+    """A picture holding several digits: each read on its own, left to right, and the marks
+    written between them (a date's dots, a time's colon, a dash)."""
 
     file: str
     digits: list[Prediction]
     size: tuple[int, int]                # (height, width) of the picture the boxes refer to
+    marks: list[Mark] = field(default_factory=list)
 
     @property
     def number(self) -> str:
-        return "".join(str(d.digit) for d in self.digits)
+        """The digits with their marks in place: "34", "06.12", "12:30", "42-7"."""
+        out = []
+        for i, d in enumerate(self.digits):
+            out += [m.char for m in self.marks if m.before == i]
+            out.append(str(d.digit))
+        return "".join(out)
 
     @property
     def probability(self) -> float:
@@ -149,6 +157,8 @@ class NumberPrediction:
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "number": self.number, "probability": self.probability,
                 "unsure": self.unsure, "size": list(self.size),
+                "marks": [{"mark": m.char, "before": m.before, "bbox": list(m.bbox)}
+                          for m in self.marks],
                 "digits": [{"digit": d.digit, "probability": d.probability,
                             "unsure": d.unsure, "bbox": list(d.bbox or ()),
                             "top": [{"digit": k, "probability": v} for k, v in d.top]}
@@ -213,17 +223,17 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
     """Each picture's digits found, then one batched forward pass over all of them; a
     picture that fails is its UserError in place (``keep_errors``) or raised."""
     names = names or [("upload" if isinstance(s, bytes) else str(s)) for s in sources]
-    found: list[tuple[list[Any], tuple[int, int]] | UserError] = []
+    found: list[tuple[Layout, tuple[int, int]] | UserError] = []
     for source in sources:
         try:
             gray = to_gray(open_image(source, max_pixels=max_pixels,
                                       max_decoded_pixels=max_decoded_pixels))
-            found.append((find_digits(gray), gray.shape))
+            found.append((read_layout(gray), gray.shape))
         except UserError as exc:
             if not keep_errors:
                 raise
             found.append(exc)
-    pieces = [p for f in found if not isinstance(f, UserError) for p in f[0]]
+    pieces = [p for f in found if not isinstance(f, UserError) for p in f[0].digits]
     proba = predict_proba(predictor, np.stack([p.pre.image for p in pieces])) if pieces else None
     out: list[Reading | UserError] = []
     i = 0
@@ -234,15 +244,16 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
         assert proba is not None
         try:
             digits = [_prediction(name, p.pre, proba[i + k], top, predictor.calibration,
-                                  p.bbox) for k, p in enumerate(f[0])]
+                                  p.bbox) for k, p in enumerate(f[0].digits)]
         except ModelOutputError as exc:
             if not keep_errors:
                 raise
             digits = []
             out.append(exc)
-        i += len(f[0])
+        i += len(f[0].digits)
         if digits:
-            out.append(digits[0] if len(digits) == 1 else NumberPrediction(name, digits, f[1]))
+            out.append(digits[0] if len(digits) == 1
+                       else NumberPrediction(name, digits, f[1], f[0].marks))
     return out
 
 

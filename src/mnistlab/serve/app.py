@@ -93,19 +93,28 @@ class NumberDigitOut(BaseModel):
     digit: int
     probability: float
     unsure: bool | None = None
-    bbox: list[int] = Field(description="the digit's box on the picture: left, top, right, "
-                                        "bottom")
+    bbox: list[int] = Field(description="the digit's box on the picture: top, left, bottom, "
+                                        "right")
     top: list[TopEntry]
+
+
+class NumberMarkOut(BaseModel):
+    mark: str = Field(description='".", ":" or "-", written between two digits')
+    before: int = Field(description="the index of the digit it stands before")
+    bbox: list[int] = Field(description="its box on the picture: top, left, bottom, right")
 
 
 class NumberOut(BaseModel):
     """Several digits side by side: the number they spell, each digit read alone."""
     file: str
-    number: str = Field(description="the digits read, left to right")
-    probability: float = Field(description="the least sure digit's probability")
+    number: str = Field(description="the digits read, left to right, with the marks between "
+                                    "them in place: 34, 06.12, 12:30")
+    probability: float = Field(description="the chance that every digit is right (their "
+                                           "probabilities multiplied)")
     unsure: bool | None = None
-    size: list[int] = Field(description="the picture's width and height")
+    size: list[int] = Field(description="the picture's height and width, in the boxes' pixels")
     digits: list[NumberDigitOut]
+    marks: list[NumberMarkOut] = Field(default_factory=list)
     calibrated: bool = False
     digits_28_png: list[str] = Field(description="each digit's 28x28 as a PNG data URL")
 

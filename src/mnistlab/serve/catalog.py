@@ -201,7 +201,7 @@ def default_models(catalog: list[RunInfo], dataset: str = "mnist",
     done = [r for r in catalog if r.status == "finished" and r.dataset == dataset]
     own = [r for r in catalog if served is not None and r.status == "finished"
            and r.path == served.resolve()]
-    picks = own[:1] + [_best([r for r in done if r.family == "fc"]),
+    picks = [*own[:1], _best([r for r in done if r.family == "fc"]),
              _best([r for r in done if r.family == "cnn"]),
              _best([r for r in done if r.preset == "robust"]) or _best(done)]
     out: list[RunInfo] = []
