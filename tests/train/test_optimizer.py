@@ -49,7 +49,7 @@ def test_a_beta_of_one_is_refused_in_one_line(flag: str,
 
 def _channels_last_net() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(8, 4, 3)).to(
+    return nn.Sequential(nn.Conv2d(64, 128, 3), nn.Conv2d(128, 4, 3)).to(
         memory_format=torch.channels_last)
 
 
@@ -97,8 +97,11 @@ def test_dense_order() -> None:
     assert dense_order(t) is None
     assert dense_order(t.to(memory_format=torch.channels_last)) == (0, 2, 3, 1)
     assert dense_order(t[:, :, ::2]) is None                 # gaps: no order is dense
-    params = [t.to(memory_format=torch.channels_last)]
-    grads = [torch.zeros_like(params[0])]
-    steps = [torch.zeros(())]
+    big = torch.zeros(4, 64, 16, 16).to(memory_format=torch.channels_last)
+    params = [big, t.to(memory_format=torch.channels_last)]
+    grads = [torch.zeros_like(p) for p in params]
+    steps = [torch.zeros(()), torch.zeros(())]
     dense_views(params, grads, steps, [])
     assert params[0].is_contiguous() and grads[0].is_contiguous() and steps[0].dim() == 0
+    assert params[0].data_ptr() == big.data_ptr()             # a view, not a copy
+    assert not params[1].is_contiguous()        # too small to pay: left to torch's copies
