@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from scipy import ndimage
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
@@ -188,3 +189,20 @@ def test_a_number_with_marks_spells_them(test_digits, trained_run):  # noqa: F81
     assert reading.number[2] == "." and len(reading.number) == 5
     assert reading.to_json()["marks"] == [{"mark": ".", "before": 2,
                                            "bbox": list(reading.marks[0].bbox)}]
+
+
+def test_marks_survive_a_photo(test_digits):
+    # light falling across the sheet, ink absorbing 80% of it, a blur and sensor noise
+    images, _ = test_digits
+    rng = np.random.default_rng(0)
+    for start, marks in ((0, [None, ".", None]), (4, [None, ":", None]), (8, [None, "-", None]),
+                         (12, [None, None, None])):
+        gray = with_marks(list(images[start:start + 4]), marks)
+        rows, cols = np.mgrid[:gray.shape[0], :gray.shape[1]] / max(gray.shape)
+        light = 0.45 + 0.2 * (rows + cols)
+        photo = ndimage.gaussian_filter(light * (1 - 0.8 * (1 - gray)), 1.2)
+        photo = np.clip(photo + rng.normal(0, 0.025, photo.shape), 0, 1).astype(np.float32)
+        layout = read_layout(photo)
+        assert len(layout.digits) == 4
+        assert [(m.char, m.before) for m in layout.marks] == [
+            (m, i + 1) for i, m in enumerate(marks) if m]

@@ -8,8 +8,9 @@ import pytest
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data.realworld import PARTS, missing_parts, realworld_set
 from mnistlab.errors import UserError
+from mnistlab.inference.composed import compose_numbers
 from mnistlab.inference.predict import load_predictor
-from mnistlab.inference.realworld import compose_numbers, evaluate_realworld
+from mnistlab.inference.realworld import evaluate_realworld
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +40,26 @@ def test_numbers_are_composed_from_one_part(small_set):
     assert all(p.dtype == np.uint8 and p.shape[0] == 160 for p, _ in numbers)
 
 
+def test_numbers_with_marks_spell_them_and_keep_the_digits(small_set):
+    marked = compose_numbers(small_set, 40, seed=1, marks=True)
+    for picture, spelled in marked:
+        assert sum(c in ".:-" for c in spelled) == 1, spelled
+        assert spelled[0].isdigit() and spelled[-1].isdigit()
+        assert 2 <= sum(c.isdigit() for c in spelled) <= 4 and picture.shape[0] == 160
+    assert {s.strip("0123456789")[0] for _, s in marked} == set(".:-")
+
+
+def test_marks_are_found_where_they_were_drawn(small_set):
+    from mnistlab.inference.number import read_layout
+
+    right = 0
+    for picture, spelled in compose_numbers(small_set, 30, seed=2, marks=True):
+        layout = read_layout(picture.astype(np.float32) / 255)
+        at = next(i for i, c in enumerate(spelled) if not c.isdigit())
+        right += [(m.char, m.before) for m in layout.marks] == [(spelled[at], at)]
+    assert right >= 27, right
+
+
 def test_evaluation_per_part_and_numbers(small_set, trained_run):  # noqa: F811
     result = evaluate_realworld(load_predictor(trained_run), small_set, numbers=10)
     assert set(result.parts) == {"strokes"}
@@ -50,6 +71,11 @@ def test_evaluation_per_part_and_numbers(small_set, trained_run):  # noqa: F811
     assert 0 <= result.numbers.read_whole <= result.numbers.right_count <= 10
     out = result.to_dict()
     assert out["images"] == len(small_set) and "numbers" in out
+    assert out["numbers"]["marks"] is False and out["numbers"]["marks_right"] == 0
+    marked = evaluate_realworld(load_predictor(trained_run), small_set, numbers=10, marks=True)
+    assert marked.numbers is not None and marked.numbers.marks
+    # the marks do not depend on the model: drawn strokes' marks are found
+    assert 8 <= marked.numbers.marks_right <= 10
 
 
 def test_unsure_rates_need_a_calibrated_run(tmp_path, trained_run):  # noqa: F811

@@ -23,6 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--parts", default=None, metavar="LIST", help=PARTS_HELP)
     p.add_argument("--numbers", type=int, default=200, metavar="N",
                    help="also read N composed 2-4 digit numbers (default 200; 0: none)")
+    p.add_argument("--marks", action="store_true",
+                   help="write a dot, colon or dash between two digits of each composed number "
+                        "(06.12, 12:30, 42-7); a number counts as read whole only with its mark "
+                        "in place")
     p.add_argument("--unsure", action="store_true",
                    help="also measure how often the run's calibrated 'unsure' flag fires: on "
                         "MNIST test digits, and on letters and scribbles (needs a run trained "
@@ -56,7 +60,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
     with console.progress(total=len(samples) + args.numbers, desc="other-source set",
                           unit="picture") as bar:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
-                                    on_progress=bar.update)
+                                    marks=args.marks, on_progress=bar.update)
     if isinstance(predictor, EnsemblePredictor):     # its figure is in ensemble.json
         mnist, measured_in = predictor.saved.test_accuracy, ENSEMBLE
     else:
@@ -72,8 +76,10 @@ def evaluate_real(args: argparse.Namespace) -> int:
     console.say(f"  {'all':<8} {result.accuracy:7.2%}  ({result.images} pictures)")
     if result.numbers is not None:
         n = result.numbers
-        console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole; "
-                    f"{n.right_count} split into the right number of digits)")
+        console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole"
+                    f"{', marks included' if n.marks else ''}; "
+                    f"{n.right_count} split into the right number of digits"
+                    + (f"; {n.marks_right} with the mark found as written)" if n.marks else ")"))
     if isinstance(mnist, float):
         console.say(f"  MNIST test {mnist:.2%} ({measured_in})")
     if unsure is not None:

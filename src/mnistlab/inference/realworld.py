@@ -4,6 +4,8 @@ preprocessing that ``mnistlab predict`` uses, and on numbers composed of those d
     result = evaluate_realworld(predictor, realworld_set())
     result.accuracy, result.parts["strokes"].accuracy, result.numbers.accuracy
 
+Numbers are composed of those digits (``inference.composed``).
+
 A picture preprocessing refuses (no ink found) counts as a miss: a person reads every one.
 """
 
@@ -18,6 +20,7 @@ from PIL import Image
 
 from mnistlab.data.realworld import Sample
 from mnistlab.errors import UserError
+from mnistlab.inference.composed import compose_numbers
 from mnistlab.inference.predict import NumberPrediction, Predictor, predict_proba, read_picture
 from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
 
@@ -48,6 +51,8 @@ class NumberScore:
     digits: int                    # digits in all the numbers
     read_whole: int                # numbers read exactly (every digit, none missing or extra)
     right_count: int               # numbers split into the right number of digits
+    marks: bool = False            # each with a mark between two digits, read whole with it
+    marks_right: int = 0           # with marks: numbers whose mark was found, as written
 
     @property
     def accuracy(self) -> float:
@@ -79,7 +84,9 @@ class RealWorldResult:
             out["numbers"] = {"accuracy": self.numbers.accuracy, "numbers": self.numbers.numbers,
                               "digits": self.numbers.digits,
                               "read_whole": self.numbers.read_whole,
-                              "right_count": self.numbers.right_count}
+                              "right_count": self.numbers.right_count,
+                              "marks": self.numbers.marks,
+                              "marks_right": self.numbers.marks_right}
         return out
 
 
@@ -105,37 +112,11 @@ def classify(predictor: Predictor, samples: Sequence[Sample], *,
     return preds
 
 
-def compose_numbers(samples: Sequence[Sample], count: int, *, seed: int = 0
-                    ) -> list[tuple[np.ndarray, str]]:
-    """``count`` pictures of 2-4 digit numbers, each digit a sample of the same part, set side
-    by side at one height with a gap of a tenth of it: (uint8 picture, the number)."""
-    rng = np.random.default_rng(seed)
-    by_part: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_part.setdefault(s.part, []).append(s)
-    parts = sorted(by_part)
-    out = []
-    for _ in range(count):
-        pool = by_part[parts[int(rng.integers(len(parts)))]]
-        chosen = [pool[int(i)] for i in rng.integers(0, len(pool), int(rng.integers(2, 5)))]
-        height = 160
-        tiles = []
-        for s in chosen:
-            img = Image.fromarray(s.picture)
-            tiles.append(np.asarray(img.resize((max(1, round(img.width * height / img.height)),
-                                                height), Image.Resampling.BILINEAR)))
-        paper = int(np.median(np.concatenate([t.ravel() for t in tiles])))
-        gap = np.full((height, height // 10), paper, np.uint8)
-        row = [tiles[0]]
-        for t in tiles[1:]:
-            row += [gap, t]
-        out.append((np.concatenate(row, axis=1), "".join(str(s.label) for s in chosen)))
-    return out
-
-
 def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbers: int = 0,
-                       on_progress: Progress | None = None) -> RealWorldResult:
-    """Accuracy per part (and, with ``numbers`` > 0, on that many composed numbers);
+                       marks: bool = False, on_progress: Progress | None = None
+                       ) -> RealWorldResult:
+    """Accuracy per part (and, with ``numbers`` > 0, on that many composed numbers; ``marks``:
+    each with a dot, colon or dash between two digits, read whole only with it in place);
     ``on_progress`` hears of each picture and each number done."""
     preds = classify(predictor, samples, on_progress=on_progress)
     labels = np.array([s.label for s in samples])
@@ -151,21 +132,37 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
     confusions = [(t, p, n) for (t, p), n in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]]
     score = None
     if numbers:
-        whole = count_ok = digits = 0
-        for picture, want in compose_numbers(samples, numbers):
-            digits += len(want)
+        whole = count_ok = digits = marks_right = 0
+        for picture, want in compose_numbers(samples, numbers, marks=marks):
+            digits += sum(c.isdigit() for c in want)
             if on_progress is not None:
                 on_progress(1)
             try:
                 reading = read_picture(predictor, encode_png(picture))
             except ImageInputError:
                 continue
-            digits_read = (reading.digits if isinstance(reading, NumberPrediction)
-                           else [reading])
-            whole += "".join(str(d.digit) for d in digits_read) == want
-            count_ok += len(digits_read) == len(want)
-        score = NumberScore(numbers, digits, whole, count_ok)
+            if isinstance(reading, NumberPrediction):
+                digits_read, spelled = reading.digits, reading.number
+            else:
+                digits_read, spelled = [reading], str(reading.digit)
+            if not marks:                  # as before marks were read: the digits alone
+                spelled = "".join(str(d.digit) for d in digits_read)
+            marks_right += marks and _marks_of(spelled) == _marks_of(want)
+            whole += spelled == want
+            count_ok += len(digits_read) == sum(c.isdigit() for c in want)
+        score = NumberScore(numbers, digits, whole, count_ok, marks, marks_right)
     return RealWorldResult(parts, score, confusions)
+
+
+def _marks_of(spelled: str) -> list[tuple[int, str]]:
+    """The marks of a spelled number, each with how many digits stand before it."""
+    out, digits = [], 0
+    for c in spelled:
+        if c.isdigit():
+            digits += 1
+        else:
+            out.append((digits, c))
+    return out
 
 
 @dataclass(frozen=True)
