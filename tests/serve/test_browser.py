@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import pytest
 
 from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401
@@ -145,6 +146,24 @@ def test_upload_a_picture(page, server, tmp_path):
     pg.set_input_files("#upload", str(picture))
     pg.wait_for_function("document.getElementById('digit').textContent !== '?'", timeout=15000)
     assert pg.inner_text("#digit") == str(int(labels[1]))
+    assert _off_host(requests) == []
+
+
+def test_a_number_with_a_dash_shows_its_boxes(page, server, tmp_path):
+    pg, requests = page
+    images, _ = load_dataset("mnist", "test")
+    gap = np.zeros((28, 16), np.uint8)
+    gap[13:15, 2:14] = 255                       # a dash between two test digits
+    picture = tmp_path / "number.png"
+    picture.write_bytes(png_bytes(render_mnist(np.concatenate([images[0], gap, images[1]],
+                                                              axis=1), scale=10)))
+    pg.goto(server + "/")
+    pg.set_input_files("#upload", str(picture))
+    pg.wait_for_function("document.getElementById('digit').textContent.includes('-')",
+                         timeout=15000)
+    assert len(pg.inner_text("#digit")) == 3
+    assert pg.locator("#boxes .box").count() == 3          # two digits and the mark
+    assert pg.locator("#boxes .box.mark span").inner_text() == "-"
     assert _off_host(requests) == []
 
 

@@ -41,17 +41,21 @@ function drawBoxes(data) {
   if (!data || !data.digits) return;
   const [h, w] = data.size;
   const sx = pad.clientWidth / w, sy = pad.clientHeight / h;
-  for (const d of data.digits) {
-    const [top, left, bottom, right] = d.bbox;
+  const place = ([top, left, bottom, right], text, kind) => {
     const box = document.createElement("div");
-    box.className = "box";
+    box.className = kind;
     Object.assign(box.style, { left: `${left * sx}px`, top: `${top * sy}px`,
       width: `${(right - left) * sx}px`, height: `${(bottom - top) * sy}px` });
     const label = document.createElement("span");
-    label.textContent = `${d.digit} ${(d.probability * 100).toFixed(0)}%${d.unsure ? " ?" : ""}`;
+    label.textContent = text;
     box.append(label);
     layer.append(box);
+  };
+  for (const d of data.digits) {
+    place(d.bbox, `${d.digit} ${(d.probability * 100).toFixed(0)}%${d.unsure ? " ?" : ""}`, "box");
   }
+  // the dots, colons and dashes between digits, which the number spells in place
+  for (const m of data.marks || []) place(m.bbox, m.mark, "box mark");
 }
 
 function resetResult(message) {
