@@ -41,7 +41,6 @@ DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many to
 SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
 
 
-
 @dataclass(frozen=True)
 class DigitPiece:
     """One digit found in the picture: where it is, and its MNIST-style 28x28."""
