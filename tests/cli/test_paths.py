@@ -86,6 +86,21 @@ def test_predict_debug_dir_is_a_file(trained_run, afile, tmp_path, capsys):  # n
     one_error(capsys, "cannot create the folder")
 
 
+def test_predict_takes_a_run_under_home_written_with_a_tilde(trained_run, tmp_path,  # noqa: F811
+                                                            monkeypatch, capsys):
+    import shutil
+
+    from app_helpers import png_bytes, render_mnist
+    from mnistlab.data import load_dataset
+
+    shutil.copytree(trained_run, tmp_path / "my-run")
+    monkeypatch.setenv("HOME", str(tmp_path))             # "~/my-run", quoted past a shell
+    picture = tmp_path / "digit.png"
+    picture.write_bytes(png_bytes(render_mnist(load_dataset("mnist", "test")[0][0])))
+    assert main(["predict", "~/my-run", str(picture)]) == 0
+    assert str(tmp_path / "my-run") in capsys.readouterr().out
+
+
 def test_export_out_cannot_be_written(trained_run, afile, tmp_path, capsys):  # noqa: F811
     assert main(["export", str(trained_run), "--out", str(afile / "m.onnx")]) == 2
     one_error(capsys, "is a file, not a folder", "--out FILE")

@@ -128,10 +128,10 @@ def _chosen(run: str | None, run_dir: Path | None = None) -> str:
 
 
 def _looks_like_run(item: str) -> bool:
-    from mnistlab.paths import runs_dir
+    """A folder (``~`` expanded, as resolve_run does), or a name under the runs folder."""
+    from mnistlab.runs.files import locate
 
-    path = Path(item)
-    return path.is_dir() or (not path.exists() and (runs_dir() / item).is_dir())
+    return locate(item).is_dir()
 
 
 def _note_if_unfinished(run_dir: Path) -> None:
