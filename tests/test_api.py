@@ -74,11 +74,28 @@ def test_predict_takes_arrays_pil_images_and_png_bytes(fc_run: lab.Run, tmp_path
         assert len(prediction.top) == 3 and 0 <= prediction.digit <= 9
 
 
+def test_read_gives_a_digit_or_a_written_number(fc_run: lab.Run, tmp_path: Path) -> None:
+    images, _ = load_dataset("mnist", "test")
+    pair = np.concatenate([images[0], np.zeros((28, 12), np.uint8), images[1]], axis=1)
+    picture = 255 - np.kron(pair, np.ones((6, 6), dtype=np.uint8))      # dark ink on white
+    path = tmp_path / "number.png"
+    Image.fromarray(picture).save(path)
+    for source in (picture, Image.fromarray(picture), path, str(path), path.read_bytes()):
+        reading = fc_run.read(source)
+        assert isinstance(reading, lab.NumberPrediction) and len(reading.digits) == 2
+        assert reading.number == "".join(str(d.digit) for d in reading.digits)
+    assert fc_run.read(images[0]).digit == fc_run.predict(images[0]).digit   # one MNIST digit
+    with pytest.raises(UserError, match=r"Run\.read"):
+        fc_run.predict(path)
+
+
 def test_predict_refuses_what_is_no_image(fc_run: lab.Run) -> None:
     with pytest.raises(UserError, match="one grayscale image"):
         fc_run.predict(np.zeros((2, 28, 28)))
     with pytest.raises(UserError, match=r"\[0, 1\]"):
         fc_run.predict(np.full((28, 28), 3.0))
+    with pytest.raises(UserError, match="one grayscale image"):
+        fc_run.read(np.zeros((2, 28, 28)))
 
 
 def test_plot_returns_learning_curves(fc_run: lab.Run) -> None:

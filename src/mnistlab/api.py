@@ -12,7 +12,8 @@
 
 ``train`` is ``mnistlab train`` as a call (the same presets, settings and run folder);
 ``Run`` is one run folder with what one wants next: its ``config``, ``history`` and
-``metrics``, ``evaluate()``, ``predict()``, ``probabilities()`` and ``plot()``.
+``metrics``, ``evaluate()``, ``predict()`` (one digit), ``read()`` (a digit or a written
+number), ``probabilities()`` and ``plot()``.
 
 This module imports torch; ``import mnistlab`` alone does not (``mnistlab --help`` stays
 instant), so import this one by name: ``import mnistlab.api as lab`` or
@@ -21,6 +22,7 @@ instant), so import this one by name: ``import mnistlab.api as lab`` or
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,10 +37,12 @@ from torch import nn
 from mnistlab import runs
 from mnistlab.errors import UserError
 from mnistlab.inference.predict import (
+    NumberPrediction,
     Prediction,
     TorchPredictor,
     predict_image,
     predict_preprocessed,
+    read_picture,
 )
 from mnistlab.inference.preprocess import Preprocessed, preprocess, preprocess_gray
 from mnistlab.report.plots import learning_curves
@@ -51,7 +55,7 @@ from mnistlab.train.fit import Callback, fit
 from mnistlab.train.phases import predict_proba
 from mnistlab.train.presets import preset_overrides
 
-__all__ = ["Evaluation", "Prediction", "Run", "load_run", "train"]
+__all__ = ["Evaluation", "NumberPrediction", "Prediction", "Run", "load_run", "train"]
 
 ImageLike = str | os.PathLike[str] | bytes | Image.Image | np.ndarray
 
@@ -184,6 +188,22 @@ class Run:
             return predict_preprocessed(predictor, preprocess(image), name="image", top=top)
         return predict_image(predictor, image, top=top)
 
+    def read(self, image: ImageLike, *, top: int = 3) -> Prediction | NumberPrediction:
+        """What a picture says, as `mnistlab predict` reads it: one digit (a ``Prediction``,
+        as ``predict`` gives) or a written number (a ``NumberPrediction``: ``.number`` such as
+        "34" or "06.12", ``.digits`` each with its ``.bbox``, ``.marks``). A (28, 28) array is
+        one MNIST digit, as in ``predict``.
+
+        >>> run.read("house-number.jpg").number                # doctest: +SKIP
+        '34'
+        """
+        if isinstance(image, np.ndarray) and _gray(image).shape == (28, 28):
+            return self.predict(image, top=top)
+        if isinstance(image, Image.Image | np.ndarray):
+            image = _png(image)
+        name = str(image) if isinstance(image, str | os.PathLike) else "image"
+        return read_picture(self._torch_predictor(), image, top=top, name=name)
+
     def _torch_predictor(self) -> TorchPredictor:
         if self._predictor is None:
             # What `mnistlab predict` uses: the weights in fp32, whatever the run trained in.
@@ -248,8 +268,8 @@ def _new_folder(out: str | os.PathLike[str] | None, stem: str) -> Path:
     return path
 
 
-def _array_input(image: np.ndarray) -> Preprocessed:
-    """An array as the model's input: (28, 28) as MNIST's own, anything else as a picture."""
+def _gray(image: np.ndarray) -> np.ndarray:
+    """One grayscale image (H, W) as floats in [0, 1]; UserError for anything else."""
     x = np.asarray(image)
     if x.ndim == 3 and x.shape[0] == 1:
         x = x[0]
@@ -258,9 +278,25 @@ def _array_input(image: np.ndarray) -> Preprocessed:
     scaled = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if not np.isfinite(scaled).all() or scaled.min() < 0.0 or scaled.max() > 1.0:
         raise UserError("expected pixel values in [0, 1] (floats) or 0-255 (uint8)")
-    if x.shape == (28, 28):
+    return scaled
+
+
+def _array_input(image: np.ndarray) -> Preprocessed:
+    """An array as the model's input: (28, 28) as MNIST's own, anything else as a picture."""
+    scaled = _gray(image)
+    if scaled.shape == (28, 28):
         return Preprocessed(image=scaled, inverted=False, bbox=(0, 0, 28, 28))
     return preprocess_gray(scaled)
+
+
+def _png(image: Image.Image | np.ndarray) -> bytes:
+    """A PIL image, or an array as ``_gray`` takes it, as PNG bytes (what read_picture
+    decodes, with its checks and its size limits)."""
+    if isinstance(image, np.ndarray):
+        image = Image.fromarray(np.round(_gray(image) * 255).astype(np.uint8))
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _curves(history: list[runs.HistoryRow]) -> dict[str, np.ndarray]:

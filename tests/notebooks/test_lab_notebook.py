@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -80,6 +81,7 @@ def test_lab_notebook_runs_and_draws_its_figures(tmp_path: Path,
     assert 'Model: "cnn"' in text and "Total params: 438,026" in text
     assert "313/313" not in text and "16/16" in text                  # evaluate(): all 500
     assert "CNN - FC:" in text                                        # the paired comparison
+    assert re.search(r"read '\d\.\d'", text)      # a written number, its dot in place
     images = [c for c in nb.cells if c.cell_type == "code"
               and any("image/png" in o.get("data", {}) for o in c.outputs)]
     sources = "\n".join(c.source for c in images)

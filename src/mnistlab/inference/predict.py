@@ -206,14 +206,15 @@ def read_picture(predictor: Predictor, source: str | os.PathLike[str] | bytes, *
 
 def predict_image(predictor: Predictor, source: str | os.PathLike[str] | bytes, *,
                   top: int = 3, name: str | None = None) -> Prediction:
-    """One picture of one digit -> its Prediction (a picture of several digits is read as
-    one, as the seed's pipeline would); UserError if unusable."""
+    """One picture of one digit -> its Prediction; UserError if unusable, or if it holds
+    several digits (``read_picture`` reads those as a number)."""
     label = name or ("upload" if isinstance(source, bytes) else str(source))
     reading = read_picture(predictor, source, top=top, name=label)
     if isinstance(reading, Prediction):
         return reading
     raise UserError(f"{label} holds {len(reading.digits)} digits ({reading.number}); "
-                    "read it with read_picture, or send one digit")
+                    "read it as a number (read_picture; Run.read in mnistlab.api), or "
+                    "send one digit")
 
 
 def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
