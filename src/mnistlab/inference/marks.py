@@ -110,7 +110,7 @@ def split_marks(parts: list[Piece], small: float) -> tuple[list[Piece], list[tup
     big = [p for p in parts if p.height >= small * tallest]
     if len(big) < 2:
         return parts, []
-    line = _Line(median(p.top for p in big), median(p.bottom - p.top for p in big))
+    line = _Line(median(p.top for p in big), median(p.height for p in big))
     marks: list[tuple[Piece, str]] = []
     for piece in parts:
         others = [p for p in big if p is not piece]

@@ -134,7 +134,8 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
     if numbers:
         whole = count_ok = digits = marks_right = 0
         for picture, want in compose_numbers(samples, numbers, marks=marks):
-            digits += sum(c.isdigit() for c in want)
+            wanted = sum(c.isdigit() for c in want)
+            digits += wanted
             if on_progress is not None:
                 on_progress(1)
             try:
@@ -145,11 +146,12 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
                 digits_read, spelled = reading.digits, reading.number
             else:
                 digits_read, spelled = [reading], str(reading.digit)
-            if not marks:                  # as before marks were read: the digits alone
+            if marks:
+                marks_right += _marks_of(spelled) == _marks_of(want)
+            else:                          # as before marks were read: the digits alone
                 spelled = "".join(str(d.digit) for d in digits_read)
-            marks_right += marks and _marks_of(spelled) == _marks_of(want)
             whole += spelled == want
-            count_ok += len(digits_read) == sum(c.isdigit() for c in want)
+            count_ok += len(digits_read) == wanted
         score = NumberScore(numbers, digits, whole, count_ok, marks, marks_right)
     return RealWorldResult(parts, score, confusions)
 

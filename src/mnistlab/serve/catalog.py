@@ -199,8 +199,8 @@ def default_models(catalog: list[RunInfo], dataset: str = "mnist",
     serve RUN` answers with, when it is finished), the best finished FC and CNN on ``dataset``,
     and the best 'robust' run, or failing that the best run of all, each once."""
     done = [r for r in catalog if r.status == "finished" and r.dataset == dataset]
-    own = [r for r in catalog if served is not None and r.status == "finished"
-           and r.path == served.resolve()]
+    target = served.resolve() if served is not None else None
+    own = [r for r in catalog if r.status == "finished" and r.path == target]
     picks = [*own[:1], _best([r for r in done if r.family == "fc"]),
              _best([r for r in done if r.family == "cnn"]),
              _best([r for r in done if r.preset == "robust"]) or _best(done)]

@@ -38,10 +38,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                                weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adam":
         return optimizers.Adam(params, lr=config.lr, betas=(config.beta1, config.beta2),
-                                eps=config.eps, weight_decay=config.weight_decay, fused=True)
+                               eps=config.eps, weight_decay=config.weight_decay, fused=True)
     if config.optimizer == "adamw":
         return optimizers.AdamW(params, lr=config.lr, betas=(config.beta1, config.beta2),
-                                 eps=config.eps, weight_decay=config.weight_decay, fused=True)
+                                eps=config.eps, weight_decay=config.weight_decay, fused=True)
     return torch.optim.RMSprop(params, lr=config.lr, eps=config.eps, momentum=config.momentum,
                                weight_decay=config.weight_decay, foreach=True)
 

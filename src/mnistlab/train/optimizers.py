@@ -50,9 +50,8 @@ def dense_views(params: list[torch.Tensor], *per_param: list[torch.Tensor]) -> N
         order = dense_order(p)
         if order is None:
             continue
-        mates = [ts for ts in lists if ts[i] is not None and ts[i].shape == p.shape]
-        if any(ts[i] is None for ts in lists) or any(ts[i].stride() != p.stride()
-                                                      for ts in mates):
+        mates = [ts for ts in lists if ts[i] is None or ts[i].shape == p.shape]
+        if any(ts[i] is None or ts[i].stride() != p.stride() for ts in mates):
             continue
         params[i] = p.permute(order)
         for ts in mates:
