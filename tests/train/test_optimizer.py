@@ -105,3 +105,71 @@ def test_dense_order() -> None:
     assert params[0].is_contiguous() and grads[0].is_contiguous() and steps[0].dim() == 0
     assert params[0].data_ptr() == big.data_ptr()             # a view, not a copy
     assert not params[1].is_contiguous()        # too small to pay: left to torch's copies
+
+
+def _twins(ours: type, theirs: type, **settings: object) -> tuple[list[nn.Module], list]:
+    nets = [_channels_last_net(), _channels_last_net()]
+    return nets, [ours(nets[0].parameters(), fused=True, **settings),
+                  theirs(nets[1].parameters(), fused=True, **settings)]
+
+
+def _same(nets: list[nn.Module]) -> bool:
+    return all(torch.equal(a, b) for a, b in zip(nets[0].parameters(), nets[1].parameters(),
+                                                 strict=True))
+
+
+@pytest.mark.parametrize("ours, theirs", [(optimizers.Adam, torch.optim.Adam),
+                                          (optimizers.AdamW, torch.optim.AdamW)])
+def test_the_direct_step_follows_torch_through_what_changes_between_steps(
+        ours: type, theirs: type) -> None:
+    """The gathered lists are refreshed whenever a gradient, the state or a parameter's
+    storage changes; the schedule's learning rate and betas are read at each step."""
+    nets, steppers = _twins(ours, theirs, lr=1e-2, weight_decay=0.01)
+    schedules = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=1e-2, total_steps=20)
+                 for o in steppers]
+    generator = torch.Generator().manual_seed(2)
+
+    def step(skip_bias: bool = False, fresh_grads: bool = False) -> None:
+        grads = [torch.randn(p.shape, generator=generator) for p in nets[0].parameters()]
+        for net, optimizer, schedule in zip(nets, steppers, schedules, strict=True):
+            for p, g in zip(net.parameters(), grads, strict=True):
+                if skip_bias and p.dim() == 1:
+                    p.grad = None
+                elif p.grad is None or fresh_grads:
+                    p.grad = torch.empty_like(p).copy_(g)
+                else:
+                    p.grad.copy_(g)                      # in place, as the fused engine does
+            optimizer.step()
+            schedule.step()
+
+    for _ in range(3):
+        step()
+    step(skip_bias=True)                     # biases without a gradient are skipped
+    step(fresh_grads=True)
+    for net in nets:                         # the storage moves (as model.to(...) does)
+        for p in net.parameters():
+            p.data = p.data.clone(memory_format=torch.preserve_format)
+    step()
+    state = steppers[0].state_dict()         # a resumed run loads the state
+    steppers[0].load_state_dict(state)
+    step()
+    assert _same(nets)
+    assert steppers[0].state_dict()["state"][0]["step"] == steppers[1].state_dict()[
+        "state"][0]["step"] == 7
+
+
+def test_the_step_hooks_run_once_a_step_on_either_path() -> None:
+    torch.optim.Adam(nn.Linear(2, 2).parameters())     # torch wraps its own class's step too
+    nets, steppers = _twins(optimizers.Adam, torch.optim.Adam, lr=1e-2)
+    calls: list[str] = []
+    steppers[0].register_step_pre_hook(lambda *_: calls.append("pre"))
+    steppers[0].register_step_post_hook(lambda *_: calls.append("post"))
+    for net in nets:
+        for p in net.parameters():
+            p.grad = torch.ones_like(p)
+    steppers[0].step()                                   # direct
+    loss = steppers[0].step(lambda: torch.tensor(3.0))   # a closure: torch's own step
+    steppers[1].step()
+    steppers[1].step(lambda: torch.tensor(3.0))
+    assert calls == ["pre", "post", "pre", "post"]
+    assert float(loss) == 3.0 and _same(nets)
