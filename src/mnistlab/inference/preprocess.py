@@ -14,9 +14,11 @@ Real images need more than that recipe, done in this order:
 3. flatten uneven lighting (phone photos): a smooth quadratic surface is fitted to the paper
    pixels only (iteratively, so the ink does not pull it); the picture is divided by it
    (light on paper is multiplicative) or, for light ink on a dark ground, it is subtracted;
-4. Otsu's threshold separates ink from paper; small specks are dropped; ink that does not
-   stand out of the paper's own noise (``INK_NOISE_SIGMAS``) means no digit (``NoInk``): a
-   faint pencil stroke on clean paper is ink, flat or noisy paper is not;
+4. Otsu's threshold separates ink from paper; what lies around the sheet (a desk, the wall
+   round a board: thick pieces along the picture's edge) is brought to the paper's level;
+   small specks are dropped; ink that does not stand out of the paper's own noise
+   (``INK_NOISE_SIGMAS``) means no digit (``NoInk``): a faint pencil stroke on clean paper is
+   ink, flat or noisy paper is not;
 5. pen strokes much thinner than MNIST's (about 1/8 of the digit's height) are thickened;
 6. crop, scale, centre by mass.
 """
@@ -317,8 +319,8 @@ def _surroundings(mask: np.ndarray) -> np.ndarray:
     margin of the photo), not strokes: each runs along at least SURROUNDINGS_EDGE_SHARE of the
     picture's edge and is at least SURROUNDINGS_THICKER times as thick (its widest inscribed
     square) as the thickest piece that stays off the edge, and SURROUNDINGS_MIN_RADIUS of the
-    picture's shorter side. With no piece off the edge nothing is
-    taken: a tightly cropped digit touches the edges too, and so does a broken one's parts."""
+    picture's shorter side. With no piece off the edge nothing is taken: a tightly cropped
+    digit touches the edges too, and so do a broken one's parts."""
     labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     none = np.zeros_like(mask)
     if count < 2:
