@@ -36,6 +36,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.errors import UserError
+from mnistlab.inference.sheet import paper_only
 
 FORMATS = ("PNG", "JPEG")
 MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
@@ -51,12 +52,6 @@ STROKE_TARGET_RATIO = 0.11     # ... and the ratio we thicken to (MNIST's median
 # JPEG noise) at most 4.3. The floor is 5 grey levels of 255, where 8-bit pictures run out.
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
-# A photo of paper often shows what lies around it (a desk, a table), as dark as ink against
-# the paper. A piece of "ink" running along this share of the picture's edge, this many times
-# as thick as the strokes off the edge, is that, not writing (_surroundings).
-SURROUNDINGS_EDGE_SHARE = 0.15
-SURROUNDINGS_THICKER = 2.0
-SURROUNDINGS_MIN_RADIUS = 0.03     # ... and at least this thick, of the picture's shorter side
 
 
 class ImageInputError(UserError):
@@ -289,7 +284,7 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         ink = gray - _fit_background(gray)
     t = otsu_threshold(ink)
     mask = ink > t
-    ink, mask = _level_surroundings(ink, mask, t)
+    ink, mask = paper_only(ink, mask, t)
     paper = ink[~mask] if (~mask).any() else ink.ravel()
     noise = _noise(paper)
     level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
@@ -312,50 +307,6 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
 def _noise(paper: np.ndarray) -> float:
     """Robust sigma of the paper's pixels (MAD), with a floor for noiseless synthetic images."""
     return 1.4826 * float(np.median(np.abs(paper - np.median(paper)))) + 1e-3
-
-
-def _surroundings(mask: np.ndarray) -> np.ndarray:
-    """The pieces of ``mask`` that are what lies around the paper (a desk, a table, a dark
-    margin of the photo), not strokes: each runs along at least SURROUNDINGS_EDGE_SHARE of the
-    picture's edge and is at least SURROUNDINGS_THICKER times as thick (its widest inscribed
-    square) as the thickest piece that stays off the edge, and SURROUNDINGS_MIN_RADIUS of the
-    picture's shorter side. With no piece off the edge nothing is taken: a tightly cropped
-    digit touches the edges too, and so do a broken one's parts."""
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
-    none = np.zeros_like(mask)
-    if count < 2:
-        return none
-    edge = np.zeros(mask.shape, dtype=bool)
-    edge[[0, -1], :] = True
-    edge[:, [0, -1]] = True
-    index = np.arange(1, count + 1)
-    contact = ndimage.sum_labels(edge, labels, index)
-    inside = contact == 0
-    along = contact >= SURROUNDINGS_EDGE_SHARE * edge.sum()
-    if not inside.any() or not along.any():
-        return none
-    # how thick: the largest square inside (a chessboard distance, 10x cheaper than Euclid's)
-    depth = ndimage.distance_transform_cdt(mask, metric="chessboard")
-    radius = ndimage.maximum(depth, labels, index)
-    taken = along & (radius >= SURROUNDINGS_THICKER * radius[inside].max()) & (
-        radius >= SURROUNDINGS_MIN_RADIUS * min(mask.shape))
-    return np.isin(labels, index[taken]) if taken.any() else none
-
-
-def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """(ink, mask) with each piece of the surroundings (``_surroundings``) brought down to the
-    paper's level: what stands out of it (a digit written in a shadow) stays ink; a plain desk
-    becomes paper."""
-    labels, count = ndimage.label(_surroundings(mask), structure=np.ones((3, 3)))
-    if not count:
-        return ink, mask
-    paper = float(np.median(ink[~mask]))
-    ink = ink.copy()
-    for piece in range(1, count + 1):
-        region = ndimage.binary_dilation(labels == piece, iterations=2)   # and its blurred rim
-        ink[region] -= float(np.median(ink[labels == piece])) - paper
-    return ink, ink > threshold
 
 
 def _stands_out(ink: np.ndarray) -> bool:
