@@ -15,10 +15,10 @@ Real images need more than that recipe, done in this order:
    pixels only (iteratively, so the ink does not pull it); the picture is divided by it
    (light on paper is multiplicative) or, for light ink on a dark ground, it is subtracted;
 4. Otsu's threshold separates ink from paper; what lies around the sheet (a desk, the wall
-   round a board: thick pieces along the picture's edge) is brought to the paper's level;
-   small specks are dropped; ink that does not stand out of the paper's own noise
-   (``INK_NOISE_SIGMAS``) means no digit (``NoInk``): a faint pencil stroke on clean paper is
-   ink, flat or noisy paper is not;
+   round a board) and lines printed on it (a notebook's rules) are set apart from the ink
+   (mnistlab.inference.sheet); small specks are dropped; ink that does not stand out of the
+   paper's own noise (``INK_NOISE_SIGMAS``) means no digit (``NoInk``): a faint pencil stroke
+   on clean paper is ink, flat or noisy paper is not;
 5. pen strokes much thinner than MNIST's (about 1/8 of the digit's height) are thickened;
 6. crop, scale, centre by mass.
 """
