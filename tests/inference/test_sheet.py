@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mnistlab.data import load_dataset
 from mnistlab.inference.number import read_layout
-from mnistlab.inference.preprocess import open_image, preprocess, to_gray
+from mnistlab.inference.preprocess import dark_ink, open_image, preprocess, to_gray
 
 SIDE = 400
 
@@ -102,13 +102,19 @@ def test_a_tightly_cropped_digit_keeps_the_strokes_along_its_edges():
     assert (pre.image[:8] > 0.5).sum(axis=1).max() >= 10               # the bar is there
 
 
-def ruled(digit: np.ndarray, *, turn: float = 0.0, seed: int = 0) -> bytes:
+def ruled(digit: np.ndarray, *, turn: float = 0.0, on_desk: bool = False, seed: int = 0
+          ) -> bytes:
     """The digit in pencil grey on ruled paper (light blue rules every 32 px, as dark against
-    the paper as the pencil nearly), photographed a little blurred and noisy; a JPEG."""
+    the paper as the pencil nearly), photographed a little blurred and noisy; a JPEG.
+    ``on_desk``: the sheet lies on a dark desk that shows on every side."""
     rng = np.random.default_rng(seed)
     sheet = np.full((SIDE, SIDE, 3), 0.92, np.float32)
     for y in range(20, SIDE, 32):
         sheet[y:y + 2] = (0.55, 0.7, 0.9)
+    if on_desk:
+        desk = np.ones((SIDE, SIDE), dtype=bool)
+        desk[30:370, 40:360] = False
+        sheet[desk] = 0.3
     strokes = np.zeros((SIDE, SIDE, 1), np.float32)
     strokes[90:310, 90:310, 0] = np.asarray(
         Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC),
@@ -140,3 +146,14 @@ def test_a_thin_1_cropped_edge_to_edge_beside_a_bold_digit_is_no_printed_line():
     draw.ellipse([75, 95, 185, 195], outline=30, width=16)
     layout = read_layout(to_gray(img))
     assert len(layout.digits) == 2
+
+
+def test_a_ruled_sheet_on_a_desk_is_dark_ink_on_light_paper(digits):
+    """Nothing stands out of a fitted background here (the desk round the sheet bends the fit),
+    and the picture's border is the dark desk: the paper is the shade the middle shares with
+    most of the picture, not the border's."""
+    for seed, digit in enumerate(digits[:2]):          # 7 and 2 (a thin 1: see pictures.md)
+        picture = ruled(digit, on_desk=True, seed=seed)
+        assert dark_ink(to_gray(open_image(picture)))
+        pre = preprocess(picture)
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, seed

@@ -223,7 +223,8 @@ def dark_ink(gray: np.ndarray) -> bool:
     Against a background surface fitted with outliers rejected on both sides, the ink is the
     heavier tail: we compare the summed excess of pixels beyond 3 sigma below and above it.
     This survives lighting gradients that an absolute test (border brighter than 0.5?) does
-    not.
+    not. Where nothing stands out, the border is taken for the paper, unless the middle of
+    the picture disagrees (a sheet on a desk): then the picture's most common shade.
     """
     resid = gray - _fit_background(gray, two_sided=True)
     sigma = max(1.4826 * float(np.median(np.abs(resid))), 0.01)
@@ -234,6 +235,12 @@ def dark_ink(gray: np.ndarray) -> bool:
         b = max(1, min(h, w) // 20)
         border = np.concatenate([gray[:b].ravel(), gray[-b:].ravel(),
                                  gray[:, :b].ravel(), gray[:, -b:].ravel()])
+        # ... unless the border is the ground round a sheet: a shade the middle half of the
+        # picture does not have, and the picture's most common shade is the paper
+        h4, w4 = h // 4, w // 4
+        middle = gray[h4:h - h4, w4:w - w4]
+        if (np.median(border) > 0.5) != (np.median(middle) > 0.5):
+            return bool(np.median(gray) > 0.5)
         return bool(np.median(border) > 0.5)
     return below > above
 
