@@ -157,3 +157,51 @@ def test_a_ruled_sheet_on_a_desk_is_dark_ink_on_light_paper(digits):
         assert dark_ink(to_gray(open_image(picture)))
         pre = preprocess(picture)
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, seed
+
+
+def form(digits: list[np.ndarray], *, seed: int = 0) -> Image.Image:
+    """The digits written in pen, one per printed field of a form: boxes 170 x 180 px with thin
+    grey sides, 20 px apart."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("L", (40 + 190 * len(digits), 220), 235)
+    draw = ImageDraw.Draw(img)
+    for k in range(len(digits)):
+        draw.rectangle([30 + 190 * k, 20, 200 + 190 * k, 200], outline=90, width=3)
+    gray = np.asarray(img, dtype=np.float32) / 255.0
+    for k, digit in enumerate(digits):
+        strokes = np.zeros_like(gray)
+        strokes[40:180, 45 + 190 * k:185 + 190 * k] = np.asarray(
+            Image.fromarray(digit).resize((140, 140), Image.Resampling.BICUBIC),
+            dtype=np.float32) / 255.0
+        gray = gray * (1 - strokes) + 0.15 * strokes
+    gray += rng.normal(0, 0.01, gray.shape).astype(np.float32)
+    return Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8))
+
+
+def test_a_printed_box_round_a_digit_is_no_ink(digits):
+    for seed, digit in enumerate(digits):
+        buf = io.BytesIO()
+        form([digit], seed=seed).save(buf, format="PNG")
+        pre = preprocess(buf.getvalue())
+        # 0.96-0.99 here; the box read as ink gave 0.02-0.40: the digit small in a square
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, seed
+
+
+def test_a_row_of_form_fields_is_read_as_its_digits(digits):
+    layout = read_layout(to_gray(form(list(digits))))
+    assert len(layout.digits) == 3 and not layout.marks
+    for piece, digit in zip(layout.digits, digits, strict=True):
+        image = piece.pre.image
+        assert np.corrcoef(image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7
+
+
+def test_a_boxy_8_drawn_as_thick_as_its_bar_is_no_printed_box():
+    img = Image.new("L", (160, 240), 240)
+    draw = ImageDraw.Draw(img)
+    draw.rectangle([20, 20, 140, 220], outline=30, width=12)
+    draw.line([(20, 120), (140, 120)], fill=30, width=12)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    pre = preprocess(buf.getvalue())
+    top, left, bottom, right = pre.bbox
+    assert bottom - top > 190 and right - left > 110                      # its sides stay

@@ -1,5 +1,5 @@
-"""What a photo of a sheet shows besides the writing: the ground round the sheet, and lines
-printed on it. Neither is ink.
+"""What a photo of a sheet shows besides the writing: the ground round the sheet, and lines and
+boxes printed on it. None of it is ink.
 
     ink, mask = paper_only(ink, mask, threshold)   # preprocess.ink_image's first cut, cleaned
 
@@ -17,8 +17,12 @@ printed on it. Neither is ink.
   parallel (ruled paper), the rules that cross the digit are found too, along the same slant,
   as rows whose ink runs across RULE_SPAN of the picture, and dropped except where a stroke
   crosses them.
+* **Printed boxes** (a form's fields) round the writing: a piece whose four sides are covered
+  (FRAME_COVER), mostly paper inside (FRAME_MAX_FILL) with writing in it, and drawn at most
+  RULE_THINNER as thick as that writing, loses its sides and the lines that divide a row of
+  fields (``_frames``).
 
-Both need ink of another kind beside them: a digit cropped to its own ink touches the edges
+All of them need ink of another kind beside them: a digit cropped to its own ink touches the edges
 and may run across the whole picture, and nothing of it is taken.
 """
 
@@ -35,6 +39,9 @@ RULE_SPAN = 0.9                    # a rule through the digit: its row holds ink
 RULE_STRAIGHT = 0.15               # the box's depth over its length: a slant up to ~8 degrees
 RULE_THINNER = 0.5
 RULE_SLENDER = 40                  # and at least this many times as long as it is thick
+FRAME_COVER = 0.9                  # a printed box: ink along this share of each side
+FRAME_MIN_SIDE = 12                # px: smaller pieces are no box round a digit
+FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -45,6 +52,7 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
     lines dropped: ``ink`` float (H, W), paper near 0; ``mask`` = ink > ``threshold``."""
     ink, mask = _level_surroundings(ink, mask, threshold)
     rules = _rules(mask)
+    rules |= _frames(mask & ~rules)
     if rules.any():
         ink = np.where(rules, np.float32(np.median(ink[~mask])), ink)
         mask = mask & ~rules
@@ -160,3 +168,57 @@ def _crossing_rules(mask: np.ndarray, slope: float, thick: int) -> np.ndarray:
     out = np.zeros_like(mask)
     out[rows[inside & drop], cols[inside & drop]] = True
     return out
+
+
+def _frames(mask: np.ndarray) -> np.ndarray:
+    """The pixels of ``mask`` that are printed boxes round the writing (a form's fields): a
+    piece whose four outermost lines are each covered along FRAME_COVER of their length, with
+    writing inside, mostly paper (FRAME_MAX_FILL), and sides at most RULE_THINNER as thick as
+    the writing's strokes. Its sides go, and so do the straight lines across it from side to
+    side that divide a row (or a column) of fields; what is written inside stays."""
+    labels, _ = ndimage.label(mask, structure=EIGHT)
+    out = np.zeros_like(mask)
+    for i, box in enumerate(ndimage.find_objects(labels), 1):
+        piece = labels[box] == i
+        h, w = piece.shape
+        if min(h, w) < FRAME_MIN_SIDE:
+            continue
+        reach = max(3, round(0.1 * min(h, w)))            # how deep a side may be
+        sides = [_side(piece, reach), _side(piece[::-1], reach),
+                 _side(piece.T, reach), _side(piece.T[::-1], reach)]
+        if min(sides) == 0:
+            continue
+        top, bottom, left, right = sides
+        inner = np.zeros_like(piece)
+        inner[top:h - bottom, left:w - right] = True
+        across = piece & inner
+        written = mask[box] & inner
+        if not written.any() or across.sum() > FRAME_MAX_FILL * inner.sum():
+            continue                    # nothing written inside (a 0, say), or a solid blob
+        stroke = 2 * int(ndimage.distance_transform_cdt(written, metric="chessboard").max()) + 1
+        if min(sides) - 2 > RULE_THINNER * stroke:
+            continue                    # drawn as thick as the writing: a boxy 8, a slashed 0
+        columns = across.mean(axis=0) >= FRAME_COVER * inner.any(axis=1).mean()
+        rows = across.mean(axis=1) >= FRAME_COVER * inner.any(axis=0).mean()
+        if columns.any() and rows.any():
+            continue                    # lines both ways: squared paper, not a form's fields
+        fields = 1 + _runs(columns) + _runs(rows)
+        if fields > 1 and max(h, w) / fields < 0.5 * min(h, w):
+            continue                    # fields narrower than half their height: a ruling
+        band = ~inner
+        band[:, columns] = True
+        band[rows, :] = True
+        out[box] |= piece & band
+    return out
+
+
+def _runs(flags: np.ndarray) -> int:
+    """How many runs of True ``flags`` holds."""
+    return int(np.count_nonzero(np.diff(flags.astype(np.int8), prepend=0) == 1))
+
+
+def _side(piece: np.ndarray, reach: int) -> int:
+    """How many of the first rows of ``piece`` (down to the last one covered along
+    FRAME_COVER of the width, within ``reach``) are a printed side; 0: none."""
+    covered = np.flatnonzero(piece[:reach].mean(axis=1) >= FRAME_COVER)
+    return int(covered[-1]) + 2 if covered.size else 0          # and the blurred rim below
