@@ -31,6 +31,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from mnistlab.inference.annotations import annotations
+
 SURROUNDINGS_EDGE_SHARE = 0.15
 SURROUNDINGS_THICKER = 2.0
 SURROUNDINGS_MIN_RADIUS = 0.03     # of the picture's shorter side
@@ -53,6 +55,7 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
     ink, mask = _level_surroundings(ink, mask, threshold)
     rules = _rules(mask)
     rules |= _frames(mask & ~rules)
+    rules |= annotations(mask & ~rules)           # rings and underlines a writer adds
     if rules.any():
         ink = np.where(rules, np.float32(np.median(ink[~mask])), ink)
         mask = mask & ~rules
