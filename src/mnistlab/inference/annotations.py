@@ -20,6 +20,8 @@ import numpy as np
 from scipy import ndimage
 
 RING_INNER = 0.3
+SPECK = 0.02                       # of the largest piece's area, as preprocess drops specks
+MAX_PIECES = 64
 UNDERLINE_FLAT = 4.0
 UNDERLINE_SPAN = 0.6
 UNDERLINE_PAST = 0.2
@@ -30,18 +32,26 @@ EIGHT = np.ones((3, 3), dtype=bool)
 
 def annotations(mask: np.ndarray) -> np.ndarray:
     """The pixels of ``mask`` (the ink) that are rings round a digit or lines under the
-    writing; none where the ink is a single piece."""
+    writing; none where the ink is a single piece, or a spray of MAX_PIECES pieces and more
+    (noise, not writing). Specks (under SPECK of the largest piece) play no part."""
     labels, count = ndimage.label(mask, structure=EIGHT)
     out = np.zeros_like(mask)
     if count < 2:
         return out
-    boxes = ndimage.find_objects(labels)
-    for i in _rings(labels, boxes) | _underlines(boxes):
-        out |= labels == i + 1
+    sizes = np.bincount(labels.ravel())[1:]
+    kept = np.flatnonzero(sizes >= SPECK * sizes.max())
+    if not 2 <= kept.size <= MAX_PIECES:
+        return out
+    labels = np.where(np.isin(labels, kept + 1), labels, 0)
+    every = ndimage.find_objects(labels)
+    boxes = [every[i] for i in kept]
+    for k in _rings(labels, boxes, kept) | _underlines(boxes):
+        out |= labels == kept[k] + 1
     return out
 
 
-def _rings(labels: np.ndarray, boxes: list[tuple[slice, slice]]) -> set[int]:
+def _rings(labels: np.ndarray, boxes: list[tuple[slice, slice]], ids: np.ndarray) -> set[int]:
+    """Which of the pieces (``boxes``, labelled ``ids`` + 1) close round another one."""
     rings = set()
     for i, box in enumerate(boxes):
         height = box[0].stop - box[0].start
@@ -49,8 +59,8 @@ def _rings(labels: np.ndarray, boxes: list[tuple[slice, slice]]) -> set[int]:
                   and other[0].stop - other[0].start >= RING_INNER * height]
         if not inside:
             continue
-        filled = ndimage.binary_fill_holes(labels[box] == i + 1)
-        if any(filled[_relative(boxes[j], box)][labels[boxes[j]] == j + 1].all()
+        filled = ndimage.binary_fill_holes(labels[box] == ids[i] + 1)
+        if any(filled[_relative(boxes[j], box)][labels[boxes[j]] == ids[j] + 1].all()
                for j in inside):
             rings.add(i)
     return rings

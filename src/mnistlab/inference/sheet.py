@@ -44,6 +44,7 @@ RULE_SLENDER = 40                  # and at least this many times as long as it 
 FRAME_COVER = 0.9                  # a printed box: ink along this share of each side
 FRAME_MIN_SIDE = 12                # px: smaller pieces are no box round a digit
 FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
+NOISE_PIECES = 1000                # more pieces of "ink" than this: noise, nothing printed
 
 EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -52,10 +53,16 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
                ) -> tuple[np.ndarray, np.ndarray]:
     """(ink, mask) with the ground round the sheet brought to the paper's level and printed
     lines dropped: ``ink`` float (H, W), paper near 0; ``mask`` = ink > ``threshold``."""
-    ink, mask = _level_surroundings(ink, mask, threshold)
-    rules = _rules(mask)
-    rules |= _frames(mask & ~rules)
-    rules |= annotations(mask & ~rules)           # rings and underlines a writer adds
+    labels, count = ndimage.label(mask, structure=EIGHT)
+    if count < 2:     # one piece (most drawings): only a box the writing touches can be in it
+        rules = _frames(mask, labels)
+    else:
+        ink, mask = _level_surroundings(ink, mask, threshold)
+        rules = np.zeros_like(mask)
+        if count <= NOISE_PIECES:                 # more: a spray of noise, no lines or boxes
+            rules = _rules(mask)
+            rules |= _frames(mask & ~rules)
+            rules |= annotations(mask & ~rules)   # rings and underlines a writer adds
     if rules.any():
         ink = np.where(rules, np.float32(np.median(ink[~mask])), ink)
         mask = mask & ~rules
@@ -173,19 +180,21 @@ def _crossing_rules(mask: np.ndarray, slope: float, thick: int) -> np.ndarray:
     return out
 
 
-def _frames(mask: np.ndarray) -> np.ndarray:
+def _frames(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``mask`` that are printed boxes round the writing (a form's fields): a
     piece whose four outermost lines are each covered along FRAME_COVER of their length, with
     writing inside, mostly paper (FRAME_MAX_FILL), and sides at most RULE_THINNER as thick as
     the writing's strokes. Its sides go, and so do the straight lines across it from side to
-    side that divide a row (or a column) of fields; what is written inside stays."""
-    labels, _ = ndimage.label(mask, structure=EIGHT)
+    side that divide a row (or a column) of fields; what is written inside stays. ``labels``:
+    the mask's 8-connected pieces, where already counted."""
+    if labels is None:
+        labels, _ = ndimage.label(mask, structure=EIGHT)
     out = np.zeros_like(mask)
     for i, box in enumerate(ndimage.find_objects(labels), 1):
-        piece = labels[box] == i
-        h, w = piece.shape
+        h, w = box[0].stop - box[0].start, box[1].stop - box[1].start
         if min(h, w) < FRAME_MIN_SIDE:
             continue
+        piece = labels[box] == i
         reach = max(3, round(0.1 * min(h, w)))            # how deep a side may be
         sides = [_side(piece, reach), _side(piece[::-1], reach),
                  _side(piece.T, reach), _side(piece.T[::-1], reach)]
