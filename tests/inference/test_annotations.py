@@ -12,6 +12,7 @@ from PIL import Image, ImageDraw
 from mnistlab.data import load_dataset
 from mnistlab.inference.number import read_layout
 from mnistlab.inference.preprocess import preprocess, to_gray
+from mnistlab.inference.sheet import NOTES
 
 
 @pytest.fixture(scope="module")
@@ -44,6 +45,7 @@ def test_a_circle_round_a_digit_is_no_ink(digits):
         pre = preprocess(_png(img))
         # 0.85-0.98 here; with the circle read as ink these read 0, 9 and 0
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7
+        assert pre.notes == [NOTES["added"]]
 
 
 def test_an_underlined_number_is_its_digits(digits):
@@ -77,6 +79,6 @@ def test_a_spray_of_noise_is_not_searched_for_rings_or_underlines():
     mask = rng.random((256, 256)) > 0.97                # about 2,000 single-pixel pieces
     assert not annotations(mask).any()
     ink = mask.astype(np.float32)
-    same_ink, same_mask = paper_only(ink, mask, 0.5)
-    assert np.array_equal(same_mask, mask) and np.array_equal(same_ink, ink)
+    same_ink, same_mask, notes = paper_only(ink, mask, 0.5)
+    assert np.array_equal(same_mask, mask) and np.array_equal(same_ink, ink) and not notes
     assert MAX_PIECES < NOISE_PIECES < int(mask.sum())

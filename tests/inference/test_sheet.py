@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw, ImageFilter
 from mnistlab.data import load_dataset
 from mnistlab.inference.number import read_layout
 from mnistlab.inference.preprocess import dark_ink, open_image, preprocess, to_gray
+from mnistlab.inference.sheet import NOTES
 
 SIDE = 400
 
@@ -78,6 +79,7 @@ def test_the_ground_round_the_sheet_is_no_ink(digits, kind):
         # ink gave -0.10 to 0.37
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.75, (kind, seed)
         assert pre.inverted == (kind != "board on a wall")
+        assert NOTES["ground"] in pre.notes                   # the web page says so
 
 
 def test_a_number_on_a_sheet_on_a_desk_is_its_digits_alone(digits):
@@ -136,6 +138,7 @@ def test_a_notebook_s_rules_are_no_ink(digits, turn):
         pre = preprocess(ruled(digit, turn=turn, seed=seed))
         # 0.76-0.97 here; the rules read as ink gave 0.21-0.46: the digit small in a box of lines
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, (turn, seed)
+        assert pre.notes[0] == NOTES["lines"]
 
 
 def test_a_thin_1_cropped_edge_to_edge_beside_a_bold_digit_is_no_printed_line():
@@ -185,6 +188,7 @@ def test_a_printed_box_round_a_digit_is_no_ink(digits):
         pre = preprocess(buf.getvalue())
         # 0.96-0.99 here; the box read as ink gave 0.02-0.40: the digit small in a square
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, seed
+        assert pre.notes[0] == NOTES["box"]
 
 
 def test_a_row_of_form_fields_is_read_as_its_digits(digits):

@@ -11,10 +11,11 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401
 from mnistlab.data import load_dataset
+from mnistlab.inference.sheet import NOTES
 from mnistlab.perf.serve_bench import http_load
 from mnistlab.serve import create_app
 from mnistlab.serve.app import MAX_UPLOAD_BYTES, STATIC
@@ -90,6 +91,18 @@ def test_a_mark_between_digits_is_in_the_number(client):
     # the dash lies between the two digits' boxes (top, left, bottom, right)
     assert body["digits"][0]["bbox"][3] <= mark["bbox"][1] < mark["bbox"][3] <= \
         body["digits"][1]["bbox"][1]
+
+
+def test_the_answer_says_what_was_left_out_of_the_picture(client):
+    images, _ = load_dataset("mnist", "test")
+    img = Image.fromarray(255 - images[0]).resize((280, 280)).convert("L")
+    canvas = Image.new("L", (440, 440), 255)
+    canvas.paste(img, (80, 80))
+    ImageDraw.Draw(canvas).ellipse([20, 20, 420, 420], outline=0, width=10)   # circled
+    r = client.post("/api/predict", content=png_bytes(canvas),
+                    headers={"Content-Type": "image/png"})
+    assert r.status_code == 200, r.text
+    assert NOTES["added"] in r.json()["notes"]         # the page shows the notes
 
 
 def test_multipart_upload_and_jpeg(client, digit_png):

@@ -169,7 +169,7 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
 def read_layout(gray: np.ndarray) -> Layout:
     """The digits of a grayscale picture (H, W) in [0, 1], left to right, and the marks
     between them. Raises ``NoInk`` (a UserError) for a blank picture."""
-    ink, mask, inverted = ink_image(gray)
+    ink, mask, inverted, notes = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
     parts = [piece for part in _parts(mask) for piece in _split_touching(part)]
@@ -180,6 +180,7 @@ def read_layout(gray: np.ndarray) -> Layout:
     for part in parts:
         # The piece's own ink: its mask and the anti-aliased edge ink_image kept around it.
         near = ndimage.binary_dilation(part.mask, iterations=2)
-        pre = crop_to_mnist(np.where(near, ink, 0.0).astype(np.float32), part.mask, inverted)
+        pre = crop_to_mnist(np.where(near, ink, 0.0).astype(np.float32), part.mask, inverted,
+                            notes)
         pieces.append(DigitPiece((part.top, part.left, part.bottom, part.right), pre))
     return Layout(pieces, place(marks, [p.left for p in parts]))

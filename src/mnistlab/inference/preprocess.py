@@ -28,8 +28,10 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -279,8 +281,17 @@ def _disk(radius: float) -> np.ndarray:
     return (xx * xx + yy * yy) <= radius * radius + 1e-6
 
 
-def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
-    """gray (H, W) -> (ink float32 in [0, 1] with paper at 0, ink mask, inverted?)."""
+class Ink(NamedTuple):
+    """A picture's ink, found (``ink_image``)."""
+
+    ink: np.ndarray           # float32 (H, W) in [0, 1], paper at 0
+    mask: np.ndarray          # bool (H, W): the strokes
+    inverted: bool            # the picture was dark ink on light paper
+    notes: list[str]          # what was left out (the ground round the sheet, printed lines, ...)
+
+
+def ink_image(gray: np.ndarray) -> Ink:
+    """gray (H, W) -> its ink (``Ink``)."""
     inverted = dark_ink(gray)
     if inverted:
         # Light falls on paper and ink alike (multiplicative): divide by the paper's
@@ -291,7 +302,7 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
         ink = gray - _fit_background(gray)
     t = otsu_threshold(ink)
     mask = ink > t
-    ink, mask = paper_only(ink, mask, t)
+    ink, mask, notes = paper_only(ink, mask, t)
     paper = ink[~mask] if (~mask).any() else ink.ravel()
     noise = _noise(paper)
     level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
@@ -308,7 +319,7 @@ def ink_image(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
     low = max(t / 2, float(np.median(paper)) + 2 * noise)
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
-    return scaled.astype(np.float32), mask, inverted
+    return Ink(scaled.astype(np.float32), mask, inverted, notes)
 
 
 def _noise(paper: np.ndarray) -> float:
@@ -372,15 +383,17 @@ def _shrink(ink: np.ndarray, long_side: int) -> tuple[np.ndarray, float]:
 
 def preprocess_gray(gray: np.ndarray) -> Preprocessed:
     """A grayscale picture (H, W) float in [0, 1] -> the MNIST-style 28x28."""
-    ink, mask, inverted = ink_image(gray)
-    return crop_to_mnist(ink, mask, inverted)
+    found = ink_image(gray)
+    return crop_to_mnist(found.ink, found.mask, found.inverted, found.notes)
 
 
-def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False) -> Preprocessed:
+def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False,
+                  notes: Sequence[str] = ()) -> Preprocessed:
     """The ink of one digit (``ink_image``'s scaled ink and mask, or a piece of them) ->
-    ``Preprocessed``: cropped to the mask, thin strokes widened, scaled and centred."""
+    ``Preprocessed``: cropped to the mask, thin strokes widened, scaled and centred; ``notes``
+    (what finding the ink left out) lead its notes."""
     top, left, bottom, right = _bbox(mask)
-    notes: list[str] = []
+    notes = list(notes)
     long_side = max(bottom - top, right - left)
     width = _stroke_width(mask[top:bottom, left:right])
     thicken = STROKE_TARGET_RATIO * long_side - width if width < STROKE_MIN_RATIO * long_side else 0

@@ -1,7 +1,7 @@
 """What a photo of a sheet shows besides the writing: the ground round the sheet, and lines and
 boxes printed on it. None of it is ink.
 
-    ink, mask = paper_only(ink, mask, threshold)   # preprocess.ink_image's first cut, cleaned
+    ink, mask, notes = paper_only(ink, mask, threshold)   # ink_image's first cut, cleaned
 
 * **The ground round the sheet** (a desk, wood grain, the wall round a board) is as far from
   the paper's shade as the ink is, so Otsu's cut puts it with the strokes and the sheet's
@@ -47,26 +47,37 @@ FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
 NOISE_PIECES = 1000                # more pieces of "ink" than this: noise, nothing printed
 
 EIGHT = np.ones((3, 3), dtype=bool)
+# what paper_only tells the user it left out
+NOTES = {"ground": "the ground round the sheet was left out",
+         "lines": "lines printed on the sheet were left out",
+         "box": "a printed box round the writing was left out",
+         "added": "a circle or a line drawn round the writing was left out"}
 
 
 def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """(ink, mask) with the ground round the sheet brought to the paper's level and printed
-    lines dropped: ``ink`` float (H, W), paper near 0; ``mask`` = ink > ``threshold``."""
+               ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(ink, mask, notes): the ground round the sheet brought to the paper's level, printed
+    lines and boxes and a writer's rings and underlines dropped; ``ink`` float (H, W), paper
+    near 0; ``mask`` = ink > ``threshold``; ``notes``: what was left out, for the user."""
     labels, count = ndimage.label(mask, structure=EIGHT)
+    found: dict[str, np.ndarray] = {}
     if count < 2:     # one piece (most drawings): only a box the writing touches can be in it
-        rules = _frames(mask, labels)
+        found[NOTES["box"]] = _frames(mask, labels)
     else:
+        before = mask
         ink, mask = _level_surroundings(ink, mask, threshold)
-        rules = np.zeros_like(mask)
+        found[NOTES["ground"]] = before & ~mask
         if count <= NOISE_PIECES:                 # more: a spray of noise, no lines or boxes
-            rules = _rules(mask)
-            rules |= _frames(mask & ~rules)
-            rules |= annotations(mask & ~rules)   # rings and underlines a writer adds
-    if rules.any():
-        ink = np.where(rules, np.float32(np.median(ink[~mask])), ink)
-        mask = mask & ~rules
-    return ink, mask
+            rules = found[NOTES["lines"]] = _rules(mask)
+            boxes = found[NOTES["box"]] = _frames(mask & ~rules)
+            found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
+    drop = np.zeros_like(mask)
+    for taken in found.values():
+        drop |= taken
+    if drop.any():
+        ink = np.where(drop, np.float32(np.median(ink[~mask])), ink)
+        mask = mask & ~drop
+    return ink, mask, [note for note, taken in found.items() if taken.any()]
 
 
 def _thickness(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
