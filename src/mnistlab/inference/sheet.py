@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from mnistlab.inference.annotations import annotations
+from mnistlab.inference.annotations import EIGHT, annotations
 
 SURROUNDINGS_EDGE_SHARE = 0.15
 SURROUNDINGS_THICKER = 2.0
@@ -46,7 +46,6 @@ FRAME_MIN_SIDE = 12                # px: smaller pieces are no box round a digit
 FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
 NOISE_PIECES = 1000                # more pieces of "ink" than this: noise, nothing printed
 
-EIGHT = np.ones((3, 3), dtype=bool)
 # what paper_only tells the user it left out
 NOTES = {"ground": "the ground round the sheet was left out",
          "lines": "lines printed on the sheet were left out",
@@ -65,10 +64,11 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
         found[NOTES["box"]] = _frames(mask, labels)
     else:
         before = mask
-        ink, mask = _level_surroundings(ink, mask, threshold)
+        ink, mask = _level_surroundings(ink, mask, threshold, labels, count)
         found[NOTES["ground"]] = before & ~mask
         if count <= NOISE_PIECES:                 # more: a spray of noise, no lines or boxes
-            rules = found[NOTES["lines"]] = _rules(mask)
+            same = mask is before                 # nothing levelled: the pieces are counted
+            rules = found[NOTES["lines"]] = _rules(mask, labels if same else None)
             boxes = found[NOTES["box"]] = _frames(mask & ~rules)
             found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
     drop = np.zeros_like(mask)
@@ -87,10 +87,10 @@ def _thickness(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
     return np.asarray(ndimage.maximum(depth, labels, np.arange(1, count + 1)))
 
 
-def _surroundings(mask: np.ndarray) -> np.ndarray:
-    """The pieces of ``mask`` that lie around the sheet (see the module), or none."""
+def _surroundings(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
+    """The pieces of ``mask`` (8-connected: ``labels``, ``count``) that lie around the sheet
+    (see the module), or none."""
     none = np.zeros_like(mask)
-    labels, count = ndimage.label(mask, structure=EIGHT)
     if count < 2:
         return none
     edge = np.zeros(mask.shape, dtype=bool)
@@ -108,10 +108,11 @@ def _surroundings(mask: np.ndarray) -> np.ndarray:
     return np.isin(labels, index[taken]) if taken.any() else none
 
 
-def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float
-                        ) -> tuple[np.ndarray, np.ndarray]:
-    """Each piece of the surroundings brought down to the paper's level, with its rim."""
-    labels, count = ndimage.label(_surroundings(mask), structure=EIGHT)
+def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float,
+                        labels: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each piece of the surroundings brought down to the paper's level, with its rim; the
+    same ``mask`` object back where there are none."""
+    labels, count = ndimage.label(_surroundings(mask, labels, count), structure=EIGHT)
     if not count:
         return ink, mask
     paper = float(np.median(ink[~mask]))
@@ -122,16 +123,19 @@ def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float
     return ink, ink > threshold
 
 
-def _rules(mask: np.ndarray) -> np.ndarray:
+def _rules(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
     """The pixels of ``mask`` that are printed lines (see the module): across the rows, then
-    across the columns."""
-    return _rules_across(mask) | _rules_across(mask.T).T
+    across the columns (the same pieces, transposed). ``labels``: the mask's 8-connected
+    pieces, where already counted."""
+    if labels is None:
+        labels, _ = ndimage.label(mask, structure=EIGHT)
+    return _rules_across(mask, labels) | _rules_across(mask.T, labels.T).T
 
 
-def _rules_across(mask: np.ndarray) -> np.ndarray:
+def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
     """Printed lines running along the rows of ``mask`` (slanted by up to ~8 degrees)."""
     none = np.zeros_like(mask)
-    labels, count = ndimage.label(mask, structure=EIGHT)
+    count = int(labels.max())
     if count < 2:
         return none
     w = mask.shape[1]
