@@ -43,17 +43,16 @@ SHEETS = {   # the sheet's corners on the ground
     "wood grain": [(70, 50), (330, 50), (330, 370), (70, 370)],
     "board on a wall": [(50, 40), (350, 40), (350, 360), (50, 360)],
 }
-WHOLE = [(-20, -20), (SIDE + 20, -20), (SIDE + 20, SIDE + 20), (-20, SIDE + 20)]
 
 
 def photo(digit: np.ndarray, kind: str, *, seed: int = 0) -> bytes:
-    """The digit written on a sheet lying on the ground of ``kind`` (a key of SHEETS; any
-    other: the sheet fills the picture), photographed: light falling off across the picture,
-    a slight blur and sensor noise; a JPEG."""
+    """The digit written on a sheet lying on the ground of ``kind`` (a key of SHEETS),
+    photographed: light falling off across the picture, a slight blur and sensor noise; a
+    JPEG."""
     rng = np.random.default_rng(seed)
     board = kind == "board on a wall"
     sheet = Image.new("L", (SIDE, SIDE), 0)
-    ImageDraw.Draw(sheet).polygon(SHEETS.get(kind, WHOLE), fill=255)
+    ImageDraw.Draw(sheet).polygon(SHEETS[kind], fill=255)
     on_sheet = np.asarray(sheet, dtype=np.float32) / 255.0
     paper, ink = (0.18, 0.85) if board else (0.9, 0.15)
     picture = _ground("wall" if board else "wood" if kind == "wood grain" else "desk")
