@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 RING_INNER = 0.3
-SPECK = 0.02                       # of the largest piece's area, as preprocess drops specks
+SPECK = 0.02                       # of the largest piece's area: smaller pieces are specks
 MAX_PIECES = 64
 UNDERLINE_FLAT = 4.0
 UNDERLINE_SPAN = 0.6

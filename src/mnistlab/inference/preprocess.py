@@ -38,6 +38,7 @@ from PIL import Image, ImageOps
 from scipy import ndimage
 
 from mnistlab.errors import UserError
+from mnistlab.inference.annotations import EIGHT, SPECK
 from mnistlab.inference.sheet import paper_only
 
 FORMATS = ("PNG", "JPEG")
@@ -309,11 +310,11 @@ def ink_image(gray: np.ndarray) -> Ink:
     if not mask.any() or not _stands_out(ink):
         raise NoInk("no ink found: the picture looks blank (no dark strokes on light paper or "
                     "light strokes on dark); draw or photograph one digit with clear contrast")
-    # Drop specks: connected pieces holding under 2% of the largest piece's area.
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    # Drop specks: connected pieces holding under SPECK (2%) of the largest piece's area.
+    labels, count = ndimage.label(mask, structure=EIGHT)
     if count > 1:
         sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
-        big = np.flatnonzero(sizes >= 0.02 * sizes.max()) + 1
+        big = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
         mask = np.isin(labels, big)
     # Paper (below half the threshold) goes to 0, the strokes' body to 1, edges stay grey.
     low = max(t / 2, float(np.median(paper)) + 2 * noise)
