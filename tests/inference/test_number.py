@@ -206,3 +206,27 @@ def test_marks_survive_a_photo(test_digits):
         assert len(layout.digits) == 4
         assert [(m.char, m.before) for m in layout.marks] == [
             (m, i + 1) for i, m in enumerate(marks) if m]
+
+
+def test_a_number_s_notes_reach_predict_s_lines_and_json(test_digits, trained_run, tmp_path,  # noqa: F811
+                                                         capsys):
+    """What reading left out (the rules under a number) is said once, not once a digit, and
+    the digits' widened strokes in one note."""
+    import json
+
+    from mnistlab.cli import main
+    from mnistlab.inference.sheet import NOTES
+
+    images, _ = test_digits
+    gray = compose(list(images[:2]), [40])
+    for y in range(20, gray.shape[0], 48):         # rules the digits run into
+        gray[y:y + 2] = np.minimum(gray[y:y + 2], 0.55)
+    picture = tmp_path / "ruled-number.png"
+    picture.write_bytes(png(gray))
+    assert main(["predict", str(trained_run), str(picture), "--json"]) == 0
+    out = capsys.readouterr().out
+    (reading,) = json.loads(out.strip().splitlines()[-1])["predictions"]
+    assert len(reading["digits"]) == 2
+    assert reading["notes"].count(NOTES["lines"]) == 1
+    assert f"note: {NOTES['lines']}" in out
+    assert sum("widened" in n for n in reading["notes"]) <= 1

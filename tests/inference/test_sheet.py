@@ -150,6 +150,54 @@ def test_a_thin_1_cropped_edge_to_edge_beside_a_bold_digit_is_no_printed_line():
     assert len(layout.digits) == 2
 
 
+@pytest.mark.parametrize("turn", [0.0, 4.0, -3.0])
+@pytest.mark.parametrize("crop", [(80, 100, 320, 300), (60, 120, 340, 280)])
+def test_rules_that_all_touch_the_digit_are_no_ink(digits, turn, crop):
+    """The photo cropped to the writing: every rule runs into the digit (or leaves through
+    the top or the bottom), so none stands alone to show the slant."""
+    for seed, digit in enumerate(digits):
+        buf = io.BytesIO()
+        Image.open(io.BytesIO(ruled(digit, turn=turn, seed=seed))).crop(crop).save(buf, "PNG")
+        pre = preprocess(buf.getvalue())
+        # 0.82-0.96 here; the rules read as ink gave 0.10-0.45
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.75, seed
+        assert pre.notes[0] == NOTES["lines"]
+
+
+def test_a_number_written_across_the_rules_is_read_as_its_digits():
+    img = Image.new("L", (300, 160), 250)
+    draw = ImageDraw.Draw(img)
+    for y in (40, 80, 120):
+        draw.line([(0, y), (300, y)], fill=110, width=2)
+    draw.line([(60, 30), (40, 90), (90, 90)], fill=30, width=8)      # a 4
+    draw.line([(75, 40), (75, 130)], fill=30, width=8)
+    draw.arc([150, 30, 210, 80], 200, 90, fill=30, width=8)          # a 3
+    draw.arc([150, 75, 210, 130], 270, 160, fill=30, width=8)
+    layout = read_layout(to_gray(img))
+    assert len(layout.digits) == 2
+    for piece in layout.digits:
+        assert piece.pre.notes[0] == NOTES["lines"]
+        assert piece.pre.bbox[2] - piece.pre.bbox[0] > 80          # the whole digit, no rule
+
+
+def test_a_digit_s_own_bars_across_its_crop_are_no_rules():
+    """A 2 with a flat top and foot, cropped to its ink: two rows run across, but as thick as
+    its strokes."""
+    img = Image.new("L", (140, 200), 235)
+    draw = ImageDraw.Draw(img)
+    draw.line([(0, 6), (140, 6)], fill=30, width=14)
+    draw.line([(130, 10), (10, 190)], fill=30, width=14)
+    draw.line([(0, 193), (140, 193)], fill=30, width=14)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    pre = preprocess(buf.getvalue())
+    assert NOTES["lines"] not in pre.notes
+    assert pre.bbox[2] - pre.bbox[0] >= 195                            # top bar to foot
+    ink = np.flatnonzero((pre.image > 0.5).any(axis=1))
+    for bar in (pre.image[ink[0]:ink[0] + 2], pre.image[ink[-1] - 1:ink[-1] + 1]):
+        assert (bar > 0.5).sum(axis=1).max() >= 10                      # both bars are there
+
+
 def test_a_ruled_sheet_on_a_desk_is_dark_ink_on_light_paper(digits):
     """Nothing stands out of a fitted background here (the desk round the sheet bends the fit),
     and the picture's border is the dark desk: the paper is the shade the middle shares with

@@ -205,6 +205,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
             tops = ", ".join(f"{d} {p:.1%}" for d, p in res.top)
             console.say(f"{path}: {res.digit} ({res.probability:.1%})"
                         f"{'  UNSURE' if res.unsure else ''}   top {args.top}: {tops}")
+        if res.notes:
+            console.say(f"  note: {'; '.join(res.notes)}")
         if args.debug_dir:
             for k, d in enumerate(digits):
                 part = f"-{k}" if len(digits) > 1 else ""

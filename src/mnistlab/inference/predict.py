@@ -25,7 +25,13 @@ from mnistlab.errors import UserError
 from mnistlab.inference.ensemble import EnsemblePredictor, find_ensemble
 from mnistlab.inference.marks import Mark
 from mnistlab.inference.number import Box, Layout, read_layout
-from mnistlab.inference.preprocess import MAX_PIXELS, Preprocessed, open_image, to_gray
+from mnistlab.inference.preprocess import (
+    MAX_PIXELS,
+    Preprocessed,
+    open_image,
+    to_gray,
+    widened_note,
+)
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
 
 
@@ -119,10 +125,17 @@ class Prediction:
     unsure: bool | None = None           # below the run's threshold; None: not calibrated
     bbox: Box | None = None              # where it was found in the picture (working pixels)
 
+    @property
+    def notes(self) -> list[str]:
+        """What reading the picture left out or changed (a ruled line, a ring, thin strokes
+        widened), for the user: nothing on a plain drawing."""
+        return list(self.pre.notes)
+
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "digit": self.digit, "probability": self.probability,
                 "top": [{"digit": d, "probability": p} for d, p in self.top],
-                "probabilities": self.probabilities, "unsure": self.unsure}
+                "probabilities": self.probabilities, "unsure": self.unsure,
+                "notes": self.notes}
 
 
 @dataclass
@@ -154,9 +167,20 @@ class NumberPrediction:
         flags = [d.unsure for d in self.digits]
         return None if None in flags else any(flags)
 
+    @property
+    def notes(self) -> list[str]:
+        """The picture's notes (a ruled line, a ring: they lead every digit's) said once, and
+        the digits' widened strokes in one note ("thin strokes widened by 5-8 px")."""
+        own = {widened_note(f"{d.pre.thickened_px:.0f}") for d in self.digits}
+        notes = list(dict.fromkeys(n for d in self.digits for n in d.notes if n not in own))
+        px = sorted({round(d.pre.thickened_px) for d in self.digits if d.pre.thickened_px})
+        if px:
+            notes.append(widened_note(f"{px[0]}" if len(px) == 1 else f"{px[0]}-{px[-1]}"))
+        return notes
+
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "number": self.number, "probability": self.probability,
-                "unsure": self.unsure, "size": list(self.size),
+                "unsure": self.unsure, "size": list(self.size), "notes": self.notes,
                 "marks": [{"mark": m.char, "before": m.before, "bbox": list(m.bbox)}
                           for m in self.marks],
                 "digits": [{"digit": d.digit, "probability": d.probability,

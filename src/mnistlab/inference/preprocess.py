@@ -388,6 +388,11 @@ def preprocess_gray(gray: np.ndarray) -> Preprocessed:
     return crop_to_mnist(found.ink, found.mask, found.inverted, found.notes)
 
 
+def widened_note(px: str) -> str:
+    """The note crop_to_mnist leaves when it widened thin strokes by ``px`` ("6", "5-8")."""
+    return f"thin strokes widened by {px} px"
+
+
 def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False,
                   notes: Sequence[str] = ()) -> Preprocessed:
     """The ink of one digit (``ink_image``'s scaled ink and mask, or a piece of them) ->
@@ -410,7 +415,7 @@ def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False,
         if crop_mask.any():
             t2, l2, b2, r2 = _bbox(crop_mask)
             crop = crop[t2:b2, l2:r2]
-        notes.append(f"thin strokes widened by {thicken:.0f} px")
+        notes.append(widened_note(f"{thicken:.0f}"))
     return Preprocessed(fit_to_mnist(crop), inverted, (top, left, bottom, right),
                         float(thicken), notes)
 

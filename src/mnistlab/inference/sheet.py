@@ -9,14 +9,7 @@ boxes printed on it. None of it is ink.
   of the picture's edge, at least SURROUNDINGS_THICKER times as thick as the thickest piece
   off the edge and SURROUNDINGS_MIN_RADIUS of the picture's shorter side thick, is brought down
   to the paper's level: what stands out of it (a digit written in a shadow) stays ink.
-* **Printed lines** (a notebook's rules, a margin) run across the picture, straight and thinner
-  than the writing; against a pencil digit they are as dark as its strokes. A piece reaching
-  from one edge to the opposite one (within RULE_EDGE), straight (RULE_STRAIGHT), at most
-  RULE_THINNER as thick as the thickest other piece and RULE_SLENDER times as long as thick
-  (a 1 cropped to its ink is some 10-30 times), is a printed line. Where at least two lie
-  parallel (ruled paper), the rules that cross the digit are found too, along the same slant,
-  as rows whose ink runs across RULE_SPAN of the picture, and dropped except where a stroke
-  crosses them.
+* **Printed lines** (a notebook's rules, a margin): ``mnistlab.inference.rules``.
 * **Printed boxes** (a form's fields) round the writing: a piece whose four sides are covered
   (FRAME_COVER), mostly paper inside (FRAME_MAX_FILL) with writing in it, and drawn at most
   RULE_THINNER as thick as that writing, loses its sides and the lines that divide a row of
@@ -32,15 +25,11 @@ import numpy as np
 from scipy import ndimage
 
 from mnistlab.inference.annotations import EIGHT, annotations
+from mnistlab.inference.rules import RULE_THINNER, bands, printed_lines, thickness
 
 SURROUNDINGS_EDGE_SHARE = 0.15
 SURROUNDINGS_THICKER = 2.0
 SURROUNDINGS_MIN_RADIUS = 0.03     # of the picture's shorter side
-RULE_EDGE = 0.02                   # a printed line reaches this near both edges (of the length)
-RULE_SPAN = 0.9                    # a rule through the digit: its row holds ink this far across
-RULE_STRAIGHT = 0.15               # the box's depth over its length: a slant up to ~8 degrees
-RULE_THINNER = 0.5
-RULE_SLENDER = 40                  # and at least this many times as long as it is thick
 FRAME_COVER = 0.9                  # a printed box: ink along this share of each side
 FRAME_MIN_SIDE = 12                # px: smaller pieces are no box round a digit
 FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
@@ -60,15 +49,16 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
     near 0; ``mask`` = ink > ``threshold``; ``notes``: what was left out, for the user."""
     labels, count = ndimage.label(mask, structure=EIGHT)
     found: dict[str, np.ndarray] = {}
-    if count < 2:     # one piece (most drawings): only a box the writing touches can be in it
-        found[NOTES["box"]] = _frames(mask, labels)
+    if count < 2:     # one piece (most drawings): a box or rules the writing touches
+        rules = found[NOTES["lines"]] = printed_lines(mask, labels)
+        found[NOTES["box"]] = _frames(mask & ~rules, None if rules.any() else labels)
     else:
         before = mask
         ink, mask = _level_surroundings(ink, mask, threshold, labels, count)
         found[NOTES["ground"]] = before & ~mask
         if count <= NOISE_PIECES:                 # more: a spray of noise, no lines or boxes
             same = mask is before                 # nothing levelled: the pieces are counted
-            rules = found[NOTES["lines"]] = _rules(mask, labels if same else None)
+            rules = found[NOTES["lines"]] = printed_lines(mask, labels if same else None)
             boxes = found[NOTES["box"]] = _frames(mask & ~rules)
             found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
     drop = np.zeros_like(mask)
@@ -78,13 +68,6 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
         ink = np.where(drop, np.float32(np.median(ink[~mask])), ink)
         mask = mask & ~drop
     return ink, mask, [note for note, taken in found.items() if taken.any()]
-
-
-def _thickness(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
-    """Each piece's thickness: the half-side of the largest square inside it (a chessboard
-    distance, 10x cheaper than Euclid's)."""
-    depth = ndimage.distance_transform_cdt(mask, metric="chessboard")
-    return np.asarray(ndimage.maximum(depth, labels, np.arange(1, count + 1)))
 
 
 def _surroundings(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarray:
@@ -102,7 +85,7 @@ def _surroundings(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
     along = contact >= SURROUNDINGS_EDGE_SHARE * edge.sum()
     if not inside.any() or not along.any():
         return none
-    radius = _thickness(mask, labels, count)
+    radius = thickness(mask, labels, count)
     taken = along & (radius >= SURROUNDINGS_THICKER * radius[inside].max()) & (
         radius >= SURROUNDINGS_MIN_RADIUS * min(mask.shape))
     return np.isin(labels, index[taken]) if taken.any() else none
@@ -121,78 +104,6 @@ def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float,
         region = ndimage.binary_dilation(labels == piece, iterations=2)   # and its blurred rim
         ink[region] -= float(np.median(ink[labels == piece])) - paper
     return ink, ink > threshold
-
-
-def _rules(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
-    """The pixels of ``mask`` that are printed lines (see the module): across the rows, then
-    across the columns (the same pieces, transposed). ``labels``: the mask's 8-connected
-    pieces, where already counted."""
-    if labels is None:
-        labels, _ = ndimage.label(mask, structure=EIGHT)
-    return _rules_across(mask, labels) | _rules_across(mask.T, labels.T).T
-
-
-def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Printed lines running along the rows of ``mask`` (slanted by up to ~8 degrees)."""
-    none = np.zeros_like(mask)
-    count = int(labels.max())
-    if count < 2:
-        return none
-    w = mask.shape[1]
-    reach = max(2, round(RULE_EDGE * w))
-    lines = []
-    for i, box in enumerate(ndimage.find_objects(labels)):
-        depth, length = box[0].stop - box[0].start, box[1].stop - box[1].start
-        if box[1].start <= reach and box[1].stop >= w - reach and depth <= RULE_STRAIGHT * length:
-            lines.append(i)
-    others = np.setdiff1d(np.arange(count), lines)
-    if not lines or not others.size:
-        return none
-    radius = _thickness(mask, labels, count)
-    lines = [i for i in lines if radius[i] <= RULE_THINNER * radius[others].max()
-             and w >= RULE_SLENDER * (2 * radius[i] + 1)]
-    if not lines:
-        return none
-    rules = np.isin(labels, np.array(lines) + 1)
-    if len(lines) >= 2:                                   # ruled paper: rules cross the digit
-        slope = float(np.median([_slope(labels == i + 1) for i in lines]))
-        thick = int(max(radius[i] for i in lines))
-        rules |= _crossing_rules(mask & ~rules, slope, thick)
-    return rules
-
-
-def _slope(piece: np.ndarray) -> float:
-    """Rows per column of a line-shaped piece (least squares)."""
-    rows, cols = np.nonzero(piece)
-    cols = cols - cols.mean()
-    return float((cols * (rows - rows.mean())).sum() / max(float((cols * cols).sum()), 1.0))
-
-
-def _crossing_rules(mask: np.ndarray, slope: float, thick: int) -> np.ndarray:
-    """The rules running through the rest of ``mask`` at ``slope``: rows (along the slant)
-    whose ink runs across RULE_SPAN of the picture, less where a stroke crosses them (ink just
-    above and just below the rule's band)."""
-    h, w = mask.shape
-    shift = np.round(slope * (np.arange(w) - w / 2)).astype(int)       # per column
-    pad = int(np.abs(shift).max())
-    rows = np.arange(h + 2 * pad)[:, None] + shift[None, :] - pad      # straight row -> row
-    inside = (rows >= 0) & (rows < h)
-    cols = np.broadcast_to(np.arange(w), rows.shape)
-    straight = np.zeros(rows.shape, dtype=bool)
-    straight[inside] = mask[rows[inside], cols[inside]]
-    across = straight.sum(axis=1) >= RULE_SPAN * w
-    if not across.any():
-        return np.zeros_like(mask)
-    band = ndimage.binary_dilation(across, iterations=1)
-    reach = 2 * thick + 3                                # past the rule's band, both ways
-    above = np.zeros_like(straight)
-    below = np.zeros_like(straight)
-    above[reach:] = straight[:-reach]
-    below[:-reach] = straight[reach:]
-    drop = straight & band[:, None] & ~(above & below)
-    out = np.zeros_like(mask)
-    out[rows[inside & drop], cols[inside & drop]] = True
-    return out
 
 
 def _frames(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
@@ -229,7 +140,7 @@ def _frames(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         rows = across.mean(axis=1) >= FRAME_COVER * inner.any(axis=0).mean()
         if columns.any() and rows.any():
             continue                    # lines both ways: squared paper, not a form's fields
-        fields = 1 + _runs(columns) + _runs(rows)
+        fields = 1 + len(bands(columns)) + len(bands(rows))
         if fields > 1 and max(h, w) / fields < 0.5 * min(h, w):
             continue                    # fields narrower than half their height: a ruling
         band = ~inner
@@ -237,11 +148,6 @@ def _frames(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
         band[rows, :] = True
         out[box] |= piece & band
     return out
-
-
-def _runs(flags: np.ndarray) -> int:
-    """How many runs of True ``flags`` holds."""
-    return int(np.count_nonzero(np.diff(flags.astype(np.int8), prepend=0) == 1))
 
 
 def _side(piece: np.ndarray, reach: int) -> int:

@@ -115,6 +115,8 @@ class NumberOut(BaseModel):
     size: list[int] = Field(description="the picture's height and width, in the boxes' pixels")
     digits: list[NumberDigitOut]
     marks: list[NumberMarkOut] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list, description="what reading the picture left "
+                             "out or changed: a ruled line, a ring round a digit")
     calibrated: bool = False
     digits_28_png: list[str] = Field(description="each digit's 28x28 as a PNG data URL")
 

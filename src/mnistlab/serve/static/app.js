@@ -191,8 +191,9 @@ function showResult(data) {
     showProbabilities(least.top.reduce((p, t) => { p[t.digit] = t.probability; return p; },
       new Array(10).fill(0)), least.digit);
     seenEl.src = data.digits_28_png[data.digits.indexOf(least)];
+    const notes = data.notes && data.notes.length ? `; ${data.notes.join("; ")}` : "";
     statusEl.textContent = `${unsure}${data.digits.length} digits read left to right; ` +
-      "bars: the least sure one";
+      `bars: the least sure one${notes}`;
   } else {
     digitEl.textContent = String(data.digit);
     showProbabilities(data.probabilities, data.digit);
