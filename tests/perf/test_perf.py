@@ -140,10 +140,21 @@ def test_ensemble_of_two_runs(tmp_path, capsys: pytest.CaptureFixture[str]) -> N
 # --- bench and speedrun ------------------------------------------------------------------------
 
 def test_matmul_peak_and_flop_count() -> None:
-    from mnistlab.perf.bench import matmul_peak_gflops, training_flops_per_image
+    from mnistlab.perf.bench import (
+        MATMUL_LIBRARIES,
+        matmul_libraries,
+        matmul_peak_gflops,
+        training_flops_per_image,
+    )
 
-    peak = matmul_peak_gflops(torch.float32, 128, 0.01)
-    assert peak["wall"] > 0.1 and peak["cpu"] > 0.1
+    for library in matmul_libraries(torch.float32):
+        peak = matmul_peak_gflops(torch.float32, 128, 0.01, library)
+        assert peak["wall"] > 0.1 and peak["cpu"] > 0.1
+    # oneDNN's fp32 matmul is the one TensorFlow's and PyTorch's convolutions share
+    assert ("onednn" in matmul_libraries(torch.float32)) == torch.backends.mkldnn.is_available()
+    assert matmul_libraries(torch.bfloat16) == ["torch.mm"]
+    a, b = torch.randn(64, 32), torch.randn(48, 32)
+    assert torch.allclose(MATMUL_LIBRARIES["onednn"](a, b), a @ b.T, atol=1e-4)
     # the seed CNN: ~12.0 M multiply-adds forward = 24 MFLOP; training = 3x that, ~72 MFLOP
     flops = training_flops_per_image(build_model("cnn"))
     assert 60e6 < flops < 80e6
@@ -165,6 +176,11 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
         assert r["share_of_peak"] > 0 and r["cpu_seconds"] > 0        # load-dependent: no cap
         assert r["images_per_cpu_second"] > 0 and r["ratio_vs_keras"] is None
     assert result["peak_gflops"]["fp32"] > 0
+    from mnistlab.perf.bench import matmul_libraries
+
+    by_library = result["peak_gflops_by_library"]["fp32"]
+    assert set(by_library) == set(matmul_libraries(torch.float32))
+    assert result["peak_gflops"]["fp32"] == pytest.approx(max(by_library.values()), abs=0.11)
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
     assert result["cnn_fastest_engine"] in ("fused", "autograd")   # engines auto can choose
     assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")

@@ -90,9 +90,11 @@ def bench(args: argparse.Namespace) -> int:
     result = run_bench(size, keras=not args.no_keras, threads=args.threads, on_row=on_row,
                        device=args.device)
     peak, peak_cpu = result["peak_gflops"], result["peak_gflops_cpu"]
+    libraries = ", ".join(f"{lib} {v:,.0f}"
+                          for lib, v in result["peak_gflops_by_library"]["fp32"].items())
     console.say(f"device: {result['device']}; CPU matmul peak (GFLOP/s): fp32 "
                 f"{peak['fp32']:,.0f} wall / "
-                f"{peak_cpu['fp32']:,.0f} CPU-time, bf16 {peak['bf16']:,.0f} / "
+                f"{peak_cpu['fp32']:,.0f} CPU-time ({libraries}), bf16 {peak['bf16']:,.0f} / "
                 f"{peak_cpu['bf16']:,.0f}; load average {result['load_average']}")
     for r in result["rows"]:
         if r["framework"] == "mnistlab" and r["ratio_vs_keras"]:
