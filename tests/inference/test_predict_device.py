@@ -49,3 +49,13 @@ def test_device_cuda_without_one_is_one_error_line(trained_run, picture, tmp_pat
     err = captured.err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--device cuda" in err[0]
     assert captured.out == "" and not debug.exists()
+
+
+def test_evaluate_real_takes_the_device_too(trained_run, capsys, monkeypatch):  # noqa: F811
+    assert main(["evaluate-real", str(trained_run), "--parts", "fonts", "--numbers", "0",
+                 "--device", "cpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["parts"]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert main(["evaluate-real", str(trained_run), "--device", "cuda"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--device cuda" in err[0]

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from mnistlab import console
+from mnistlab.cli import flags
 
 PARTS_HELP = "comma-separated parts of the set: uci, fonts, strokes (default: all available)"
 
@@ -31,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also measure how often the run's calibrated 'unsure' flag fires: on "
                         "MNIST test digits, and on letters and scribbles (needs a run trained "
                         "with --validation, as the robust preset is)")
+    flags.add_device(p)
     p.add_argument("--json", action="store_true", help="end with one JSON object")
     p.set_defaults(func=evaluate_real)
 
@@ -43,6 +45,7 @@ def evaluate_real(args: argparse.Namespace) -> int:
     from mnistlab.inference.ensemble import ENSEMBLE, EnsemblePredictor
     from mnistlab.inference.predict import load_predictor
     from mnistlab.inference.realworld import evaluate_realworld, unsure_rates
+    from mnistlab.train.device import resolve_device
 
     if args.numbers < 0 or args.numbers > 100_000:
         raise UserError(f"--numbers must be between 0 and 100000, got {args.numbers}")
@@ -54,7 +57,8 @@ def evaluate_real(args: argparse.Namespace) -> int:
     if lacking:
         console.say(f"note: part {', '.join(lacking)} skipped (pip install "
                     "'mnistlab[realworld]' adds it)")
-    predictor = load_predictor(args.run)
+    device = resolve_device(args.device)   # a missing GPU: one line before anything is read
+    predictor = load_predictor(args.run, device=device)
     run_dir = Path(predictor.name)
     samples = realworld_set(parts)
     with console.progress(total=len(samples) + args.numbers, desc="other-source set",
