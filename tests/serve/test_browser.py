@@ -164,6 +164,8 @@ def test_a_number_with_a_dash_shows_its_boxes(page, server, tmp_path):
     assert len(pg.inner_text("#digit")) == 3
     assert pg.locator("#boxes .box").count() == 3          # two digits and the mark
     assert pg.locator("#boxes .box.mark span").inner_text() == "-"
+    status = pg.inner_text("#status")        # what reading changed, as under a single digit
+    assert "2 digits read left to right" in status and "thin strokes widened by" in status
     assert _off_host(requests) == []
 
 
