@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from mnistlab.data import load_dataset
 from mnistlab.inference.number import read_layout
-from mnistlab.inference.preprocess import dark_ink, open_image, preprocess, to_gray
+from mnistlab.inference.preprocess import NoInk, dark_ink, open_image, preprocess, to_gray
 from mnistlab.inference.sheet import NOTES
 
 SIDE = 400
@@ -256,3 +256,31 @@ def test_a_boxy_8_drawn_as_thick_as_its_bar_is_no_printed_box():
     pre = preprocess(buf.getvalue())
     top, left, bottom, right = pre.bbox
     assert bottom - top > 190 and right - left > 110                      # its sides stay
+
+
+@pytest.mark.parametrize("kind", sorted(SHEETS))
+def test_a_blank_sheet_is_refused_not_read(kind):
+    """Nothing off the edge to compare the ground with: it still runs along a whole side, is
+    thick, and leaves one broad sheet of paper."""
+    blank = np.zeros((28, 28), np.uint8)
+    with pytest.raises(NoInk, match="nothing is written on the sheet"):
+        preprocess(photo(blank, kind))
+
+
+@pytest.mark.parametrize("on_desk", [False, True])
+def test_a_blank_ruled_sheet_is_refused_not_read(on_desk):
+    with pytest.raises(NoInk, match="nothing is written on the sheet"):
+        preprocess(ruled(np.zeros((28, 28), np.uint8), on_desk=on_desk))
+
+
+def test_a_digit_cropped_to_its_ink_is_no_blank_sheet():
+    """Cropped to the ink, these MNIST test digits' shades are read the wrong way round: the
+    paper then runs along the edges like a desk, but what is left is a stroke, not a sheet."""
+    images, _ = load_dataset("mnist", "test")
+    for i in (68, 135, 196, 200, 267):
+        big = np.asarray(Image.fromarray(images[i]).resize((224, 224),
+                                                          Image.Resampling.BICUBIC))
+        rows, cols = np.flatnonzero(big.max(1) > 40), np.flatnonzero(big.max(0) > 40)
+        buf = io.BytesIO()
+        Image.fromarray(255 - big[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]).save(buf, "PNG")
+        preprocess(buf.getvalue())                      # read, not refused as a blank sheet

@@ -308,6 +308,9 @@ def ink_image(gray: np.ndarray) -> Ink:
     noise = _noise(paper)
     level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
     if not mask.any() or not _stands_out(ink):
+        if notes:              # what was left out was all there was: a blank sheet, say so
+            raise NoInk(f"no ink found: nothing is written on the sheet ({'; '.join(notes)}); "
+                        "photograph the writing")
         raise NoInk("no ink found: the picture looks blank (no dark strokes on light paper or "
                     "light strokes on dark); draw or photograph one digit with clear contrast")
     # Drop specks: connected pieces holding under SPECK (2%) of the largest piece's area.

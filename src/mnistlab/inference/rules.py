@@ -67,9 +67,10 @@ def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
     others = np.setdiff1d(np.arange(count), lines)
     if not lines:
         return _rules_through(mask)               # every rule may touch the writing
-    if not others.size:
-        return none
     radius = thickness(mask, labels, count)
+    if not others.size:       # nothing else: a blank ruled sheet, if two or more are slender
+        lines = [i for i in lines if w >= RULE_SLENDER * (2 * radius[i] + 1)]
+        return np.isin(labels, np.array(lines) + 1) if len(lines) >= 2 else none
     lines = [i for i in lines if radius[i] <= RULE_THINNER * radius[others].max()
              and w >= RULE_SLENDER * (2 * radius[i] + 1)]
     rules = np.isin(labels, np.array(lines) + 1) if lines else none

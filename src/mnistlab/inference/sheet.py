@@ -16,7 +16,10 @@ boxes printed on it. None of it is ink.
   fields (``_frames``).
 
 All of them need ink of another kind beside them: a digit cropped to its own ink touches the edges
-and may run across the whole picture, and nothing of it is taken.
+and may run across the whole picture, and nothing of it is taken. Two exceptions, for a sheet
+with nothing written on it: the ground alone is taken when it runs along LONE_EDGE_SHARE of the
+edge, is LONE_MIN_RADIUS thick and leaves one broad sheet of paper (``_one_sheet``), and two
+or more slender printed lines alone are rules; the picture is then refused as blank.
 """
 
 from __future__ import annotations
@@ -33,6 +36,13 @@ SURROUNDINGS_MIN_RADIUS = 0.03     # of the picture's shorter side
 FRAME_COVER = 0.9                  # a printed box: ink along this share of each side
 FRAME_MIN_SIDE = 12                # px: smaller pieces are no box round a digit
 FRAME_MAX_FILL = 0.5               # a box's inside is mostly paper
+# With no ink off the edge (a blank sheet on a desk, or a digit cropped to its own ink), the
+# ground must run along a whole side's share of the edge, be this thick, and leave one sheet of
+# paper this large and broad: a cropped 7 leaves two pieces of paper, a cropped 1 slivers.
+LONE_EDGE_SHARE = 0.25
+LONE_MIN_RADIUS = 0.08             # of the picture's shorter side (the ground 10-19% here)
+LONE_SHEET = 0.4
+LONE_SHEET_RADIUS = 0.15           # of the longer side: the sheet's half-width at least
 NOISE_PIECES = 1000                # more pieces of "ink" than this: noise, nothing printed
 
 # what paper_only tells the user it left out
@@ -49,18 +59,17 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
     near 0; ``mask`` = ink > ``threshold``; ``notes``: what was left out, for the user."""
     labels, count = ndimage.label(mask, structure=EIGHT)
     found: dict[str, np.ndarray] = {}
-    if count < 2:     # one piece (most drawings): a box or rules the writing touches
+    before = mask
+    ink, mask = _level_surroundings(ink, mask, threshold, labels, count)
+    found[NOTES["ground"]] = before & ~mask
+    same = mask is before                         # nothing levelled: the pieces are counted
+    if count < 2 and same:    # one piece (most drawings): a box or rules the writing touches
         rules = found[NOTES["lines"]] = printed_lines(mask, labels)
         found[NOTES["box"]] = _frames(mask & ~rules, None if rules.any() else labels)
-    else:
-        before = mask
-        ink, mask = _level_surroundings(ink, mask, threshold, labels, count)
-        found[NOTES["ground"]] = before & ~mask
-        if count <= NOISE_PIECES:                 # more: a spray of noise, no lines or boxes
-            same = mask is before                 # nothing levelled: the pieces are counted
-            rules = found[NOTES["lines"]] = printed_lines(mask, labels if same else None)
-            boxes = found[NOTES["box"]] = _frames(mask & ~rules)
-            found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
+    elif count <= NOISE_PIECES:                   # more: a spray of noise, no lines or boxes
+        rules = found[NOTES["lines"]] = printed_lines(mask, labels if same else None)
+        boxes = found[NOTES["box"]] = _frames(mask & ~rules)
+        found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
     drop = np.zeros_like(mask)
     for taken in found.values():
         drop |= taken
@@ -74,21 +83,40 @@ def _surroundings(mask: np.ndarray, labels: np.ndarray, count: int) -> np.ndarra
     """The pieces of ``mask`` (8-connected: ``labels``, ``count``) that lie around the sheet
     (see the module), or none."""
     none = np.zeros_like(mask)
-    if count < 2:
+    if not count:
         return none
-    edge = np.zeros(mask.shape, dtype=bool)
-    edge[[0, -1], :] = True
-    edge[:, [0, -1]] = True
+    rim = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+    contact = np.bincount(rim, minlength=count + 1)[1:]      # each piece's pixels on the edge
     index = np.arange(1, count + 1)
-    contact = ndimage.sum_labels(edge, labels, index)
     inside = contact == 0
-    along = contact >= SURROUNDINGS_EDGE_SHARE * edge.sum()
-    if not inside.any() or not along.any():
+    along = contact >= SURROUNDINGS_EDGE_SHARE * rim.size
+    if not along.any():
         return none
     radius = thickness(mask, labels, count)
-    taken = along & (radius >= SURROUNDINGS_THICKER * radius[inside].max()) & (
-        radius >= SURROUNDINGS_MIN_RADIUS * min(mask.shape))
+    if inside.any():
+        taken = along & (radius >= SURROUNDINGS_THICKER * radius[inside].max()) & (
+            radius >= SURROUNDINGS_MIN_RADIUS * min(mask.shape))
+    else:          # nothing off the edge to compare with: a blank sheet, or a cropped digit
+        taken = ((contact >= LONE_EDGE_SHARE * rim.size)
+                 & (radius >= LONE_MIN_RADIUS * min(mask.shape)))
+        if not taken.any() or not _one_sheet(mask):
+            return none
     return np.isin(labels, index[taken]) if taken.any() else none
+
+
+def _one_sheet(mask: np.ndarray) -> bool:
+    """Whether the paper (what is not ``mask``) is one piece holding at least LONE_SHEET of
+    the picture: a sheet, not the gaps round a digit cropped to its ink (a 7's two sides)."""
+    paper = ~mask
+    labels, count = ndimage.label(paper)
+    if not count:
+        return False
+    sizes = np.asarray(ndimage.sum_labels(paper, labels, np.arange(1, count + 1)))
+    if sizes.max() < LONE_SHEET * paper.size or sizes.max() < 0.9 * sizes.sum():
+        return False
+    # and broad: a digit's stroke, cropped with the shades taken the wrong way round, is not
+    depth = ndimage.distance_transform_cdt(paper, metric="chessboard")
+    return bool(depth.max() >= LONE_SHEET_RADIUS * max(mask.shape))
 
 
 def _level_surroundings(ink: np.ndarray, mask: np.ndarray, threshold: float,
