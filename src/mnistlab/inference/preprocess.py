@@ -55,6 +55,10 @@ STROKE_TARGET_RATIO = 0.11     # ... and the ratio we thicken to (MNIST's median
 # JPEG noise) at most 4.3. The floor is 5 grey levels of 255, where 8-bit pictures run out.
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
+# Ink this far below zero (paper brighter than the fitted paper) on this share of the picture:
+# the fitted surface followed the strokes, not the paper (a fitted photo's paper: under 0.05)
+FIT_OVERSHOOT = 0.25
+FIT_OVERSHOOT_SHARE = 0.02
 
 
 class ImageInputError(UserError):
@@ -294,13 +298,13 @@ class Ink(NamedTuple):
 def ink_image(gray: np.ndarray) -> Ink:
     """gray (H, W) -> its ink (``Ink``)."""
     inverted = dark_ink(gray)
-    if inverted:
-        # Light falls on paper and ink alike (multiplicative): divide by the paper's
-        # brightness to get reflectance, so a shadowed corner does not turn into ink.
-        light = 1.0 - _fit_background(1.0 - gray)
-        ink = 1.0 - gray / np.maximum(light, 0.05)
-    else:
-        ink = gray - _fit_background(gray)
+    ink = _reflectance(gray, 1.0 - _fit_background(1.0 - gray)) if inverted else (
+        gray - _fit_background(gray))
+    if np.mean(ink < -FIT_OVERSHOOT) > FIT_OVERSHOOT_SHARE:
+        # The surface bowed into the strokes (a picture cropped to blurred, wide ink leaves
+        # too little paper to fit): the paper is then far "brighter than the light". Flat.
+        ink = _reflectance(gray, float(np.percentile(gray, 99))) if inverted else (
+            gray - float(np.percentile(gray, 1)))
     t = otsu_threshold(ink)
     mask = ink > t
     ink, mask, notes = paper_only(ink, mask, t)
@@ -324,6 +328,13 @@ def ink_image(gray: np.ndarray) -> Ink:
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
     return Ink(scaled.astype(np.float32), mask, inverted, notes)
+
+
+def _reflectance(gray: np.ndarray, light: np.ndarray | float) -> np.ndarray:
+    """Dark ink under ``light`` (the paper's brightness, fitted or flat) -> ink bright: light
+    falls on paper and ink alike (multiplicative), so dividing by it turns a shadowed corner
+    into paper, not ink."""
+    return 1.0 - gray / np.maximum(light, 0.05)
 
 
 def _noise(paper: np.ndarray) -> float:
