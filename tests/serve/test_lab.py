@@ -202,7 +202,8 @@ def test_lab_page_and_its_assets_are_local(client):
     html = client.get("/lab").text
     assert "/static/lab.js" in html and "/static/lab.css" in html
     assert "http://" not in html and "https://" not in html
-    for asset in ("/static/lab.js", "/static/lab.css"):
+    assert "/static/pad.js" in html                   # the drawing pad both pages share
+    for asset in ("/static/pad.js", "/static/lab.js", "/static/lab.css"):
         body = client.get(asset).text
         assert "http://" not in body and "https://" not in body, asset
 

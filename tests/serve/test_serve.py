@@ -178,8 +178,8 @@ def test_health_docs_and_openapi_are_local(client):
 def test_the_page_and_its_assets_name_no_other_host(client):
     page = client.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
-    for name in ("app.js", "style.css"):
-        assert client.get(f"/static/{name}").status_code == 200
+    for name in ("pad.js", "app.js", "style.css"):
+        assert f"/static/{name}" in page.text and client.get(f"/static/{name}").status_code == 200
     for path in STATIC.iterdir():
         assert not re.search(r"https?://|//[a-z0-9.-]+\.[a-z]{2,}/", path.read_text()), path
 

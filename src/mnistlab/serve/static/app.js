@@ -3,16 +3,13 @@
 "use strict";
 
 const pad = document.getElementById("pad");
-const ctx = pad.getContext("2d");
+const drawingPad = makePad(pad, (delay) => schedule(delay));   // pad.js
 const barsEl = document.getElementById("bars");
 const digitEl = document.getElementById("digit");
 const probEl = document.getElementById("probability");
 const statusEl = document.getElementById("status");
 const seenEl = document.getElementById("seen");
 
-const INK = "#111418";
-const PAPER = "#ffffff";
-const BRUSH = 24;            // px on the 280 px canvas: 1/8 of a 190 px digit, as in MNIST
 const LIVE_MS = 120;         // at most one request in flight; the newest drawing wins
 
 // --- the ten bars -------------------------------------------------------------------------
@@ -70,67 +67,8 @@ function resetResult(message) {
   statusEl.classList.remove("error");
 }
 
-// --- drawing -------------------------------------------------------------------------------
-function clearPad() {
-  ctx.fillStyle = PAPER;
-  ctx.fillRect(0, 0, pad.width, pad.height);
-  dirty = false;
-}
-
-let drawing = false;
-let dirty = false;
-let last = null;
-
-function point(ev) {
-  const r = pad.getBoundingClientRect();
-  return { x: (ev.clientX - r.left) * (pad.width / r.width),
-           y: (ev.clientY - r.top) * (pad.height / r.height) };
-}
-
-function stroke(from, to) {
-  ctx.strokeStyle = INK;
-  ctx.lineWidth = BRUSH;
-  ctx.lineCap = "round";
-  ctx.lineJoin = "round";
-  ctx.beginPath();
-  ctx.moveTo(from.x, from.y);
-  ctx.lineTo(to.x, to.y);
-  ctx.stroke();
-}
-
-pad.addEventListener("pointerdown", (ev) => {
-  ev.preventDefault();
-  pad.setPointerCapture(ev.pointerId);
-  drawing = true;
-  last = point(ev);
-  stroke(last, last);  // a tap leaves a dot
-  dirty = true;
-  schedule();
-});
-
-pad.addEventListener("pointermove", (ev) => {
-  if (!drawing) return;
-  // Coalesced events keep fast strokes smooth on high-rate pointers.
-  const events = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [ev];
-  for (const e of (events.length ? events : [ev])) {
-    const p = point(e);
-    stroke(last, p);
-    last = p;
-  }
-  dirty = true;
-  schedule();
-});
-
-function endStroke() {
-  if (!drawing) return;
-  drawing = false;
-  schedule(0);
-}
-pad.addEventListener("pointerup", endStroke);
-pad.addEventListener("pointercancel", endStroke);
-
 document.getElementById("clear").addEventListener("click", () => {
-  clearPad();
+  drawingPad.clear();
   pending = false;
   generation++;
   resetResult("draw something");
@@ -149,7 +87,7 @@ function schedule(delay = LIVE_MS) {
 }
 
 function flush() {
-  if (inFlight || !pending || !dirty) return;
+  if (inFlight || !pending || !drawingPad.dirty) return;
   pending = false;
   pad.toBlob((blob) => send(blob, { "Content-Type": "image/png" }), "image/png");
 }
@@ -211,29 +149,14 @@ document.getElementById("upload").addEventListener("change", async (ev) => {
   if (!file) return;
   generation++;
   pending = false;
-  dirty = false;
-  showOnPad(file);
+  drawingPad.dirty = false;   // the server gets the file, not the canvas
+  drawingPad.show(file);
   const form = new FormData();
   form.append("file", file);
   await send(form, {});
 });
 
-function showOnPad(file) {
-  // Shows the picture on the canvas, scaled to fit; the server gets the original file.
-  const url = URL.createObjectURL(file);
-  const img = new Image();
-  img.onload = () => {
-    clearPad();
-    const s = Math.min(pad.width / img.width, pad.height / img.height);
-    const w = img.width * s, h = img.height * s;
-    ctx.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
-    URL.revokeObjectURL(url);
-  };
-  img.src = url;
-}
-
 // --- start ---------------------------------------------------------------------------------
-clearPad();
 resetResult("draw something");
 fetch("/healthz").then((r) => r.json()).then((h) => {
   document.getElementById("model").textContent = `model: ${h.model} · ${h.backend}`;

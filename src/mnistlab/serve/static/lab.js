@@ -4,10 +4,8 @@
 
 const $ = (id) => document.getElementById(id);
 const pad = $("pad");
-const ctx = pad.getContext("2d");
+const drawingPad = makePad(pad, (delay) => schedule(delay));   // pad.js
 const statusEl = $("status");
-const INK = "#111418", PAPER = "#ffffff";
-const BRUSH = 24;          // px on the 280 px canvas, as on the draw page
 const LIVE_MS = 120;       // at most one request in flight; the newest drawing wins
 const POLL_MS = 2000;      // a training run's history
 const PALETTE = ["#4f46e5", "#d97706", "#059669", "#db2777", "#0891b2", "#7c3aed"];
@@ -60,48 +58,11 @@ function showView(name) {
 }
 window.addEventListener("hashchange", () => showView(location.hash.slice(1)));
 
-// --- drawing (pointer events: mouse, pen, touch) ---------------------------------------------
-let drawing = false, dirty = false, last = null, timer = null, inFlight = false, pending = false;
-
-function clearPad() {
-  ctx.fillStyle = PAPER;
-  ctx.fillRect(0, 0, pad.width, pad.height);
-  dirty = false;
-}
-function point(ev) {
-  const r = pad.getBoundingClientRect();
-  return { x: (ev.clientX - r.left) * (pad.width / r.width),
-           y: (ev.clientY - r.top) * (pad.height / r.height) };
-}
-function stroke(from, to) {
-  Object.assign(ctx, { strokeStyle: INK, lineWidth: BRUSH, lineCap: "round", lineJoin: "round" });
-  ctx.beginPath();
-  ctx.moveTo(from.x, from.y);
-  ctx.lineTo(to.x, to.y);
-  ctx.stroke();
-}
-pad.addEventListener("pointerdown", (ev) => {
-  ev.preventDefault();
-  pad.setPointerCapture(ev.pointerId);
-  drawing = true;
-  last = point(ev);
-  stroke(last, last);
-  dirty = true;
-  schedule();
-});
-pad.addEventListener("pointermove", (ev) => {
-  if (!drawing) return;
-  const events = ev.getCoalescedEvents ? ev.getCoalescedEvents() : [ev];
-  for (const e of (events.length ? events : [ev])) { const p = point(e); stroke(last, p); last = p; }
-  dirty = true;
-  schedule();
-});
-function endStroke() { if (drawing) { drawing = false; schedule(0); } }
-pad.addEventListener("pointerup", endStroke);
-pad.addEventListener("pointercancel", endStroke);
+// --- the pad (pad.js: drawing with mouse, pen or touch), clearing, pictures ------------------
+let timer = null, inFlight = false, pending = false;
 
 function clearAll() {
-  clearPad();
+  drawingPad.clear();
   state.blob = null;
   pending = false;
   state.generation++;
@@ -130,17 +91,7 @@ $("upload").addEventListener("change", (ev) => {
   if (file) usePicture(file);
 });
 function usePicture(blob) {
-  // Shows the picture on the pad; the server gets the original bytes.
-  const url = URL.createObjectURL(blob);
-  const img = new Image();
-  img.onload = () => {
-    clearPad();
-    const s = Math.min(pad.width / img.width, pad.height / img.height);
-    const w = img.width * s, h = img.height * s;
-    ctx.drawImage(img, (pad.width - w) / 2, (pad.height - h) / 2, w, h);
-    URL.revokeObjectURL(url);
-  };
-  img.src = url;
+  drawingPad.show(blob);   // the server gets the original bytes
   state.generation++;
   state.blob = blob;
   send();
@@ -152,7 +103,7 @@ function schedule(delay = LIVE_MS) {
   timer = setTimeout(flush, delay);
 }
 function flush() {
-  if (inFlight || !pending || !dirty) return;
+  if (inFlight || !pending || !drawingPad.dirty) return;
   pending = false;
   pad.toBlob((blob) => { state.blob = blob; send(); }, "image/png");
 }
@@ -518,7 +469,6 @@ function drawConfusion(c) {
 }
 
 // --- start -----------------------------------------------------------------------------------
-clearPad();
 loadRuns().then(() => {
   state.chosen = state.defaults.slice(0, MAX_MODELS);
   buildPicker();
