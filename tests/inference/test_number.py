@@ -230,3 +230,34 @@ def test_a_number_s_notes_reach_predict_s_lines_and_json(test_digits, trained_ru
     assert reading["notes"].count(NOTES["lines"]) == 1
     assert f"note: {NOTES['lines']}" in out
     assert sum("widened" in n for n in reading["notes"]) <= 1
+
+
+def with_minus(digits: list[np.ndarray], gap: int = 80) -> np.ndarray:
+    """``compose`` with a dash drawn in front of the first digit, as a minus sign."""
+    gray = compose(digits, [36] * (len(digits) - 1), margin=40 + gap)
+    cols = np.flatnonzero((gray < 0.5).any(axis=0))
+    inked = np.flatnonzero((gray < 0.5).any(axis=1))
+    top, height = inked[0], inked[-1] - inked[0]
+    x, y, half = cols[0] - gap // 2, int(top + 0.5 * height), int(0.15 * height)
+    gray[y - 7:y + 7, x - half:x + half] = 0.0
+    return gray
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_a_minus_sign_leads_the_number(test_digits, trained_run, count):  # noqa: F811
+    """"-5" read "5" (the dash merged into the 5 as a stray tick): the sign was lost."""
+    images, _ = test_digits
+    for start in (0, 3, 6):
+        reading = read_picture(load_predictor(trained_run),
+                               png(with_minus(list(images[start:start + count]))))
+        assert isinstance(reading, NumberPrediction) and len(reading.digits) == count
+        assert reading.number.startswith("-") and len(reading.number) == count + 1
+        assert [(m.char, m.before) for m in reading.marks] == [("-", 0)]
+
+
+def test_no_digit_on_its_own_gets_a_sign(test_digits):
+    """A flat stroke left of the only digit is a minus; MNIST's digits have none of their own."""
+    images, _ = test_digits
+    for image in images[:200]:
+        layout = read_layout(compose([image], []))
+        assert layout.marks == [] and len(layout.digits) == 1

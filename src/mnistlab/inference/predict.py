@@ -236,7 +236,7 @@ def predict_image(predictor: Predictor, source: str | os.PathLike[str] | bytes, 
     reading = read_picture(predictor, source, top=top, name=label)
     if isinstance(reading, Prediction):
         return reading
-    raise UserError(f"{label} holds {len(reading.digits)} digits ({reading.number}); "
+    raise UserError(f"{label} holds a written number ({reading.number}); "
                     "read it as a number (read_picture; Run.read in mnistlab.api), or "
                     "send one digit")
 
@@ -277,7 +277,7 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
             out.append(exc)
         i += len(f[0].digits)
         if digits:
-            out.append(digits[0] if len(digits) == 1
+            out.append(digits[0] if len(digits) == 1 and not f[0].marks
                        else NumberPrediction(name, digits, f[1], f[0].marks))
     return out
 

@@ -130,7 +130,8 @@ function showResult(data) {
       new Array(10).fill(0)), least.digit);
     seenEl.src = data.digits_28_png[data.digits.indexOf(least)];
     const notes = data.notes && data.notes.length ? `; ${data.notes.join("; ")}` : "";
-    statusEl.textContent = `${unsure}${data.digits.length} digits read left to right; ` +
+    const count = data.digits.length === 1 ? "1 digit" : `${data.digits.length} digits`;
+    statusEl.textContent = `${unsure}${count} read left to right; ` +
       `bars: the least sure one${notes}`;
   } else {
     digitEl.textContent = String(data.digit);
