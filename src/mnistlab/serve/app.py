@@ -99,7 +99,8 @@ class NumberDigitOut(BaseModel):
 
 
 class NumberMarkOut(BaseModel):
-    mark: str = Field(description='".", ":" or "-", written between two digits')
+    mark: str = Field(description='".", ":" or "-", written between two digits; "-" also '
+                                  'before the first, a minus sign')
     before: int = Field(description="the index of the digit it stands before")
     bbox: list[int] = Field(description="its box on the picture: top, left, bottom, right")
 
@@ -108,7 +109,7 @@ class NumberOut(BaseModel):
     """Several digits side by side: the number they spell, each digit read alone."""
     file: str
     number: str = Field(description="the digits read, left to right, with the marks between "
-                                    "them in place: 34, 06.12, 12:30")
+                                    "them in place: 34, 06.12, 12:30, -5")
     probability: float = Field(description="the chance that every digit is right (their "
                                            "probabilities multiplied)")
     unsure: bool | None = None
