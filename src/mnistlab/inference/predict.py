@@ -140,8 +140,9 @@ class Prediction:
 
 @dataclass
 class NumberPrediction:
-    """A picture holding several digits: each read on its own, left to right, and the marks
-    written between them (a date's dots, a time's colon, a dash)."""
+    """A picture holding several digits, or one after a minus sign: each read on its own, left
+    to right, and the marks written between them (a date's dots, a time's colon, a dash) or
+    before them (a minus)."""
 
     file: str
     digits: list[Prediction]
@@ -150,7 +151,7 @@ class NumberPrediction:
 
     @property
     def number(self) -> str:
-        """The digits with their marks in place: "34", "06.12", "12:30", "42-7"."""
+        """The digits with their marks in place: "34", "06.12", "12:30", "42-7", "-5"."""
         out = []
         for i, d in enumerate(self.digits):
             out += [m.char for m in self.marks if m.before == i]
