@@ -90,10 +90,14 @@ MATMUL_LIBRARIES: dict[str, Any] = {"torch.mm": torch.mm, "onednn": _onednn_matm
 
 def matmul_libraries(dtype: torch.dtype) -> list[str]:
     """The ways to time a ``dtype`` matmul here: torch.mm, and oneDNN's for float32 where
-    PyTorch was built with it (for bf16 torch.mm already is oneDNN's)."""
-    has_onednn = (dtype == torch.float32 and torch.backends.mkldnn.is_available()
-                  and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
-    return ["torch.mm", "onednn"] if has_onednn else ["torch.mm"]
+    PyTorch was built with it and it runs (for bf16 torch.mm already is oneDNN's)."""
+    if dtype != torch.float32 or not torch.backends.mkldnn.is_available():
+        return ["torch.mm"]
+    try:
+        _onednn_matmul(torch.ones(2, 2), torch.ones(2, 2))
+    except (AttributeError, RuntimeError, NotImplementedError):   # a build without the op
+        return ["torch.mm"]
+    return ["torch.mm", "onednn"]
 
 
 def matmul_peak_gflops(dtype: torch.dtype, n: int = 1024, seconds: float = 2.0,
