@@ -99,11 +99,12 @@ def _rules_through(mask: np.ndarray) -> np.ndarray:
     if len(runs) < 2:
         return none
     thick = max(b - a for a, b in runs) - 2           # each band: the line and a row either side
-    rest = mask & ~_unstraighten(across, slope, mask)     # the writing alone, to measure
+    grid = _slant_grid(*mask.shape, slope)
+    rest = mask & ~_in_picture(across, grid, mask.shape)    # the writing alone, to measure
     stroke = 2 * int(ndimage.distance_transform_cdt(rest, metric="chessboard").max()) + 1
     if thick > RULE_THINNER * stroke:
         return none                                # bars as thick as the writing: its own
-    return _crossing_rules(mask, slope, (thick + 1) // 2)
+    return _crossing_rules(mask, slope, (thick + 1) // 2, grid, across)
 
 
 def _rule_slope(mask: np.ndarray) -> float | None:
@@ -137,8 +138,7 @@ def _rows_across(mask: np.ndarray, slopes: list[float]) -> list[np.ndarray]:
     rows, cols = np.nonzero(mask)
     out = []
     for slope in slopes:
-        shift = np.round(slope * (np.arange(w) - w / 2)).astype(int)
-        pad = int(np.abs(shift).max())
+        shift, pad = _shifts(w, slope)
         straight = np.zeros((h + 2 * pad + 2, w), dtype=bool)
         straight[rows - shift[cols] + pad + 1, cols] = True
         near = straight[1:-1] | straight[:-2] | straight[2:]
@@ -162,33 +162,42 @@ def _rule_rows(mask: np.ndarray, slope: float) -> np.ndarray:
     return across
 
 
-def _straightened(mask: np.ndarray, slope: float) -> np.ndarray:
-    """``mask`` with each column moved so that lines at ``slope`` run along its rows; padded
-    above and below by the largest move."""
-    h, w = mask.shape
-    rows, cols, inside = _slant_grid(h, w, slope)
+Grid = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _shifts(w: int, slope: float) -> tuple[np.ndarray, int]:
+    """How far each of ``w`` columns moves so that lines at ``slope`` run along the rows, and
+    the largest move (the padding above and below)."""
+    shift = np.round(slope * (np.arange(w) - w / 2)).astype(int)
+    return shift, int(np.abs(shift).max())
+
+
+def _slant_grid(h: int, w: int, slope: float) -> Grid:
+    """For each (straightened row, column): the picture's row, its column, and whether the
+    row lies inside the picture."""
+    shift, pad = _shifts(w, slope)
+    rows = np.arange(h + 2 * pad)[:, None] + shift[None, :] - pad      # straight row -> row
+    inside = (rows >= 0) & (rows < h)
+    return rows, np.broadcast_to(np.arange(w), rows.shape), inside
+
+
+def _straightened(mask: np.ndarray, grid: Grid) -> np.ndarray:
+    """``mask`` with each column moved along ``grid`` (``_slant_grid``): lines at its slope
+    run along the rows; padded above and below by the largest move."""
+    rows, cols, inside = grid
     out = np.zeros(rows.shape, dtype=bool)
     out[inside] = mask[rows[inside], cols[inside]]
     return out
 
 
-def _unstraighten(flags: np.ndarray, slope: float, mask: np.ndarray) -> np.ndarray:
-    """The pixels of ``mask``'s shape on the straightened rows ``flags`` marks."""
-    rows, cols, inside = _slant_grid(*mask.shape, slope)
-    out = np.zeros_like(mask)
-    take = inside & flags[:, None]
+def _in_picture(flags: np.ndarray, grid: Grid, shape: tuple[int, ...]) -> np.ndarray:
+    """The pixels of a picture of ``shape`` that the straightened ``flags`` (the grid's shape,
+    or one flag per straightened row) mark: ``_straightened`` undone."""
+    rows, cols, inside = grid
+    take = inside & (flags if flags.ndim == 2 else flags[:, None])
+    out = np.zeros(shape, dtype=bool)
     out[rows[take], cols[take]] = True
     return out
-
-
-def _slant_grid(h: int, w: int, slope: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each (straightened row, column): the picture's row, its column, and whether the
-    row lies inside the picture."""
-    shift = np.round(slope * (np.arange(w) - w / 2)).astype(int)       # per column
-    pad = int(np.abs(shift).max())
-    rows = np.arange(h + 2 * pad)[:, None] + shift[None, :] - pad      # straight row -> row
-    inside = (rows >= 0) & (rows < h)
-    return rows, np.broadcast_to(np.arange(w), rows.shape), inside
 
 
 def bands(flags: np.ndarray) -> list[tuple[int, int]]:
@@ -204,13 +213,15 @@ def _slope(piece: np.ndarray) -> float:
     return float((cols * (rows - rows.mean())).sum() / max(float((cols * cols).sum()), 1.0))
 
 
-def _crossing_rules(mask: np.ndarray, slope: float, thick: int) -> np.ndarray:
+def _crossing_rules(mask: np.ndarray, slope: float, thick: int, grid: Grid | None = None,
+                    across: np.ndarray | None = None) -> np.ndarray:
     """The rules running through the rest of ``mask`` at ``slope``: rows (along the slant)
-    whose ink runs across RULE_SPAN of the picture, less where a stroke crosses them (ink just
-    above and just below the rule's band)."""
-    rows, cols, inside = _slant_grid(*mask.shape, slope)
-    straight = _straightened(mask, slope)
-    across = _rule_rows(mask, slope)
+    whose ink runs across RULE_SPAN of the picture (``_rule_rows``, unless ``across`` has
+    them), less where a stroke crosses them (ink just above and just below the rule's band).
+    ``grid``: ``_slant_grid`` at that slope, where already made."""
+    grid = _slant_grid(*mask.shape, slope) if grid is None else grid
+    straight = _straightened(mask, grid)
+    across = _rule_rows(mask, slope) if across is None else across
     if not across.any():
         return np.zeros_like(mask)
     band = ndimage.binary_dilation(across, iterations=1)
@@ -219,7 +230,4 @@ def _crossing_rules(mask: np.ndarray, slope: float, thick: int) -> np.ndarray:
     below = np.zeros_like(straight)
     above[reach:] = straight[:-reach]
     below[:-reach] = straight[reach:]
-    drop = straight & band[:, None] & ~(above & below)
-    out = np.zeros_like(mask)
-    out[rows[inside & drop], cols[inside & drop]] = True
-    return out
+    return _in_picture(straight & band[:, None] & ~(above & below), grid, mask.shape)
