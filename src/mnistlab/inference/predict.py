@@ -172,8 +172,7 @@ class NumberPrediction:
     def notes(self) -> list[str]:
         """The picture's notes (a ruled line, a ring: they lead every digit's) said once, and
         the digits' widened strokes in one note ("thin strokes widened by 5-8 px")."""
-        own = {widened_note(f"{d.pre.thickened_px:.0f}") for d in self.digits}
-        notes = list(dict.fromkeys(n for d in self.digits for n in d.notes if n not in own))
+        notes = list(dict.fromkeys(n for d in self.digits for n in d.pre.left_out))
         px = sorted({round(d.pre.thickened_px) for d in self.digits if d.pre.thickened_px})
         if px:
             notes.append(widened_note(f"{px[0]}" if len(px) == 1 else f"{px[0]}-{px[-1]}"))

@@ -89,7 +89,13 @@ class Preprocessed:
     inverted: bool                    # True if the picture was dark ink on light paper
     bbox: tuple[int, int, int, int]   # (top, left, bottom, right) of the ink, working pixels
     thickened_px: float = 0.0         # how much the strokes were widened, working pixels
-    notes: list[str] = field(default_factory=list)   # anything unusual done, for the user
+    left_out: list[str] = field(default_factory=list)   # what finding the ink set apart
+
+    @property
+    def notes(self) -> list[str]:
+        """Anything unusual done, for the user: what was left out, then widened strokes."""
+        widened = [widened_note(f"{self.thickened_px:.0f}")] if self.thickened_px else []
+        return [*self.left_out, *widened]
 
 
 def open_image(source: str | os.PathLike[str] | bytes, *,
@@ -408,12 +414,11 @@ def widened_note(px: str) -> str:
 
 
 def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False,
-                  notes: Sequence[str] = ()) -> Preprocessed:
+                  left_out: Sequence[str] = ()) -> Preprocessed:
     """The ink of one digit (``ink_image``'s scaled ink and mask, or a piece of them) ->
-    ``Preprocessed``: cropped to the mask, thin strokes widened, scaled and centred; ``notes``
-    (what finding the ink left out) lead its notes."""
+    ``Preprocessed``: cropped to the mask, thin strokes widened, scaled and centred;
+    ``left_out``: what finding the ink set apart (``Ink.notes``), which leads its notes."""
     top, left, bottom, right = _bbox(mask)
-    notes = list(notes)
     long_side = max(bottom - top, right - left)
     width = _stroke_width(mask[top:bottom, left:right])
     thicken = STROKE_TARGET_RATIO * long_side - width if width < STROKE_MIN_RATIO * long_side else 0
@@ -429,9 +434,8 @@ def crop_to_mnist(ink: np.ndarray, mask: np.ndarray, inverted: bool = False,
         if crop_mask.any():
             t2, l2, b2, r2 = _bbox(crop_mask)
             crop = crop[t2:b2, l2:r2]
-        notes.append(widened_note(f"{thicken:.0f}"))
     return Preprocessed(fit_to_mnist(crop), inverted, (top, left, bottom, right),
-                        float(thicken), notes)
+                        float(thicken), list(left_out))
 
 
 def preprocess(source: str | os.PathLike[str] | bytes | Image.Image, *,
