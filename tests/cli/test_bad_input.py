@@ -219,7 +219,7 @@ INPUT_COMMANDS = [
     lambda p: ["predict", p, "garbage.png"], lambda p: ["export", p],
     lambda p: ["serve", p], lambda p: ["bench-serve", p, "--requests", "1"],
     lambda p: ["predict", "--onnx", p, "garbage.png"], lambda p: ["serve", "--onnx", p],
-    lambda p: ["data", "fetch", "--from", p],
+    lambda p: ["data", "fetch", "--from", p], lambda p: ["calibrate", p],
 ]
 
 
@@ -256,7 +256,7 @@ def test_a_runs_folder_that_is_a_file(work, runs, argv):
 @BOUNDED
 @given(config=st.binary(max_size=200), weights=st.binary(max_size=200),
        command=st.sampled_from([["evaluate"], ["export"], ["serve"], ["predict"],
-                                ["train", "fc", "--resume", "--out"]]))
+                                ["calibrate"], ["train", "fc", "--resume", "--out"]]))
 def test_garbage_files_as_a_run(work, config, weights, command):
     run = work / "generated-run"
     run.mkdir(exist_ok=True)

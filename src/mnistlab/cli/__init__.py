@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "mnistlab.cli.report",
     "mnistlab.cli.use",
     "mnistlab.cli.realworld",
+    "mnistlab.cli.calibrate",
     "mnistlab.cli.perf",
     "mnistlab.cli.profile",
     "mnistlab.cli.abuse",

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mnistlab.cli.extras import needs_extra
+
+if TYPE_CHECKING:
+    from mnistlab.inference.predict import NumberPrediction, Prediction
 
 JSON_HELP = "print one JSON object as the last line of standard output"
 # Load-test sizes beyond these measure the test machine's patience, not the server.
@@ -102,6 +105,11 @@ def _best_run() -> Path:
     from mnistlab import runs
 
     return runs.best_run(for_pictures=True)
+
+
+def _unsure_flag(reading: Prediction | NumberPrediction) -> str:
+    """"  UNSURE (not confident)" after an unsure answer, nothing after a sure one."""
+    return f"  UNSURE ({reading.unsure_reason})" if reading.unsure else ""
 
 
 def _uncalibrated_note(predictor: object) -> str:
@@ -200,11 +208,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
             each = "  ".join(f"{d.digit} ({d.probability:.1%}{', unsure' if d.unsure else ''})"
                              for d in digits)
             console.say(f"{path}: number {res.number} ({res.probability:.1%} all right)"
-                        f"{'  UNSURE' if res.unsure else ''}   digits: {each}")
+                        f"{_unsure_flag(res)}   digits: {each}")
         else:
             tops = ", ".join(f"{d} {p:.1%}" for d, p in res.top)
             console.say(f"{path}: {res.digit} ({res.probability:.1%})"
-                        f"{'  UNSURE' if res.unsure else ''}   top {args.top}: {tops}")
+                        f"{_unsure_flag(res)}   top {args.top}: {tops}")
         if res.notes:
             console.say(f"  note: {'; '.join(res.notes)}")
         if args.debug_dir:

@@ -6,7 +6,9 @@
 A predictor maps a batch (N, 1, 28, 28) float32 in [0, 1] to logits (N, 10); softmax is
 applied here, where probabilities are shown, never inside a model. Two backends implement
 ``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file);
-``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble.
+``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble. A
+``TorchPredictor`` also gives the features its model's last layer reads, so a calibrated run
+can say a picture is unlike every digit it learnt (``train.typicality``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mnistlab.inference.preprocess import (
     widened_note,
 )
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
+from mnistlab.train.typicality import last_linear
 
 
 @runtime_checkable
@@ -67,6 +70,21 @@ class TorchPredictor:
         with torch.inference_mode():
             out = self.model(batch.to(self.device))
         return out.float().cpu().numpy()
+
+    def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits and what the model's last Linear layer read (N, D), in one pass; None
+        for the features of a model without one."""
+        layer = last_linear(self.model)
+        if layer is None:
+            return self.logits(x), None
+        seen: list[torch.Tensor] = []
+        hook = layer.register_forward_hook(
+            lambda _m, inputs, _o: seen.append(inputs[0].detach().float().flatten(1).cpu()))
+        try:
+            logits = self.logits(x)
+        finally:
+            hook.remove()
+        return logits, seen[0].numpy()
 
 
 class OnnxPredictor:
@@ -103,15 +121,46 @@ class OnnxPredictor:
         return self.session.run(None, {self.input_name: x})[0]
 
 
-def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
-    """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> (N, 10) probabilities (float64),
-    calibrated when the predictor carries a calibration."""
+@runtime_checkable
+class FeaturePredictor(Predictor, Protocol):
+    """A predictor that also gives the features its last layer reads (TorchPredictor)."""
+
+    def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        ...
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """A batch's calibrated probabilities and, where the predictor is calibrated, why each
+    answer is unsure (``calibration.NOT_CONFIDENT`` or ``UNLIKE_DIGITS``) or None."""
+
+    proba: np.ndarray                      # (N, 10) float64
+    reasons: list[str | None] | None       # None: not calibrated, nothing is flagged
+
+
+def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
+    """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> probabilities (calibrated when the
+    predictor carries a calibration) and the unsure flags with their reasons."""
     x = np.asarray(images, dtype=np.float32)
     if x.ndim == 3:
         x = x[:, None]
-    logits = predictor.logits(x).astype(np.float64)
+    features = None
+    if isinstance(predictor, FeaturePredictor):
+        logits, features = predictor.logits_and_features(x)
+    else:
+        logits = predictor.logits(x)
+    logits = logits.astype(np.float64)
     cal = predictor.calibration
-    return (cal.probabilities(logits) if cal is not None else softmax(logits)).astype(np.float64)
+    if cal is None:
+        return Assessment(softmax(logits).astype(np.float64), None)
+    proba = cal.probabilities(logits).astype(np.float64)
+    return Assessment(proba, cal.reasons(proba, features))
+
+
+def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> (N, 10) probabilities (float64),
+    calibrated when the predictor carries a calibration."""
+    return assess(predictor, images).proba
 
 
 @dataclass
@@ -124,6 +173,9 @@ class Prediction:
     pre: Preprocessed
     unsure: bool | None = None           # below the run's threshold; None: not calibrated
     bbox: Box | None = None              # where it was found in the picture (working pixels)
+    # why it is unsure: "not confident" (the top probability is low) or "unlike the digits
+    # it learnt" (its features lie far from every digit's); None when it is not
+    unsure_reason: str | None = None
 
     @property
     def notes(self) -> list[str]:
@@ -135,7 +187,7 @@ class Prediction:
         return {"file": self.file, "digit": self.digit, "probability": self.probability,
                 "top": [{"digit": d, "probability": p} for d, p in self.top],
                 "probabilities": self.probabilities, "unsure": self.unsure,
-                "notes": self.notes}
+                "unsure_reason": self.unsure_reason, "notes": self.notes}
 
 
 @dataclass
@@ -169,6 +221,14 @@ class NumberPrediction:
         return None if None in flags else any(flags)
 
     @property
+    def unsure_reason(self) -> str | None:
+        """The first unsure digit's reason and which digit: "not confident (digit 2 of 3)"."""
+        for i, d in enumerate(self.digits):
+            if d.unsure_reason is not None:
+                return f"{d.unsure_reason} (digit {i + 1} of {len(self.digits)})"
+        return None
+
+    @property
     def notes(self) -> list[str]:
         """The picture's notes (a ruled line, a ring: they lead every digit's) said once, and
         the digits' widened strokes in one note ("thin strokes widened by 5-8 px")."""
@@ -180,11 +240,13 @@ class NumberPrediction:
 
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "number": self.number, "probability": self.probability,
-                "unsure": self.unsure, "size": list(self.size), "notes": self.notes,
+                "unsure": self.unsure, "unsure_reason": self.unsure_reason,
+                "size": list(self.size), "notes": self.notes,
                 "marks": [{"mark": m.char, "before": m.before, "bbox": list(m.bbox)}
                           for m in self.marks],
                 "digits": [{"digit": d.digit, "probability": d.probability,
-                            "unsure": d.unsure, "bbox": list(d.bbox or ()),
+                            "unsure": d.unsure, "unsure_reason": d.unsure_reason,
+                            "bbox": list(d.bbox or ()),
                             "top": [{"digit": k, "probability": v} for k, v in d.top]}
                            for d in self.digits]}
 
@@ -196,26 +258,27 @@ class ModelOutputError(UserError):
     """The model answered NaN or infinity: the model is broken, not the picture."""
 
 
-def _prediction(name: str, pre: Preprocessed, proba: np.ndarray, top: int,
-                calibration: Calibration | None = None, bbox: Box | None = None) -> Prediction:
+def _prediction(name: str, pre: Preprocessed, assessed: Assessment, index: int, top: int,
+                bbox: Box | None = None) -> Prediction:
+    proba = assessed.proba[index]
     if not np.isfinite(proba).all():
         # A diverged run or a broken export: `0 (nan%)` would look like an answer.
         raise ModelOutputError(f"{name}: the model answered NaN or infinity instead of "
                                "probabilities; its weights are broken (a diverged run or a "
                                "bad export): re-train the run or re-export it")
     order = np.argsort(-proba, kind="stable")[:max(1, min(top, 10))]
-    unsure = None if calibration is None else bool(proba.max() < calibration.unsure_below)
+    reason = None if assessed.reasons is None else assessed.reasons[index]
     return Prediction(file=name, digit=int(order[0]), probability=float(proba[order[0]]),
                       probabilities=[float(p) for p in proba],
-                      top=[(int(d), float(proba[d])) for d in order], pre=pre, unsure=unsure,
-                      bbox=bbox)
+                      top=[(int(d), float(proba[d])) for d in order], pre=pre,
+                      unsure=None if assessed.reasons is None else reason is not None,
+                      bbox=bbox, unsure_reason=reason)
 
 
 def predict_preprocessed(predictor: Predictor, pre: Preprocessed, *, name: str = "image",
                          top: int = 3) -> Prediction:
     """An already preprocessed picture -> its Prediction."""
-    return _prediction(name, pre, predict_proba(predictor, pre.image[None])[0], top,
-                       predictor.calibration)
+    return _prediction(name, pre, assess(predictor, pre.image[None]), 0, top)
 
 
 def read_picture(predictor: Predictor, source: str | os.PathLike[str] | bytes, *,
@@ -259,17 +322,17 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
                 raise
             found.append(exc)
     pieces = [p for f in found if not isinstance(f, UserError) for p in f[0].digits]
-    proba = predict_proba(predictor, np.stack([p.pre.image for p in pieces])) if pieces else None
+    assessed = assess(predictor, np.stack([p.pre.image for p in pieces])) if pieces else None
     out: list[Reading | UserError] = []
     i = 0
     for name, f in zip(names, found, strict=True):
         if isinstance(f, UserError):
             out.append(f)
             continue
-        assert proba is not None
+        assert assessed is not None
         try:
-            digits = [_prediction(name, p.pre, proba[i + k], top, predictor.calibration,
-                                  p.bbox) for k, p in enumerate(f[0].digits)]
+            digits = [_prediction(name, p.pre, assessed, i + k, top, p.bbox)
+                      for k, p in enumerate(f[0].digits)]
         except ModelOutputError as exc:
             if not keep_errors:
                 raise

@@ -21,7 +21,7 @@ from PIL import Image
 from mnistlab.data.realworld import Sample
 from mnistlab.errors import UserError
 from mnistlab.inference.composed import compose_numbers
-from mnistlab.inference.predict import NumberPrediction, Predictor, predict_proba, read_picture
+from mnistlab.inference.predict import NumberPrediction, Predictor, assess, read_picture
 from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
 
 BATCH = 256
@@ -190,7 +190,9 @@ def unsure_rates(predictor: Predictor, mnist_images: np.ndarray,
     flagged = []
     for start in range(0, len(mnist_images), BATCH):
         x = mnist_images[start:start + BATCH].astype(np.float32)[:, None] / 255.0
-        flagged.append(cal.unsure(predict_proba(predictor, x)))
+        reasons = assess(predictor, x).reasons
+        assert reasons is not None                            # calibrated, checked above
+        flagged.append(np.array([r is not None for r in reasons]))
     mnist = float(np.concatenate(flagged).mean())
     preds_ok: dict[str, list[bool]] = {}
     for s in non_digits:

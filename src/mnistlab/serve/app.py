@@ -84,8 +84,10 @@ class PredictionOut(BaseModel):
     image_28_png: str = Field(description="the same as a PNG data URL")
     inverted: bool = Field(description="dark ink on light paper was inverted")
     notes: list[str]
-    unsure: bool | None = Field(None, description="below the run's calibrated threshold; "
-                                "null: the run is not calibrated")
+    unsure: bool | None = Field(None, description="below the run's calibrated threshold, or "
+                                "unlike the digits it learnt; null: the run is not calibrated")
+    unsure_reason: str | None = Field(None, description="why it is unsure: 'not confident' "
+                                      "or 'unlike the digits it learnt'; null when it is not")
     calibrated: bool = False
 
 
@@ -93,6 +95,7 @@ class NumberDigitOut(BaseModel):
     digit: int
     probability: float
     unsure: bool | None = None
+    unsure_reason: str | None = None
     bbox: list[int] = Field(description="the digit's box on the picture: top, left, bottom, "
                                         "right")
     top: list[TopEntry]
@@ -113,6 +116,8 @@ class NumberOut(BaseModel):
     probability: float = Field(description="the chance that every digit is right (their "
                                            "probabilities multiplied)")
     unsure: bool | None = None
+    unsure_reason: str | None = Field(None, description="the first unsure digit's reason and "
+                                      "place: 'not confident (digit 2 of 3)'")
     size: list[int] = Field(description="the picture's height and width, in the boxes' pixels")
     digits: list[NumberDigitOut]
     marks: list[NumberMarkOut] = Field(default_factory=list)
@@ -257,7 +262,8 @@ def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
         "digit": reading.digit, "probability": reading.probability,
         "probabilities": reading.probabilities,
         "top": [{"digit": d, "probability": p} for d, p in reading.top],
-        "unsure": reading.unsure, "calibrated": calibrated,
+        "unsure": reading.unsure, "unsure_reason": reading.unsure_reason,
+        "calibrated": calibrated,
         "image_28": [[round(float(v), 4) for v in row] for row in pre.image],
         "image_28_png": _png_uri(pre.image),
         "inverted": pre.inverted, "notes": pre.notes,

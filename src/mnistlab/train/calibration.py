@@ -3,22 +3,25 @@ validation split held out of training (``TrainConfig.validation``), never on the
 
     calibration = calibrate(model, x_val, y_val, precision="bf16")
     probs = calibration.probabilities(logits)        # softmax(logits / T), (N, 10)
-    calibration.unsure(probs)                        # (N,) bool: top probability too low
+    calibration.unsure(probs, features)              # (N,) bool: top probability too low,
+                                                     # or the picture unlike any digit
 
 A network trained with cross-entropy (and label smoothing) is over- or under-confident by a
 roughly constant factor in its logits; one temperature T, fitted by minimising the negative
 log-likelihood on held-out images, removes most of it (Guo et al., 2017). The threshold flags
 the least confident ``UNSURE_SHARE`` of the validation digits: on MNIST those hold most of
-the errors, and a scribble or a letter lands there more often than a digit does.
+the errors, and a scribble or a letter lands there more often than a digit does. A picture
+whose features lie far from every digit the model learnt is unsure too, however confident the
+answer (``typicality``: most letters and scribbles are caught that way, few mistakes).
 
-The run folder keeps the fit in ``calibration.json``.
+The run folder keeps the fit in ``calibration.json`` (and ``typicality.safetensors``).
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,10 +33,21 @@ from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.runs.files import read_json_object
 from mnistlab.train.precision import autocast
+from mnistlab.train.typicality import (
+    Progress,
+    Typicality,
+    features_and_logits,
+    fit_typicality,
+    last_linear,
+    load_typicality,
+    save_typicality,
+)
 
 CALIBRATION = "calibration.json"
 UNSURE_SHARE = 0.01          # the share of validation digits flagged "unsure"
 ECE_BINS = 15
+NOT_CONFIDENT = "not confident"
+UNLIKE_DIGITS = "unlike the digits it learnt"
 
 
 @dataclass(frozen=True)
@@ -48,25 +62,42 @@ class Calibration:
     ece_after: float
     unsure_share: float           # share of validation digits flagged
     errors_flagged: float         # share of validation errors among the flagged
+    # where the features lie against the training digits' (typicality.safetensors); None: a
+    # run calibrated before it was fitted, or an ensemble: only the top probability counts
+    typicality: Typicality | None = field(default=None, compare=False, repr=False)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """(N, 10) logits -> calibrated probabilities, float32."""
         return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
 
-    def unsure(self, probs: np.ndarray) -> np.ndarray:
-        return np.asarray(probs).max(axis=1) < self.unsure_below
+    def unsure(self, probs: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
+        """(N,) bool: the top probability under the threshold, or (given the features the
+        last layer read) the picture far from every digit."""
+        return np.array([r is not None for r in self.reasons(probs, features)], dtype=bool)
+
+    def reasons(self, probs: np.ndarray, features: np.ndarray | None = None
+                ) -> list[str | None]:
+        """Why each answer is unsure (NOT_CONFIDENT, UNLIKE_DIGITS), or None where it is not."""
+        low = np.asarray(probs).max(axis=1) < self.unsure_below
+        far = (self.typicality.far(features) if self.typicality is not None
+               and features is not None else np.zeros(len(low), dtype=bool))
+        return [NOT_CONFIDENT if lo else UNLIKE_DIGITS if fa else None
+                for lo, fa in zip(low, far, strict=True)]
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        return {f.name: getattr(self, f.name) for f in _FIELDS}
 
     @classmethod
     def from_dict(cls, data: dict[str, object], path: Path) -> Calibration:
         try:
             return cls(**{f.name: (int if f.name == "validation_images" else float)(
-                data[f.name]) for f in fields(cls)})  # type: ignore[arg-type]
+                data[f.name]) for f in _FIELDS})  # type: ignore[arg-type]
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"{path} is not a readable calibration file ({exc}); "
                             "re-run the training that wrote it") from None
+
+
+_FIELDS = [f for f in fields(Calibration) if f.name != "typicality"]     # calibration.json's
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -122,10 +153,21 @@ def model_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
 
 
 def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
-              precision: str = "fp32", unsure_share: float = UNSURE_SHARE) -> Calibration:
-    """Fit the temperature and the unsure threshold on the validation split."""
-    return calibration_from_logits(model_logits(model, x_val, precision=precision),
-                                   y_val.numpy(), unsure_share=unsure_share)
+              precision: str = "fp32", unsure_share: float = UNSURE_SHARE,
+              x_fit: torch.Tensor | None = None, y_fit: torch.Tensor | None = None,
+              on_progress: Progress | None = None) -> Calibration:
+    """Fit the temperature and the unsure threshold on the validation split; with training
+    images (``x_fit``, ``y_fit``), where their features lie too (``typicality``; up to
+    FIT_IMAGES of them). ``on_progress``: called with each batch's image count."""
+    if x_fit is None or y_fit is None or last_linear(model) is None:
+        return calibration_from_logits(model_logits(model, x_val, precision=precision),
+                                       y_val.numpy(), unsure_share=unsure_share)
+    features, logits = features_and_logits(model, x_val, precision=precision,
+                                           on_progress=on_progress)
+    calibration = calibration_from_logits(logits, y_val.numpy(), unsure_share=unsure_share)
+    typicality = fit_typicality(model, x_fit, y_fit, features, precision=precision,
+                                on_progress=on_progress)
+    return replace(calibration, typicality=typicality)
 
 
 def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
@@ -149,6 +191,10 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
 
 
 def save_calibration(run_dir: str | os.PathLike[str], calibration: Calibration) -> None:
+    """calibration.json, and typicality.safetensors beside it (an earlier one is removed when
+    this calibration has none). The fit goes first: a folder whose calibration.json is new
+    never pairs it with another model's fit."""
+    save_typicality(run_dir, calibration.typicality)
     atomic.write_json(Path(run_dir) / CALIBRATION, calibration.to_dict())
 
 
@@ -157,4 +203,5 @@ def load_calibration(run_dir: str | os.PathLike[str]) -> Calibration | None:
     path = Path(run_dir) / CALIBRATION
     if not path.is_file():
         return None
-    return Calibration.from_dict(read_json_object(path, "calibration"), path)
+    calibration = Calibration.from_dict(read_json_object(path, "calibration"), path)
+    return replace(calibration, typicality=load_typicality(run_dir))

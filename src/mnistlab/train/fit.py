@@ -210,7 +210,8 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                         precision=precision, device=device.type)
     calibration = None
     if config.validation:  # fitted on the held-out images, before metrics.json marks the end
-        calibration = calibrate(model, *load_validation(config), precision=precision)
+        calibration = calibrate(model, *load_validation(config), precision=precision,
+                                x_fit=x_train, y_fit=y_train)
         if run_dir is not None:
             save_calibration(run_dir, calibration)
     metrics = _final_metrics(config, info, history, test, run_dir)

@@ -120,7 +120,8 @@ async function send(body, headers) {
 function showResult(data) {
   drawBoxes(data);
   digitEl.classList.toggle("unsure", data.unsure === true);
-  const unsure = data.unsure === true ? "unsure: the model is not confident; " : "";
+  const unsure = data.unsure === true
+    ? `unsure: ${data.unsure_reason || "the model is not confident"}; ` : "";
   probEl.textContent = `${(data.probability * 100).toFixed(1)}%`;
   statusEl.classList.remove("error");
   if (data.number !== undefined) {          // several digits: the number they spell
