@@ -33,9 +33,10 @@ def test_batch_dimension_is_dynamic(exported):
     session = ort.InferenceSession(exported["onnx_path"], providers=["CPUExecutionProvider"])
     (inp,) = session.get_inputs()
     assert inp.name == "image" and not isinstance(inp.shape[0], int)
+    assert [o.name for o in session.get_outputs()] == ["logits", "features"]
     for n in (1, 7, 300):
-        (logits,) = session.run(None, {"image": np.zeros((n, 1, 28, 28), np.float32)})
-        assert logits.shape == (n, 10)
+        logits, features = session.run(None, {"image": np.zeros((n, 1, 28, 28), np.float32)})
+        assert logits.shape == (n, 10) and features.shape[0] == n
 
 
 def test_cnn_exports_with_parity(tmp_path):

@@ -152,3 +152,21 @@ def test_the_calibrate_command_refits_a_run(calibrated, tmp_path, capsys):
     fit_run(TrainConfig(model="fc", epochs=1, limit=300, test_limit=100, threads=1), plain)
     assert main(["calibrate", str(plain)]) == 2
     assert "held out no validation images" in capsys.readouterr().err
+
+
+def test_an_onnx_export_gives_the_same_reasons(calibrated):
+    pytest.importorskip("onnxscript")
+    from mnistlab.inference.export import export_run
+    from mnistlab.inference.predict import OnnxPredictor
+
+    run, config = calibrated
+    exported = export_run(run)                     # RUN/model.onnx: shares the calibration
+    onnx = OnnxPredictor(exported["onnx_path"])
+    assert onnx.with_features and onnx.calibration is not None
+    x = np.concatenate([load_validation(config)[0][:200].numpy(),
+                        1.0 - load_validation(config)[0][:100].numpy()])
+    torch_logits, torch_features = load_predictor(run).logits_and_features(x)
+    onnx_logits, onnx_features = onnx.logits_and_features(x)
+    assert onnx_features is not None and torch_features is not None
+    assert np.allclose(onnx_features, torch_features, atol=1e-4)
+    assert assess(onnx, x).reasons == assess(load_predictor(run), x).reasons

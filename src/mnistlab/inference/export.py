@@ -5,7 +5,9 @@
     export_run("runs/cnn-...")                   # both, replacing RUN/model.onnx only if checked
 
 The ONNX graph takes ``image`` (N, 1, 28, 28) float32 in [0, 1] and returns ``logits``
-(N, 10), like the PyTorch model; N is free. onnx, onnxscript (torch.onnx's exporter needs
+(N, 10), like the PyTorch model, then ``features`` (N, D): what the last layer read, so that
+the exported run can say a picture is unlike the digits it learnt (``train.typicality``); N is
+free. onnx, onnxscript (torch.onnx's exporter needs
 both) and onnxruntime come with the ``export`` extra and are imported only when used.
 
 ``export_run`` never loses a good file: it refuses to replace a file that is not an ONNX model
@@ -34,6 +36,7 @@ from mnistlab.inference.predict import OnnxPredictor
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
+FEATURES_NAME = "features"       # the second output, where the model ends in a Linear layer
 OPSET = 18
 PARITY_TOLERANCE = 1e-4          # max absolute difference of logits accepted
 MARKER = "mnistlab_version"      # metadata key of the models we write
@@ -65,9 +68,24 @@ def export_onnx(model: Any, out: str | os.PathLike[str], *, opset: int = OPSET) 
     return out
 
 
+class _LogitsAndFeatures(torch.nn.Module):
+    """A Sequential ending in a Linear layer, returning its logits and the layer's input."""
+
+    def __init__(self, model: torch.nn.Sequential) -> None:
+        super().__init__()
+        self.body, self.head = model[:-1], model[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = self.body(x).flatten(1)
+        return self.head(features), features
+
+
 def _onnx_program(model: Any, opset: int = OPSET) -> Any:
     require_export_extra(*EXPORTER_NEEDS)
     model = model.eval()
+    outputs = [OUTPUT_NAME]
+    if isinstance(model, torch.nn.Sequential) and isinstance(model[-1], torch.nn.Linear):
+        model, outputs = _LogitsAndFeatures(model).eval(), [OUTPUT_NAME, FEATURES_NAME]
     example = torch.rand(2, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     # The exporter logs a warning per torchvision op it cannot register (torchvision is
@@ -77,7 +95,7 @@ def _onnx_program(model: Any, opset: int = OPSET) -> Any:
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            input_names=[INPUT_NAME], output_names=outputs,
             dynamic_shapes=({0: batch},), verbose=False, report=False,
         )
     program.model.metadata_props[MARKER] = __version__
@@ -100,7 +118,7 @@ def is_mnistlab_onnx(path: str | os.PathLike[str]) -> bool:
         return False
     if any(p.key == MARKER for p in proto.metadata_props):
         return True
-    graph = proto.graph
+    graph = proto.graph         # (exports older than the mark had no features output)
     if len(graph.input) != 1 or len(graph.output) != 1:
         return False
     (inp,), (out,) = graph.input, graph.output

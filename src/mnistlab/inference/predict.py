@@ -115,10 +115,17 @@ class OnnxPredictor:
         self.name = str(path)
         # an export inside a run folder (the default RUN/model.onnx) shares its calibration
         self.calibration = load_calibration(path.parent)
+        # exports since the second unsure reason also give what the last layer read
+        self.with_features = [o.name for o in self.session.get_outputs()][1:2] == ["features"]
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        return self.logits_and_features(x)[0]
+
+    def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits and, from an export that has them, the features (else None)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
-        return self.session.run(None, {self.input_name: x})[0]
+        out = self.session.run(None, {self.input_name: x})
+        return out[0], (out[1] if self.with_features else None)
 
 
 @runtime_checkable
