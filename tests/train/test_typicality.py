@@ -169,4 +169,5 @@ def test_an_onnx_export_gives_the_same_reasons(calibrated):
     onnx_logits, onnx_features = onnx.logits_and_features(x)
     assert onnx_features is not None and torch_features is not None
     assert np.allclose(onnx_features, torch_features, atol=1e-4)
+    assert np.allclose(onnx_logits, torch_logits, atol=1e-4)
     assert assess(onnx, x).reasons == assess(load_predictor(run), x).reasons
