@@ -171,3 +171,17 @@ def test_an_onnx_export_gives_the_same_reasons(calibrated):
     assert np.allclose(onnx_features, torch_features, atol=1e-4)
     assert np.allclose(onnx_logits, torch_logits, atol=1e-4)
     assert assess(onnx, x).reasons == assess(load_predictor(run), x).reasons
+
+
+def test_concurrent_readers_get_their_own_features(calibrated):
+    # serve reads several pictures at once with one model: nothing may cross between them
+    import concurrent.futures
+
+    run, config = calibrated
+    predictor = load_predictor(run)
+    x = load_validation(config)[0][:64].numpy()
+    alone = [predictor.logits_and_features(x[i:i + 1])[1] for i in range(len(x))]
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(lambda i: predictor.logits_and_features(x[i:i + 1])[1],
+                                 range(len(x))))
+    assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))

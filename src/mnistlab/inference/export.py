@@ -33,6 +33,7 @@ from mnistlab.data import load_dataset
 from mnistlab.data.batches import to_tensors
 from mnistlab.errors import UserError
 from mnistlab.inference.predict import OnnxPredictor
+from mnistlab.train.typicality import split_head
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "logits"
@@ -69,11 +70,11 @@ def export_onnx(model: Any, out: str | os.PathLike[str], *, opset: int = OPSET) 
 
 
 class _LogitsAndFeatures(torch.nn.Module):
-    """A Sequential ending in a Linear layer, returning its logits and the layer's input."""
+    """A model's logits and what its last layer read (``typicality.split_head``)."""
 
-    def __init__(self, model: torch.nn.Sequential) -> None:
+    def __init__(self, body: torch.nn.Module, head: torch.nn.Linear) -> None:
         super().__init__()
-        self.body, self.head = model[:-1], model[-1]
+        self.body, self.head = body, head
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = self.body(x).flatten(1)
@@ -84,8 +85,9 @@ def _onnx_program(model: Any, opset: int = OPSET) -> Any:
     require_export_extra(*EXPORTER_NEEDS)
     model = model.eval()
     outputs = [OUTPUT_NAME]
-    if isinstance(model, torch.nn.Sequential) and isinstance(model[-1], torch.nn.Linear):
-        model, outputs = _LogitsAndFeatures(model).eval(), [OUTPUT_NAME, FEATURES_NAME]
+    halves = split_head(model)
+    if halves is not None:
+        model, outputs = _LogitsAndFeatures(*halves).eval(), [OUTPUT_NAME, FEATURES_NAME]
     example = torch.rand(2, 1, 28, 28)
     batch = torch.export.Dim("batch", min=1, max=1 << 20)
     # The exporter logs a warning per torchvision op it cannot register (torchvision is

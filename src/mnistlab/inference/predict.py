@@ -35,7 +35,7 @@ from mnistlab.inference.preprocess import (
     widened_note,
 )
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
-from mnistlab.train.typicality import last_linear
+from mnistlab.train.typicality import split_head
 
 
 @runtime_checkable
@@ -72,19 +72,17 @@ class TorchPredictor:
         return out.float().cpu().numpy()
 
     def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        """The logits and what the model's last Linear layer read (N, D), in one pass; None
-        for the features of a model without one."""
-        layer = last_linear(self.model)
-        if layer is None:
+        """The logits and what the model's last layer read (N, D), in one pass; None for the
+        features of a model that does not end in a Linear layer."""
+        halves = split_head(self.model)
+        if halves is None:
             return self.logits(x), None
-        seen: list[torch.Tensor] = []
-        hook = layer.register_forward_hook(
-            lambda _m, inputs, _o: seen.append(inputs[0].detach().float().flatten(1).cpu()))
-        try:
-            logits = self.logits(x)
-        finally:
-            hook.remove()
-        return logits, seen[0].numpy()
+        body, head = halves
+        batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+        with torch.inference_mode():
+            features = body(batch.to(self.device)).flatten(1)
+            logits = head(features)
+        return logits.float().cpu().numpy(), features.float().cpu().numpy()
 
 
 class OnnxPredictor:

@@ -38,9 +38,9 @@ from mnistlab.train.typicality import (
     Typicality,
     features_and_logits,
     fit_typicality,
-    last_linear,
     load_typicality,
     save_typicality,
+    split_head,
 )
 
 CALIBRATION = "calibration.json"
@@ -159,7 +159,7 @@ def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     """Fit the temperature and the unsure threshold on the validation split; with training
     images (``x_fit``, ``y_fit``), where their features lie too (``typicality``; up to
     FIT_IMAGES of them). ``on_progress``: called with each batch's image count."""
-    if x_fit is None or y_fit is None or last_linear(model) is None:
+    if x_fit is None or y_fit is None or split_head(model) is None:
         return calibration_from_logits(model_logits(model, x_val, precision=precision),
                                        y_val.numpy(), unsure_share=unsure_share)
     features, logits = features_and_logits(model, x_val, precision=precision,

@@ -38,6 +38,7 @@ FAR_SHARE = 0.01         # the share of validation digits that count as far
 FIT_IMAGES = 20_000      # training images whose features the classes are fitted on
 SHRINKAGE = 0.01         # covariance -> (1 - s) C + s * mean variance * I
 _META = ("far_above", "far_share", "fit_images", "shrinkage")
+Progress = Callable[[int], None]      # called with each batch's image count
 
 
 @dataclass(frozen=True)
@@ -66,38 +67,38 @@ class Typicality:
         return self.distance(features) > self.far_above
 
 
-def last_linear(model: nn.Module) -> nn.Linear | None:
-    """The layer that turns features into logits: the model's last ``nn.Linear``."""
-    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    return linears[-1] if linears else None
-
-
-Progress = Callable[[int], None]      # called with each batch's image count
+def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
+    """(what comes before the last layer, the last layer) of a Sequential that ends in a
+    Linear layer (every mnistlab model); None for any other model. Features computed through
+    the two halves need no hook on the shared model, so concurrent readers stay apart."""
+    if (isinstance(model, nn.Sequential) and len(model) > 1
+            and isinstance(model[-1], nn.Linear)):
+        return model[:-1], model[-1]
+    return None
 
 
 def features_and_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
                         batch_size: int = 1000, on_progress: Progress | None = None
                         ) -> tuple[np.ndarray, np.ndarray]:
     """What the last layer reads (N, D) and the logits (N, classes), both float32, for x
-    (N, 1, 28, 28), wherever the model lives. ValueError for a model with no Linear layer."""
-    layer = last_linear(model)
-    if layer is None:
-        raise ValueError("the model has no Linear layer to read features from")
+    (N, 1, 28, 28), wherever the model lives. ValueError for a model ``split_head`` refuses."""
+    halves = split_head(model)
+    if halves is None:
+        raise ValueError("the model does not end in a Linear layer to read features from")
+    body, head = halves
     device = next(model.parameters()).device
-    features: list[torch.Tensor] = []
-    hook = layer.register_forward_hook(
-        lambda _m, inputs, _o: features.append(inputs[0].detach().float().flatten(1).cpu()))
     was_training = model.training
     model.eval()
-    logits = []
+    features, logits = [], []
     try:
         with torch.inference_mode(), autocast(precision, device.type):
             for i in range(0, len(x), batch_size):
-                logits.append(model(x[i:i + batch_size].to(device)).float().cpu())
+                f = body(x[i:i + batch_size].to(device)).flatten(1)
+                logits.append(head(f).float().cpu())
+                features.append(f.float().cpu())
                 if on_progress is not None:
-                    on_progress(len(logits[-1]))
+                    on_progress(len(f))
     finally:
-        hook.remove()
         model.train(was_training)
     return torch.cat(features).numpy(), torch.cat(logits).numpy()
 
