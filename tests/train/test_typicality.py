@@ -185,3 +185,27 @@ def test_concurrent_readers_get_their_own_features(calibrated):
         together = list(pool.map(lambda i: predictor.logits_and_features(x[i:i + 1])[1],
                                  range(len(x))))
     assert all(np.array_equal(a, b) for a, b in zip(alone, together, strict=True))
+
+
+def test_the_server_says_why_too(calibrated):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from mnistlab.data.realworld import non_digits
+    from mnistlab.inference.realworld import encode_png
+    from mnistlab.serve import create_app
+
+    run, _ = calibrated
+    reasons = set()
+    with TestClient(create_app(str(run))) as client:
+        for sample in non_digits(10):
+            r = client.post("/api/predict", content=encode_png(sample.picture),
+                            headers={"Content-Type": "image/png"})
+            if r.status_code != 200:                     # refused as blank: not a reading
+                continue
+            body = r.json()
+            assert body["calibrated"] is True
+            assert body["unsure"] == (body["unsure_reason"] is not None)
+            reasons.add(body["unsure_reason"])
+    # a number's reason names its digit too: "unlike the digits it learnt (digit 2 of 3)"
+    assert any(r is not None and r.startswith((NOT_CONFIDENT, UNLIKE_DIGITS)) for r in reasons)
