@@ -42,7 +42,7 @@ def test_distance_is_mahalanobis_to_the_nearest_class_and_flags_one_percent():
     features, labels = _clusters(rng, 6000)
     val, _ = _clusters(rng, 4000)
     t = fit(features, labels, val, shrinkage=0.0)
-    assert t.far_share == pytest.approx(0.01, abs=0.002)
+    assert t is not None and t.far_share == pytest.approx(0.01, abs=0.002)
     # brute force on a few points: (f - m_k) C^-1 (f - m_k), the smallest over the classes
     points = np.vstack([val[:5], [[30.0, -30.0, 0, 0, 0, 0]]])
     inv = np.linalg.inv(np.cov((features - t.means[labels]).T, bias=True))
@@ -56,10 +56,19 @@ def test_distance_is_mahalanobis_to_the_nearest_class_and_flags_one_percent():
         t.distance(np.zeros((2, 5)))
 
 
+def test_features_that_cannot_be_fitted_leave_confidence_alone():
+    labels = np.arange(200) % 10
+    dead = np.zeros((200, 8))                                    # every ReLU dead
+    assert fit(dead, labels, dead[:50]) is None
+    diverged = np.full((200, 8), np.nan)
+    assert fit(diverged, labels, diverged[:50]) is None
+
+
 def test_saved_and_loaded_it_decides_the_same(tmp_path):
     rng = np.random.default_rng(1)
     features, labels = _clusters(rng, 3000)
     t = fit(features, labels, _clusters(rng, 2000)[0])
+    assert t is not None
     save_typicality(tmp_path, t)
     back = load_typicality(tmp_path)
     assert back is not None and back.fit_images == 3000

@@ -192,8 +192,7 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
 
 def save_calibration(run_dir: str | os.PathLike[str], calibration: Calibration) -> None:
     """calibration.json, and typicality.safetensors beside it (an earlier one is removed when
-    this calibration has none). The fit goes first: a folder whose calibration.json is new
-    never pairs it with another model's fit."""
+    this calibration has none), each written atomically."""
     save_typicality(run_dir, calibration.typicality)
     atomic.write_json(Path(run_dir) / CALIBRATION, calibration.to_dict())
 

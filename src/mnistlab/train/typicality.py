@@ -104,17 +104,21 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "
 
 
 def fit(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, *,
-        far_share: float = FAR_SHARE, shrinkage: float = SHRINKAGE) -> Typicality:
+        far_share: float = FAR_SHARE, shrinkage: float = SHRINKAGE) -> Typicality | None:
     """Class means and shared covariance from ``features`` (N, D) and ``labels`` (N,); the
-    threshold from ``val_features`` (M, D), images the fit has not seen."""
+    threshold from ``val_features`` (M, D), images the fit has not seen. None where the
+    features cannot be fitted (a diverged model's NaNs, a dead one's constant features): the
+    run then flags by its top probability alone, as before."""
     f = np.asarray(features, dtype=np.float64)
     classes = np.unique(labels)
     means = np.stack([f[labels == k].mean(axis=0) for k in classes])
     centred = f - means[np.searchsorted(classes, labels)]
     cov = centred.T @ centred / len(f)
     d = cov.shape[0]
-    cov = (1 - shrinkage) * cov + shrinkage * float(np.trace(cov)) / d * np.eye(d)
-    precision = np.linalg.inv(cov)
+    spread = float(np.trace(cov)) / d
+    if not (np.isfinite(cov).all() and spread > 0):
+        return None
+    precision = np.linalg.inv((1 - shrinkage) * cov + shrinkage * spread * np.eye(d))
     partial = Typicality(means, precision, np.inf, 0.0, len(f), shrinkage)
     val = partial.distance(val_features)
     above = float(np.quantile(val, 1.0 - far_share))
@@ -123,9 +127,10 @@ def fit(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, *,
 
 def fit_typicality(model: nn.Module, x_fit: torch.Tensor, y_fit: torch.Tensor,
                    val_features: np.ndarray, *, precision: str = "fp32",
-                   on_progress: Progress | None = None) -> Typicality:
+                   on_progress: Progress | None = None) -> Typicality | None:
     """The fit for ``model`` on up to FIT_IMAGES of ``x_fit`` (the first; training images),
-    its threshold on the validation images' features (``features_and_logits``)."""
+    its threshold on the validation images' features (``features_and_logits``); None as
+    ``fit`` says."""
     count = min(FIT_IMAGES, len(x_fit))
     train, _ = features_and_logits(model, x_fit[:count], precision=precision,
                                    on_progress=on_progress)
