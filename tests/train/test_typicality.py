@@ -52,7 +52,7 @@ def test_distance_is_mahalanobis_to_the_nearest_class_and_flags_one_percent():
     assert 0.003 < t.far(fresh).mean() < 0.03
     assert t.far(np.array([[30.0, -30.0, 0, 0, 0, 0]]))[0]      # nowhere near any class
     assert not t.far(t.means).any()                              # each class's centre
-    with pytest.raises(ValueError, match="features of shape"):
+    with pytest.raises(UserError, match="belongs to another model"):
         t.distance(np.zeros((2, 5)))
 
 

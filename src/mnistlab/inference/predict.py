@@ -6,9 +6,9 @@
 A predictor maps a batch (N, 1, 28, 28) float32 in [0, 1] to logits (N, 10); softmax is
 applied here, where probabilities are shown, never inside a model. Two backends implement
 ``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file);
-``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble. A
-``TorchPredictor`` also gives the features its model's last layer reads, so a calibrated run
-can say a picture is unlike every digit it learnt (``train.typicality``).
+``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble. The
+first two also give the features the model's last layer reads (``FeaturePredictor``), so a
+calibrated run can say a picture is unlike every digit it learnt (``train.typicality``).
 """
 
 from __future__ import annotations
@@ -128,7 +128,8 @@ class OnnxPredictor:
 
 @runtime_checkable
 class FeaturePredictor(Predictor, Protocol):
-    """A predictor that also gives the features its last layer reads (TorchPredictor)."""
+    """A predictor that also gives the features its last layer reads (TorchPredictor,
+    OnnxPredictor; None from a model or an export without them)."""
 
     def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         ...

@@ -54,8 +54,10 @@ class Typicality:
         """(N, D) features -> (N,) squared Mahalanobis distance to the nearest class."""
         f = np.asarray(features, dtype=np.float64)
         if f.ndim != 2 or f.shape[1] != self.means.shape[1]:
-            raise ValueError(f"features of shape {f.shape}; this fit takes "
-                             f"(N, {self.means.shape[1]})")
+            # the folder's typicality.safetensors was fitted for another model
+            raise UserError(f"the model gives features of shape {f.shape[1:]}, but "
+                            f"{TYPICALITY} beside it was fitted on {self.means.shape[1]}: it "
+                            "belongs to another model; run `mnistlab calibrate` on the run")
         # |f - m|^2_P = f P f - 2 f P m + m P m, for all classes at once
         fp = f @ self.precision
         own = np.einsum("nd,nd->n", fp, f)[:, None]
