@@ -7,8 +7,8 @@
 The ONNX graph takes ``image`` (N, 1, 28, 28) float32 in [0, 1] and returns ``logits``
 (N, 10), like the PyTorch model, then ``features`` (N, D): what the last layer read, so that
 the exported run can say a picture is unlike the digits it learnt (``train.typicality``); N is
-free. onnx, onnxscript (torch.onnx's exporter needs
-both) and onnxruntime come with the ``export`` extra and are imported only when used.
+free. onnx, onnxscript (torch.onnx's exporter needs both) and onnxruntime come with the
+``export`` extra and are imported only when used.
 
 ``export_run`` never loses a good file: it refuses to replace a file that is not an ONNX model
 of mnistlab's (unless ``force``), and writes to a hidden partial file beside the target, checks
