@@ -35,7 +35,7 @@ from mnistlab.inference.preprocess import (
     widened_note,
 )
 from mnistlab.train.calibration import Calibration, load_calibration, softmax
-from mnistlab.train.typicality import split_head
+from mnistlab.train.typicality import features_and_logits
 
 
 @runtime_checkable
@@ -74,15 +74,9 @@ class TorchPredictor:
     def logits_and_features(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The logits and what the model's last layer read (N, D), in one pass; None for the
         features of a model that does not end in a Linear layer."""
-        halves = split_head(self.model)
-        if halves is None:
-            return self.logits(x), None
-        body, head = halves
         batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
-        with torch.inference_mode():
-            features = body(batch.to(self.device)).flatten(1)
-            logits = head(features)
-        return logits.float().cpu().numpy(), features.float().cpu().numpy()
+        features, logits = features_and_logits(self.model, batch)
+        return logits, features
 
 
 class OnnxPredictor:

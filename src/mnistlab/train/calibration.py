@@ -32,7 +32,6 @@ from torch import nn
 from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.runs.files import read_json_object
-from mnistlab.train.precision import autocast
 from mnistlab.train.typicality import (
     Progress,
     Typicality,
@@ -40,7 +39,6 @@ from mnistlab.train.typicality import (
     fit_typicality,
     load_typicality,
     save_typicality,
-    split_head,
 )
 
 CALIBRATION = "calibration.json"
@@ -137,21 +135,6 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray,
     return float(total)
 
 
-def model_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
-                 batch_size: int = 1000) -> np.ndarray:
-    """(N, 10) float32 logits of ``model`` on x (N, 1, 28, 28), wherever the model lives
-    (batches go to its device, logits come back to the CPU)."""
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    out = []
-    with torch.inference_mode(), autocast(precision, device.type):
-        for i in range(0, len(x), batch_size):
-            out.append(model(x[i:i + batch_size].to(device)).float().cpu())
-    model.train(was_training)
-    return torch.cat(out).numpy()
-
-
 def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
               precision: str = "fp32", unsure_share: float = UNSURE_SHARE,
               x_fit: torch.Tensor | None = None, y_fit: torch.Tensor | None = None,
@@ -159,12 +142,11 @@ def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     """Fit the temperature and the unsure threshold on the validation split; with training
     images (``x_fit``, ``y_fit``), where their features lie too (``typicality``; up to
     FIT_IMAGES of them). ``on_progress``: called with each batch's image count."""
-    if x_fit is None or y_fit is None or split_head(model) is None:
-        return calibration_from_logits(model_logits(model, x_val, precision=precision),
-                                       y_val.numpy(), unsure_share=unsure_share)
     features, logits = features_and_logits(model, x_val, precision=precision,
                                            on_progress=on_progress)
     calibration = calibration_from_logits(logits, y_val.numpy(), unsure_share=unsure_share)
+    if x_fit is None or y_fit is None or features is None:
+        return calibration
     typicality = fit_typicality(model, x_fit, y_fit, features, precision=precision,
                                 on_progress=on_progress)
     return replace(calibration, typicality=typicality)

@@ -86,13 +86,11 @@ def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
 
 def features_and_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "fp32",
                         batch_size: int = 1000, on_progress: Progress | None = None
-                        ) -> tuple[np.ndarray, np.ndarray]:
+                        ) -> tuple[np.ndarray | None, np.ndarray]:
     """What the last layer reads (N, D) and the logits (N, classes), both float32, for x
-    (N, 1, 28, 28), wherever the model lives. ValueError for a model ``split_head`` refuses."""
+    (N, 1, 28, 28), in batches, wherever the model lives; the features are None for a model
+    ``split_head`` refuses (its logits are the whole model's)."""
     halves = split_head(model)
-    if halves is None:
-        raise ValueError("the model does not end in a Linear layer to read features from")
-    body, head = halves
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
@@ -100,14 +98,18 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "
     try:
         with torch.inference_mode(), autocast(precision, device.type):
             for i in range(0, len(x), batch_size):
-                f = body(x[i:i + batch_size].to(device)).flatten(1)
-                logits.append(head(f).float().cpu())
-                features.append(f.float().cpu())
+                batch = x[i:i + batch_size].to(device)
+                if halves is None:
+                    logits.append(model(batch).float().cpu())
+                else:
+                    f = halves[0](batch).flatten(1)
+                    logits.append(halves[1](f).float().cpu())
+                    features.append(f.float().cpu())
                 if on_progress is not None:
-                    on_progress(len(f))
+                    on_progress(len(batch))
     finally:
         model.train(was_training)
-    return torch.cat(features).numpy(), torch.cat(logits).numpy()
+    return (torch.cat(features).numpy() if features else None), torch.cat(logits).numpy()
 
 
 def fit(features: np.ndarray, labels: np.ndarray, val_features: np.ndarray, *,
@@ -141,7 +143,7 @@ def fit_typicality(model: nn.Module, x_fit: torch.Tensor, y_fit: torch.Tensor,
     count = min(FIT_IMAGES, len(x_fit))
     train, _ = features_and_logits(model, x_fit[:count], precision=precision,
                                    on_progress=on_progress)
-    return fit(train, y_fit[:count].cpu().numpy(), val_features)
+    return None if train is None else fit(train, y_fit[:count].cpu().numpy(), val_features)
 
 
 def save_typicality(run_dir: str | os.PathLike[str], typicality: Typicality | None) -> None:
