@@ -137,6 +137,11 @@ class Assessment:
     proba: np.ndarray                      # (N, 10) float64
     reasons: list[str | None] | None       # None: not calibrated, nothing is flagged
 
+    @property
+    def unsure(self) -> np.ndarray | None:
+        """(N,) bool: which answers are unsure; None where nothing is calibrated."""
+        return None if self.reasons is None else np.array([r is not None for r in self.reasons])
+
 
 def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
     """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> probabilities (calibrated when the

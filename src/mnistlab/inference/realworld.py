@@ -182,17 +182,16 @@ def unsure_rates(predictor: Predictor, mnist_images: np.ndarray,
                  non_digits: Sequence[Sample]) -> UnsureRates:
     """The share of MNIST test digits (uint8 (N, 28, 28)) flagged unsure, and of each part of
     ``non_digits`` flagged unsure or refused. Needs a calibrated predictor."""
-    cal = predictor.calibration
-    if cal is None:
+    if predictor.calibration is None:
         raise UserError(f"{predictor.name} is not calibrated (trained without --validation), so "
                         "it flags nothing unsure; train with --validation N (the robust preset "
                         "does)")
     flagged = []
     for start in range(0, len(mnist_images), BATCH):
         x = mnist_images[start:start + BATCH].astype(np.float32)[:, None] / 255.0
-        reasons = assess(predictor, x).reasons
-        assert reasons is not None                            # calibrated, checked above
-        flagged.append(np.array([r is not None for r in reasons]))
+        unsure = assess(predictor, x).unsure
+        assert unsure is not None                             # calibrated, checked above
+        flagged.append(unsure)
     mnist = float(np.concatenate(flagged).mean())
     preds_ok: dict[str, list[bool]] = {}
     for s in non_digits:

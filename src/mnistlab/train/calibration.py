@@ -3,8 +3,8 @@ validation split held out of training (``TrainConfig.validation``), never on the
 
     calibration = calibrate(model, x_val, y_val, precision="bf16")
     probs = calibration.probabilities(logits)        # softmax(logits / T), (N, 10)
-    calibration.unsure(probs, features)              # (N,) bool: top probability too low,
-                                                     # or the picture unlike any digit
+    calibration.reasons(probs, features)             # why each is unsure (top probability
+                                                     # too low, or unlike any digit), or None
 
 A network trained with cross-entropy (and label smoothing) is over- or under-confident by a
 roughly constant factor in its logits; one temperature T, fitted by minimising the negative
@@ -67,11 +67,6 @@ class Calibration:
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """(N, 10) logits -> calibrated probabilities, float32."""
         return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
-
-    def unsure(self, probs: np.ndarray, features: np.ndarray | None = None) -> np.ndarray:
-        """(N,) bool: the top probability under the threshold, or (given the features the
-        last layer read) the picture far from every digit."""
-        return np.array([r is not None for r in self.reasons(probs, features)], dtype=bool)
 
     def reasons(self, probs: np.ndarray, features: np.ndarray | None = None
                 ) -> list[str | None]:
