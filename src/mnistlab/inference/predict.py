@@ -146,26 +146,32 @@ class Assessment:
 def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
     """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> probabilities (calibrated when the
     predictor carries a calibration) and the unsure flags with their reasons."""
-    x = np.asarray(images, dtype=np.float32)
-    if x.ndim == 3:
-        x = x[:, None]
+    x = _batch(images)
     features = None
     if isinstance(predictor, FeaturePredictor):
         logits, features = predictor.logits_and_features(x)
     else:
         logits = predictor.logits(x)
-    logits = logits.astype(np.float64)
+    proba = _probabilities(predictor, logits)
     cal = predictor.calibration
-    if cal is None:
-        return Assessment(softmax(logits).astype(np.float64), None)
-    proba = cal.probabilities(logits).astype(np.float64)
-    return Assessment(proba, cal.reasons(proba, features))
+    return Assessment(proba, None if cal is None else cal.reasons(proba, features))
 
 
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
     """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> (N, 10) probabilities (float64),
-    calibrated when the predictor carries a calibration."""
-    return assess(predictor, images).proba
+    calibrated when the predictor carries a calibration; no unsure flags (``assess``)."""
+    return _probabilities(predictor, predictor.logits(_batch(images)))
+
+
+def _batch(images: np.ndarray) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32)
+    return x[:, None] if x.ndim == 3 else x
+
+
+def _probabilities(predictor: Predictor, logits: np.ndarray) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    cal = predictor.calibration
+    return (cal.probabilities(logits) if cal is not None else softmax(logits)).astype(np.float64)
 
 
 @dataclass
