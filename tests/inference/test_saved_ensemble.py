@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from mnistlab.cli import main
 from mnistlab.data import load_dataset
@@ -138,3 +139,33 @@ def test_serve_answers_with_a_saved_ensemble(chosen, tmp_path: Path) -> None:
                         headers={"Content-Type": "image/png"})
         assert r.status_code == 200, r.text
         assert r.json()["digit"] == int(labels[1])
+
+
+def test_members_vote_on_unlike_the_digits_by_weighted_majority(chosen, tmp_path: Path
+                                                                ) -> None:
+    from mnistlab.inference.predict import assess
+    from mnistlab.train.calibration import UNLIKE_DIGITS, load_calibration
+    from mnistlab.train.typicality import features_and_logits
+
+    predictor = EnsemblePredictor(save_ensemble(chosen, tmp_path / "ens"))
+    assert all(t is not None for t in predictor.typicalities)    # trained with validation
+    images, _ = load_dataset("mnist", "test")
+    digits = images[:200].astype(np.float32)[:, None] / 255.0
+    x = np.concatenate([digits, 1.0 - digits])          # the same digits, as black on white
+    logits, far = predictor.logits_and_far(x)
+    assert np.array_equal(logits, predictor.logits(x))  # the vote changes no answer
+    assert far is not None
+    # each member judges the unshifted picture against its own fit; the weighted majority wins
+    votes = np.zeros(len(x))
+    for model, member in zip(predictor.models, predictor.saved.members, strict=True):
+        run_cal = load_calibration(member.run_dir)
+        assert run_cal is not None
+        features, _ = features_and_logits(model, torch.from_numpy(x))
+        votes += member.weight * run_cal.far(features)
+    assert np.array_equal(far, votes > 0.5)
+    assert far[:200].mean() < 0.1 and far[200:].mean() > 0.8
+    reasons = assess(predictor, x).reasons
+    assert reasons is not None and UNLIKE_DIGITS in reasons[200:]
+    predictor.typicalities = [None] * len(predictor.typicalities)   # members without a fit
+    assert predictor.logits_and_far(x)[1] is None
+    assert UNLIKE_DIGITS not in (assess(predictor, x).reasons or [])

@@ -143,7 +143,8 @@ def test_a_run_calibrated_before_it_existed_still_flags_low_confidence(calibrate
     assert old is not None and old.typicality is None
     probs = np.full((2, 10), 0.1)
     probs[1] = [0.999] + [0.0001] * 9
-    assert old.reasons(probs, np.zeros((2, 128))) == [NOT_CONFIDENT, None]
+    assert old.far(np.zeros((2, 128))) is None                    # no fit: nobody can say
+    assert old.reasons(probs, old.far(np.zeros((2, 128)))) == [NOT_CONFIDENT, None]
     save_calibration(folder, cal)                                 # with its fit: written
     assert (folder / TYPICALITY).is_file()
     save_calibration(folder, old)                                 # without: none stays behind

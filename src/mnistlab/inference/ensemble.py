@@ -12,6 +12,12 @@ was moved or deleted. Nothing is unpickled: the members load through ``runs.load
 The predictor's logits are the log of the weighted mean of the members' probabilities, each
 averaged over the shifts: what ``mnistlab evaluate --ensemble`` scored, with the members in
 fp32 like any run's predictor (evaluate runs each in its training precision).
+
+A picture is "unlike the digits it learnt" when the members that keep a typicality fit
+(``typicality.safetensors``, written by training with a validation split) say so by a weighted
+majority, each on the picture itself (unshifted) against its own threshold. Their features are
+not one space, so each member judges in its own; an ensemble whose members keep no fit flags
+by its top probability alone.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from mnistlab.errors import UserError
 from mnistlab.runs.files import locate, read_json_object
 from mnistlab.train.calibration import CALIBRATION, load_calibration, save_calibration
 from mnistlab.train.selection import log_probabilities, shift_images
+from mnistlab.train.typicality import Typicality, features_and_logits, load_typicality
 
 if TYPE_CHECKING:
     from mnistlab.train.ensemble import EnsembleResult
@@ -143,6 +150,9 @@ class EnsemblePredictor:
                 raise UserError(f"ensemble {folder}: member {member.run_dir} cannot be loaded "
                                 f"({exc}); was it moved or deleted?") from None
             self.models.append(model.to(self.device).eval())
+        # each member's own fit, where it keeps one, for the "unlike the digits" vote
+        self.typicalities: list[Typicality | None] = [
+            load_typicality(m.run_dir) for m in self.saved.members]
         self.name = str(folder)
         self.calibration = load_calibration(folder)
 
@@ -153,14 +163,44 @@ class EnsemblePredictor:
                 f"{self.saved.test_accuracy:.2%}, selection {chosen})")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
+        return self._read(x, vote=False)[0]
+
+    def logits_and_far(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits and which pictures the members holding a fit call unlike the digits
+        they learnt, by weighted majority (None when no member holds a fit)."""
+        return self._read(x, vote=True)
+
+    def _read(self, x: np.ndarray, *, vote: bool) -> tuple[np.ndarray, np.ndarray | None]:
         batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         mix = torch.zeros(len(batch), 10, dtype=torch.float64)
+        far_weight, voters = np.zeros(len(batch)), 0.0
+        share = 1.0 / len(self.saved.shifts)
         with torch.inference_mode():
-            for model, member in zip(self.models, self.saved.members, strict=True):
+            for model, member, fit in zip(self.models, self.saved.members, self.typicalities,
+                                          strict=True):
+                judge = vote and fit is not None
+                far = None
                 for dy, dx in self.saved.shifts:
-                    probs = model(shift_images(batch, dy, dx)).float().softmax(1)
-                    mix += member.weight / len(self.saved.shifts) * probs.cpu().double()
-        return log_probabilities(mix.numpy()).astype(np.float32)
+                    if judge and (dy, dx) == (0, 0):    # its features come with the logits
+                        far, logits = self._judge(model, fit, batch)
+                        probs = torch.from_numpy(logits).softmax(1)
+                    else:
+                        probs = model(shift_images(batch, dy, dx)).float().softmax(1).cpu()
+                    mix += member.weight * share * probs.double()
+                if judge and (0, 0) not in self.saved.shifts:
+                    far, _ = self._judge(model, fit, batch)
+                if far is not None:
+                    far_weight += member.weight * far
+                    voters += member.weight
+        far_votes = far_weight > voters / 2 if voters > 0 else None
+        return log_probabilities(mix.numpy()).astype(np.float32), far_votes
+
+    @staticmethod
+    def _judge(model: nn.Module, fit: Typicality | None, batch: torch.Tensor
+               ) -> tuple[np.ndarray | None, np.ndarray]:
+        """(which pictures the member finds far, or None; its logits), in one forward."""
+        features, logits = features_and_logits(model, batch)
+        return (None if fit is None or features is None else fit.far(features)), logits
 
 
 class EnsembleModule(nn.Module):

@@ -8,7 +8,8 @@ applied here, where probabilities are shown, never inside a model. Two backends 
 ``Predictor``: ``TorchPredictor`` (a run's model) and ``OnnxPredictor`` (an exported file);
 ``EnsemblePredictor`` (mnistlab.inference.ensemble) is a third, for a saved ensemble. The
 first two also give the features the model's last layer reads (``FeaturePredictor``), so a
-calibrated run can say a picture is unlike every digit it learnt (``train.typicality``).
+calibrated run can say a picture is unlike every digit it learnt (``train.typicality``); an
+ensemble asks its members that (``EnsemblePredictor.logits_and_far``).
 """
 
 from __future__ import annotations
@@ -147,14 +148,17 @@ def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
     """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> probabilities (calibrated when the
     predictor carries a calibration) and the unsure flags with their reasons."""
     x = _batch(images)
-    features = None
-    if isinstance(predictor, FeaturePredictor):
+    cal = predictor.calibration
+    far = None
+    if isinstance(predictor, EnsemblePredictor):
+        logits, far = predictor.logits_and_far(x)
+    elif isinstance(predictor, FeaturePredictor):
         logits, features = predictor.logits_and_features(x)
+        far = None if cal is None else cal.far(features)
     else:
         logits = predictor.logits(x)
     proba = _probabilities(predictor, logits)
-    cal = predictor.calibration
-    return Assessment(proba, None if cal is None else cal.reasons(proba, features))
+    return Assessment(proba, None if cal is None else cal.reasons(proba, far))
 
 
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:

@@ -3,8 +3,9 @@ validation split held out of training (``TrainConfig.validation``), never on the
 
     calibration = calibrate(model, x_val, y_val, precision="bf16")
     probs = calibration.probabilities(logits)        # softmax(logits / T), (N, 10)
-    calibration.reasons(probs, features)             # why each is unsure (top probability
-                                                     # too low, or unlike any digit), or None
+    calibration.reasons(probs, calibration.far(features))   # why each is unsure (top
+                                                     # probability too low, or unlike any
+                                                     # digit), or None
 
 A network trained with cross-entropy (and label smoothing) is over- or under-confident by a
 roughly constant factor in its logits; one temperature T, fitted by minimising the negative
@@ -61,19 +62,28 @@ class Calibration:
     unsure_share: float           # share of validation digits flagged
     errors_flagged: float         # share of validation errors among the flagged
     # where the features lie against the training digits' (typicality.safetensors); None: a
-    # run calibrated before it was fitted, or an ensemble: only the top probability counts
+    # run calibrated before it was fitted, or an ensemble (its members' own fits vote)
     typicality: Typicality | None = field(default=None, compare=False, repr=False)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """(N, 10) logits -> calibrated probabilities, float32."""
         return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
 
-    def reasons(self, probs: np.ndarray, features: np.ndarray | None = None
+    def far(self, features: np.ndarray | None) -> np.ndarray | None:
+        """(N,) bool: which features lie far from every digit; None without a fit or
+        features (a run calibrated before typicality, a model or export without them)."""
+        if self.typicality is None or features is None:
+            return None
+        return self.typicality.far(features)
+
+    def reasons(self, probs: np.ndarray, far: np.ndarray | None = None
                 ) -> list[str | None]:
-        """Why each answer is unsure (NOT_CONFIDENT, UNLIKE_DIGITS), or None where it is not."""
+        """Why each answer is unsure (NOT_CONFIDENT, UNLIKE_DIGITS), or None where it is not;
+        ``far``: which pictures are unlike the digits learnt (``far``; an ensemble's members'
+        vote), None where nobody can say."""
         low = np.asarray(probs).max(axis=1) < self.unsure_below
-        far = (self.typicality.far(features) if self.typicality is not None
-               and features is not None else np.zeros(len(low), dtype=bool))
+        if far is None:
+            far = np.zeros(len(low), dtype=bool)
         return [NOT_CONFIDENT if lo else UNLIKE_DIGITS if fa else None
                 for lo, fa in zip(low, far, strict=True)]
 
