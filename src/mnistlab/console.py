@@ -31,7 +31,10 @@ def say(line: str) -> None:
 
 def emit_json(obj: Any) -> None:
     """Print one JSON object as the last line of standard output (the `--json` contract)."""
-    print(json.dumps(obj, sort_keys=False, default=_jsonable), flush=True)
+    from mnistlab.atomic import strict_json
+
+    print(json.dumps(strict_json(obj), sort_keys=False, default=_jsonable, allow_nan=False),
+          flush=True)
 
 
 def _jsonable(value: Any) -> Any:

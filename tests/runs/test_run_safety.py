@@ -143,33 +143,41 @@ def test_resume_into_an_empty_folder_trains_afresh(tmp_path: Path,
 
 
 @pytest.fixture
-def diverged(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
-    """A run whose loss became NaN in epoch 1: only config.json (and TensorBoard logs)."""
+def unsaved(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Path:
+    """A run stopped before its first epoch was saved: only config.json (and TensorBoard
+    logs), as Ctrl-C during the first epoch leaves it. (A diverged start leaves nothing.)"""
     out = tmp_path / "run"
     assert main(["train", "fc", *SMALL, "--optimizer", "sgd", "--lr", "1e30",
                  "--out", str(out)]) == 2
-    one_error(capsys)
+    one_error(capsys, "the loss became")
+    assert not out.exists()                    # refused or diverged: its folder is removed
+    assert main(["train", "fc", *SMALL, "--optimizer", "sgd", "--lr", "0.05",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    for f in out.iterdir():
+        if f.is_file() and f.name != runs.CONFIG:
+            f.unlink()
     assert (out / runs.CONFIG).is_file() and not (out / runs.CHECKPOINT).exists()
     return out
 
 
-def test_train_reuses_a_folder_that_saved_no_epoch(diverged: Path,
+def test_train_reuses_a_folder_that_saved_no_epoch(unsaved: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["train", "fc", *SMALL, "--lr", "0.1", "--out", str(diverged)]) == 0
+    assert main(["train", "fc", *SMALL, "--lr", "0.1", "--out", str(unsaved)]) == 0
     assert any("reusing" in n for n in notes(capsys.readouterr().err))
-    assert runs.read_config(diverged).train.lr == 0.1          # the new run's config
-    assert runs.read_metrics(diverged).epochs == 1
+    assert runs.read_config(unsaved).train.lr == 0.1          # the new run's config
+    assert runs.read_metrics(unsaved).epochs == 1
 
 
 def test_resume_of_a_run_that_saved_no_epoch_starts_it_again(
-        diverged: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    before = (diverged / runs.CONFIG).read_text()
-    # with its recorded settings: the same NaN, the same one-line error, config kept as it was
-    assert main(["train", "fc", "--out", str(diverged), "--resume"]) == 2
+        unsaved: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    before = runs.read_config(unsaved).train
+    # with its recorded settings, from the first epoch
+    assert main(["train", "fc", "--out", str(unsaved), "--resume"]) == 0
     err = capsys.readouterr().err
     assert "no epoch of" in err and "from the first epoch" in err
-    assert err.splitlines()[-1].startswith("error: ")
-    assert (diverged / runs.CONFIG).read_text() == before
+    assert runs.read_config(unsaved).train == before
+    assert runs.read_metrics(unsaved).epochs == 1
 
 
 def test_a_run_with_saved_epochs_is_not_replaced_and_names_the_command(

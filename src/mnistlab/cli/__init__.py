@@ -118,6 +118,18 @@ def _notes_as_lines(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from mnistlab.cli.folders import release_all
+
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:      # during start-up (torch's import, parsing): no traceback
+        sys.stderr.write("interrupted\n")
+        return 130
+    finally:
+        release_all()              # the run folders this command held (a test calls main often)
+
+
+def _main(argv: list[str] | None) -> int:
     configure_openmp()
     from mnistlab.cli.flags import check_parsed
 

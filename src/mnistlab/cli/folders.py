@@ -23,15 +23,51 @@ def _writable(path: Path, what: str, fix: str) -> None:
         raise UserError(f"{what} {path} is not writable; {fix}")
 
 
+_HELD: dict[Path, int] = {}      # run folders this process trains in -> their locked handle
+
+
+def claim(folder: Path) -> Path:
+    """Hold ``folder`` as this process's run folder until ``release`` (an advisory lock on the
+    folder itself: nothing is written into it); a UserError if another process holds it, so
+    two trainings never write into one folder or clear each other's files."""
+    folder = folder.resolve()
+    if folder in _HELD:
+        return folder
+    try:
+        import fcntl
+    except ImportError:                     # no advisory locks here (Windows): nothing held
+        return folder
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise UserError(f"{folder} is in use: another mnistlab command is training there; "
+                        "wait for it to end, or choose another folder with --out DIR") from None
+    _HELD[folder] = fd
+    return folder
+
+
+def release(folder: Path) -> None:
+    fd = _HELD.pop(folder.resolve(), None)
+    if fd is not None:
+        os.close(fd)                        # closing the last handle drops the lock
+
+
+def release_all() -> None:
+    for folder in list(_HELD):
+        release(folder)
+
+
 def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) -> Path:
     """``out`` made ready as an empty run folder, or, without ``out``, a new folder
-    ``<runs folder>/<stem>-<time>``; returns it resolved."""
+    ``<runs folder>/<stem>-<time>``; returns it resolved and ``claim``ed (``release`` it)."""
     from mnistlab import runs
     from mnistlab.paths import runs_dir
 
     if out is None:
         try:
-            return runs.new_run_dir(stem)
+            return claim(runs.new_run_dir(stem))
         except OSError as exc:
             raise _cannot("a run folder under", runs_dir(), exc,
                           "set MNISTLAB_RUNS_DIR to a writable folder, or pass --out DIR") from None
@@ -40,6 +76,8 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) ->
     try:
         if out.exists() and not out.is_dir():
             raise UserError(f"--out {out} is a file; expected a folder for the run")
+        if out.is_dir():
+            claim(out)                      # before looking: another run may be starting there
         if out.is_dir() and any(out.iterdir()):
             if not holds_nothing_of_value(out):
                 raise UserError(f"--out {out} already holds files; "
@@ -47,20 +85,32 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) ->
                                    else "choose a new or empty folder"))
             # a run stopped before its first epoch was saved: its config.json repeats nothing
             # that this command does not write again
-            for leftover in out.iterdir():
-                if leftover.is_dir():
-                    for events in leftover.iterdir():
-                        events.unlink()
-                    leftover.rmdir()
-                else:
-                    leftover.unlink()
+            clear_failed_start(out, created=False)
             sys.stderr.write(f"note: reusing {out}: it held no saved epoch, only what a run "
                              "stopped before its first epoch leaves (config.json, logs)\n")
         out.mkdir(parents=True, exist_ok=True)
+        claim(out)
     except OSError as exc:
         raise _cannot("the run folder", out, exc, fix) from None
     _writable(out, "the run folder", fix)
     return out.resolve()
+
+
+def clear_failed_start(folder: Path, created: bool) -> None:
+    """After a training that failed before its first epoch was saved: remove what it wrote
+    (config.json, logs), and the folder itself when this command ``created`` it, so a
+    refused or diverged start leaves nothing behind. A folder with a saved epoch is kept."""
+    if not folder.is_dir() or not holds_nothing_of_value(folder):
+        return
+    for leftover in folder.iterdir():
+        if leftover.is_dir():
+            for events in leftover.iterdir():
+                events.unlink()
+            leftover.rmdir()
+        else:
+            leftover.unlink()
+    if created:
+        folder.rmdir()
 
 
 def holds_nothing_of_value(folder: Path) -> bool:

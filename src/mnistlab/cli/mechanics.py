@@ -146,7 +146,8 @@ def scratch(args: argparse.Namespace) -> int:
     config.validate(label)
     config.validate_sizes(training_images(config.dataset), label)
     console.say(f"numpy FC (784-{config.hidden}-10, backward by hand): SGD lr {config.lr:g}, "
-                f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}")
+                f"batch {config.batch_size}, {config.epochs} "
+                f"epoch{'s' if config.epochs != 1 else ''}, seed {config.seed}")
     bar = None
 
     def on_batch(idx: Sequence[int]) -> None:

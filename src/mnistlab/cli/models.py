@@ -39,16 +39,10 @@ def parse_model_config(text: str | None) -> dict:
 
 
 def summary(args: argparse.Namespace) -> int:
-    from mnistlab.errors import UserError
-    from mnistlab.models import build_model
+    from mnistlab.models.registry import build_checked
     from mnistlab.models.summary import render, summarize
 
-    config = parse_model_config(args.config)
-    try:
-        model = build_model(args.model, **config)
-    except (TypeError, ValueError, RuntimeError) as exc:   # unknown key, or a value the
-        # model's layers refuse (a negative width: RuntimeError from torch)
-        raise UserError(f"bad model config for {args.model!r}: {exc}") from None
+    model = build_checked(args.model, **parse_model_config(args.config))
     result = summarize(model, args.model)
     if args.json:
         console.emit_json(result.to_dict())

@@ -53,9 +53,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "(default 1 with --device cuda, else 0)")
     p.add_argument("--max-failures", type=int, default=3,
                    help="retries of a trial whose worker died (default 3)")
-    p.add_argument("--epochs", type=int, default=0, help="epochs per trial (default: preset's)")
-    p.add_argument("--limit", type=int, default=0, help="train on the first N images")
-    p.add_argument("--test-limit", type=int, default=0, help="test on the first N images")
+    p.add_argument("--epochs", type=int, default=None, metavar="N",
+                   help="epochs per trial (default: the preset's)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="train on the first N images (default: all)")
+    p.add_argument("--test-limit", type=int, default=None, metavar="N",
+                   help="test on the first N images (default: all)")
     p.add_argument("--address", default=None, metavar="auto|HOST:PORT",
                    help="join this Ray cluster (default: start a local Ray for the sweep)")
     p.add_argument("--executor", default="ray",
@@ -95,12 +98,18 @@ def build_spec(args: argparse.Namespace):  # -> SweepSpec (imported lazily)
     for m in args.models:
         if m not in available():
             raise UserError(f"unknown model {m!r}; choose from: {', '.join(available())}")
+    for flag, value in (("--epochs", args.epochs), ("--limit", args.limit),
+                        ("--test-limit", args.test_limit)):
+        if value is not None and value < 1:     # 0 would silently mean "the default"
+            raise UserError(f"{flag} must be a whole number >= 1, got {value} (leave it out "
+                            "for the default)")
     spec = SweepSpec(models=list(args.models), preset=args.preset, seeds=_seeds(args),
                      grid=parse_grid(args.grid), search=args.search, samples=args.samples,
                      search_seed=args.search_seed, scheduler=args.scheduler,
                      concurrency=args.concurrency, threads_per_trial=args.threads_per_trial,
-                     max_failures=args.max_failures, limit=args.limit,
-                     test_limit=args.test_limit, epochs=args.epochs, device=args.device,
+                     max_failures=args.max_failures, limit=args.limit or 0,
+                     test_limit=args.test_limit or 0, epochs=args.epochs or 0,
+                     device=args.device,
                      gpus_per_trial=args.gpus_per_trial)
     spec.validate()
     return spec

@@ -101,13 +101,20 @@ def train(args: argparse.Namespace) -> int:
 
     from mnistlab import runs
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import holds_nothing_of_value, new_run_folder
+    from mnistlab.cli.folders import (
+        claim,
+        clear_failed_start,
+        holds_nothing_of_value,
+        new_run_folder,
+        release,
+    )
     from mnistlab.errors import UserError
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
     from mnistlab.train.device import resolve_device
     from mnistlab.train.fit import TrainingInterrupted, fit
+    from mnistlab.train.resume import check_resumable
 
     resume = args.resume
     if resume and args.out is None:
@@ -120,13 +127,15 @@ def train(args: argparse.Namespace) -> int:
         sys.stderr.write(f"note: {args.out} holds no run yet; training it from the first "
                          "epoch\n")
         resume = False
+    created = False                   # whether this command made the run folder
     if resume:
-        run_dir = runs.resolve_resumable(args.out)
+        run_dir = claim(runs.resolve_resumable(args.out))   # not while another trains there
         saved = runs.read_config(run_dir)
         if saved.model != args.model:
             raise UserError(f"{run_dir} is a run of model {saved.model!r}, "
                             f"not {args.model!r}")
         config = build_config(args, asdict(saved.train) if saved.train is not None else None)
+        check_resumable(config, run_dir)    # changed settings: refused before any note
         if not (run_dir / runs.CHECKPOINT).exists():
             sys.stderr.write(f"note: no epoch of {run_dir} was saved; training it from the "
                              "first epoch with its recorded settings\n")
@@ -139,6 +148,7 @@ def train(args: argparse.Namespace) -> int:
         # is written
         x_train, _, x_test, _ = load_tensors(config)
         validate_sizes(config, len(x_train), len(x_test), label)
+        created = out is None or not out.exists()
         run_dir = new_run_folder(args.out, f"{config.model}-{config.preset or 'custom'}"
                                            f"-s{config.seed}", resume_hint=True)
 
@@ -154,6 +164,14 @@ def train(args: argparse.Namespace) -> int:
         sys.stderr.write(f"\ninterrupted: {exc.epochs_done} of {exc.epochs} epochs are saved "
                          f"in {run_dir}; resume with: {again}\n")
         return 130
+    except UserError:
+        # refused or diverged before its first epoch was saved: nothing half-done stays
+        # behind (a run with saved epochs keeps them, and the message says where)
+        if not resume:
+            clear_failed_start(run_dir, created)
+        raise
+    finally:
+        release(run_dir)
     if args.json:
         console.emit_json(result.metrics.to_dict())
     else:
@@ -203,6 +221,7 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     members = ([args.run] if args.run else []) + list(args.ensemble)
+    _refuse_repeated(members)
     if args.save is not None:               # before the work: a bad folder is one line
         check_ensemble_folder(args.save)
     result = evaluate_ensemble(members, select=args.select)
@@ -217,7 +236,7 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
                     f"T = {protocol.temperature:.3f}, validation accuracy "
                     f"{protocol.validation_accuracy:.4f}")
     else:
-        console.say(f"note: {protocol.note}")
+        sys.stderr.write(f"note: {protocol.note}\n")
     for m in result.members:
         console.say(f"{m.run_dir}: weight {m.weight:.2f}, test accuracy {m.test_accuracy:.4f}")
     console.say(f"ensemble of {len(result.members)}: test accuracy {result.test_accuracy:.4f}, "
@@ -230,6 +249,20 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
     if args.json:
         console.emit_json(result.to_dict() | {"saved": str(saved) if saved else None})
     return 0
+
+
+def _refuse_repeated(members: list[str]) -> None:
+    """The same run named twice would count double in a plain average: one line instead."""
+    from mnistlab.errors import UserError
+    from mnistlab.runs.files import locate
+
+    seen: dict[Path, str] = {}
+    for name in members:
+        path = locate(name).resolve()
+        if path in seen:
+            raise UserError(f"--ensemble names {path} twice ({seen[path]!r} and {name!r}); "
+                            "give each run once (a weight comes from --select validation)")
+        seen[path] = name
 
 
 def _refuse_saved_ensemble(run: str) -> None:

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -16,6 +17,7 @@ from threadpoolctl import threadpool_limits
 from mnistlab import checks
 from mnistlab.data import load_dataset
 from mnistlab.data.specs import DATASETS
+from mnistlab.errors import UserError
 from mnistlab.mechanics import numpy_net
 from mnistlab.mechanics.twin import TorchTwin
 from mnistlab.runs import HistoryRow, JSONObject
@@ -139,6 +141,10 @@ def train_scratch(config: ScratchConfig, *, on_epoch: OnEpoch | None = None,
     twin_accuracy: list[float] = []
 
     def epoch_done(raw: dict[str, float]) -> None:
+        losses = [raw["train_loss"], raw.get("test_loss", 0.0)]
+        if not all(math.isfinite(v) for v in losses):
+            raise UserError(f"the loss became {raw['train_loss']} in epoch {int(raw['epoch'])}"
+                            f"/{config.epochs} (learning rate {config.lr:g} may be too high)")
         row = HistoryRow(epoch=int(raw["epoch"]), steps=int(raw["steps"]),
                          train_loss=raw["train_loss"], train_accuracy=raw["train_accuracy"],
                          seconds=raw["seconds"], test_loss=raw.get("test_loss"),
@@ -149,7 +155,10 @@ def train_scratch(config: ScratchConfig, *, on_epoch: OnEpoch | None = None,
         if on_epoch is not None:
             on_epoch(row, twin_accuracy[-1] if twin is not None else None)
 
-    with threadpool_limits(limits=config.threads, user_api="blas"):
+    # a diverging run overflows to inf and NaN: said once at the epoch's end, not as numpy's
+    # multi-line warnings
+    with threadpool_limits(limits=config.threads, user_api="blas"), \
+            np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         start = time.perf_counter()
         params, _ = numpy_net.fit(
             x, y, epochs=config.epochs, lr=config.lr, batch_size=config.batch_size,

@@ -6,9 +6,12 @@ Apart from ``mnistlab.models`` (the package) so that the built-in model modules 
 
 from __future__ import annotations
 
+import inspect
+import math
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from torch import nn
 
 from mnistlab.errors import UserError
@@ -44,3 +47,57 @@ def factory(name: str) -> Factory:
 def build_model(name: str, **config: Any) -> nn.Module:
     return factory(name)(**config)
 
+
+
+IMAGE_SHAPE = (1, 28, 28)        # what every registered model reads (MNIST, Fashion-MNIST)
+
+
+def build_checked(name: str, **config: Any) -> nn.Module:
+    """``build_model``, with a bad setting (an unknown key, a width that is not a whole number
+    >= 1, a model too deep for a 28x28 picture) as one UserError line instead of a traceback.
+    The trial picture it reads draws no random numbers; the build does (weight init), so a
+    caller that must keep the seed's stream forks the generator around this call."""
+    factory(name)
+    defaults = {k: p.default for k, p in inspect.signature(_REGISTRY[name]).parameters.items()}
+    for key, value in config.items():
+        problem = _setting_problem(defaults.get(key, inspect.Parameter.empty), value)
+        if problem:
+            raise UserError(f"bad model config for {name!r}: {key} {problem}, got {value!r}")
+    try:
+        model = build_model(name, **config)
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            out = model(torch.zeros(2, *IMAGE_SHAPE))
+        model.train(was_training)
+    except (TypeError, ValueError) as exc:              # an unknown key, a value refused
+        raise UserError(f"bad model config for {name!r}: {exc}") from None
+    except RuntimeError as exc:                         # layers that refuse the picture
+        reason = " ".join(str(exc).split())[:160]
+        raise UserError(f"bad model config for {name!r}: it cannot read a 28x28 picture "
+                        f"({reason}); use fewer or smaller layers") from None
+    if tuple(out.shape) != (2, 10):
+        raise UserError(f"bad model config for {name!r}: it answers {tuple(out.shape[1:])} "
+                        "per picture, not 10 scores")
+    return model
+
+
+def _setting_problem(default: Any, value: Any) -> str:
+    """Why ``value`` cannot stand where the factory's default is ``default`` ('' if it can)."""
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
+
+    if isinstance(default, bool) or default is inspect.Parameter.empty:
+        return ""
+    if isinstance(default, int):
+        return "" if whole(value) else "must be a whole number >= 1"
+    if isinstance(default, tuple):
+        ok = isinstance(value, list | tuple) and len(value) > 0 and all(map(whole, value))
+        return "" if ok else "must be a list of whole numbers >= 1"
+    if isinstance(default, float):
+        ok = (isinstance(value, int | float) and not isinstance(value, bool)
+              and math.isfinite(value) and 0 <= value < 1)
+        return "" if ok else "must be a number in [0, 1)"
+    if isinstance(default, str):
+        return "" if isinstance(value, str) else "must be a string"
+    return ""

@@ -17,7 +17,8 @@ from mnistlab.data.augment import KINDS as AUGMENTS
 from mnistlab.data.augment import augment_batch
 from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
-from mnistlab.models import available, build_model
+from mnistlab.models import available
+from mnistlab.models.registry import build_checked
 from mnistlab.train.device import DEVICES
 
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
@@ -152,25 +153,29 @@ def validate(config: TrainConfig, label: Any = str) -> None:
                         f"got {config.model_config!r}")
     # A bad model setting fails here, in one line, not as a traceback inside fit(); the trial
     # build draws from torch's global generator, so it runs on a forked one (seeds unchanged).
-    try:
-        with torch.random.fork_rng(devices=[]):
-            build_model(config.model, **config.model_config)
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise UserError(f"bad model config for {config.model!r}: {exc}") from None
+    given = config.model_config.get("init", config.init)
+    if given != config.init:       # build() fills init from --init; the model config's would win
+        raise UserError(f"the model config sets init {given!r} but {label('init')} is "
+                        f"{config.init!r}: choose the initialisation with {label('init')} only")
+    with torch.random.fork_rng(devices=[]):
+        build_checked(config.model, **config.model_config)
 
 
 def validate_sizes(config: TrainConfig, train_images: int, test_images: int,
                    label: Any = str) -> None:
     """The bounds that need the data: ``train_images`` and ``test_images`` are what
     ``load_tensors(config)`` returned (after --limit / --test-limit)."""
-    what = f"the {config.dataset} training images"
+    what = f"the {config.dataset} training images" + (
+        f" left after --validation {config.validation:,}" if config.validation else "")
     if config.limit:
         checks.at_most(label("limit"), config.limit, train_images, what)
     if config.test_limit:
         checks.at_most(label("test_limit"), config.test_limit, test_images,
                        f"the {config.dataset} test images")
     checks.at_most(label("batch_size"), config.batch_size, train_images,
-                   "the training images" + (" kept by --limit" if config.limit else ""))
+                   "the training images" + (" kept by --limit" if config.limit else
+                                            " left after --validation" if config.validation
+                                            else ""))
 
 
 def augmenter(kind: str) -> Any:

@@ -17,6 +17,7 @@ identical figures; PyTorch promises nothing across versions, platforms or thread
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -154,6 +155,10 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             restore(ckpt, model, optimizer, scheduler, batches, augment_generator)
             history = list(ckpt.history)
             info.resumed_from = ckpt.epoch
+            # an interrupt between the checkpoint and the files after it left those an epoch
+            # behind; the checkpoint is the truth, so they are written again from it
+            runs.save_weights(run_dir / runs.WEIGHTS, model, config.model, model_config)
+            runs.write_history(run_dir, history)
     elif run_dir is not None:
         runs.write_config(run_dir, runs.RunConfig(
             model=config.model, model_config=model_config, precision=precision,
@@ -178,6 +183,15 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                     label_smoothing=config.label_smoothing, scheduler=scheduler,
                     augment=config.augment, augment_generator=augment_generator,
                     on_step=_fan_out(callbacks), engine=engine, device=device.type)
+                this_epoch: dict[str, float] = {}
+                if config.eval_each_epoch or epoch == config.epochs:
+                    test = this_epoch = evaluate(model, x_test, y_test, precision=precision,
+                                                 batch_size=config.eval_batch_size,
+                                                 device=device.type)
+                    if not math.isfinite(this_epoch["test_loss"]):
+                        # the epoch's last update broke the weights after its loss was seen
+                        raise TrainingDiverged(f"the test loss became {this_epoch['test_loss']}"
+                                               " after the last step")
             except TrainingDiverged as exc:
                 for cb in callbacks:
                     cb.on_train_end(None)
@@ -185,11 +199,6 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                         if run_dir is not None and saved else "")
                 raise TrainingDiverged(f"{exc} of epoch {epoch}/{config.epochs} (learning "
                                        f"rate {config.lr:g} may be too high){kept}") from None
-            this_epoch: dict[str, float] = {}
-            if config.eval_each_epoch or epoch == config.epochs:
-                test = this_epoch = evaluate(model, x_test, y_test, precision=precision,
-                                             batch_size=config.eval_batch_size,
-                                             device=device.type)
             row = _history_row(epoch, train, this_epoch, optimizer)
             history.append(row)
             if run_dir is not None:
@@ -198,25 +207,25 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                 saved = epoch
             for cb in callbacks:
                 cb.on_epoch_end(row)
+        # -- finish (an interrupt here leaves every epoch saved: --resume finishes it)
+        if not test:  # resumed a run whose last epoch had finished: evaluate once more
+            test = evaluate(model, x_test, y_test, batch_size=config.eval_batch_size,
+                            precision=precision, device=device.type)
+        calibration = None
+        if config.validation:  # fitted on the held-out images, before metrics.json marks the end
+            calibration = calibrate(model, *load_validation(config), precision=precision,
+                                    x_fit=x_train, y_fit=y_train)
+            if run_dir is not None:
+                save_calibration(run_dir, calibration)
+        metrics = _final_metrics(config, info, history, test, run_dir)
+        if run_dir is not None:
+            runs.write_metrics(run_dir, metrics)
     except KeyboardInterrupt:
         for cb in callbacks:
             cb.on_train_end(None)
         raise TrainingInterrupted(saved if run_dir is not None else 0, config.epochs,
                                   run_dir) from None
 
-    # -- finish
-    if not test:  # resumed a run whose last epoch had finished: evaluate once more
-        test = evaluate(model, x_test, y_test, batch_size=config.eval_batch_size,
-                        precision=precision, device=device.type)
-    calibration = None
-    if config.validation:  # fitted on the held-out images, before metrics.json marks the end
-        calibration = calibrate(model, *load_validation(config), precision=precision,
-                                x_fit=x_train, y_fit=y_train)
-        if run_dir is not None:
-            save_calibration(run_dir, calibration)
-    metrics = _final_metrics(config, info, history, test, run_dir)
-    if run_dir is not None:
-        runs.write_metrics(run_dir, metrics)
     result = FitResult(model=model.eval(), history=history, metrics=metrics, run_dir=run_dir,
                        calibration=calibration)
     for cb in callbacks:
