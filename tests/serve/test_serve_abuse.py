@@ -26,7 +26,7 @@ from mnistlab.cli import main
 from mnistlab.data import load_dataset
 from mnistlab.perf.serve_abuse import MIX, bomb_png, run_abuse, summary_lines
 from mnistlab.serve import create_app
-from mnistlab.serve.app import DECODE_SLOTS, MAX_DECODED_PIXELS
+from mnistlab.serve.decoding import DECODE_SLOTS, MAX_DECODED_PIXELS
 from mnistlab.serve.runner import running_server
 
 PNG = {"Content-Type": "image/png"}
@@ -64,6 +64,17 @@ def test_pixel_bombs_are_refused_before_decoding(app):
         r = client.post("/api/predict", content=photo.getvalue(),
                         headers={"Content-Type": "image/jpeg"})
         assert r.status_code == 200, r.text
+
+
+def test_the_lab_decodes_under_the_same_limits(app, trained_run):  # noqa: F811
+    bomb = bomb_png()
+    run_id = trained_run.name
+    with TestClient(app) as client:
+        for route in (f"/api/lab/compare?models={run_id}", "/api/lab/inside"):
+            r = client.post(route, content=bomb, headers=PNG)
+            assert r.status_code == 413, (route, r.text)
+            assert r.json()["error"] == "too_large" and f"{MAX_DECODED_PIXELS:,}" in \
+                r.json()["detail"]
 
 
 class SlowPredictor:

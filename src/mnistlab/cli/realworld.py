@@ -50,6 +50,9 @@ def evaluate_real(args: argparse.Namespace) -> int:
     if args.numbers < 0 or args.numbers > 100_000:
         raise UserError(f"--numbers must be between 0 and 100000, got {args.numbers}")
     parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else PARTS
+    if not parts:
+        raise UserError(f"--parts {args.parts!r} names no part; choose from "
+                        f"{', '.join(PARTS)}")
     lacking = [p for p in missing_parts() if p in parts]
     if lacking and args.parts:
         raise UserError(f"part {', '.join(lacking)} needs scikit-learn, which carries the UCI "

@@ -119,6 +119,12 @@ def _uncalibrated_note(predictor: object) -> str:
         return ("note: this ensemble was averaged without a validation split, so its confidence "
                 "is not calibrated and nothing is flagged unsure (save one of runs trained with "
                 "--validation N: evaluate --ensemble RUN... --save DIR)")
+    if getattr(predictor, "backend", "") == "onnxruntime":
+        folder = Path(predictor.name).parent  # type: ignore[attr-defined]
+        return (f"note: no calibration.json beside this ONNX file (in {folder}), so its "
+                "confidence is not calibrated and nothing is flagged unsure; an export into "
+                "its run folder (the default) shares the run's, if the run was trained with "
+                "--validation N")
     return ("note: this run holds out no validation images, so its confidence is not "
             "calibrated and nothing is flagged unsure (train with --validation N)")
 
@@ -200,8 +206,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for i, (path, res) in enumerate(zip(items, results, strict=True)):
         if isinstance(res, UserError):
             failed += 1
-            sys.stderr.write(f"error: {res}\n")
-            out.append({"file": path, "error": str(res)})
+            # which picture: a blank one's "no ink found" does not name it by itself
+            message = str(res) if str(res).startswith(path) else f"{path}: {res}"
+            sys.stderr.write(f"error: {message}\n")
+            out.append({"file": path, "error": message})
             continue
         digits = res.digits if isinstance(res, NumberPrediction) else [res]
         if isinstance(res, NumberPrediction):
@@ -256,6 +264,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from mnistlab import console
     from mnistlab.errors import UserError
+    from mnistlab.inference.predict import load_predictor
     from mnistlab.serve import create_app
     from mnistlab.serve.runner import check_port, listen_socket, serve_forever
     from mnistlab.serve.workers import serve_workers
@@ -269,13 +278,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
         best = _best_run()
         console.say(f"model: {_chosen(None, best)}{_run_description(best)} [{best}]")
         source = best
+    onnx = args.onnx is not None         # --onnx FILE is ONNX whatever its name ends in
     if args.workers > 1:
         # uvicorn's workers bind the port themselves: check it is free, then hand over
         check_port(args.host, args.port)
+        # a bad run or file is one line here, not a traceback in every worker uvicorn
+        # starts again and again
+        load_predictor(None if onnx else source, onnx=args.onnx)
         console.say(f"serving {source} from {args.workers} processes on "
                     f"http://{args.host}:{args.port}/ (API docs at /docs; Ctrl-C stops)")
         serve_workers(str(source), args.host, args.port, args.workers, args.threads,
-                      args.device)
+                      args.device, onnx=onnx)
         return 0
     # Bound now and served on as is: a taken port is one line before the model loads, and
     # nothing can take it between this check and the start.
@@ -286,7 +299,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Measured under load on 2 cores: intra-op threads on small batches oversubscribe the
         # CPU (batch throughput fell 7x with 2 threads against 1).
         torch.set_num_threads(args.threads)
-        app = create_app(source, device=args.device)
+        app = create_app(load_predictor(onnx=args.onnx) if onnx else source,
+                         device=args.device)
         host = f"[{args.host}]" if ":" in args.host else args.host
         console.say(f"serving {app.state.predictor.name} on http://{host}:{args.port}/ "
                     "(API docs at /docs; Ctrl-C stops)")

@@ -40,7 +40,7 @@ class Piece(Protocol):
     left: int
     bottom: int
     right: int
-    mask: np.ndarray
+    mask: np.ndarray        # bool (height, width): its ink within its box
 
     @property
     def height(self) -> int: ...
@@ -70,8 +70,7 @@ class _Line:
 
 
 def _blobs(piece: Piece) -> list[tuple[slice, slice]]:
-    window = piece.mask[piece.top:piece.bottom, piece.left:piece.right]
-    labels, _ = ndimage.label(window, structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(piece.mask, structure=np.ones((3, 3)))
     return [b for b in ndimage.find_objects(labels) if b is not None]
 
 

@@ -25,13 +25,18 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy import ndimage
 
 from mnistlab.inference.marks import Box, Mark, place, split_marks
-from mnistlab.inference.preprocess import Preprocessed, crop_to_mnist, ink_image
+from mnistlab.inference.preprocess import (
+    ImageInputError,
+    Preprocessed,
+    crop_to_mnist,
+    ink_image,
+)
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
 STAGGER_ROWS = 0.6      # columns overlapping and rows sharing less than this: one digit
@@ -39,6 +44,11 @@ SMALL_PIECE = 0.35      # a piece under this share of the tallest one's height i
 SPLIT_WIDTH = 1.25      # width / height above which a piece may hold touching digits
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
 SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
+MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
+
+
+class TooManyPieces(ImageInputError):
+    """Far more separate pieces of ink than any written number has."""
 
 
 @dataclass(frozen=True)
@@ -55,7 +65,7 @@ class _Part:
     left: int
     bottom: int
     right: int
-    mask: np.ndarray                   # bool, the whole picture's shape
+    mask: np.ndarray                   # bool (height, width): its ink within its box
 
     @property
     def height(self) -> int:
@@ -66,18 +76,27 @@ class _Part:
         return self.right - self.left
 
     def merged(self, other: _Part) -> _Part:
-        return _Part(min(self.top, other.top), min(self.left, other.left),
-                     max(self.bottom, other.bottom), max(self.right, other.right),
-                     self.mask | other.mask)
+        top, left = min(self.top, other.top), min(self.left, other.left)
+        bottom, right = max(self.bottom, other.bottom), max(self.right, other.right)
+        mask = np.zeros((bottom - top, right - left), dtype=bool)
+        for part in (self, other):
+            mask[part.top - top:part.bottom - top, part.left - left:part.right - left] |= part.mask
+        return _Part(top, left, bottom, right, mask)
 
 
 def _parts(mask: np.ndarray) -> list[_Part]:
-    labels, _ = ndimage.label(mask, structure=np.ones((3, 3)))
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+    if count > MAX_PIECES:
+        # a page of text, a dotted pattern, noise: reading it piece by piece would take
+        # minutes, and no written number has this many
+        raise TooManyPieces(f"{count:,} separate pieces of ink: more than a written number "
+                            f"has (at most {MAX_PIECES}); crop the picture to the digits")
     parts = []
     for index, box in enumerate(ndimage.find_objects(labels), 1):
         if box is not None:
             rows, cols = box
-            parts.append(_Part(rows.start, cols.start, rows.stop, cols.stop, labels == index))
+            parts.append(_Part(rows.start, cols.start, rows.stop, cols.stop,
+                               labels[box] == index))
     return parts
 
 
@@ -97,17 +116,26 @@ def _one_digit(a: _Part, b: _Part) -> bool:
 
 
 def _merge_stacked(parts: list[_Part]) -> list[_Part]:
-    merged = True
-    while merged and len(parts) > 1:
-        merged = False
-        for i in range(len(parts)):
-            for j in range(i + 1, len(parts)):
-                if _one_digit(parts[i], parts[j]):
-                    parts[i] = parts[i].merged(parts.pop(j))
-                    merged = True
-                    break
-            if merged:
-                break
+    """Merge the first pair (in order) that is one digit, then look again from the start,
+    until no pair is. Looking again only where a merge changed something gives the same
+    merges in O(n^2) pair tests: every earlier pair was apart and still is, except those
+    with the grown piece."""
+    i = 0
+    while i < len(parts):
+        j = i + 1
+        while j < len(parts):
+            if not _one_digit(parts[i], parts[j]):
+                j += 1
+                continue
+            parts[i] = parts[i].merged(parts.pop(j))
+            # the grown piece may now join an earlier one: the first such pair comes first
+            k = next((k for k in range(i) if _one_digit(parts[k], parts[i])), None)
+            while k is not None:
+                parts[k] = parts[k].merged(parts.pop(i))
+                i = k
+                k = next((k for k in range(i) if _one_digit(parts[k], parts[i])), None)
+            j = i + 1                       # the grown piece against every later one again
+        i += 1
     return parts
 
 
@@ -126,7 +154,7 @@ def _split_touching(part: _Part) -> list[_Part]:
     if part.width <= SPLIT_WIDTH * part.height:
         return [part]
     count = max(2, round(part.width / (DIGIT_ASPECT * part.height)))
-    columns = part.mask[part.top:part.bottom, part.left:part.right].sum(axis=0)   # (W,)
+    columns = part.mask.sum(axis=0)                                               # (W,)
     mean = float(columns[columns > 0].mean())
     step = part.width / count
     cuts = []
@@ -142,11 +170,12 @@ def _split_touching(part: _Part) -> list[_Part]:
         return [part]
     pieces = []
     for left, right in zip([part.left, *cuts], [*cuts, part.right], strict=True):
-        mask = np.zeros_like(part.mask)
-        mask[:, left:right] = part.mask[:, left:right]
+        mask = part.mask[:, left - part.left:right - part.left]
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size:
-            pieces.append(_Part(int(rows[0]), left, int(rows[-1]) + 1, right, mask))
+            top, bottom = int(rows[0]), int(rows[-1]) + 1
+            pieces.append(_Part(part.top + top, left, part.top + bottom, right,
+                                mask[top:bottom]))
     return pieces
 
 
@@ -176,11 +205,24 @@ def read_layout(gray: np.ndarray) -> Layout:
     parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE)
     parts = _merge_small(parts)
     parts.sort(key=lambda p: (p.left + p.right) / 2)
-    pieces = []
-    for part in parts:
-        # The piece's own ink: its mask and the anti-aliased edge ink_image kept around it.
-        near = ndimage.binary_dilation(part.mask, iterations=2)
-        pre = crop_to_mnist(np.where(near, ink, 0.0).astype(np.float32), part.mask, inverted,
-                            notes)
-        pieces.append(DigitPiece((part.top, part.left, part.bottom, part.right), pre))
+    pieces = [DigitPiece((part.top, part.left, part.bottom, part.right),
+                         _preprocessed(part, ink, inverted, notes)) for part in parts]
     return Layout(pieces, place(marks, [p.left for p in parts]))
+
+
+def _preprocessed(part: _Part, ink: np.ndarray, inverted: bool, notes: list[str]
+                  ) -> Preprocessed:
+    """The piece's own ink (its mask and the anti-aliased edge ink_image kept around it, 2 px)
+    through the single-digit recipe, in a window round its box wide enough for the strokes
+    it may widen (up to half the long side): what the whole picture would give, cheaply."""
+    margin = max(part.height, part.width) // 2 + 4
+    top, left = max(part.top - margin, 0), max(part.left - margin, 0)
+    bottom = min(part.bottom + margin, ink.shape[0])
+    right = min(part.right + margin, ink.shape[1])
+    mask = np.zeros((bottom - top, right - left), dtype=bool)
+    mask[part.top - top:part.bottom - top, part.left - left:part.right - left] = part.mask
+    near = ndimage.binary_dilation(mask, iterations=2)
+    window = np.where(near, ink[top:bottom, left:right], 0.0).astype(np.float32)
+    pre = crop_to_mnist(window, mask, inverted, notes)
+    t, lft, b, r = pre.bbox
+    return replace(pre, bbox=(t + top, lft + left, b + top, r + left))

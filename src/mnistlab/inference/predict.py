@@ -104,6 +104,12 @@ class OnnxPredictor:
         if len(inputs) != 1 or list(inputs[0].shape[1:]) != [1, 28, 28]:
             raise UserError(f"{path} does not take (N, 1, 28, 28) images; "
                             "expected an ONNX file written by `mnistlab export`")
+        outputs = self.session.get_outputs()
+        shape = outputs[0].shape if outputs else None
+        # a named (symbolic) width is checked on the first answer instead
+        if shape is None or len(shape) != 2 or (isinstance(shape[1], int) and shape[1] != 10):
+            raise UserError(f"{path} does not give (N, 10) scores (its first output is "
+                            f"{shape}); expected an ONNX file written by `mnistlab export`")
         self.input_name = inputs[0].name
         self.name = str(path)
         # an export inside a run folder (the default RUN/model.onnx) shares its calibration
@@ -118,6 +124,9 @@ class OnnxPredictor:
         """The logits and, from an export that has them, the features (else None)."""
         x = np.ascontiguousarray(x, dtype=np.float32)
         out = self.session.run(None, {self.input_name: x})
+        if out[0].shape != (len(x), 10):
+            raise UserError(f"{self.name} answered {out[0].shape[1:]} scores per picture, not "
+                            "10; expected an ONNX file written by `mnistlab export`")
         return out[0], (out[1] if self.with_features else None)
 
 

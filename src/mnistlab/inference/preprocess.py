@@ -41,7 +41,10 @@ from mnistlab.errors import UserError
 from mnistlab.inference.annotations import EIGHT, SPECK
 from mnistlab.inference.sheet import paper_only
 
-FORMATS = ("PNG", "JPEG")
+# A phone's JPEG often carries a second, smaller picture (the multi-picture format): Pillow
+# names it MPO, and its first picture is the photo, decoded as any JPEG.
+JPEG_FORMATS = ("JPEG", "MPO")
+FORMATS = ("PNG", *JPEG_FORMATS)
 MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
 WORK_SIDE = 1024               # px: larger pictures are reduced first (the digit ends at 20 px)
 BOX = 20                       # px: the digit's longer side, as in MNIST
@@ -132,7 +135,7 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     if w * h > max_pixels or w <= 0 or h <= 0:
         raise ImageTooLarge(f"{name}: {w}x{h} pixels is more than the {max_pixels:,} allowed; "
                             "send a smaller picture")
-    if img.format == "JPEG":
+    if img.format in JPEG_FORMATS:
         # JPEG can decode at 1/2, 1/4, 1/8 scale directly: a 12 MP photo costs a fraction.
         img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
     dw, dh = img.size  # the draft's size for a JPEG
@@ -173,8 +176,12 @@ def to_gray(img: Image.Image) -> np.ndarray:
         opaque = alpha > 0.5
         if opaque.mean() > 0.5:      # an opaque sheet with see-through margins: extend it
             background = float(np.median(lum[opaque]))
-        else:                        # strokes alone on transparency: contrast with them
-            background = 0.0 if opaque.any() and float(lum[opaque].mean()) > 0.5 else 1.0
+        else:                        # strokes alone on transparency: contrast with them,
+            # judged by every stroke pixel by its opacity (a soft pencil is never opaque)
+            seen = alpha > 0.02
+            stroke = (float((lum[seen] * alpha[seen]).sum() / alpha[seen].sum())
+                      if seen.any() else 0.0)
+            background = 0.0 if stroke > 0.5 else 1.0
         return (lum * alpha + background * (1.0 - alpha)).astype(np.float32)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs
         arr = np.asarray(img, dtype=np.float32)

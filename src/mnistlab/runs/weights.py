@@ -91,8 +91,10 @@ def save_weights(path: str | os.PathLike[str], model: nn.Module, model_name: str
     atomic.write_bytes(path, weights_bytes(model, model_name, model_config))
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """All tensors and the metadata of a safetensors file; UserError if missing or damaged."""
+def read_safetensors(path: Path, fix: str = "re-run the training that wrote it"
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """All tensors and the metadata of a safetensors file; UserError if missing or damaged
+    (``fix``: what the message tells the user to do)."""
     if not path.is_file():
         raise UserError(f"{path} not found")
     try:
@@ -101,7 +103,7 @@ def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str
             tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (not a dict)
     except Exception as exc:  # safetensors raises its own error types, and OSError
         raise UserError(f"{path} is damaged or not a safetensors file ({one_line(exc)}); "
-                        "re-run the training that wrote it") from None
+                        f"{fix}") from None
     return tensors, metadata
 
 

@@ -18,21 +18,16 @@ A client that goes away mid-upload is an ordinary event: one log line, no traceb
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import io
 import logging
 import os
-import weakref
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
-from PIL import Image
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 
@@ -46,25 +41,20 @@ from mnistlab.inference.predict import (
     read_picture,
 )
 from mnistlab.inference.preprocess import (
-    ImageTooLarge,
-    NoInk,
-    NotAnImage,
-    UnsupportedFormat,
     to_png,
 )
-from mnistlab.serve.guard import CLOSED_SLOW, release_memory
+from mnistlab.serve.decoding import (
+    MAX_DECODED_PIXELS,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    DecodeGate,
+    refusal,
+)
+from mnistlab.serve.guard import CLOSED_SLOW
 from mnistlab.serve.lab import lab_router
 from mnistlab.train.device import resolve_device
 
 STATIC = Path(__file__).parent / "static"
-MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
-MAX_UPLOAD_PIXELS = 25_000_000          # decompression bombs stop at the header
-# What is decoded (a PNG whole, a JPEG at its draft's reduced size): 4096 x 2048, a 4K
-# screenshot or a scan at 300 dpi of a quarter page; a digit needs far less. An RGB picture
-# this size costs 32 MiB decoded; a 24-megapixel PNG of 73 KB no longer gets 100.
-MAX_DECODED_PIXELS = 4096 * 2048
-DECODE_SLOTS = 2                        # pictures decoded at once; the others wait their turn
-TRIM_AFTER_PIXELS = 1_000_000           # trim the heaps after decoding a picture this large
 MULTIPART_OVERHEAD = 64 * 1024          # boundaries and part headers around the file
 RAW_TYPES = {"image/png", "image/jpeg", "application/octet-stream"}
 FILE_TYPES = RAW_TYPES | {""}           # a multipart part may carry no type at all
@@ -118,7 +108,8 @@ class NumberOut(BaseModel):
     unsure: bool | None = None
     unsure_reason: str | None = Field(None, description="the first unsure digit's reason and "
                                       "place: 'not confident (digit 2 of 3)'")
-    size: list[int] = Field(description="the picture's height and width, in the boxes' pixels")
+    size: list[int] = Field(description="the picture's height and width as it was read (at "
+                            "most 1,024 px on a side), in the boxes' pixels")
     digits: list[NumberDigitOut]
     marks: list[NumberMarkOut] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list, description="what reading the picture left "
@@ -137,9 +128,6 @@ class ApiError(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail = status, code, detail
 
-
-_STATUS = [(NoInk, 422, "no_ink"), (ImageTooLarge, 413, "too_large"),
-           (UnsupportedFormat, 415, "unsupported_format"), (NotAnImage, 400, "not_an_image")]
 
 _BODY_DOC = {
     "requestBody": {
@@ -232,15 +220,6 @@ async def _upload_bytes(request: Request) -> bytes:
     return data
 
 
-def _declared_pixels(data: bytes) -> int:
-    """The pixel count a PNG's or JPEG's header declares (0 if unreadable): read lazily."""
-    try:
-        with Image.open(io.BytesIO(data)) as img:
-            return int(img.size[0] * img.size[1])
-    except Exception:  # preprocess reports what is wrong with it
-        return 0
-
-
 def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
     try:
         reading = read_picture(predictor, data, name="upload", max_pixels=MAX_UPLOAD_PIXELS,
@@ -248,10 +227,7 @@ def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
     except ModelOutputError as exc:
         raise ApiError(500, "model_error", str(exc)) from None
     except UserError as exc:
-        for cls, status, code in _STATUS:
-            if isinstance(exc, cls):
-                raise ApiError(status, code, str(exc)) from None
-        raise ApiError(400, "bad_image", str(exc)) from None
+        raise ApiError(*refusal(exc), str(exc)) from None
     calibrated = predictor.calibration is not None
     if isinstance(reading, NumberPrediction):
         # several digits side by side: each read alone, with its box on the drawing
@@ -268,6 +244,10 @@ def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
         "image_28_png": _png_uri(pre.image),
         "inverted": pre.inverted, "notes": pre.notes,
     }
+
+
+def _predict_payload_of(data: bytes, predictor: Predictor) -> dict[str, Any]:
+    return _predict_payload(predictor, data)
 
 
 def _png_uri(image28: Any) -> str:
@@ -289,10 +269,7 @@ def create_app(model_source: Any = None, device: str = "cpu") -> FastAPIOffline:
         swagger_ui_parameters={"validatorUrl": None}, redoc_url=None,
     )
     app.state.predictor = predictor
-    # One semaphore per event loop (a semaphore belongs to the loop it first waits in, and
-    # an app may be served by several in turn: tests, TestClient).
-    slots: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = \
-        weakref.WeakKeyDictionary()
+    gate = DecodeGate()          # shared with the lab's routes: DECODE_SLOTS pictures at once
 
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
@@ -309,13 +286,6 @@ def create_app(model_source: Any = None, device: str = "cpu") -> FastAPIOffline:
                      request.url.path)
         return Response(status_code=400)
 
-    def _decode_and_predict(data: bytes) -> dict[str, Any]:
-        try:
-            return _predict_payload(predictor, data)
-        finally:
-            if _declared_pixels(data) >= TRIM_AFTER_PIXELS:
-                release_memory()
-
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
@@ -330,14 +300,9 @@ def create_app(model_source: Any = None, device: str = "cpu") -> FastAPIOffline:
     async def api_predict(request: Request) -> dict[str, Any]:
         """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
         data = await _upload_bytes(request)
-        loop = asyncio.get_running_loop()
-        slot = slots.get(loop) or slots.setdefault(loop, asyncio.Semaphore(DECODE_SLOTS))
-        # Preprocessing and the forward pass are CPU work: off the event loop, and only
-        # DECODE_SLOTS at a time, so that concurrent large pictures cannot add up.
-        async with slot:
-            return await run_in_threadpool(_decode_and_predict, data)
+        return await gate.run(data, _predict_payload_of, predictor)
 
     # The lab (/lab, /report, /api/lab/...): its own module; it lists the served run too.
-    app.include_router(lab_router(served=predictor.name))
+    app.include_router(lab_router(served=predictor.name, gate=gate))
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

@@ -37,31 +37,27 @@ from mnistlab import runs
 from mnistlab.data import load_dataset
 from mnistlab.errors import UserError
 from mnistlab.inference.ensemble import EnsembleModule, EnsemblePredictor, read_ensemble
-from mnistlab.inference.preprocess import (
-    ImageTooLarge,
-    NoInk,
-    NotAnImage,
-    Preprocessed,
-    UnsupportedFormat,
-    preprocess,
-)
+from mnistlab.inference.preprocess import Preprocessed, preprocess
 from mnistlab.paths import report_dir
 from mnistlab.perf.synth import encode, render_mnist
 from mnistlab.report import plots
 from mnistlab.serve import catalog, explain
 from mnistlab.serve import lab_schema as schema
 from mnistlab.serve.catalog import RunInfo
+from mnistlab.serve.decoding import (
+    MAX_DECODED_PIXELS,
+    MAX_UPLOAD_BYTES,
+    MAX_UPLOAD_PIXELS,
+    DecodeGate,
+    refusal,
+)
 
 STATIC = Path(__file__).parent / "static"
-MAX_BODY_BYTES = 2 * 1024 * 1024        # as /api/predict: a phone JPEG fits, a flood does not
-MAX_PIXELS = 25_000_000                 # decompression bombs stop at the header
+MAX_BODY_BYTES = MAX_UPLOAD_BYTES       # as /api/predict: a phone JPEG fits, a flood does not
 IMAGE_TYPES = {"image/png", "image/jpeg", "application/octet-stream"}
 CATALOG_TTL_S = 1.0                     # the page asks on every stroke; the disk need not answer
 MODEL_CACHE = 8                         # loaded models kept (the seed CNN is 1.7 MB)
 MAX_MODELS = 6                          # per compare request: a drawing is one forward each
-_PREPROCESS_STATUS = [(NoInk, 422, "no_ink"), (ImageTooLarge, 413, "too_large"),
-                      (UnsupportedFormat, 415, "unsupported_format"),
-                      (NotAnImage, 400, "not_an_image")]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": schema.LabErrorOut} for code in (400, 404, 409, 413, 415, 422)}
 _IMAGE_BODY = {"requestBody": {"required": True, "description": "a PNG or JPEG (at most 2 MiB)",
@@ -143,13 +139,12 @@ async def _image_body(request: Request) -> bytes:
 
 
 def _preprocess(data: bytes) -> Preprocessed:
+    """As /api/predict decodes a picture: the same limits, the same refusals."""
     try:
-        return preprocess(data, max_pixels=MAX_PIXELS)
+        return preprocess(data, max_pixels=MAX_UPLOAD_PIXELS,
+                          max_decoded_pixels=MAX_DECODED_PIXELS)
     except UserError as exc:
-        for cls, status, code in _PREPROCESS_STATUS:
-            if isinstance(exc, cls):
-                raise LabError(status, code, str(exc)) from None
-        raise LabError(400, "bad_image", str(exc)) from None
+        raise LabError(*refusal(exc), str(exc)) from None
 
 
 def _grid(a: np.ndarray, digits: int = 4) -> list[list[float]]:
@@ -183,12 +178,15 @@ SALIENCY = {
 }
 
 
-def lab_router(served: str | Path | None = None) -> APIRouter:
+def lab_router(served: str | Path | None = None, gate: DecodeGate | None = None
+               ) -> APIRouter:
     """The lab's pages and API. ``served``: the app's own run folder, listed even when it lies
-    outside the run roots."""
+    outside the run roots; ``gate``: how many pictures are decoded at once, shared with the
+    app's other routes (``serve.decoding``)."""
     extra = [Path(served)] if served is not None and Path(served).is_dir() else []
     own = extra[0] if extra else None                   # the compare view starts with it
     router = APIRouter(route_class=LabRoute)
+    gate = gate or DecodeGate()          # create_app shares its own with /api/predict
     models = ModelCache()
     confusions: dict[tuple[Path, int], schema.ConfusionOut] = {}
     listing: dict[str, Any] = {"at": -1e9, "runs": []}
@@ -343,7 +341,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         if len(ids) > MAX_MODELS or len(set(ids)) != len(ids):
             raise LabError(400, "bad_models", f"give 1 to {MAX_MODELS} different run ids")
         data = await _image_body(request)
-        return await run_in_threadpool(compare, data, ids)
+        return await gate.run(data, compare, ids)
 
     def inside(data: bytes, cnn_id: str | None, fc_id: str | None, method: str,
                top: int | None) -> schema.InsideOut:
@@ -396,7 +394,7 @@ def lab_router(served: str | Path | None = None) -> APIRouter:
         """Inside the CNN for one drawing: each conv block's feature maps (after ReLU and
         pooling, most active first), a saliency map, and the FC baseline's class template."""
         data = await _image_body(request)
-        return await run_in_threadpool(inside, data, cnn, fc, saliency, top)
+        return await gate.run(data, inside, cnn, fc, saliency, top)
 
     @router.get("/api/lab/fc-template/{run_id}", response_model=schema.TemplateOut,
                 tags=["lab"], responses=_ERRORS)

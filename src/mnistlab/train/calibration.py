@@ -93,11 +93,17 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, object], path: Path) -> Calibration:
         try:
-            return cls(**{f.name: (int if f.name == "validation_images" else float)(
+            cal = cls(**{f.name: (int if f.name == "validation_images" else float)(
                 data[f.name]) for f in _FIELDS})  # type: ignore[arg-type]
+            if not (math.isfinite(cal.temperature) and cal.temperature > 0):
+                raise ValueError(f"temperature {cal.temperature} is not a number > 0")
+            if not 0.0 <= cal.unsure_below <= 1.0:
+                raise ValueError(f"unsure_below {cal.unsure_below} is not a probability")
+            return cal
         except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{path} is not a readable calibration file ({exc}); "
-                            "re-run the training that wrote it") from None
+            raise UserError(f"{path} is not a readable calibration file ({exc}); fit it "
+                            "again with `mnistlab calibrate RUN` (a saved ensemble: save it "
+                            "again with `mnistlab evaluate --ensemble ... --save DIR`)") from None
 
 
 _FIELDS = [f for f in fields(Calibration) if f.name != "typicality"]     # calibration.json's

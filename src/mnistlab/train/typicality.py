@@ -166,7 +166,7 @@ def load_typicality(run_dir: str | os.PathLike[str]) -> Typicality | None:
     path = Path(run_dir) / TYPICALITY
     if not path.is_file():
         return None
-    tensors, metadata = read_safetensors(path)
+    tensors, metadata = read_safetensors(path, "fit it again with `mnistlab calibrate RUN`")
     try:
         means = tensors["means"].double().numpy()
         precision = tensors["precision"].double().numpy()
