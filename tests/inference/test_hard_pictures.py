@@ -175,3 +175,30 @@ def test_serve_with_workers_refuses_a_bad_run_before_starting(
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "Traceback" not in err
     assert time.perf_counter() - start < 30
+
+
+def test_a_folder_of_pictures_is_named_as_one(trained_run: Path, tmp_path: Path,  # noqa: F811
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pictures = tmp_path / "scans"
+    pictures.mkdir()
+    images, _ = load_dataset("mnist", "test")
+    render_mnist(images[0], scale=10).save(pictures / "a.png")
+    for argv in ([str(trained_run), str(pictures)], [str(pictures), str(pictures / "a.png")],
+                 [str(pictures / "a.png"), str(pictures)]):
+        assert main(["predict", *argv]) == 2
+        err = capsys.readouterr().err
+        assert err.count("error:") == 1 and "is a folder, not a picture" in err, argv
+
+
+def test_unknown_paths_answer_in_the_api_shape(trained_run: Path) -> None:  # noqa: F811
+    from fastapi.testclient import TestClient
+
+    from mnistlab.serve import create_app
+
+    with TestClient(create_app(trained_run)) as client:
+        r = client.get("/no-such-page")
+        assert r.status_code == 404 and r.json() == {"error": "not_found",
+                                                     "detail": "Not Found"}
+        r = client.get("/api/predict")
+        assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
+        assert r.headers["allow"] == "POST"

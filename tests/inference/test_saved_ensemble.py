@@ -123,6 +123,14 @@ def test_bad_folders_and_lost_members_fail_in_one_line(
     (folder / ENSEMBLE).write_text(json.dumps({"kind": "mnistlab-ensemble", "members": []}))
     with pytest.raises(UserError, match="not a readable ensemble"):
         read_ensemble(folder)
+    # a hand-edited shift far off the picture
+    saved = save_ensemble(evaluate_ensemble(ensemble_members[:2], select="none",
+                                            test_limit=100), tmp_path / "far")
+    body = json.loads((saved / ENSEMBLE).read_text())
+    body["shifts"] = [[0, 0], [100, 100]]
+    (saved / ENSEMBLE).write_text(json.dumps(body))
+    with pytest.raises(UserError, match="more than 2 pixels"):
+        read_ensemble(saved)
 
 
 def test_serve_answers_with_a_saved_ensemble(chosen, tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "stroke by stroke), through the same preprocessing as `mnistlab predict`, "
                     "and on numbers composed of those digits. None of it is used in training "
                     "or tuning.")
-    p.add_argument("run", nargs="?", metavar="RUN", help="a run folder (default: the best run)")
+    p.add_argument("run", nargs="?", metavar="RUN",
+                   help="a run or saved ensemble folder (default: the best robust run, else "
+                        "the best run)")
     p.add_argument("--parts", default=None, metavar="LIST", help=PARTS_HELP)
     p.add_argument("--numbers", type=int, default=200, metavar="N",
                    help="also read N composed 2-4 digit numbers (default 200; 0: none)")

@@ -28,8 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
               "[--device D] [--debug-dir DIR] [--json]",
         description="Classify each picture: it is turned into a 28x28 MNIST-style image "
                     "(grayscale, ink white on black, cropped, scaled to 20x20, centred by "
-                    "mass) and fed to the model. Without RUN, the best finished run under the "
-                    "runs folder is used.")
+                    "mass) and fed to the model. Without RUN, the best robust run under the runs "
+                    "folders (runs/, report/runs/) is used, else the best finished run.")
     p.add_argument("items", nargs="+", metavar="RUN/IMAGE",
                    help="an optional run (folder or name) followed by one or more images")
     flags.add_option(p, "--top", int, default=3, meta={
@@ -61,7 +61,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Serve a page where you draw a digit and watch the model's ten "
                     "probabilities change as you draw. API: POST /api/predict, GET /healthz, "
                     "docs at /docs. Everything is served locally.")
-    s.add_argument("run", nargs="?", metavar="RUN", help="a run (default: the best one)")
+    s.add_argument("run", nargs="?", metavar="RUN",
+                   help="a run or saved ensemble (default: the best robust run, else the best)")
     s.add_argument("--onnx", metavar="MODEL.onnx", help="serve an ONNX file instead of a run")
     s.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only)")
@@ -142,10 +143,25 @@ def _chosen(run: str | None, run_dir: Path | None = None) -> str:
 
 
 def _looks_like_run(item: str) -> bool:
-    """A folder (``~`` expanded, as resolve_run does), or a name under the runs folder."""
+    """A run's or a saved ensemble's folder (``~`` expanded, as resolve_run does), or the
+    name of one under the runs folder: a folder of pictures is not one."""
+    from mnistlab import runs
+    from mnistlab.inference.ensemble import ENSEMBLE
     from mnistlab.runs.files import locate
 
-    return locate(item).is_dir()
+    path = locate(item)
+    return path.is_dir() and any((path / f).is_file()
+                                 for f in (runs.CONFIG, runs.WEIGHTS, ENSEMBLE))
+
+
+def _refuse_folders(items: list[str]) -> None:
+    from mnistlab.errors import UserError
+
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            raise UserError(f"{item} is a folder, not a picture (nor a run: it has no "
+                            f"config.json); give the pictures in it, e.g. {path / '*.png'}")
 
 
 def _note_if_unfinished(run_dir: Path) -> None:
@@ -182,6 +198,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
         raise UserError("no image given: `mnistlab predict [RUN] IMAGE...` needs at least one "
                         "PNG or JPEG file")
+    _refuse_folders(items)
     if args.onnx and run is not None:
         raise UserError("give either a RUN or --onnx, not both")
     if args.debug_dir:        # before any work: a folder that cannot be written is one line

@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 ENSEMBLE = "ensemble.json"
 KIND = "mnistlab-ensemble"
+MAX_SHIFT = 2            # pixels a test-time shift may move a picture (selection uses 1)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class SavedEnsemble:
                                                                               abs_tol=1e-6):
             raise UserError(f"{path}: an ensemble needs members with positive weights summing "
                             "to 1 and at least one shift")
+        if any(max(abs(dy), abs(dx)) > MAX_SHIFT for dy, dx in shifts):
+            raise UserError(f"{path}: its test-time shifts {shifts} move a picture more than "
+                            f"{MAX_SHIFT} pixels; save the ensemble again with `mnistlab "
+                            "evaluate --ensemble RUN... --save DIR`")
         return saved
 
 
@@ -119,11 +124,13 @@ def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Pat
         dataset=result.dataset, test_accuracy=result.test_accuracy,
         test_images=result.test_images, protocol=asdict(result.protocol))
     folder.mkdir(parents=True, exist_ok=True)
+    # An earlier ensemble's calibration goes first, then the new ensemble.json, then its own
+    # calibration: stopped anywhere, the folder never pairs one ensemble with another's
+    # temperature (at worst the new one is uncalibrated until saved again).
+    (folder / CALIBRATION).unlink(missing_ok=True)
+    atomic.write_json(folder / ENSEMBLE, saved.to_dict())
     if result.calibration is not None:
         save_calibration(folder, result.calibration)
-    else:                                   # a plain average: no earlier calibration may stay
-        (folder / CALIBRATION).unlink(missing_ok=True)
-    atomic.write_json(folder / ENSEMBLE, saved.to_dict())
     return folder.resolve()
 
 
