@@ -4,6 +4,7 @@ evaluation, its predictions and its figure (small: 500 images, one epoch, one th
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +109,67 @@ def test_plot_returns_learning_curves(fc_run: lab.Run) -> None:
 def test_train_refuses_bad_settings_before_writing(tmp_path: Path, fc_run: lab.Run) -> None:
     with pytest.raises(UserError, match="unknown training setting"):
         lab.train("fc", out=tmp_path / "a", verbose=False, epoch=1)
-    with pytest.raises(UserError, match="already holds a run"):
+    with pytest.raises(UserError, match="already holds files"):
         lab.train("fc", out=fc_run.path, verbose=False, **SMALL)
     with pytest.raises(UserError, match="preset 'seed' has no recipe"):
         lab.train("speedrun", out=tmp_path / "b", verbose=False, **SMALL)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_calibrated_run_answers_as_the_cli_does(tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    from mnistlab.cli import main
+
+    run = lab.train("fc", out=tmp_path / "cal", verbose=False, validation=2000,
+                    **(SMALL | {"limit": 3000}))
+    images, _ = load_dataset("mnist", "test")
+    picture = tmp_path / "seven.png"
+    Image.fromarray(255 - np.kron(images[0], np.ones((10, 10), np.uint8))).save(picture)
+    got = run.predict(picture)
+    assert got.unsure is not None                 # calibrated: flags are given
+    assert main(["predict", str(run.path), str(picture), "--json"]) == 0
+    cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]
+    assert cli["probabilities"] == pytest.approx(got.probabilities, abs=1e-6)
+    assert cli["unsure"] == got.unsure and cli["unsure_reason"] == got.unsure_reason
+
+
+@pytest.mark.parametrize(("call", "match"), [
+    (lambda r: r.evaluate(test_limit=-1), "test_limit"),
+    (lambda r: r.evaluate(batch_size=0), "batch_size"),
+    (lambda r: r.evaluate(test_limit=1.5), "test_limit"),
+    (lambda r: r.probabilities(np.zeros((28, 28), np.uint8)), "batch of 28x28"),
+    (lambda r: r.probabilities(np.full((2, 28, 28), 200.0, np.float32)), r"\[0, 1\]"),
+    (lambda r: r.probabilities(np.full((2, 28, 28), np.nan)), r"\[0, 1\]"),
+    (lambda r: r.predict(np.zeros((0, 0))), "shape"),
+    (lambda r: r.predict(Image.new("L", (0, 0))), "nothing to read"),
+    (lambda r: r.predict(None), "expected a file path"),
+    (lambda r: r.predict(np.zeros((28, 28)), top=0), "top"),
+    (lambda r: r.read(5), "expected a file path"),
+])
+def test_the_api_refuses_nonsense_in_one_line(fc_run: lab.Run, call, match: str) -> None:
+    with pytest.raises(UserError, match=match):
+        call(fc_run)
+
+
+def test_the_api_takes_any_bytes_and_names_a_folder(fc_run: lab.Run, tmp_path: Path) -> None:
+    images, _ = load_dataset("mnist", "test")
+    buf = io.BytesIO()
+    Image.fromarray(255 - np.kron(images[0], np.ones((8, 8), np.uint8))).save(buf, "PNG")
+    assert fc_run.predict(bytearray(buf.getvalue())).digit == \
+        fc_run.predict(buf.getvalue()).digit
+    with pytest.raises(UserError, match="is a folder, not a picture"):
+        fc_run.predict(tmp_path)
+    assert "image=" not in repr(fc_run.predict(buf.getvalue()))   # no 28x28 dump
+
+
+def test_train_out_must_be_a_new_or_empty_folder(tmp_path: Path) -> None:
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("mine")
+    with pytest.raises(UserError, match=r"out= .* is a file"):
+        lab.train("fc", out=a_file, verbose=False, **SMALL)
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "keep.txt").write_text("mine")
+    with pytest.raises(UserError, match="already holds files"):
+        lab.train("fc", out=busy, verbose=False, **SMALL)
+    assert a_file.read_text() == "mine" and (busy / "keep.txt").read_text() == "mine"

@@ -35,6 +35,7 @@ from PIL import Image
 from torch import nn
 
 from mnistlab import runs
+from mnistlab.cli.folders import new_run_folder, training_in
 from mnistlab.errors import UserError
 from mnistlab.inference.predict import (
     NumberPrediction,
@@ -46,6 +47,7 @@ from mnistlab.inference.predict import (
 )
 from mnistlab.inference.preprocess import Preprocessed, preprocess, preprocess_gray
 from mnistlab.report.plots import learning_curves
+from mnistlab.train.calibration import load_calibration
 from mnistlab.train.callbacks import KerasLogger, eval_line
 from mnistlab.train.config import TrainConfig, validate, validate_sizes
 from mnistlab.train.data import load_tensors
@@ -158,6 +160,8 @@ class Run:
     def evaluate(self, *, test_limit: int = 0, batch_size: int = 32) -> Evaluation:
         """Test loss and accuracy on the run's dataset's test set (the first ``test_limit``
         images; 0: all), in batches of ``batch_size`` (Keras's default, 32)."""
+        _whole("test_limit", test_limit, lowest=0)
+        _whole("batch_size", batch_size, lowest=1)
         result = evaluate_run(self._loaded_run(), test_limit=test_limit, batch_size=batch_size)
         return Evaluation(test_accuracy=result.test_accuracy, test_loss=result.test_loss,
                           test_images=result.test_images, steps=result.steps,
@@ -165,9 +169,11 @@ class Run:
 
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         """Class probabilities (N, 10) of a batch: uint8 images (N, 28, 28) as MNIST stores them
-        (``load_dataset``), or floats in [0, 1]; no preprocessing (they are MNIST's already)."""
+        (``load_dataset``), or floats in [0, 1]; no preprocessing (they are MNIST's already).
+        The model's own softmax, in its training precision, as ``evaluate`` scores it;
+        ``predict`` and ``read`` apply the run's calibration where it has one."""
         loaded = self._loaded_run()
-        return predict_proba(loaded.model, np.asarray(images), precision=loaded.precision)
+        return predict_proba(loaded.model, _mnist_batch(images), precision=loaded.precision)
 
     def predict(self, image: ImageLike, *, top: int = 3) -> Prediction:
         """The digit in one picture: a file path, PNG/JPEG bytes, a PIL image, or an array.
@@ -181,6 +187,8 @@ class Run:
         >>> run.predict(images[0]).digit, int(labels[0])      # doctest: +SKIP
         (7, 7)
         """
+        _whole("top", top, lowest=1, highest=10)
+        image = _image_like(image)
         predictor = self._torch_predictor()
         if isinstance(image, np.ndarray):
             return predict_preprocessed(predictor, _array_input(image), name="array", top=top)
@@ -197,6 +205,8 @@ class Run:
         >>> run.read("house-number.jpg").number                # doctest: +SKIP
         '34'
         """
+        _whole("top", top, lowest=1, highest=10)
+        image = _image_like(image)
         if isinstance(image, np.ndarray) and _gray(image).shape == (28, 28):
             return self.predict(image, top=top)
         if isinstance(image, Image.Image | np.ndarray):
@@ -206,8 +216,10 @@ class Run:
 
     def _torch_predictor(self) -> TorchPredictor:
         if self._predictor is None:
-            # What `mnistlab predict` uses: the weights in fp32, whatever the run trained in.
-            self._predictor = TorchPredictor(runs.load_model(self.path), str(self.path))
+            # What `mnistlab predict` uses: the weights in fp32, whatever the run trained in,
+            # and the run's calibration (its temperature and "unsure" flags) where it has one.
+            self._predictor = TorchPredictor(runs.load_model(self.path), str(self.path),
+                                             load_calibration(self.path))
         return self._predictor
 
     def plot(self) -> Figure:
@@ -251,21 +263,56 @@ def train(model: str = "cnn", preset: str | None = "seed", *,
     validate(config)
     x_train, _, x_test, _ = load_tensors(config)
     validate_sizes(config, len(x_train), len(x_test))
-    run_dir = _new_folder(out, f"{config.model}-{config.preset or 'custom'}-s{config.seed}")
+    # as `mnistlab train --out` makes it ready: a file, an unwritable place or a folder that
+    # holds files is one UserError, and no other training may write into it meanwhile
+    folder = None if out is None else Path(out).expanduser()
+    created = folder is None or not folder.exists()
+    run_dir = new_run_folder(folder, f"{config.model}-{config.preset or 'custom'}-s{config.seed}",
+                             flag="out=")
     shown = [KerasLogger()] if verbose else []
-    fit(config, run_dir, callbacks=[*shown, *callbacks])
+    with training_in(run_dir, created=created):       # a diverged start leaves nothing
+        fit(config, run_dir, callbacks=[*shown, *callbacks])
     return Run(run_dir)
 
 
-def _new_folder(out: str | os.PathLike[str] | None, stem: str) -> Path:
-    if out is None:
-        return runs.new_run_dir(stem)
-    path = Path(out).expanduser()
-    if (path / runs.CONFIG).exists():
-        raise UserError(f"{path} already holds a run; choose another out= (or leave it out "
-                        "for a new folder under the runs folder)")
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def _whole(name: str, value: Any, *, lowest: int, highest: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lowest and (
+        highest is None or value <= highest)
+    if not ok:
+        bound = f"from {lowest} to {highest}" if highest is not None else f">= {lowest}"
+        raise UserError(f"{name} must be a whole number {bound}, got {value!r}")
+
+
+def _image_like(image: Any) -> ImageLike:
+    """``image`` as one of the kinds ``predict`` and ``read`` take; UserError otherwise."""
+    if isinstance(image, bytearray | memoryview):
+        return bytes(image)
+    if isinstance(image, str | os.PathLike | bytes | np.ndarray):
+        return image
+    if isinstance(image, Image.Image):
+        if image.width < 1 or image.height < 1:
+            raise UserError(f"the image is {image.width}x{image.height} pixels: nothing to read")
+        return image
+    raise UserError(f"expected a file path, PNG/JPEG bytes, a PIL image or an array, got "
+                    f"{type(image).__name__}")
+
+
+def _mnist_batch(images: Any) -> np.ndarray:
+    """A batch (N, 28, 28) or (N, 1, 28, 28) of MNIST images: uint8, or floats in [0, 1]."""
+    x = np.asarray(images)
+    if x.ndim == 4 and x.shape[1] == 1:
+        x = x[:, 0]
+    if x.ndim != 3 or x.shape[1:] != (28, 28) or len(x) == 0:
+        raise UserError(f"expected a batch of 28x28 images (N, 28, 28), got an array of shape "
+                        f"{x.shape}; one image is images[None], or use predict()")
+    if x.dtype == np.uint8:
+        return x
+    if not np.issubdtype(x.dtype, np.floating) and not np.issubdtype(x.dtype, np.integer):
+        raise UserError(f"expected uint8 or float pixels, got {x.dtype}")
+    if not np.isfinite(x).all() or x.min() < 0.0 or x.max() > 1.0:
+        raise UserError("expected pixel values in [0, 1] (floats) or 0-255 (uint8); scale "
+                        "0-255 floats by 1/255 or give them as uint8")
+    return x.astype(np.float32)
 
 
 def _gray(image: np.ndarray) -> np.ndarray:
@@ -273,7 +320,7 @@ def _gray(image: np.ndarray) -> np.ndarray:
     x = np.asarray(image)
     if x.ndim == 3 and x.shape[0] == 1:
         x = x[0]
-    if x.ndim != 2:
+    if x.ndim != 2 or x.size == 0:
         raise UserError(f"expected one grayscale image (H, W), got an array of shape {x.shape}")
     scaled = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
     if not np.isfinite(scaled).all() or scaled.min() < 0.0 or scaled.max() > 1.0:

@@ -6,9 +6,11 @@ A folder that cannot be created or written (under a regular file, in /proc, read
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from mnistlab.errors import UserError
@@ -59,9 +61,11 @@ def release_all() -> None:
         release(folder)
 
 
-def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) -> Path:
+def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False,
+                   flag: str = "--out") -> Path:
     """``out`` made ready as an empty run folder, or, without ``out``, a new folder
-    ``<runs folder>/<stem>-<time>``; returns it resolved and ``claim``ed (``release`` it)."""
+    ``<runs folder>/<stem>-<time>``; returns it resolved and ``claim``ed (``release`` it).
+    ``flag``: how the messages name ``out`` (the API's is ``out=``)."""
     from mnistlab import runs
     from mnistlab.paths import runs_dir
 
@@ -70,17 +74,18 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) ->
             return claim(runs.new_run_dir(stem))
         except OSError as exc:
             raise _cannot("a run folder under", runs_dir(), exc,
-                          "set MNISTLAB_RUNS_DIR to a writable folder, or pass --out DIR") from None
+                          f"set MNISTLAB_RUNS_DIR to a writable folder, or pass {flag} DIR"
+                          ) from None
     out = out.expanduser()
-    fix = "choose another with --out DIR"
+    fix = f"choose another with {flag} DIR"
     try:
         if out.exists() and not out.is_dir():
-            raise UserError(f"--out {out} is a file; expected a folder for the run")
+            raise UserError(f"{flag} {out} is a file; expected a folder for the run")
         if out.is_dir():
             claim(out)                      # before looking: another run may be starting there
         if out.is_dir() and any(out.iterdir()):
             if not holds_nothing_of_value(out):
-                raise UserError(f"--out {out} already holds files; "
+                raise UserError(f"{flag} {out} already holds files; "
                                 + (_resume_hint(out) if resume_hint
                                    else "choose a new or empty folder"))
             # a run stopped before its first epoch was saved: its config.json repeats nothing
@@ -94,6 +99,21 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False) ->
         raise _cannot("the run folder", out, exc, fix) from None
     _writable(out, "the run folder", fix)
     return out.resolve()
+
+
+@contextlib.contextmanager
+def training_in(folder: Path, *, created: bool, fresh: bool = True) -> Iterator[Path]:
+    """Train in ``folder`` (already ``claim``ed): released at the end, and after a failure
+    (a UserError: refused, diverged) of a ``fresh`` run that saved no epoch, what it wrote is
+    removed (the folder too when this command ``created`` it)."""
+    try:
+        yield folder
+    except UserError:
+        if fresh:
+            clear_failed_start(folder, created)
+        raise
+    finally:
+        release(folder)
 
 
 def clear_failed_start(folder: Path, created: bool) -> None:

@@ -101,13 +101,7 @@ def train(args: argparse.Namespace) -> int:
 
     from mnistlab import runs
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import (
-        claim,
-        clear_failed_start,
-        holds_nothing_of_value,
-        new_run_folder,
-        release,
-    )
+    from mnistlab.cli.folders import claim, holds_nothing_of_value, new_run_folder, training_in
     from mnistlab.errors import UserError
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
@@ -155,23 +149,18 @@ def train(args: argparse.Namespace) -> int:
     callbacks = [KerasLogger()]
     if tensorboard_available():
         callbacks.append(TensorBoardLogger(run_dir))
+    # refused or diverged before its first epoch was saved: nothing half-done stays behind
+    # (a run with saved epochs keeps them, and the message says where)
     try:
-        result = fit(config, run_dir, resume=resume, callbacks=callbacks,
-                     command=shlex.join(["mnistlab", *sys.argv[1:]]))
+        with training_in(run_dir, created=created, fresh=not resume):
+            result = fit(config, run_dir, resume=resume, callbacks=callbacks,
+                         command=shlex.join(["mnistlab", *sys.argv[1:]]))
     except TrainingInterrupted as exc:
         again = shlex.join(["mnistlab", "train", config.model, "--out", str(run_dir),
                             "--resume"])
         sys.stderr.write(f"\ninterrupted: {exc.epochs_done} of {exc.epochs} epochs are saved "
                          f"in {run_dir}; resume with: {again}\n")
         return 130
-    except UserError:
-        # refused or diverged before its first epoch was saved: nothing half-done stays
-        # behind (a run with saved epochs keeps them, and the message says where)
-        if not resume:
-            clear_failed_start(run_dir, created)
-        raise
-    finally:
-        release(run_dir)
     if args.json:
         console.emit_json(result.metrics.to_dict())
     else:

@@ -154,16 +154,6 @@ def _looks_like_run(item: str) -> bool:
                                  for f in (runs.CONFIG, runs.WEIGHTS, ENSEMBLE))
 
 
-def _refuse_folders(items: list[str]) -> None:
-    from mnistlab.errors import UserError
-
-    for item in items:
-        path = Path(item).expanduser()
-        if path.is_dir():
-            raise UserError(f"{item} is a folder, not a picture (nor a run: it has no "
-                            f"config.json); give the pictures in it, e.g. {path / '*.png'}")
-
-
 def _note_if_unfinished(run_dir: Path) -> None:
     from mnistlab import runs
     from mnistlab.cli.train import _note_if_unfinished as note
@@ -198,7 +188,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
         raise UserError("no image given: `mnistlab predict [RUN] IMAGE...` needs at least one "
                         "PNG or JPEG file")
-    _refuse_folders(items)
     if args.onnx and run is not None:
         raise UserError("give either a RUN or --onnx, not both")
     if args.debug_dir:        # before any work: a folder that cannot be written is one line

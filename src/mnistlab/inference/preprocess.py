@@ -88,7 +88,7 @@ class NoInk(ImageInputError):
 class Preprocessed:
     """The model's input and what was done to get it (for --debug-dir and the web app)."""
 
-    image: np.ndarray                 # float32 (28, 28) in [0, 1], ink white on black
+    image: np.ndarray = field(repr=False)   # float32 (28, 28) in [0, 1], ink white on black
     inverted: bool                    # True if the picture was dark ink on light paper
     bbox: tuple[int, int, int, int]   # (top, left, bottom, right) of the ink, working pixels
     thickened_px: float = 0.0         # how much the strokes were widened, working pixels
@@ -117,6 +117,9 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
         fp: io.BytesIO | Path = io.BytesIO(source)
     else:
         fp = Path(source)
+        if fp.is_dir():
+            raise UserError(f"{name} is a folder, not a picture; give the pictures in it, "
+                            f"e.g. {fp / '*.png'}")
         if not fp.is_file():
             raise UserError(f"{name}: no such file; give the path of a PNG or JPEG image")
     try:
