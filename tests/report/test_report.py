@@ -274,3 +274,17 @@ def test_the_recorded_command_names_the_executor(tmp_path):
     ray = _command(ReportConfig(seeds=10, executor="ray", address="10.0.0.1:6379", out=tmp_path))
     assert "--seeds 10 --executor ray --address 10.0.0.1:6379" in ray
     assert "--executor" not in _command(ReportConfig(seeds=10, out=tmp_path))
+
+
+def test_quick_keeps_the_seeds_asked_for_and_the_command_no_machine_path(tmp_path, monkeypatch):
+    from mnistlab.report.build import ReportConfig, _command
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MNISTLAB_REPORT_DIR", raising=False)
+    asked = ReportConfig(quick=True, seeds=2, out=tmp_path / "report").quick_defaults()
+    assert asked.seeds == 2
+    assert _command(asked) == "mnistlab report --quick --seeds 2"        # default folder
+    one = ReportConfig(quick=True, seeds=1, out=tmp_path / "report").quick_defaults()
+    assert _command(one) == "mnistlab report --quick"
+    mine = _command(ReportConfig(seeds=3, out=tmp_path / "study" / "v2"))
+    assert mine.endswith("--out study/v2") and str(tmp_path) not in mine

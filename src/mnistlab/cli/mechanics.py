@@ -90,7 +90,7 @@ def training_images(dataset: str = "mnist") -> int:
 
 def loop(args: argparse.Namespace) -> int:
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import new_run_folder
+    from mnistlab.cli.folders import new_run_folder, release
     from mnistlab.errors import UserError
     from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, LoopStart, run_loop
 
@@ -98,6 +98,7 @@ def loop(args: argparse.Namespace) -> int:
     label = flags.label_for(LoopConfig)
     config.validate(label)                # bad flags fail before a folder is created
     config.validate_sizes(training_images(config.dataset), label)
+    created = args.out is None or not Path(args.out).expanduser().exists()
     run_dir = new_run_folder(args.out, f"loop-{config.model}-s{config.seed}")
     bar = None
 
@@ -117,13 +118,19 @@ def loop(args: argparse.Namespace) -> int:
 
     try:
         result = run_loop(config, run_dir, on_start=on_start, on_step=on_step)
-    except UserError:
+    except UserError as exc:
         if not any(run_dir.iterdir()):   # refused before anything was written: leave no trace
-            run_dir.rmdir()
-        raise
+            if created:
+                run_dir.rmdir()
+            raise
+        # diverged: the curve up to there is worth a look (a lesson of its own), so it stays,
+        # and the message says where, and that it is no finished run
+        raise UserError(f"{exc}; the loss curve up to there is kept in {run_dir} (not a "
+                        "finished run: it has no weights)") from None
     finally:
         if bar is not None:
             bar.close()
+        release(run_dir)
     m = result.metrics
     console.say(f"{m.steps:,} iterations in {m.train_seconds:.1f} s "
                 f"({m.images_per_second:,.0f} images/s); smoothed loss "

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from mnistlab import checks, console, runs
 from mnistlab.errors import UserError
+from mnistlab.paths import report_dir
 from mnistlab.report import figures, loop_stage, numbers, provenance, render
 from mnistlab.report.defaults import DEFAULT_SEEDS, MODELS, QUICK_LIMIT, QUICK_LOOP_STEPS
 from mnistlab.report.inputs import StudyData, Trained
@@ -109,10 +110,11 @@ class ReportConfig:
                 "local Ray)", "metavar": "HOST:PORT"})
 
     def quick_defaults(self) -> ReportConfig:
-        """Fill what --quick implies, keeping anything the user set explicitly."""
+        """Fill what --quick implies, keeping anything the user set explicitly. The seeds are
+        the caller's to choose (the CLI: 1 with --quick unless --seeds says otherwise)."""
         if not self.quick:
             return self
-        return replace(self, seeds=1, epochs=self.epochs or 1, limit=self.limit or QUICK_LIMIT,
+        return replace(self, epochs=self.epochs or 1, limit=self.limit or QUICK_LIMIT,
                        loop_steps=self.loop_steps or QUICK_LOOP_STEPS)
 
     def check(self, label: Callable[[str], str] = str) -> None:
@@ -144,6 +146,10 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say
     t0 = time.perf_counter()
     out = Path(cfg.out).expanduser().resolve()
     _check_out(out)
+    # An earlier report goes now: its runs are about to be trained again, and if this one
+    # stops half way, no REPORT.md may describe runs that are no longer what it says.
+    for name in render.FILES:
+        (out / name).unlink(missing_ok=True)
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     on_ray = cfg.executor != "local"
     stages = Stages(total=1 + on_ray + len(seeds) * len(MODELS) + 3, say=say)
@@ -197,8 +203,8 @@ def _command(cfg: ReportConfig) -> str:
     parts = ["mnistlab report"]
     if cfg.quick:
         parts.append("--quick")
-    defaults = ReportConfig().quick_defaults() if not cfg.quick else \
-        replace(ReportConfig(quick=True)).quick_defaults()
+    defaults = ReportConfig() if not cfg.quick else \
+        replace(ReportConfig(quick=True).quick_defaults(), seeds=1)    # --quick's one seed
     for name in ("seeds", "epochs", "limit", "test_limit", "loop_steps", "first_seed",
                  "threads", "device"):
         value = getattr(cfg, name)
@@ -208,8 +214,19 @@ def _command(cfg: ReportConfig) -> str:
         parts.append(f"--executor {cfg.executor}")
     if cfg.address:
         parts.append(f"--address {cfg.address}")
-    parts.append(f"--out {cfg.out}")
+    out = Path(cfg.out).expanduser().resolve()
+    if out != report_dir():                 # the default (or $MNISTLAB_REPORT_DIR) goes unsaid
+        parts.append(f"--out {_shown(out)}")
     return " ".join(parts)
+
+
+def _shown(path: Path) -> str:
+    """``path`` relative to the working folder when it lies inside it: a report shared with
+    others should not carry this machine's folders."""
+    try:
+        return str(path.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 # --- the training stage: one model, one seed ------------------------------------------------

@@ -155,8 +155,8 @@ def _grid_blocks(r: Report, fig: FigureLookup) -> list[Block]:
                      [[f"#{m.index}", str(m.true), str(m.pred), fmt.pct(m.confidence, 1)]
                       for m in g.mistakes[:10]])
     return [p(text), *fig("fig5_prediction_grid"),
-            p("A sample of 20 says little about a model that errs on about one image in a "
-              "hundred; its most confident mistakes say more:"),
+            p("A sample of 20 says little about where a model errs; its most confident "
+              "mistakes say more:"),
             *fig("fig5b_confident_mistakes"), mistakes]
 
 

@@ -152,12 +152,14 @@ def _overfitting_claim(fc: ModelStudy, cnn: ModelStudy | None = None) -> Claim:
                 f"training, is {fmt.pts(gap)} points above its test accuracy (the Keras-style "
                 f"running figure the seed quotes gives {fmt.pts(keras_gap)}). Its test loss is "
                 f"{trend.words} ({' -> '.join(fmt.loss(x) for x in trend.test_loss)}) "
-                f"and test accuracy moved {' -> '.join(fmt.pct(x) for x in test_acc)}. ")
+                + (f"and test accuracy moved {' -> '.join(fmt.pct(x) for x in test_acc)}. "
+                   if len(test_acc) > 1 else f"and its test accuracy is {fmt.pct(test_acc[0])}. "))
     if verdict == "supported":
         evidence += ("Test loss rising while training loss falls is the mark of overfitting, "
                      "and here it shows.")
     else:
-        state = ("still falling, so it is if anything still under-fitted" if trend.falling
+        state = ("a single value, with no trend to read yet" if len(trend.test_loss) < 2
+                 else "still falling, so it is if anything still under-fitted" if trend.falling
                  else "no longer falling, so it is at most at the edge of overfitting")
         evidence += ("A small train-test gap is not a sign of overfitting: some gap is normal "
                      "for any model fitted to its training data. Overfitting shows as a gap "
@@ -196,7 +198,8 @@ def loss_trend(model: ModelStudy) -> LossTrend:
     best = min(range(len(test_loss)), key=test_loss.__getitem__)
     falling = len(test_loss) < 2 or best == len(test_loss) - 1
     rising = not falling and train_loss[-1] < train_loss[-2]
-    words = ("still falling at the last epoch" if falling else
+    words = ("measured after one epoch only" if len(test_loss) < 2 else
+             "still falling at the last epoch" if falling else
              f"lowest after epoch {best + 1} and higher after it")
     return LossTrend(test_loss=test_loss, best_epoch=best + 1, falling=falling, rising=rising,
                      words=words)

@@ -70,6 +70,9 @@ def jsonable(value: object) -> Json:
     return value
 
 
+FILES = ("REPORT.md", "report.html", "report.json")     # what write_all writes
+
+
 def write_json(report: Report, out: Path) -> None:
     atomic.write_json(Path(out) / "report.json", jsonable(report.to_dict()))
 
@@ -77,6 +80,6 @@ def write_json(report: Report, out: Path) -> None:
 def write_all(report: Report, out: Path) -> None:
     out = Path(out)
     doc = document.build(report)
-    atomic.write_text(out / "REPORT.md", render_markdown(doc))
-    atomic.write_text(out / "report.html", render_html(doc, out))
+    atomic.write_text(out / FILES[0], render_markdown(doc))
+    atomic.write_text(out / FILES[1], render_html(doc, out))
     write_json(report, out)
