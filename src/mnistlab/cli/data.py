@@ -121,7 +121,8 @@ def format_info(report: dict[str, Any]) -> list[str]:
         lines.append(f"{split}: {s['count']} images; per class: {counts}")
         for f in s["files"].values():
             verdict = "verified" if f["verified"] else f"NOT VERIFIED ({f['problem']})"
-            lines.append(f"  {f['path']}  sha256 {f['sha256']}  {verdict}")
+            digest = f"sha256 {f['sha256']}" if f["sha256"] else "no file"
+            lines.append(f"  {f['path']}  {digest}  {verdict}")
     n_ok = sum(f["verified"] for s in report["splits"].values() for f in s["files"].values())
     lines.append(f"{n_ok} of 4 files match their pinned SHA-256")
     return lines

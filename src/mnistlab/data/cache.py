@@ -204,6 +204,9 @@ def read_file(name: str, fname: str) -> np.ndarray:
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path} is missing; run `mnistlab data fetch --dataset {name}`") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not the file it should be; remove it and run "
+                        f"`mnistlab data fetch --dataset {name}`") from None
     except OSError as exc:
         raise UserError(f"{path} cannot be read ({exc.strerror}); fix its permissions") from None
     try:
