@@ -187,3 +187,71 @@ def test_api_docs_render_offline(page, server):
     pg.goto(server + "/docs")
     pg.wait_for_selector('[data-path="/api/predict"]', timeout=20000)
     assert _off_host(requests) == []
+
+
+def test_a_tap_leaves_a_dot(page, server):
+    pg, _ = page
+    pg.goto(server + "/")
+    box = pg.locator("#pad").bounding_box()
+    pg.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    dark = pg.evaluate("""() => {
+        const c = document.getElementById('pad');
+        const px = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let n = 0;
+        for (let i = 0; i < px.length; i += 4) if (px[i] < 128) n++;
+        return n; }""")
+    assert dark > 300                         # a round dot of the brush's width (24 px)
+
+
+def test_an_answer_to_a_cleared_drawing_is_never_shown(page, server):
+    pg, _ = page
+    pg.goto(server + "/")
+    # every answer arrives late, as on a loaded machine: Clear comes first
+    pg.evaluate("""() => { const f = window.fetch;
+        window.fetch = (...a) => new Promise((r) => setTimeout(r, 600)).then(() => f(...a)); }""")
+    box = pg.locator("#pad").bounding_box()
+    x0, y0, w, h = box["x"], box["y"], box["width"], box["height"]
+    pg.mouse.move(x0 + 0.5 * w, y0 + 0.15 * h)
+    pg.mouse.down()
+    pg.mouse.move(x0 + 0.5 * w, y0 + 0.85 * h, steps=10)
+    pg.mouse.up()
+    pg.wait_for_timeout(200)                  # the request is out
+    pg.click("#clear")
+    pg.wait_for_timeout(1500)                 # its answer has come back
+    assert pg.inner_text("#digit") == "?"
+    assert pg.inner_text("#status") == "draw something"
+
+
+def test_upload_is_reachable_from_the_keyboard(page, server):
+    pg, _ = page
+    pg.goto(server + "/")
+    pg.focus("#clear")
+    pg.keyboard.press("Tab")
+    assert pg.evaluate("document.activeElement.id") == "upload-label"
+    # the file input is asked to open its chooser (whether headless Chromium shows one
+    # depends on the window's focus, which earlier tests' pages may hold)
+    pg.evaluate("""() => document.getElementById('upload').addEventListener('click',
+        (ev) => { window.chooserAsked = (window.chooserAsked || 0) + 1; ev.preventDefault(); })""")
+    pg.keyboard.press("Enter")
+    pg.keyboard.press(" ")
+    assert pg.evaluate("window.chooserAsked") == 2
+
+
+def test_boxes_lie_on_a_wide_uploaded_number(page, server, tmp_path):
+    pg, _ = page
+    images, _ = load_dataset("mnist", "test")
+    picture = tmp_path / "wide.png"
+    row = np.concatenate([images[0], np.zeros((28, 8), np.uint8), images[1]], axis=1)
+    picture.write_bytes(png_bytes(render_mnist(row, scale=8)))
+    pg.goto(server + "/")
+    pg.set_input_files("#upload", str(picture))
+    pg.wait_for_selector("#boxes .box", timeout=15000)
+    pad = pg.locator("#pad").bounding_box()
+    for b in pg.locator("#boxes .box").all():
+        r = b.bounding_box()
+        # the picture is wider than tall: shown in the pad's middle band, and so are its boxes
+        assert pad["y"] + 0.2 * pad["height"] < r["y"] + r["height"] / 2 < \
+            pad["y"] + 0.8 * pad["height"]
+        assert pad["x"] <= r["x"] and r["x"] + r["width"] <= pad["x"] + pad["width"] + 1
+    digit = pg.locator("#digit").bounding_box()
+    assert pg.evaluate("document.getElementById('digit').scrollWidth") <= digit["width"] + 1

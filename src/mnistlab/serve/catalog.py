@@ -165,7 +165,7 @@ def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[R
             label = _root_label(base)
             subdirs = [p for p in base.iterdir()
                        if p.is_dir() and ((p / runs.CONFIG).is_file() or (p / ENSEMBLE).is_file())]
-            folders += [(p, label) for p in sorted(subdirs, key=lambda p: p.name, reverse=True)]
+            folders += [(p, label) for p in sorted(subdirs, key=_started, reverse=True)]
     folders += [(Path(p), "other") for p in extra]
     for path, label in folders:
         resolved = path.resolve()
@@ -179,6 +179,17 @@ def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[R
         seen_ids.add(run_id)
         found.append(info)
     return found
+
+
+def _started(folder: Path) -> tuple[float, str]:
+    """When a run (or a saved ensemble) was written first, for newest-first order; its name
+    breaks ties (folder names carry a UTC time, but names given with --out do not)."""
+    for name in (runs.CONFIG, ENSEMBLE):
+        try:
+            return (folder / name).stat().st_mtime, folder.name
+        except OSError:
+            continue
+    return 0.0, folder.name
 
 
 def by_id(catalog: list[RunInfo], run_id: str) -> RunInfo:

@@ -36,13 +36,17 @@ function drawBoxes(data) {
   const layer = document.getElementById("boxes");
   layer.replaceChildren();
   if (!data || !data.digits) return;
+  // The picture lies on the canvas as pad.show() fitted it (a drawing fills it), inside the
+  // canvas's border; the boxes are in the picture's pixels (data.size).
   const [h, w] = data.size;
-  const sx = pad.clientWidth / w, sy = pad.clientHeight / h;
+  const [x0, y0, fw] = drawingPad.fit(w, h, pad.clientWidth, pad.clientHeight);
+  const s = fw / w;
+  const dx = pad.offsetLeft + pad.clientLeft + x0, dy = pad.offsetTop + pad.clientTop + y0;
   const place = ([top, left, bottom, right], text, kind) => {
     const box = document.createElement("div");
     box.className = kind;
-    Object.assign(box.style, { left: `${left * sx}px`, top: `${top * sy}px`,
-      width: `${(right - left) * sx}px`, height: `${(bottom - top) * sy}px` });
+    Object.assign(box.style, { left: `${dx + left * s}px`, top: `${dy + top * s}px`,
+      width: `${(right - left) * s}px`, height: `${(bottom - top) * s}px` });
     const label = document.createElement("span");
     label.textContent = text;
     box.append(label);
@@ -57,7 +61,7 @@ function drawBoxes(data) {
 
 function resetResult(message) {
   drawBoxes(null);
-  digitEl.classList.remove("unsure");
+  digitEl.classList.remove("unsure", "long");
   showProbabilities(new Array(10).fill(0), -1);
   digitEl.textContent = "?";
   probEl.textContent = "–";
@@ -75,10 +79,15 @@ document.getElementById("clear").addEventListener("click", () => {
 });
 
 // --- predictions ---------------------------------------------------------------------------
+// At most one drawing is being sent; the newest picture wins: Clear and an upload start a new
+// generation (answers to older pictures are dropped), and an answer older than the one shown
+// is never shown over it (requests are numbered when they start, before the PNG is encoded).
 let timer = null;
 let inFlight = false;
 let pending = false;
-let generation = 0;  // bumped by Clear: answers to older drawings are dropped
+let generation = 0;
+let started = 0;     // requests started
+let shown = 0;       // the newest request whose answer is on screen
 
 function schedule(delay = LIVE_MS) {
   pending = true;
@@ -89,17 +98,22 @@ function schedule(delay = LIVE_MS) {
 function flush() {
   if (inFlight || !pending || !drawingPad.dirty) return;
   pending = false;
-  pad.toBlob((blob) => send(blob, { "Content-Type": "image/png" }), "image/png");
+  inFlight = true;                     // encoding the PNG is part of the request
+  const ticket = { gen: generation, seq: ++started };
+  pad.toBlob((blob) => send(blob, { "Content-Type": "image/png" }, ticket), "image/png");
 }
 
-async function send(body, headers) {
-  inFlight = true;
-  const gen = generation;
+const current = (ticket) => ticket.gen === generation && ticket.seq > shown;
+
+async function send(body, headers, ticket, drawing = true) {
+  if (drawing) inFlight = true;
   statusEl.textContent = "thinking…";
   try {
     const res = await fetch("/api/predict", { method: "POST", body, headers });
-    const data = await res.json();
-    if (gen !== generation) return;
+    // a proxy's error page is not JSON: its status is the message
+    const data = await res.json().catch(() => ({ detail: `error ${res.status}` }));
+    if (!current(ticket)) return;
+    shown = ticket.seq;
     if (!res.ok) {
       resetResult(data.detail || `error ${res.status}`);
       statusEl.classList.add("error");
@@ -107,13 +121,16 @@ async function send(body, headers) {
     }
     showResult(data);
   } catch (err) {
-    if (gen === generation) {
-      statusEl.textContent = `server unreachable (${err.message})`;
+    if (current(ticket)) {
+      // the answer on screen would belong to an older picture
+      resetResult(`server unreachable (${err.message})`);
       statusEl.classList.add("error");
     }
   } finally {
-    inFlight = false;
-    if (pending) schedule(0);
+    if (drawing) {
+      inFlight = false;
+      if (pending) schedule(0);
+    }
   }
 }
 
@@ -124,6 +141,7 @@ function showResult(data) {
     ? `unsure: ${data.unsure_reason || "the model is not confident"}; ` : "";
   probEl.textContent = `${(data.probability * 100).toFixed(1)}%`;
   statusEl.classList.remove("error");
+  digitEl.classList.toggle("long", data.number !== undefined && data.number.length > 2);
   if (data.number !== undefined) {          // several digits: the number they spell
     digitEl.textContent = data.number;
     const least = data.digits.reduce((a, b) => (b.probability < a.probability ? b : a));
@@ -155,7 +173,15 @@ document.getElementById("upload").addEventListener("change", async (ev) => {
   drawingPad.show(file);
   const form = new FormData();
   form.append("file", file);
-  await send(form, {});
+  // sent at once, beside any drawing still in flight, whose answer is dropped
+  await send(form, {}, { gen: generation, seq: ++started }, false);
+});
+// the label stands for the hidden file input: reachable and usable from the keyboard too
+document.getElementById("upload-label").addEventListener("keydown", (ev) => {
+  if (ev.key === "Enter" || ev.key === " ") {
+    ev.preventDefault();
+    document.getElementById("upload").click();
+  }
 });
 
 // --- start ---------------------------------------------------------------------------------

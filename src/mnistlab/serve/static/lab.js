@@ -33,7 +33,8 @@ const runById = (id) => state.runs.find((r) => r.id === id);
 
 async function getJSON(url, options) {
   const res = await fetch(url, options);
-  const body = await res.json();
+  // a proxy's error page is not JSON: its status is the message
+  const body = await res.json().catch(() => ({ detail: `error ${res.status}` }));
   if (!res.ok) throw new Error(body.detail || `error ${res.status}`);
   return body;
 }
@@ -59,7 +60,9 @@ function showView(name) {
 window.addEventListener("hashchange", () => showView(location.hash.slice(1)));
 
 // --- the pad (pad.js: drawing with mouse, pen or touch), clearing, pictures ------------------
-let timer = null, inFlight = false, pending = false;
+// pending: the drawing changed since it was last sent; again: the picture or the models
+// changed while a request was out, so it is sent once more when that one returns.
+let timer = null, inFlight = false, pending = false, again = false;
 
 function clearAll() {
   drawingPad.clear();
@@ -105,19 +108,25 @@ function schedule(delay = LIVE_MS) {
 function flush() {
   if (inFlight || !pending || !drawingPad.dirty) return;
   pending = false;
-  pad.toBlob((blob) => { state.blob = blob; send(); }, "image/png");
+  inFlight = true;                       // encoding the PNG is part of the request
+  const gen = state.generation;          // the drawing as it is now
+  pad.toBlob((blob) => {
+    inFlight = false;
+    if (gen === state.generation) { state.blob = blob; send(); }
+    else if (again || pending) { again = false; send(); }   // replaced meanwhile: send that
+  }, "image/png");
 }
 
 async function send() {
   if (!state.blob || state.view === "runs") return;
-  if (inFlight) { pending = true; return; }
+  if (inFlight) { again = true; return; }
   inFlight = true;
   const gen = state.generation, view = state.view;
   setStatus("thinking…");
   try {
     const headers = { "Content-Type": state.blob.type || "image/png" };
     if (view === "compare") {
-      if (!state.chosen.length) { setStatus("pick a model"); return; }
+      if (!state.chosen.length) { resetResults(); setStatus("pick a model"); return; }
       const q = state.chosen.map((id) => `models=${encodeURIComponent(id)}`).join("&");
       const data = await getJSON(`/api/lab/compare?${q}`, { method: "POST", body: state.blob, headers });
       if (gen === state.generation) showCompare(data);
@@ -133,7 +142,8 @@ async function send() {
     if (gen === state.generation) setStatus(err.message, true);
   } finally {
     inFlight = false;
-    if (pending) schedule(0);
+    if (pending && drawingPad.dirty) { again = false; schedule(0); }   // the drawing moved on
+    else if (again) { again = false; send(); }         // a picture or the models changed
   }
 }
 
@@ -142,17 +152,23 @@ function buildPicker() {
   const picker = $("picker");
   picker.replaceChildren();
   const usable = state.runs.filter((r) => r.status !== "training" || r.epochs_done > 0);
-  usable.forEach((r, i) => { state.color[r.id] ??= PALETTE[i % PALETTE.length]; });
+  state.chosen.forEach(colorFor);
   for (const r of usable) {
     const box = el("input", { type: "checkbox", value: r.id });
     box.checked = state.chosen.includes(r.id);
     const shown = r.test_accuracy == null ? r.status : acc(r.test_accuracy);
-    const label = el("label", { style: `--swatch:${state.color[r.id]}` }, box,
+    const label = el("label", { style: `--swatch:${state.color[r.id] || NEUTRAL}` }, box,
                      el("span", { class: "swatch" }), `${r.id} `, el("small", {}, shown));
     label.classList.toggle("on", box.checked);
     box.addEventListener("change", () => {
-      if (box.checked && state.chosen.length >= MAX_MODELS) { box.checked = false; return; }
+      if (box.checked && state.chosen.length >= MAX_MODELS) {
+        box.checked = false;
+        setStatus(`at most ${MAX_MODELS} models at once: untick one first`, true);
+        return;
+      }
       state.chosen = box.checked ? [...state.chosen, r.id] : state.chosen.filter((x) => x !== r.id);
+      if (!box.checked) delete state.color[r.id];
+      label.style.setProperty("--swatch", box.checked ? colorFor(r.id) : NEUTRAL);
       label.classList.toggle("on", box.checked);
       buildColumns();
       send();
@@ -160,6 +176,17 @@ function buildPicker() {
     picker.append(label);
   }
   if (!usable.length) picker.append(el("p", { class: "hint" }, "No runs found under runs/ or report/runs: train one, e.g. `mnistlab train cnn`."));
+}
+
+// A chosen model keeps its colour while chosen; a newly chosen one takes the first colour no
+// other chosen model has, so up to MAX_MODELS columns never share one.
+const NEUTRAL = "#c7cbe0";
+function colorFor(id) {
+  if (!state.color[id]) {
+    const taken = new Set(state.chosen.filter((x) => x !== id).map((x) => state.color[x]));
+    state.color[id] = PALETTE.find((c) => !taken.has(c)) || PALETTE[0];
+  }
+  return state.color[id];
 }
 
 function bars(list) {

@@ -3,6 +3,7 @@
 //
 //   const drawing = makePad(canvas, onChange);   // onChange(delay?) after each change
 //   drawing.clear(); drawing.show(blob); drawing.dirty   // true once drawn on since clear()
+//   drawing.fit(w, h, boxW, boxH)                        // where show() puts a w x h picture
 "use strict";
 
 function makePad(canvas, onChange) {
@@ -26,12 +27,18 @@ function makePad(canvas, onChange) {
     const img = new Image();
     img.onload = () => {
       pad.clear();
-      const s = Math.min(canvas.width / img.width, canvas.height / img.height);
-      const w = img.width * s, h = img.height * s;
-      ctx.drawImage(img, (canvas.width - w) / 2, (canvas.height - h) / 2, w, h);
+      const [x, y, w, h] = pad.fit(img.width, img.height, canvas.width, canvas.height);
+      ctx.drawImage(img, x, y, w, h);
       URL.revokeObjectURL(url);
     };
     img.src = url;
+  };
+
+  // Where a picture of width w and height h lies when fitted, centred, into a box of width
+  // bw and height bh: [left, top, width, height]. Boxes over a picture use the same fit.
+  pad.fit = (w, h, bw, bh) => {
+    const s = Math.min(bw / w, bh / h);
+    return [(bw - w * s) / 2, (bh - h * s) / 2, w * s, h * s];
   };
 
   function point(ev) {
@@ -41,9 +48,15 @@ function makePad(canvas, onChange) {
   }
 
   function stroke(from, to) {
-    Object.assign(ctx, { strokeStyle: INK, lineWidth: BRUSH, lineCap: "round",
+    Object.assign(ctx, { strokeStyle: INK, fillStyle: INK, lineWidth: BRUSH, lineCap: "round",
                          lineJoin: "round" });
     ctx.beginPath();
+    if (from.x === to.x && from.y === to.y) {
+      // a tap: browsers paint nothing for a line of no length, and a decimal point is one
+      ctx.arc(from.x, from.y, BRUSH / 2, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
     ctx.moveTo(from.x, from.y);
     ctx.lineTo(to.x, to.y);
     ctx.stroke();
