@@ -178,7 +178,9 @@ def test_serve_with_workers_refuses_a_bad_run_before_starting(
 
 
 def test_a_folder_of_pictures_is_named_as_one(trained_run: Path, tmp_path: Path,  # noqa: F811
-                                              capsys: pytest.CaptureFixture[str]) -> None:
+                                              capsys: pytest.CaptureFixture[str],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MNISTLAB_RUNS_DIR", str(trained_run.parent))  # the default run
     pictures = tmp_path / "scans"
     pictures.mkdir()
     images, _ = load_dataset("mnist", "test")
