@@ -242,3 +242,44 @@ def test_abuse_small(trained_run):  # noqa: F811
     assert set(r["by_kind"]["wrong-type"]) == {"415"}, report
     assert r["good_while_hung"] > 0, report        # served while the slow ones hung
     assert r["raw"]["idle"]["statuses"] == {"408": r["params"]["idle"]}, report
+
+
+def test_replies_on_a_kept_alive_connection_are_not_held_back(app):
+    """Nagle's algorithm held each keep-alive reply after the first for the client's delayed
+    ACK (about 40 ms): the server's sockets now send at once (TCP_NODELAY)."""
+    import socket
+    import time
+
+    from mnistlab.serve.runner import listen_socket
+
+    with running_server(app, sock=listen_socket("127.0.0.1", 0)) as url:   # as serve does
+        host, port = url.split("//")[1].split(":")
+        with socket.create_connection((host, int(port))) as s:
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            times = []
+            for _ in range(6):
+                start = time.perf_counter()
+                s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                buf = b""
+                while b"\r\n\r\n" not in buf or not buf.rstrip().endswith(b"}"):
+                    buf += s.recv(65536)
+                times.append(time.perf_counter() - start)
+    assert sorted(times[1:])[2] < 0.025, times      # the median reply: not 40 ms late
+
+
+def test_no_delay_is_set_on_the_connection_socket():
+    import socket
+
+    from mnistlab.serve.guard import no_delay
+
+    class Transport:
+        def __init__(self, sock):
+            self.sock = sock
+
+        def get_extra_info(self, name):
+            return self.sock if name == "socket" else None
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:   # protocol 0, as served
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0
+        no_delay(Transport(sock))
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1

@@ -101,3 +101,13 @@ def test_out_holding_a_sweep_points_at_resume(tmp_path, capsys):
     (out / "sweep.json").write_text("{}")
     assert main(["sweep", *SMALL, "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
+
+
+def test_a_sweep_with_failed_trials_exits_1_and_says_so(tmp_path, capsys):
+    out = tmp_path / "s"
+    code = main(["sweep", "fc", "--seeds", "1", "--grid", "lr=0.1,1e30", "--limit", "300",
+                 "--test-limit", "100", "--epochs", "1", "--executor", "local", "--quiet",
+                 "--out", str(out), "--json"])
+    captured = capsys.readouterr()
+    assert code == 1 and "1 of 2 trials failed" in captured.err   # lr 1e30 diverges
+    assert json.loads(captured.out.strip().splitlines()[-1])["counts"]["failed"] == 1

@@ -45,6 +45,13 @@ def test_bad_grid_is_one_clear_error(items, message):
     ({"search": "random", "samples": 3, "grid": {"lr": [0.1, 0.2]}}, "more than the 2"),
     ({"scheduler": "pbt"}, "unknown --scheduler"),
     ({"preset": "nope"}, "unknown preset"),
+    # what `mnistlab train` refuses, refused before any trial (each used to fail alone)
+    ({"grid": {"engine": ["fused"]}}, "the fused engine trains the cnn family"),
+    ({"grid": {"limit": [0, 100]}}, "takes whole numbers >= 1, not 0"),
+    ({"grid": {"limit": [70_000]}}, "limit must be at most 60,000"),
+    ({"grid": {"validation": [59_999]}, "limit": 500}, "left after --validation 59,999"),
+    ({"grid": {"batch_size": [600]}, "limit": 500}, "batch_size must be at most 500"),
+    ({"test_limit": 99_999}, "test_limit must be at most 10,000"),
 ])
 def test_bad_spec_is_refused_before_anything_starts(changes, message):
     spec = SweepSpec(models=["fc"], **changes)

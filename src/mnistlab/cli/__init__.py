@@ -75,6 +75,20 @@ class Parser(argparse.ArgumentParser):
             except UserError as exc:
                 raise argparse.ArgumentError(None, str(exc)) from None
 
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            # argparse reports them from the top parser; the command's own --help is the one
+            # that lists what it takes ("mnistlab predict --help", not "mnistlab --help")
+            command = getattr(parsed, "command", None)
+            prog = f"{self.prog} {command}" if command else self.prog
+            hint = ("; its options go before or after the run and the pictures, not between "
+                    "them" if command == "predict" else "")
+            sys.stderr.write(f"error: unrecognized arguments: {' '.join(extras)} (see `{prog} "
+                             f"--help`{hint})\n")
+            raise SystemExit(2)
+        return parsed
+
     def error(self, message: str) -> None:  # type: ignore[override]
         sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
         raise SystemExit(2)

@@ -145,9 +145,11 @@ def speedrun(args: argparse.Namespace) -> int:
                           limit=args.limit, test_limit=args.test_limit, on_seed=on_seed,
                           compare=args.compare, on_reference=on_reference,
                           device=args.device)
-    console.say(f"mnistlab      : mean {100 * result['mean_test_accuracy']:.2f}% "
-                f"+- {100 * result['std_test_accuracy']:.2f} in "
-                f"{result['mean_train_seconds']:.2f} +- {result['std_train_seconds']:.2f} s "
+    one = args.seeds == 1           # one seed has no spread to show
+    spread = "" if one else f" +- {100 * result['std_test_accuracy']:.2f}"
+    time_spread = "" if one else f" +- {result['std_train_seconds']:.2f}"
+    console.say(f"mnistlab      : {'' if one else 'mean '}{100 * result['mean_test_accuracy']:.2f}%"
+                f"{spread} in {result['mean_train_seconds']:.2f}{time_spread} s "
                 f"of training; data {result['data_seconds']:.2f} s, warm-up "
                 f"{result['warmup_seconds']:.2f} s, process start "
                 f"{result['process_start_seconds']} s; load average {result['load_average']}")

@@ -178,8 +178,12 @@ def sweep(args: argparse.Namespace) -> int:
         try:
             rec = driver.run(rec, trials, root, executor, quiet=args.quiet)
         except driver.SweepInterrupted as exc:
-            sys.stderr.write(f"\ninterrupted: {exc}; continue with: "
-                             f"{shlex.join(['mnistlab', 'sweep', '--resume', str(root)])}\n")
+            again = ["mnistlab", "sweep", "--resume", str(root)]
+            if executor.name == "local":   # the default is ray: say where it ran
+                again += ["--executor", "local"]
+            elif args.address:
+                again += ["--address", args.address]
+            sys.stderr.write(f"\ninterrupted: {exc}; continue with: {shlex.join(again)}\n")
             return 130
     finally:
         executor.close()
@@ -192,4 +196,9 @@ def sweep(args: argparse.Namespace) -> int:
                     f"(n={g.n}); summary: {root / 'summary.md'}")
     if args.json:
         console.emit_json(driver.result_json(rec, root))
+    failed = rec.counts()["failed"]
+    if failed:                        # a check failed (README's exit 1): say so, not only in JSON
+        sys.stderr.write(f"{failed} of {len(rec.trials)} trials failed; their errors are in "
+                         f"{root / 'summary.md'}\n")
+        return 1
     return 0

@@ -247,6 +247,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab import console, runs
     from mnistlab.cli.folders import output_file
     from mnistlab.inference.export import ParityError, export_run
+    from mnistlab.train.calibration import CALIBRATION
+    from mnistlab.train.typicality import TYPICALITY
 
     # the file's folder (RUN itself by default) must be writable before the export starts
     target = args.out if args.out is not None else runs.resolve_run(args.run) / "model.onnx"
@@ -258,6 +260,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             console.emit_json({**exc.result, "written": False})
         raise  # one `error:` line, exit 2
     console.say(f"wrote {r['onnx_path']} ({r['onnx_bytes'] / 1024:.0f} KiB, dynamic batch)")
+    run_dir = runs.resolve_run(args.run)
+    onnx_dir = Path(r["onnx_path"]).resolve().parent
+    if (run_dir / CALIBRATION).is_file() and onnx_dir != run_dir:
+        # predict --onnx and serve --onnx read the calibration beside the file
+        sys.stderr.write(f"note: the run's calibration stays in {run_dir}; copy "
+                         f"{CALIBRATION} and {TYPICALITY} beside {Path(r['onnx_path']).name} "
+                         "for `predict --onnx` to give calibrated confidence and 'unsure'\n")
     console.say(f"onnxruntime vs PyTorch on {r['n']:,} MNIST test images: max |logit diff| "
                 f"{r['max_abs_diff']:.2e} (limit {r['tolerance']:.0e}); accuracy "
                 f"{r['onnx_accuracy']:.2%} vs {r['torch_accuracy']:.2%}; OK")

@@ -121,7 +121,7 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
 
         burst(max(10, steps // 5), timed=False)           # first touches, oneDNN set-up
         timer.clear()
-        per_round = max(1, steps // ROUNDS)
+        per_round = max(1, -(-steps // ROUNDS))     # at least the steps asked for
         untimed = timed = 0.0
         for _ in range(ROUNDS):
             untimed += burst(per_round, timed=False)

@@ -26,10 +26,12 @@ when freed) and :func:`release_memory` trims the heaps after a large picture.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import ctypes.util
 import functools
 import logging
+import socket
 from typing import Any
 
 import h11
@@ -57,6 +59,17 @@ _TIMEOUT_408 = (b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; char
                 b"connection: close\r\ncontent-length: %d\r\n\r\n" % len(_408_BODY)) + _408_BODY
 
 
+def no_delay(transport: asyncio.BaseTransport) -> None:
+    """Send each reply at once (TCP_NODELAY). asyncio sets it only on sockets made with
+    IPPROTO_TCP, and uvicorn's listening sockets (and ours) are made with protocol 0: then
+    Nagle's algorithm held a keep-alive connection's second and later replies for the
+    client's delayed ACK, about 40 ms each (uvicorn issue #3149)."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        with contextlib.suppress(OSError):   # the connection is gone already: nothing to do
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class GuardedH11Protocol(H11Protocol):
     """uvicorn's h11 protocol with a deadline on receiving each request (module docstring)."""
 
@@ -69,6 +82,7 @@ class GuardedH11Protocol(H11Protocol):
         self._phase: str | None = None      # "headers" or "body" while a deadline runs
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        no_delay(transport)
         super().connection_made(transport)
         self._arm("headers", self.header_timeout)
 

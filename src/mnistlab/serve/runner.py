@@ -72,12 +72,16 @@ def serve_forever(app: Any, host: str = "127.0.0.1", port: int = 8000, *,
 @contextlib.contextmanager
 def running_server(app: Any, host: str = "127.0.0.1", port: int = 0,
                    timeout: float = 20.0, *, header_timeout: float = HEADER_TIMEOUT,
-                   body_timeout: float = BODY_TIMEOUT) -> Iterator[str]:
-    """Serve ``app`` in a daemon thread; yield its base URL (port 0: a free one); stop on exit."""
+                   body_timeout: float = BODY_TIMEOUT,
+                   sock: socket.socket | None = None) -> Iterator[str]:
+    """Serve ``app`` in a daemon thread; yield its base URL (port 0: a free one); stop on exit.
+    ``sock``: serve on this listening socket (:func:`listen_socket`), as `mnistlab serve`
+    does, instead of one uvicorn makes."""
     config = _config(app, host, port, header_timeout=header_timeout, body_timeout=body_timeout,
                      log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="mnistlab-uvicorn", daemon=True)
+    thread = threading.Thread(target=server.run, name="mnistlab-uvicorn", daemon=True,
+                              kwargs={"sockets": [sock]} if sock is not None else {})
     thread.start()
     deadline = time.monotonic() + timeout
     while not server.started:

@@ -20,8 +20,10 @@ from typing import Any
 
 from mnistlab import checks
 from mnistlab.checks import DEVICES
+from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
-from mnistlab.train.config import TrainConfig, validate
+from mnistlab.train.config import TrainConfig, validate, validate_sizes
+from mnistlab.train.precision import check_engine
 from mnistlab.train.presets import has_preset, preset_overrides
 
 SEARCHES = ("grid", "random")
@@ -139,8 +141,23 @@ class SweepSpec:
                                 f"{self.combinations()} combinations of the grid")
         elif self.samples:
             raise UserError("--samples goes with --search random")
+        for key in ("limit", "test_limit", "validation", "epochs"):
+            if any(v == 0 for v in self.grid.get(key, [])):   # 0 would mean "all" or "none"
+                raise UserError(f"--grid {key}= takes whole numbers >= 1, not 0 (leave {key} "
+                                "out of the grid for its default)")
         for trial in self.trials():      # every config, validated as `mnistlab train` would
             validate(trial.config)
+            check_engine(trial.config)
+            counts = DATASETS[trial.config.dataset].counts
+            train_images = counts["train"] - trial.config.validation
+            if train_images < 1:
+                raise UserError(f"validation {trial.config.validation:,} holds out every one "
+                                f"of the {counts['train']:,} training images")
+            # as train does: the limit against the images there are, then the batch
+            # against the images it keeps
+            validate_sizes(trial.config, train_images, counts["test"])
+            validate_sizes(trial.config, min(trial.config.limit or train_images, train_images),
+                           counts["test"])
             if self.scheduler == "asha" and not trial.config.eval_each_epoch:
                 raise UserError("--scheduler asha compares test accuracy after each epoch; "
                                 "drop eval_each_epoch=false")

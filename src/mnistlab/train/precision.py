@@ -154,6 +154,19 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
                         cached=result.cached, probed=result.probed)
 
 
+def check_engine(config: TrainConfig) -> None:
+    """``choose_engine``'s refusal of an explicit engine that cannot train ``config``'s model,
+    before anything is trained (a sweep's trials, which would otherwise each fail alone)."""
+    if config.engine not in FUSED:
+        return
+    from mnistlab.models import build_model
+
+    with torch.random.fork_rng(devices=[]):
+        model = build_model(config.model, **config.model_config)
+    device = config.device if config.device in ("cuda", "mps") else "cpu"
+    choose_engine(config, model, resolve_precision(config, model, device), device)
+
+
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
     # channels_last lets oneDNN's bf16 convolutions skip layout reorders (measured 1.6-1.8x).
     if precision == "bf16" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
