@@ -171,7 +171,7 @@ def compare_with_reference(mean_train_seconds: float, seeds: int, *, first_seed:
     return {
         "reference": [s.to_dict() for s in summaries],
         "reference_fastest_precision": faster.precision,
-        "speedup_vs_reference": (round(faster.mean_train_seconds / mean_train_seconds, 3)
+        "speedup_vs_reference": (faster.mean_train_seconds / mean_train_seconds
                                  if mean_train_seconds > 0 else None),
         "reference_warmup_seconds": round(warmup_seconds, 3),
         "reference_device": describe(device),
