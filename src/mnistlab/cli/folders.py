@@ -77,6 +77,14 @@ def new_run_folder(out: Path | None, stem: str, *, resume_hint: bool = False,
                           f"set MNISTLAB_RUNS_DIR to a writable folder, or pass {flag} DIR"
                           ) from None
     out = out.expanduser()
+    try:
+        return _ready(out, flag, resume_hint)
+    except BaseException:
+        release(out)                        # refused: nothing stays held (the API lives on)
+        raise
+
+
+def _ready(out: Path, flag: str, resume_hint: bool) -> Path:
     fix = f"choose another with {flag} DIR"
     try:
         if out.exists() and not out.is_dir():
