@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -204,3 +205,27 @@ def test_unknown_paths_answer_in_the_api_shape(trained_run: Path) -> None:  # no
         r = client.get("/api/predict")
         assert r.status_code == 405 and r.json()["error"] == "method_not_allowed"
         assert r.headers["allow"] == "POST"
+
+
+def test_an_export_beside_another_models_calibration_is_one_line(
+        trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    pytest.importorskip("onnxscript")
+    from mnistlab.train.calibration import calibration_from_logits, save_calibration
+    from mnistlab.train.typicality import fit
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    other = fit(rng.normal(size=(500, 7)), labels, rng.normal(size=(200, 7)))  # 7 features
+    logits = rng.normal(size=(500, 10))
+    foreign = tmp_path / "another-run"
+    foreign.mkdir()
+    save_calibration(foreign, replace(calibration_from_logits(logits, labels),
+                                      typicality=other))
+    assert main(["export", str(trained_run), "--out", str(foreign / "fc.onnx")]) == 0
+    picture = tmp_path / "seven.png"
+    images, _ = load_dataset("mnist", "test")
+    render_mnist(images[0], scale=10).save(picture)
+    capsys.readouterr()
+    assert main(["predict", "--onnx", str(foreign / "fc.onnx"), str(picture)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("error:") == 1 and "fitted for another model" in err

@@ -83,7 +83,8 @@ class TorchPredictor:
 class OnnxPredictor:
     backend = "onnxruntime"
 
-    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None,
+                 calibrated: bool = True) -> None:
         import onnxruntime as ort
 
         path = Path(path)
@@ -112,10 +113,19 @@ class OnnxPredictor:
                             f"{shape}); expected an ONNX file written by `mnistlab export`")
         self.input_name = inputs[0].name
         self.name = str(path)
-        # an export inside a run folder (the default RUN/model.onnx) shares its calibration
-        self.calibration = load_calibration(path.parent)
+        # an export inside a run folder (the default RUN/model.onnx) shares its calibration;
+        # ``calibrated`` False: the model alone (export's parity check)
+        self.calibration = load_calibration(path.parent) if calibrated else None
         # exports since the second unsure reason also give what the last layer read
-        self.with_features = [o.name for o in self.session.get_outputs()][1:2] == ["features"]
+        self.with_features = [o.name for o in outputs][1:2] == ["features"]
+        fit = self.calibration.typicality if self.calibration is not None else None
+        width = outputs[1].shape[1] if self.with_features else None
+        if fit is not None and isinstance(width, int) and width != fit.means.shape[1]:
+            # the files beside the export belong to another model (a copy into another run)
+            raise UserError(f"the calibration beside {path.name} (in {path.parent}) was fitted "
+                            f"for another model ({fit.means.shape[1]} features, this file gives "
+                            f"{width}); export into the run's own folder, or keep the file "
+                            "where no other run's calibration is")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         return self.logits_and_features(x)[0]
