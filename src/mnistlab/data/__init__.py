@@ -12,6 +12,7 @@ pinned SHA-256 of the four raw IDX files decide what enters the cache. Each data
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import numpy as np
 
 from mnistlab.data import cache, carrier, mirror, sources
 from mnistlab.data.specs import DATASETS, DEFAULT_DATASET, SOURCES, SPLITS, DatasetSpec, spec
-from mnistlab.errors import UserError
+from mnistlab.errors import Note, UserError
 
 
 def fetch(name: str = DEFAULT_DATASET, *, force: bool = False, source: str | None = None,
@@ -90,6 +91,10 @@ def load_dataset(name: str = DEFAULT_DATASET, split: str = "train", *,
         raise UserError(f"unknown split {split!r}; choose one of: {', '.join(SPLITS)}")
     spec(name)
     if download and not cache.is_complete(name):
+        # a first use downloads tens of megabytes: said, not done silently
+        warnings.warn(Note(f"{spec(name).title} is not in {cache.dataset_dir(name)} yet; "
+                           "fetching it from its default source (as `mnistlab data fetch` "
+                           "does)"), stacklevel=2)
         fetch(name)
     return _load(name, split, str(cache.dataset_dir(name)))
 
