@@ -20,6 +20,8 @@ SMALL = ["fc", "--seeds", "2", "--grid", "lr=0.05,0.1", "--limit", "1000", "--te
     (["fc", "--grid", "lr="], "has no values"),
     (["fc", "--concurrency", "0"], "--concurrency must be at least 1"),
     (["fc", "--seeds", "0"], "--seeds must be at least 1"),
+    (["fc", "--grid", "epochs=1,2", "--epochs", "1"], "both set epochs; give it once"),
+    (["fc", "--executor", "local", "--threads-per-trial", "999"], "more than this machine's"),
     (["nope"], "unknown model"),
     (["fc", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["fc", "--address", "nowhere"], "expected auto or HOST:PORT"),

@@ -98,13 +98,17 @@ def build_spec(args: argparse.Namespace):  # -> SweepSpec (imported lazily)
     for m in args.models:
         if m not in available():
             raise UserError(f"unknown model {m!r}; choose from: {', '.join(available())}")
+    grid = parse_grid(args.grid)
     for flag, value in (("--epochs", args.epochs), ("--limit", args.limit),
                         ("--test-limit", args.test_limit)):
         if value is not None and value < 1:     # 0 would silently mean "the default"
             raise UserError(f"{flag} must be a whole number >= 1, got {value} (leave it out "
                             "for the default)")
+        key = flag[2:].replace("-", "_")
+        if value is not None and key in grid:   # the grid's values would win without a word
+            raise UserError(f"{flag} and --grid {key}=... both set {key}; give it once")
     spec = SweepSpec(models=list(args.models), preset=args.preset, seeds=_seeds(args),
-                     grid=parse_grid(args.grid), search=args.search, samples=args.samples,
+                     grid=grid, search=args.search, samples=args.samples,
                      search_seed=args.search_seed, scheduler=args.scheduler,
                      concurrency=args.concurrency, threads_per_trial=args.threads_per_trial,
                      max_failures=args.max_failures, limit=args.limit or 0,
@@ -132,6 +136,12 @@ def make_executor(kind: str, spec, address: str | None):
     if kind == "local":
         if address is not None:
             raise UserError("--address goes with --executor ray")
+        from mnistlab.checks import cores
+
+        if spec.threads_per_trial > cores():   # train asks --threads-oversubscribe for this
+            raise UserError(f"--threads-per-trial {spec.threads_per_trial} is more than this "
+                            f"machine's {cores()} cores; the local executor runs its trials "
+                            "here")
         return LocalExecutor()
     if kind != "ray":
         raise UserError(f"unknown --executor {kind!r}; choose ray or local")
