@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import nn
 
-from mnistlab import runs
+from mnistlab import checks, runs
 from mnistlab.cli.folders import new_run_folder, training_in
 from mnistlab.errors import UserError
 from mnistlab.inference.predict import (
@@ -160,8 +160,8 @@ class Run:
     def evaluate(self, *, test_limit: int = 0, batch_size: int = 32) -> Evaluation:
         """Test loss and accuracy on the run's dataset's test set (the first ``test_limit``
         images; 0: all), in batches of ``batch_size`` (Keras's default, 32)."""
-        _whole("test_limit", test_limit, lowest=0)
-        _whole("batch_size", batch_size, lowest=1)
+        checks.non_negative_int("test_limit", test_limit)
+        checks.positive_int("batch_size", batch_size)
         result = evaluate_run(self._loaded_run(), test_limit=test_limit, batch_size=batch_size)
         return Evaluation(test_accuracy=result.test_accuracy, test_loss=result.test_loss,
                           test_images=result.test_images, steps=result.steps,
@@ -187,7 +187,7 @@ class Run:
         >>> run.predict(images[0]).digit, int(labels[0])      # doctest: +SKIP
         (7, 7)
         """
-        _whole("top", top, lowest=1, highest=10)
+        checks.in_range("top", top, 1, 11, whole_only=True)
         image = _image_like(image)
         predictor = self._torch_predictor()
         if isinstance(image, np.ndarray):
@@ -205,7 +205,7 @@ class Run:
         >>> run.read("house-number.jpg").number                # doctest: +SKIP
         '34'
         """
-        _whole("top", top, lowest=1, highest=10)
+        checks.in_range("top", top, 1, 11, whole_only=True)
         image = _image_like(image)
         if isinstance(image, np.ndarray) and _gray(image).shape == (28, 28):
             return self.predict(image, top=top)
@@ -273,14 +273,6 @@ def train(model: str = "cnn", preset: str | None = "seed", *,
     with training_in(run_dir, created=created):       # a diverged start leaves nothing
         fit(config, run_dir, callbacks=[*shown, *callbacks])
     return Run(run_dir)
-
-
-def _whole(name: str, value: Any, *, lowest: int, highest: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lowest and (
-        highest is None or value <= highest)
-    if not ok:
-        bound = f"from {lowest} to {highest}" if highest is not None else f">= {lowest}"
-        raise UserError(f"{name} must be a whole number {bound}, got {value!r}")
 
 
 def _image_like(image: Any) -> ImageLike:

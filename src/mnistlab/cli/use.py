@@ -251,7 +251,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab.train.typicality import TYPICALITY
 
     # the file's folder (RUN itself by default) must be writable before the export starts
-    target = args.out if args.out is not None else runs.resolve_run(args.run) / "model.onnx"
+    run_dir = runs.resolve_run(args.run)
+    target = args.out if args.out is not None else run_dir / "model.onnx"
     output_file(target, "--out")
     try:
         r = export_run(args.run, args.out, force=args.force)
@@ -260,7 +261,6 @@ def cmd_export(args: argparse.Namespace) -> int:
             console.emit_json({**exc.result, "written": False})
         raise  # one `error:` line, exit 2
     console.say(f"wrote {r['onnx_path']} ({r['onnx_bytes'] / 1024:.0f} KiB, dynamic batch)")
-    run_dir = runs.resolve_run(args.run)
     onnx_dir = Path(r["onnx_path"]).resolve().parent
     if (run_dir / CALIBRATION).is_file() and onnx_dir != run_dir:
         # predict --onnx and serve --onnx read the calibration beside the file

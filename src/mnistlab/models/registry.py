@@ -7,13 +7,13 @@ Apart from ``mnistlab.models`` (the package) so that the built-in model modules 
 from __future__ import annotations
 
 import inspect
-import math
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
+from mnistlab import checks
 from mnistlab.errors import UserError
 
 Factory = Callable[..., nn.Module]
@@ -60,9 +60,8 @@ def build_checked(name: str, **config: Any) -> nn.Module:
     factory(name)
     defaults = {k: p.default for k, p in inspect.signature(_REGISTRY[name]).parameters.items()}
     for key, value in config.items():
-        problem = _setting_problem(defaults.get(key, inspect.Parameter.empty), value)
-        if problem:
-            raise UserError(f"bad model config for {name!r}: {key} {problem}, got {value!r}")
+        _check_setting(f"bad model config for {name!r}: {key}",
+                       defaults.get(key, inspect.Parameter.empty), value)
     try:
         model = build_model(name, **config)
         was_training = model.training
@@ -82,22 +81,17 @@ def build_checked(name: str, **config: Any) -> nn.Module:
     return model
 
 
-def _setting_problem(default: Any, value: Any) -> str:
-    """Why ``value`` cannot stand where the factory's default is ``default`` ('' if it can)."""
-    def whole(v: Any) -> bool:
-        return isinstance(v, int) and not isinstance(v, bool) and v >= 1
-
+def _check_setting(label: str, default: Any, value: Any) -> None:
+    """UserError when ``value`` cannot stand where the factory's default is ``default``."""
     if isinstance(default, bool) or default is inspect.Parameter.empty:
-        return ""
+        return
     if isinstance(default, int):
-        return "" if whole(value) else "must be a whole number >= 1"
-    if isinstance(default, tuple):
-        ok = isinstance(value, list | tuple) and len(value) > 0 and all(map(whole, value))
-        return "" if ok else "must be a list of whole numbers >= 1"
-    if isinstance(default, float):
-        ok = (isinstance(value, int | float) and not isinstance(value, bool)
-              and math.isfinite(value) and 0 <= value < 1)
-        return "" if ok else "must be a number in [0, 1)"
-    if isinstance(default, str):
-        return "" if isinstance(value, str) else "must be a string"
-    return ""
+        checks.positive_int(label, value)
+    elif isinstance(default, tuple):
+        if not (isinstance(value, list | tuple) and value and all(
+                isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in value)):
+            raise UserError(f"{label} must be a list of whole numbers >= 1, got {value!r}")
+    elif isinstance(default, float):
+        checks.in_range(label, value, 0, 1)
+    elif isinstance(default, str) and not isinstance(value, str):
+        raise UserError(f"{label} must be a string, got {value!r}")
