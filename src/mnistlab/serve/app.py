@@ -221,7 +221,7 @@ async def _upload_bytes(request: Request) -> bytes:
     return data
 
 
-def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
+def _predict_payload(data: bytes, predictor: Predictor) -> dict[str, Any]:
     try:
         reading = read_picture(predictor, data, name="upload", max_pixels=MAX_UPLOAD_PIXELS,
                                max_decoded_pixels=MAX_DECODED_PIXELS)
@@ -245,10 +245,6 @@ def _predict_payload(predictor: Predictor, data: bytes) -> dict[str, Any]:
         "image_28_png": _png_uri(pre.image),
         "inverted": pre.inverted, "notes": pre.notes,
     }
-
-
-def _predict_payload_of(data: bytes, predictor: Predictor) -> dict[str, Any]:
-    return _predict_payload(predictor, data)
 
 
 def _png_uri(image28: Any) -> str:
@@ -309,7 +305,7 @@ def create_app(model_source: Any = None, device: str = "cpu") -> FastAPIOffline:
     async def api_predict(request: Request) -> dict[str, Any]:
         """Classify one handwritten digit (PNG or JPEG, any size up to 2 MiB)."""
         data = await _upload_bytes(request)
-        return await gate.run(data, _predict_payload_of, predictor)
+        return await gate.run(data, _predict_payload, predictor)
 
     # The lab (/lab, /report, /api/lab/...): its own module; it lists the served run too.
     app.include_router(lab_router(served=predictor.name, gate=gate))

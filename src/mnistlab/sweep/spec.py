@@ -23,6 +23,7 @@ from mnistlab.checks import DEVICES
 from mnistlab.data.specs import DATASETS
 from mnistlab.errors import UserError
 from mnistlab.train.config import TrainConfig, validate, validate_sizes
+from mnistlab.train.data import check_validation
 from mnistlab.train.precision import check_engine
 from mnistlab.train.presets import has_preset, preset_overrides
 
@@ -149,10 +150,8 @@ class SweepSpec:
             validate(trial.config)
             check_engine(trial.config)
             counts = DATASETS[trial.config.dataset].counts
+            check_validation(trial.config, counts["train"])
             train_images = counts["train"] - trial.config.validation
-            if train_images < 1:
-                raise UserError(f"validation {trial.config.validation:,} holds out every one "
-                                f"of the {counts['train']:,} training images")
             # as train does: the limit against the images there are, then the batch
             # against the images it keeps
             validate_sizes(trial.config, train_images, counts["test"])

@@ -36,7 +36,7 @@ def load_tensors(config: TrainConfig) -> tuple[torch.Tensor, ...]:
     ``load_validation``) and never part of x_train."""
     x_train, y_train = load_split(config.dataset, "train")
     if config.validation:
-        _check_validation(config, len(x_train))
+        check_validation(config, len(x_train))
         x_train, y_train = x_train[:-config.validation], y_train[:-config.validation]
     if config.limit:
         x_train, y_train = x_train[:config.limit], y_train[:config.limit]
@@ -51,11 +51,12 @@ def load_validation(config: TrainConfig) -> tuple[torch.Tensor, torch.Tensor]:
     if not config.validation:
         raise UserError("this run holds out no validation images (validation = 0)")
     x_train, y_train = load_split(config.dataset, "train")
-    _check_validation(config, len(x_train))
+    check_validation(config, len(x_train))
     return x_train[-config.validation:], y_train[-config.validation:]
 
 
-def _check_validation(config: TrainConfig, train_images: int) -> None:
+def check_validation(config: TrainConfig, train_images: int) -> None:
+    """UserError when ``config.validation`` leaves none of ``train_images`` to train on."""
     if config.validation >= train_images:
         raise UserError(f"--validation {config.validation:,} holds out every one of the "
                         f"{train_images:,} {config.dataset} training images; it must be "
