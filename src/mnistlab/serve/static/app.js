@@ -105,8 +105,8 @@ function flush() {
 
 const current = (ticket) => ticket.gen === generation && ticket.seq > shown;
 
+// drawing: a request flush() started (it set inFlight); an upload is sent beside it
 async function send(body, headers, ticket, drawing = true) {
-  if (drawing) inFlight = true;
   statusEl.textContent = "thinking…";
   try {
     const res = await fetch("/api/predict", { method: "POST", body, headers });
