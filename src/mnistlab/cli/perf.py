@@ -92,10 +92,15 @@ def bench(args: argparse.Namespace) -> int:
     peak, peak_cpu = result["peak_gflops"], result["peak_gflops_cpu"]
     libraries = ", ".join(f"{lib} {v:,.0f}"
                           for lib, v in result["peak_gflops_by_library"]["fp32"].items())
+    bf16 = (f"bf16 {peak['bf16']:,.0f} / {peak_cpu['bf16']:,.0f}" if peak["bf16"] is not None
+            else "bf16 not measured (emulated here)")
     console.say(f"device: {result['device']}; CPU matmul peak (GFLOP/s): fp32 "
                 f"{peak['fp32']:,.0f} wall / "
-                f"{peak_cpu['fp32']:,.0f} CPU-time ({libraries}), bf16 {peak['bf16']:,.0f} / "
-                f"{peak_cpu['bf16']:,.0f}; load average {result['load_average']}")
+                f"{peak_cpu['fp32']:,.0f} CPU-time ({libraries}), {bf16}; "
+                f"load average {result['load_average']}")
+    if result["skipped"]:
+        console.say(f"left out: {', '.join(result['skipped']['rows'])}: "
+                    f"{result['skipped']['why']}")
     for r in result["rows"]:
         if r["framework"] == "mnistlab" and r["ratio_vs_keras"]:
             console.say(f"{r['model']} {r['precision']} {r['engine']}: "
@@ -156,9 +161,13 @@ def speedrun(args: argparse.Namespace) -> int:
     if args.compare:
         ratio = result["speedup_vs_reference"]
         shown = f"{ratio:.2f}x" if ratio is not None else "n/a"
-        console.say(f"speedup vs the reference ({result['reference_fastest_precision']}, the "
-                    f"faster of fp32 and bf16): {shown} (its warm-up "
+        rows = " and ".join(r["precision"] for r in result["reference"])
+        which = f"the faster of {rows}" if len(result["reference"]) > 1 else "its only row"
+        console.say(f"speedup vs the reference ({result['reference_fastest_precision']}, "
+                    f"{which}): {shown} (its warm-up "
                     f"{result['reference_warmup_seconds']:.2f} s, untimed)")
+        for left in result["reference_left_out"]:
+            console.say(f"reference {left} (emulated, far slower than fp32): left out")
     console.say(f"whole command: {result['command_seconds']} s from process start; up to the "
                 f"last seed {result['wall_over_training']}x the training seconds")
     if args.json:

@@ -43,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def profile(args: argparse.Namespace) -> int:
     from mnistlab.perf.profile import profile_step
+    from mnistlab.train.device import native_bf16
 
     p = profile_step(args.model, preset=args.preset, batch_size=args.batch_size,
                      steps=args.steps, engine=args.engine, threads=args.threads,
@@ -61,6 +62,9 @@ def profile(args: argparse.Namespace) -> int:
     console.say("by kind: " + ", ".join(f"{kind} {ms:.3f} ms" for kind, ms in p.groups.items()))
     peak = (f"{p.peak_gflops_bf16:,.0f} GFLOP/s bf16 matmul peak measured after the steps"
             if p.peak_gflops_bf16 else "no peak measured")
+    if not native_bf16("cpu"):
+        peak += ("; this CPU has no native bf16 (AVX-512 BF16 or AMX): the step's bf16 is "
+                 "emulated, and training here runs in fp32 through autograd")
     console.say(f"the step's matmuls together: {p.matmul_gflops:,.0f} GFLOP/s; {peak}")
     if args.json:
         console.emit_json(p.to_dict())

@@ -48,7 +48,7 @@ from mnistlab.perf.cpu import machine_facts
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
-from mnistlab.train.device import describe, resolve_device
+from mnistlab.train.device import describe, native_bf16, resolve_device
 from mnistlab.train.fit import fit
 from mnistlab.train.precision import CANDIDATES, FUSED
 from mnistlab.train.presets import preset_overrides
@@ -213,12 +213,18 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
     root = root or _repository_root()
     resolved = resolve_device(device)           # a missing GPU: one line before any timing
     on_cpu = resolved.type == "cpu"
+    # Where bf16 is emulated (no AVX-512 BF16 or AMX) its rows and its peak are left out: they
+    # measure the emulation (a bf16 matmul at about 1 GFLOP/s on an AVX2 AMD EPYC), and the
+    # seed CNN's five bf16 epochs would take hours. auto trains in fp32 there.
+    bf16 = native_bf16(resolved.type)
+    precisions = (("fp32", torch.float32), ("bf16", torch.bfloat16)) if bf16 or not on_cpu \
+        else (("fp32", torch.float32),)
     with torch_threads(threads):
         # the best of a medium and a large matrix: large ones run nearer the limit on an idle
         # machine, medium ones more often escape preemption on a busy one
         peak: dict[str, dict[str, float]] = {}
         by_library: dict[str, dict[str, float]] = {}
-        for p, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        for p, dt in precisions:
             for lib in matmul_libraries(dt):
                 tries = [matmul_peak_gflops(dt, n, size.matmul_seconds, lib)
                          for n in size.matmul_sizes]
@@ -233,11 +239,11 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         # share of the limit = achieved FLOP/s / matmul peak, both measured the same way:
         # wall-clock (what this run saw) and CPU time (what an idle machine would give)
         ips = row.get("images_per_second")
-        p = peak["bf16" if row["precision"] == "bf16" else "fp32"]
+        p = peak.get("bf16" if row["precision"] == "bf16" else "fp32", {})
         f = flops[row["model"]]
         row["train_mflop_per_image"] = round(f / 1e6, 3)
         # the CPU's peak is no limit for a row trained on a GPU
-        share = ips and row.get("device", "cpu") == "cpu"
+        share = ips and row.get("device", "cpu") == "cpu" and p
         row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if share else None
         row["share_of_peak_cpu"] = None
         if ips and row.get("cpu_seconds"):
@@ -250,10 +256,14 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         if on_row is not None:
             on_row(row)
 
+    skipped: list[str] = []
     for model in MODELS:
         for precision, engine in VARIANTS[model]:
             if engine in FUSED and not on_cpu:
                 continue                       # the fused steps are CPU-only
+            if precision == "bf16" and on_cpu and not bf16:
+                skipped.append(f"{model} bf16 {engine}")
+                continue
             add(bench_mnistlab(model, precision, size, threads, engine, resolved.type))
     has_keras = keras and keras_available(root)
     if has_keras:
@@ -284,8 +294,12 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "cnn_fastest_precision": fastest["precision"],
         "cnn_fastest_engine": fastest["engine"],
         "keras": "measured" if has_keras else f"skipped: {KERAS_VENV} not found (make bench)",
-        "peak_gflops": {k: round(v["wall"], 1) for k, v in peak.items()},
-        "peak_gflops_cpu": {k: round(v["cpu"], 1) for k, v in peak.items()},
+        "skipped": ({"rows": skipped, "why": "this CPU has no native bf16 (AVX-512 BF16 or "
+                     "AMX): bf16 is emulated, far slower than fp32"} if skipped else None),
+        "peak_gflops": {k: round(v["wall"], 1) if v else None
+                        for k, v in ({"bf16": {}} | peak).items()},
+        "peak_gflops_cpu": {k: round(v["cpu"], 1) if v else None
+                            for k, v in ({"bf16": {}} | peak).items()},
         "peak_gflops_by_library": by_library,      # the peak is the best of them
         "epochs": size.epochs, "train_images": size.limit or 60000,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,

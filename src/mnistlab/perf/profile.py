@@ -28,6 +28,7 @@ from mnistlab.runs.environment import cpu_name
 from mnistlab.threads import torch_threads
 from mnistlab.train.build import build, make_optimizer
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.device import native_bf16
 from mnistlab.train.precision import FUSED, prepare_model
 from mnistlab.train.presets import has_preset, preset_overrides
 
@@ -126,8 +127,9 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
         for _ in range(ROUNDS):
             untimed += burst(per_round, timed=False)
             timed += burst(per_round, timed=True)
+        # emulated bf16 (no AVX-512 BF16 or AMX) has no peak worth the name: no share of it
         peak = (matmul_peak_gflops(torch.bfloat16, seconds=peak_seconds)["wall"]
-                if peak_seconds > 0 else None)
+                if peak_seconds > 0 and native_bf16("cpu") else None)
     done = per_round * ROUNDS
     return _summarise(config, engine, used, done, untimed, timed, timer, peak)
 

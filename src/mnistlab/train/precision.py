@@ -28,6 +28,7 @@ from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
 from mnistlab.runs.schema import EngineChoice
 from mnistlab.train.config import TrainConfig
+from mnistlab.train.device import native_bf16
 from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
 
 # the fused engines and how each convolves after the first block (mnistlab.fused.blocks)
@@ -45,14 +46,7 @@ def resolve_precision(config: TrainConfig, model: nn.Module | None = None,
     if config.precision != "auto":
         return config.precision
     has_conv = model is not None and any(isinstance(m, nn.Conv2d) for m in model.modules())
-    if device == "cuda":
-        bf16_ok = torch.cuda.is_bf16_supported()
-    elif device == "cpu":
-        bf16_ok = (torch.backends.mkldnn.is_available()
-                   and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    else:
-        bf16_ok = False
-    return "bf16" if has_conv and bf16_ok else "fp32"
+    return "bf16" if has_conv and native_bf16(device) else "fp32"
 
 
 def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager[Any]:
@@ -128,10 +122,17 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
     if config.engine in FUSED and device != "cpu":
         raise UserError(f"the {config.engine} engine runs on the CPU only, not on {device}; "
                         "use --engine autograd or --device cpu")
-    if config.engine in FUSED and not (precision == "bf16" and supports(model)):
-        raise UserError(f"the {config.engine} engine trains the cnn family (3x3 conv + relu + "
-                        "2x2 pool blocks, then two dense layers) in bf16 only; use --engine "
-                        "autograd")
+    if config.engine in FUSED and not supports(model):
+        raise UserError(f"the {config.engine} engine trains the cnn family only (3x3 conv + "
+                        "relu + 2x2 pool blocks, then two dense layers), not "
+                        f"{config.model}; use --engine autograd")
+    if config.engine in FUSED and precision != "bf16":
+        if config.precision == "auto":
+            why = ("--precision auto chose fp32: this CPU has no native bf16 (AVX-512 BF16 or "
+                   "AMX); use --engine autograd (or --precision bf16, emulated and slow here)")
+        else:
+            why = f"this run is in {precision}; use --engine autograd or --precision bf16"
+        raise UserError(f"the {config.engine} engine trains in bf16 only, and {why}")
     if config.engine != "auto":
         return EngineChoice(engine=config.engine, reason="asked for")
     able = [name for name, (trains, _) in CANDIDATES.items() if trains(model, precision, device)]
