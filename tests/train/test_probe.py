@@ -71,7 +71,7 @@ def test_a_cache_hit_does_not_probe_again(tmp_path: Path, cnn: torch.nn.Module,
     assert again.cached and again.engine == "fused" and "(cached " in again.reason
 
 
-@pytest.mark.parametrize("change", ["threads", "torch", "batch"])
+@pytest.mark.parametrize("change", ["threads", "torch", "batch", "isa"])
 def test_a_changed_key_probes_again(tmp_path: Path, cnn: torch.nn.Module, change: str,
                                     fake_measure: list[dict[str, float]],
                                     monkeypatch: pytest.MonkeyPatch) -> None:
@@ -82,6 +82,8 @@ def test_a_changed_key_probes_again(tmp_path: Path, cnn: torch.nn.Module, change
         threads = 2 if threads == 1 else 1
     elif change == "torch":
         monkeypatch.setattr(probe.torch, "__version__", "9.9.9")
+    elif change == "isa":         # a CPU of another generation under the same name
+        monkeypatch.setattr(probe, "isa_flags", lambda: ["avx512f", "amx_bf16", "amx_tile"])
     else:
         config = dataclasses.replace(config, batch_size=32)
     with torch_threads(threads):
@@ -107,7 +109,7 @@ def test_a_busy_measurement_is_redone_once_the_machine_is_quiet(
 
 
 @pytest.mark.parametrize("content", ["{not json", "[]", '{"format": "mnistlab-engine-probe/1", '
-                                     '"entries": {"x": 1}}', ""])
+                                     '"entries": {"x": 1}}', "", "[" * 100_000 + "]" * 100_000])
 def test_a_damaged_cache_is_probed_again_and_rewritten(
         tmp_path: Path, cnn: torch.nn.Module, content: str,
         fake_measure: list[dict[str, float]]) -> None:
@@ -118,6 +120,39 @@ def test_a_damaged_cache_is_probed_again_and_rewritten(
     assert len(fake_measure) - 1 == 1
 
 
+@pytest.mark.timeout(30)
+def test_a_fifo_in_the_cache_s_place_does_not_block(tmp_path: Path, cnn: torch.nn.Module,
+                                                    fake_measure: list[dict[str, float]]) -> None:
+    os.mkfifo(tmp_path / probe.CACHE_FILE)          # reading it would wait for a writer
+    config = TrainConfig(model="cnn")
+    assert choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).engine == "fused"
+    assert (tmp_path / probe.CACHE_FILE).is_file()  # replaced by a real cache
+
+
+def test_processes_probing_at_once_each_keep_their_entry(
+        tmp_path: Path, cnn: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    write = atomic.write_json
+
+    def slow_write(path: Path, data: object) -> None:   # widens the read-modify-write window
+        time.sleep(0.05)
+        write(path, data)
+
+    monkeypatch.setattr(probe.atomic, "write_json", slow_write)
+    cache = _cache(tmp_path)
+    keys = [probe.probe_key("cnn", cnn, batch_size=b, precision="bf16", engines=("fused",))
+            for b in range(1, 7)]
+    threads = [threading.Thread(target=cache.store, args=(k, probe.ProbeResult(
+        {"fused": 1.0}, probed=probe.now()))) for k in keys]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(cache.load(k) is not None for k in keys)
+
+
 def test_a_tampered_entry_is_not_believed(tmp_path: Path, cnn: torch.nn.Module,
                                           fake_measure: list[dict[str, float]]) -> None:
     config = TrainConfig(model="cnn")
@@ -126,6 +161,10 @@ def test_a_tampered_entry_is_not_believed(tmp_path: Path, cnn: torch.nn.Module,
     data = json.loads(path.read_text())
     for entry in data["entries"].values():
         entry["timings"] = {"fused": "fast", "autograd": 1.0}
+    path.write_text(json.dumps(data))
+    assert not choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached
+    for entry in data["entries"].values():
+        entry["timings"] = {"fused": float("inf"), "autograd": 1.0}    # JSON's Infinity
     path.write_text(json.dumps(data))
     assert not choose_engine(config, cnn, "bf16", cache=_cache(tmp_path)).cached
 
@@ -143,7 +182,9 @@ def test_the_cache_is_written_atomically(tmp_path: Path, cnn: torch.nn.Module,
     monkeypatch.setattr(probe.atomic, "write_json", spy)
     choose_engine(TrainConfig(model="cnn"), cnn, "bf16", cache=_cache(tmp_path))
     assert written == [tmp_path / probe.CACHE_FILE]
-    assert sorted(p.name for p in tmp_path.iterdir()) == [probe.CACHE_FILE]   # no temp left
+    # no temp file left; the lock that orders writers stays, empty
+    assert sorted(p.name for p in tmp_path.iterdir()) == [probe.CACHE_FILE,
+                                                          probe.CACHE_FILE + ".lock"]
 
 
 def test_an_unwritable_cache_still_chooses(tmp_path: Path, cnn: torch.nn.Module,

@@ -19,12 +19,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import fcntl
 import hashlib
 import json
+import math
 import os
 import statistics
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,7 +36,7 @@ from torch import nn
 from mnistlab import __version__, atomic
 from mnistlab.machine import load_average
 from mnistlab.paths import cache_dir
-from mnistlab.runs.environment import cpu_name
+from mnistlab.runs.environment import cpu_name, isa_flags
 from mnistlab.threads import torch_threads
 
 # One training step on (x, y): forward, loss, backward and optimizer update.
@@ -45,6 +47,7 @@ StepFactory = Callable[[nn.Module, str], Step]
 CACHE_FILE = "engine-probe.json"
 FORMAT = "mnistlab-engine-probe/1"
 MAX_ENTRIES = 64              # one per (machine, threads, model, batch...): a bound, not a need
+MAX_BYTES = 1 << 20           # 64 entries take about 40 KB
 
 # Two warm-up steps (first-touch allocations, oneDNN primitive creation), then the median of up
 # to TIMED_STEPS steps, fewer once an engine has used BUDGET_SECONDS: the seed CNN at batch 64
@@ -60,6 +63,8 @@ class ProbeKey:
     """What decides which engine is fastest; a change in any of them means a new probe."""
 
     cpu: str
+    isa: str                      # torch's kernel level and the ISA flags that matter: a
+    #                               virtual machine may name two generations alike ("AMD EPYC")
     threads: int
     torch: str
     mnistlab: str                 # a new release may bring a faster (or another) engine
@@ -81,7 +86,9 @@ def probe_key(model_name: str, model: nn.Module, *, batch_size: int, precision: 
     """The key for ``model`` on this machine with the torch threads now in force."""
     shapes = [(name, tuple(p.shape)) for name, p in model.named_parameters()]
     architecture = hashlib.sha256(f"{model!r}{shapes}".encode()).hexdigest()[:16]
-    return ProbeKey(cpu=cpu_name(), threads=torch.get_num_threads(), torch=torch.__version__,
+    isa = " ".join([torch.backends.cpu.get_cpu_capability(), *isa_flags()])
+    return ProbeKey(cpu=cpu_name(), isa=isa, threads=torch.get_num_threads(),
+                    torch=torch.__version__,
                     mnistlab=__version__, model=model_name, architecture=architecture,
                     batch_size=batch_size, precision=precision, engines=tuple(engines))
 
@@ -154,8 +161,12 @@ class ProbeCache:
 
     def _entries(self) -> dict[str, dict[str, object]]:
         try:
+            # a plain file of sane size only: a FIFO in its place would block the read, and a
+            # huge file is no cache of ours
+            if not self.path.is_file() or self.path.stat().st_size > MAX_BYTES:
+                return {}
             data = json.loads(self.path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):      # deeply nested: RecursionError
             return {}
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             return {}
@@ -170,8 +181,8 @@ class ProbeCache:
             return None
         timings, probed = entry.get("timings"), entry.get("probed")
         if (not isinstance(timings, dict) or set(timings) != set(key.engines)
-                or not all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-                           for v in timings.values())
+                or not all(isinstance(v, int | float) and not isinstance(v, bool)
+                           and 0 < v < math.inf for v in timings.values())
                 or not isinstance(probed, str)):
             return None
         was_busy = entry.get("busy") is True
@@ -181,14 +192,29 @@ class ProbeCache:
                            busy=was_busy)
 
     def store(self, key: ProbeKey, result: ProbeResult) -> None:
-        entries = self._entries()
-        entries[key.digest()] = {"key": key.to_dict(), "timings": result.timings,
-                                 "probed": result.probed, "busy": result.busy}
-        # the newest MAX_ENTRIES (ISO times sort as strings)
-        kept = sorted(entries.items(), key=lambda kv: str(kv[1].get("probed", "")))
-        with contextlib.suppress(OSError):          # not kept: measured again next time
+        # read, add, write under a lock beside the file: processes probing at once (a sweep's
+        # trials) each keep their entry instead of the last writer's file winning
+        with contextlib.suppress(OSError), _locked(self.path.with_name(self.path.name + ".lock")):
+            entries = self._entries()
+            entries[key.digest()] = {"key": key.to_dict(), "timings": result.timings,
+                                     "probed": result.probed, "busy": result.busy}
+            # the newest MAX_ENTRIES (ISO times sort as strings)
+            kept = sorted(entries.items(), key=lambda kv: str(kv[1].get("probed", "")))
+            # not kept (OSError): measured again next time
             atomic.write_json(self.path, {"format": FORMAT,
                                           "entries": dict(kept[-MAX_ENTRIES:])})
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive advisory lock on ``path`` (created) for the block; waits for it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def probe(factories: Mapping[str, StepFactory], key: ProbeKey, model: nn.Module, *,
