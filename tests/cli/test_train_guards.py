@@ -73,6 +73,21 @@ def test_a_diverged_start_leaves_nothing_and_json_never_holds_nan(
     _one_error(capsys, "the loss became")
 
 
+def test_ctrl_c_before_the_first_epoch_leaves_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistlab.train import fit as fit_module
+
+    def interrupted(*args: object, **kwargs: object) -> None:   # Ctrl-C in the engine probe
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fit_module, "choose_engine", interrupted)
+    new = tmp_path / "new"
+    assert main(["train", "cnn", "--out", str(new), *TINY]) == 130
+    assert "nothing is kept" in capsys.readouterr().err
+    assert not new.exists()                         # no empty run folder to trip over
+
+
 def test_strict_json_writes_null_for_nan_and_infinity(tmp_path: Path) -> None:
     value = {"loss": float("nan"), "rows": [1.5, float("inf")], "n": np.float32("nan"),
              "a": np.arange(2)}

@@ -94,3 +94,6 @@ def test_evaluate_device_cuda_without_one(tmp_path: Path,
                                           capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate", str(tmp_path), "--device", "cuda"]) == 2
     assert capsys.readouterr().err.startswith("error: --device cuda")
+    # an ensemble too (it evaluates on the CPU, but a device asked for and missing is an error)
+    assert main(["evaluate", "--ensemble", str(tmp_path), str(tmp_path), "--device", "cuda"]) == 2
+    assert capsys.readouterr().err.startswith("error: --device cuda")

@@ -100,6 +100,19 @@ def test_resume_equals_uninterrupted(tmp_path: Path, overrides: dict) -> None:
     assert not list((tmp_path / "cut").glob(".*.tmp"))
 
 
+def test_a_resume_on_other_threads_is_recorded_in_config_json(tmp_path: Path) -> None:
+    config = seed_config("fc", epochs=2, threads=1)
+    with pytest.raises(TrainingInterrupted):
+        fit(config, tmp_path, callbacks=[InterruptAfter(1)], command="first")
+    assert runs.read_config(tmp_path).resumed == []
+    fit(dataclasses.replace(config, threads=2), tmp_path, resume=True, command="again")
+    record = runs.read_config(tmp_path)
+    assert record.threads == 1 and record.command == "first"      # how it started
+    (resumed,) = record.resumed                                     # and how it went on
+    assert (resumed.epoch, resumed.threads, resumed.command) == (1, 2, "again")
+    assert resumed.environment.device == "cpu" and resumed.environment.threads == 2
+
+
 def test_resume_refuses_changed_settings(tmp_path: Path) -> None:
     config = seed_config("fc", epochs=2)
     with pytest.raises(TrainingInterrupted):

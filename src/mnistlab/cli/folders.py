@@ -112,11 +112,12 @@ def _ready(out: Path, flag: str, resume_hint: bool) -> Path:
 @contextlib.contextmanager
 def training_in(folder: Path, *, created: bool, fresh: bool = True) -> Iterator[Path]:
     """Train in ``folder`` (already ``claim``ed): released at the end, and after a failure
-    (a UserError: refused, diverged) of a ``fresh`` run that saved no epoch, what it wrote is
-    removed (the folder too when this command ``created`` it)."""
+    (a UserError: refused, diverged) or an interrupt (Ctrl-C in the engine probe, the warm-up or
+    the first epoch) of a ``fresh`` run that saved no epoch, what it wrote is removed (the
+    folder too when this command ``created`` it)."""
     try:
         yield folder
-    except UserError:
+    except (UserError, KeyboardInterrupt):
         if fresh:
             clear_failed_start(folder, created)
         raise

@@ -106,7 +106,7 @@ def train(args: argparse.Namespace) -> int:
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
-    from mnistlab.train.device import resolve_device
+    from mnistlab.train.device import native_bf16, resolve_device
     from mnistlab.train.fit import TrainingInterrupted, fit
     from mnistlab.train.resume import check_resumable
 
@@ -146,6 +146,11 @@ def train(args: argparse.Namespace) -> int:
         run_dir = new_run_folder(args.out, f"{config.model}-{config.preset or 'custom'}"
                                            f"-s{config.seed}", resume_hint=True)
 
+    if config.precision == "bf16" and resolve_device(config.device).type == "cpu" \
+            and not native_bf16("cpu"):
+        sys.stderr.write("note: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is "
+                         "emulated and trains far slower than fp32; --precision auto picks "
+                         "fp32 here\n")
     callbacks = [KerasLogger()]
     if tensorboard_available():
         callbacks.append(TensorBoardLogger(run_dir))
@@ -155,11 +160,17 @@ def train(args: argparse.Namespace) -> int:
         with training_in(run_dir, created=created, fresh=not resume):
             result = fit(config, run_dir, resume=resume, callbacks=callbacks,
                          command=shlex.join(["mnistlab", *sys.argv[1:]]))
-    except TrainingInterrupted as exc:
+    except KeyboardInterrupt as exc:
+        if not (run_dir / runs.CONFIG).exists():    # a fresh run stopped before its first epoch
+            sys.stderr.write("\ninterrupted before the first epoch was saved; nothing is "
+                             "kept\n")
+            return 130
         again = shlex.join(["mnistlab", "train", config.model, "--out", str(run_dir),
                             "--resume"])
-        sys.stderr.write(f"\ninterrupted: {exc.epochs_done} of {exc.epochs} epochs are saved "
-                         f"in {run_dir}; resume with: {again}\n")
+        saved = (f"{exc.epochs_done} of {exc.epochs} epochs are saved in {run_dir}"
+                 if isinstance(exc, TrainingInterrupted) else
+                 f"before training began; {run_dir} is as it was")
+        sys.stderr.write(f"\ninterrupted: {saved}; resume with: {again}\n")
         return 130
     if args.json:
         console.emit_json(result.metrics.to_dict())
@@ -175,7 +186,9 @@ def evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from mnistlab.errors import UserError
+    from mnistlab.train.device import resolve_device
 
+    device = resolve_device(args.device)    # --device cuda without one: refused, ensemble too
     if args.ensemble is not None:
         return _evaluate_ensemble(args)
     if args.save is not None:
@@ -183,10 +196,8 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train.callbacks import eval_line
-    from mnistlab.train.device import resolve_device
     from mnistlab.train.evaluation import evaluate_run, load_run
 
-    device = resolve_device(args.device)
     _refuse_saved_ensemble(args.run)
     run_dir = _best_or(args.run)
     if args.threads:

@@ -43,6 +43,7 @@ from mnistlab.runs.schema import (
     Environment,
     HistoryRow,
     LoopSettings,
+    Resumption,
     RunConfig,
     RunMetrics,
 )
@@ -60,7 +61,8 @@ from mnistlab.runs.weights import (
 __all__ = [
     "CHECKPOINT", "CHECKPOINT_FORMAT", "CONFIG", "FORMAT", "HISTORY_CSV", "HISTORY_JSON",
     "METRICS", "PICTURE_PRESET", "WEIGHTS", "Checkpoint", "EngineChoice", "Environment",
-    "HistoryRow", "JSONObject", "JSONValue", "LoopSettings", "RunConfig", "RunMetrics",
+    "HistoryRow", "JSONObject", "JSONValue", "LoopSettings", "Resumption", "RunConfig",
+    "RunMetrics",
     "RunProgress", "SchemaError", "UnverifiedWeightsWarning", "best_run", "environment",
     "find_best_run", "list_runs",
     "load_checkpoint", "load_model", "new_run_dir", "read_config", "read_history",

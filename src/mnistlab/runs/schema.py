@@ -109,6 +109,31 @@ class EngineChoice:
 
 
 @dataclass
+class Resumption:
+    """A resumed stretch of a run (config.json's ``resumed``, one per resume that restored a
+    checkpoint): from which epoch, when, by which command, and where: a run may continue with
+    another thread count or on another device, and config.json says so."""
+
+    epoch: int                             # epochs already done when it resumed
+    created: str                           # UTC, 2026-01-31T12:00:00Z
+    threads: int
+    environment: Environment
+    command: str | None = None
+    extra: JSONObject = field(default_factory=dict)
+
+    def to_dict(self) -> JSONObject:
+        return {"epoch": self.epoch, "created": self.created, "threads": self.threads,
+                "environment": self.environment.to_dict(),
+                **({"command": self.command} if self.command is not None else {})} | self.extra
+
+    @classmethod
+    def from_dict(cls, data: JSONValue) -> Resumption:
+        obj = require_object(data, "resumed")
+        return _build(cls, obj, "resumed",
+                      environment=Environment.from_dict(obj.get("environment")))
+
+
+@dataclass
 class LoopSettings:
     """What a loop run (``mnistlab loop``) was trained with: config.json's ``train``."""
 
@@ -158,6 +183,8 @@ class RunConfig:
     command: str | None = None             # the command line that started it (the CLI's)
     # Added after 0.1.0 (older runs read as None): which engine --engine resolved to and why
     engine_choice: EngineChoice | None = None
+    # each resume that restored a checkpoint, oldest first (absent in runs never resumed)
+    resumed: list[Resumption] = field(default_factory=list)
     extra: JSONObject = field(default_factory=dict)
 
     @property
@@ -184,6 +211,8 @@ class RunConfig:
                 out[key] = getattr(self, key)
         if self.engine_choice is not None:
             out["engine_choice"] = self.engine_choice.to_dict()
+        if self.resumed:
+            out["resumed"] = [r.to_dict() for r in self.resumed]
         return out | self.extra
 
     @classmethod
@@ -194,7 +223,7 @@ class RunConfig:
             raise SchemaError(f"kind is {kind!r}; expected 'train' or 'loop'")
         parsed: dict[str, Any] = {"kind": kind, "train": None, "loop": None,
                                   "train_extra": {}, "environment": None,
-                                  "engine_choice": None}
+                                  "engine_choice": None, "resumed": []}
         settings = obj.get("train")
         if settings is not None and kind == "loop":
             parsed["loop"] = LoopSettings.from_dict(settings)
@@ -206,6 +235,10 @@ class RunConfig:
             parsed["environment"] = Environment.from_dict(obj["environment"])
         if obj.get("engine_choice") is not None:
             parsed["engine_choice"] = EngineChoice.from_dict(obj["engine_choice"])
+        resumed = obj.get("resumed") or []
+        if not isinstance(resumed, list):
+            raise SchemaError("resumed is not a list")
+        parsed["resumed"] = [Resumption.from_dict(r) for r in resumed]
         return _build(cls, obj, "config", **parsed)
 
 
