@@ -246,6 +246,25 @@ def test_a_row_of_form_fields_is_read_as_its_digits(digits):
         assert np.corrcoef(image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7
 
 
+def test_a_number_in_a_plate_s_frame_is_its_digits_alone(digits):
+    # a house number's plate photographed to its frame: 8 px sides, 10 px in from the crop.
+    # Its top and bottom passed for printed rules, and without them its sides were no box,
+    # so they were read as 1s ("305" read "13051").
+    img = Image.new("L", (620, 240), 238)
+    ImageDraw.Draw(img).rectangle([10, 10, 609, 229], outline=25, width=8)
+    gray = np.asarray(img, dtype=np.float32) / 255.0
+    for k, digit in enumerate(digits):
+        strokes = np.zeros_like(gray)
+        strokes[45:195, 70 + 170 * k:220 + 170 * k] = np.asarray(
+            Image.fromarray(digit).resize((150, 150), Image.Resampling.BICUBIC),
+            dtype=np.float32) / 255.0
+        gray = gray * (1 - strokes) + 0.1 * strokes
+    layout = read_layout(gray)
+    assert len(layout.digits) == 3 and not layout.marks
+    for piece, digit in zip(layout.digits, digits, strict=True):
+        assert np.corrcoef(piece.pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7
+
+
 def test_a_boxy_8_drawn_as_thick_as_its_bar_is_no_printed_box():
     img = Image.new("L", (160, 240), 240)
     draw = ImageDraw.Draw(img)

@@ -67,8 +67,10 @@ def paper_only(ink: np.ndarray, mask: np.ndarray, threshold: float
         rules = found[NOTES["lines"]] = printed_lines(mask, labels)
         found[NOTES["box"]] = _frames(mask & ~rules, None if rules.any() else labels)
     elif count <= NOISE_PIECES:                   # more: a spray of noise, no lines or boxes
-        rules = found[NOTES["lines"]] = printed_lines(mask, labels if same else None)
-        boxes = found[NOTES["box"]] = _frames(mask & ~rules)
+        # boxes first: a frame's top and bottom alone pass for rules, and taken as such they
+        # left its sides to be read as 1s ("305" in a plate's frame read "13051")
+        boxes = found[NOTES["box"]] = _frames(mask, labels if same else None)
+        rules = found[NOTES["lines"]] = printed_lines(mask & ~boxes)
         found[NOTES["added"]] = annotations(mask & ~rules & ~boxes)
     drop = np.zeros_like(mask)
     for taken in found.values():
