@@ -3,6 +3,7 @@ EXIF, thin pens, and every way a file can be unusable."""
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 
@@ -189,6 +190,25 @@ def test_unusable_files_raise_user_errors(tmp_path):
         preprocess(truncated)
     with pytest.raises(Exception, match="no such file"):
         preprocess(tmp_path / "missing.png")
+
+
+def test_a_48_megapixel_phone_photo_is_read_and_a_heic_one_is_named(tmp_path):
+    # 8000 x 6000, as phones take them now: over the 40 MP limit, but a JPEG decodes at a
+    # fraction of its size (its draft), so it is read; a PNG that size is still refused
+    photo = Image.new("L", (8000, 6000), 235)
+    ImageDraw.Draw(photo).line([(3000, 1500), (5000, 1500), (3600, 4500)], fill=30, width=180)
+    buf = io.BytesIO()
+    photo.save(buf, "JPEG", quality=60)
+    pre = preprocess(buf.getvalue())
+    assert pre.image.max() > 0.5
+    with pytest.raises(ImageTooLarge, match="40,000,000"):
+        preprocess(_png_with_header_size(8000, 6000))
+    with pytest.raises(ImageTooLarge, match="more than"):             # a JPEG's headroom ends
+        preprocess(buf.getvalue(), max_pixels=10_000_000)
+    heic = tmp_path / "IMG_0001.HEIC"
+    heic.write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic" + bytes(64))
+    with pytest.raises(NotAnImage, match="HEIC picture"):
+        preprocess(heic)
 
 
 def test_otsu_splits_two_modes():

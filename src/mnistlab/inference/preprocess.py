@@ -46,6 +46,7 @@ from mnistlab.inference.sheet import paper_only
 JPEG_FORMATS = ("JPEG", "MPO")
 FORMATS = ("PNG", *JPEG_FORMATS)
 MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
+JPEG_HEADROOM = 4              # a JPEG may declare 4x that: it is decoded at a fraction
 WORK_SIDE = 1024               # px: larger pictures are reduced first (the digit ends at 20 px)
 BOX = 20                       # px: the digit's longer side, as in MNIST
 SIZE = 28                      # px: the output side
@@ -130,19 +131,25 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{name}: image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError):
-        raise NotAnImage(f"{name}: not an image that can be read; expected a PNG or JPEG "
-                         "file") from None
+        raise NotAnImage(f"{name}: not an image that can be read{_named_format(fp)}; "
+                         "expected a PNG or JPEG file") from None
     if img.format not in FORMATS:
         raise UnsupportedFormat(f"{name}: {img.format} images are not supported; "
                                 "convert it to PNG or JPEG")
     w, h = img.size
-    if w * h > max_pixels or w <= 0 or h <= 0:
-        raise ImageTooLarge(f"{name}: {w}x{h} pixels is more than the {max_pixels:,} allowed; "
+    jpeg = img.format in JPEG_FORMATS
+    # a JPEG decodes at 1/2, 1/4 or 1/8 scale directly (its draft), so a 48 or 50 MP phone
+    # photo costs a few megapixels: its header may declare JPEG_HEADROOM times the limit
+    declared = max_pixels * (JPEG_HEADROOM if jpeg else 1)
+    if w * h > declared or w <= 0 or h <= 0:
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels is more than the {declared:,} allowed; "
                             "send a smaller picture")
-    if img.format in JPEG_FORMATS:
-        # JPEG can decode at 1/2, 1/4, 1/8 scale directly: a 12 MP photo costs a fraction.
+    if jpeg:
         img.draft(img.mode, (WORK_SIDE, WORK_SIDE))
     dw, dh = img.size  # the draft's size for a JPEG
+    if dw * dh > max_pixels:         # a JPEG whose draft could not shrink it enough
+        raise ImageTooLarge(f"{name}: {w}x{h} pixels ({dw}x{dh} decoded) is more than the "
+                            f"{max_pixels:,} allowed; send a smaller picture")
     if max_decoded_pixels is not None and dw * dh > max_decoded_pixels:
         decoded = f" ({dw}x{dh} decoded)" if (dw, dh) != (w, h) else ""
         raise ImageTooLarge(f"{name}: {w}x{h} pixels{decoded} is more than the "
@@ -157,6 +164,26 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
         raise NotAnImage(f"{name}: the image data is damaged ({exc}); send a whole PNG or "
                          "JPEG file") from None
     return img
+
+
+# formats Pillow cannot open here, named from their first bytes so the error says what it is
+_UNREADABLE = {b"ftypheic": "HEIC", b"ftypheix": "HEIC", b"ftypmif1": "HEIF",
+               b"ftypavif": "AVIF", b"ftyphevc": "HEIC"}
+
+
+def _named_format(fp: io.BytesIO | Path) -> str:
+    """" (a HEIC photo: convert it ...)" where the bytes name a format we cannot read."""
+    if isinstance(fp, io.BytesIO):
+        head = fp.getvalue()[:16]
+    else:
+        try:
+            with fp.open("rb") as f:
+                head = f.read(16)
+        except OSError:
+            return ""
+    kind = _UNREADABLE.get(head[4:12])
+    return (f" (a {kind} picture, as iPhones save by default: export it as JPEG, or set the "
+            "camera to 'most compatible')" if kind else "")
 
 
 def to_gray(img: Image.Image) -> np.ndarray:
