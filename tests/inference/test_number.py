@@ -139,7 +139,7 @@ def test_a_digit_in_pieces_is_one_digit(test_digits):
 
 
 def with_marks(digits: list[np.ndarray], marks: list[str | None], gap: int = 80) -> np.ndarray:
-    """``compose``, with ``marks[i]`` (".", ":", "-", or None) drawn in the gap after digit i;
+    """``compose``, with ``marks[i]`` (".", ":", "-", ",", or None) drawn in the gap after digit i;
     a mark after the last digit sits beyond it."""
     gray = compose(digits, [gap] * (len(digits) - 1), margin=40 + gap)
     cols = np.flatnonzero((gray < 0.5).any(axis=0))
@@ -157,12 +157,18 @@ def with_marks(digits: list[np.ndarray], marks: list[str | None], gap: int = 80)
         elif mark == "-":
             y, half = int(top + 0.5 * height), int(0.15 * height)
             gray[y - 7:y + 7, x - half:x + half] = 0.0
+        elif mark == ",":        # a dot on the line's foot with a tail down to the left
+            y, r = top + 0.9 * height, 0.06 * height
+            gray[(rows - y) ** 2 + (xs - x) ** 2 <= r ** 2] = 0.0
+            for t in np.linspace(0, 1, 40):
+                cy, cx = y + t * 0.3 * height, x + r - t * 2.2 * r
+                gray[(rows - cy) ** 2 + (xs - cx) ** 2 <= (0.45 * r) ** 2] = 0.0
     return gray
 
 
 @pytest.mark.parametrize("marks, spelled", [
     ([None, ".", None], "dd.dd"), ([None, ":", None], "dd:dd"), ([None, "-", None], "dd-dd"),
-    ([".", None, "."], "d.dd.d"),
+    ([".", None, "."], "d.dd.d"), ([None, ",", None], "dd,dd"), ([",", None, None], "d,ddd"),
 ])
 def test_marks_between_digits_are_read_in_place(test_digits, marks, spelled):
     images, _ = test_digits

@@ -1,4 +1,5 @@
-"""The marks written between the digits of a number: a date's dots, a time's colon, a dash.
+"""The marks written between the digits of a number: a date's dots, a time's colon, a dash,
+a decimal comma.
 
     digits, marks = split_marks(parts)     # parts: the pieces of ink found in a picture
 
@@ -10,6 +11,9 @@ the digits' median top and bottom, H high), never by the model, which only knows
     ":"  two such blobs, one above the other
     "-"  one flat stroke, at most ``MARK_SIZE`` H high and at least ``DASH_ASPECT`` times as
          wide as high, no wider than a digit is high, around the line's middle
+    ","  one blob at most ``COMMA_SIZE`` H high and ``MARK_SIZE`` H wide, its top in the line's
+         lower half and its tail below the line's foot: a decimal comma ("12,5"), or a
+         thousands separator ("1,234")
 
 and only between two digits (a blob after the last digit may be a stray tick, and is merged
 into its neighbour as before), except a dash before the first digit: a minus sign ("-5"). A
@@ -29,6 +33,8 @@ from scipy import ndimage
 MARK_SIZE = 0.35        # a mark's height (a dot's width too) at most this share of the line
 DASH_ASPECT = 1.5       # a dash is at least this many times as wide as it is high
 ROUND_ASPECT = DASH_ASPECT  # a dot's width / height lies within 1/this .. this
+COMMA_SIZE = 0.5        # a comma's height at most this share of the line ...
+COMMA_BELOW = 1.08      # ... its top in the line's lower half, its tail below the line's foot
 
 Box = tuple[int, int, int, int]        # (top, left, bottom, right), working pixels
 
@@ -98,6 +104,9 @@ def _char(piece: Piece, line: _Line) -> str | None:
         return "-" if 0.25 <= middle <= 0.8 else None
     if _is_dot(slice(piece.top, piece.bottom), slice(piece.left, piece.right), line):
         return "." if middle >= 0.5 else None
+    if (piece.height <= COMMA_SIZE * line.height and piece.width <= MARK_SIZE * line.height
+            and line.share(piece.top) >= 0.5 and line.share(piece.bottom) >= COMMA_BELOW):
+        return ","                         # a dot with a tail hanging below the line
     return None
 
 
