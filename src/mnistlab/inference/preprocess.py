@@ -47,6 +47,7 @@ JPEG_FORMATS = ("JPEG", "MPO")
 FORMATS = ("PNG", *JPEG_FORMATS)
 MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
 JPEG_HEADROOM = 4              # a JPEG may declare 4x that: it is decoded at a fraction
+MIN_CORE_PIXELS = 20           # inner stroke pixels enough to judge ink on transparency by
 WORK_SIDE = 1024               # px: larger pictures are reduced first (the digit ends at 20 px)
 BOX = 20                       # px: the digit's longer side, as in MNIST
 SIZE = 28                      # px: the output side
@@ -208,10 +209,14 @@ def to_gray(img: Image.Image) -> np.ndarray:
         if opaque.mean() > 0.5:      # an opaque sheet with see-through margins: extend it
             background = float(np.median(lum[opaque]))
         else:                        # strokes alone on transparency: contrast with them,
-            # judged by every stroke pixel by its opacity (a soft pencil is never opaque)
+            # judged by the strokes' inner pixels, each by its opacity (a soft pencil is never
+            # opaque): a palette PNG keeps the light fringe of thin dark strokes opaque, and
+            # counted in, it made a 1 or a 7 "light ink" on black (3 of 10 digits so saved)
             seen = alpha > 0.02
-            stroke = (float((lum[seen] * alpha[seen]).sum() / alpha[seen].sum())
-                      if seen.any() else 0.0)
+            core = ndimage.binary_erosion(seen, structure=EIGHT)
+            judged = core if core.sum() >= MIN_CORE_PIXELS else seen
+            stroke = (float((lum[judged] * alpha[judged]).sum() / alpha[judged].sum())
+                      if judged.any() else 0.0)
             background = 0.0 if stroke > 0.5 else 1.0
         return (lum * alpha + background * (1.0 - alpha)).astype(np.float32)
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit PNGs
