@@ -165,7 +165,11 @@ def check_engine(config: TrainConfig) -> None:
     with torch.random.fork_rng(devices=[]):
         model = build_model(config.model, **config.model_config)
     device = config.device if config.device in ("cuda", "mps") else "cpu"
-    choose_engine(config, model, resolve_precision(config, model, device), device)
+    try:
+        choose_engine(config, model, resolve_precision(config, model, device), device)
+    except UserError as exc:             # a sweep sets engine and precision through its grid
+        raise UserError(str(exc).replace("--engine ", "--grid engine=")
+                        .replace("--precision ", "--grid precision=")) from None
 
 
 def prepare_model(model: nn.Module, precision: str) -> nn.Module:
