@@ -88,6 +88,16 @@ def test_ctrl_c_before_the_first_epoch_leaves_nothing(
     assert not new.exists()                         # no empty run folder to trip over
 
 
+def test_bf16_asked_for_where_it_is_emulated_is_said(tmp_path: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from mnistlab.train.device import native_bf16
+
+    assert main(["train", "fc", "--precision", "bf16", "--out", str(tmp_path / "r"),
+                 *TINY]) == 0
+    said = "this CPU has no native bf16" in capsys.readouterr().err
+    assert said == (not native_bf16("cpu"))     # a note where emulated, silence where native
+
+
 def test_strict_json_writes_null_for_nan_and_infinity(tmp_path: Path) -> None:
     value = {"loss": float("nan"), "rows": [1.5, float("inf")], "n": np.float32("nan"),
              "a": np.arange(2)}
