@@ -217,15 +217,24 @@ def form(digits: list[np.ndarray], *, seed: int = 0) -> Image.Image:
     draw = ImageDraw.Draw(img)
     for k in range(len(digits)):
         draw.rectangle([30 + 190 * k, 20, 200 + 190 * k, 200], outline=90, width=3)
-    gray = np.asarray(img, dtype=np.float32) / 255.0
-    for k, digit in enumerate(digits):
-        strokes = np.zeros_like(gray)
-        strokes[40:180, 45 + 190 * k:185 + 190 * k] = np.asarray(
-            Image.fromarray(digit).resize((140, 140), Image.Resampling.BICUBIC),
-            dtype=np.float32) / 255.0
-        gray = gray * (1 - strokes) + 0.15 * strokes
+    gray = pen_in(np.asarray(img, dtype=np.float32) / 255.0, digits, top=40, left=45, step=190,
+                  side=140, pen=0.15)
     gray += rng.normal(0, 0.01, gray.shape).astype(np.float32)
     return Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8))
+
+
+def pen_in(gray: np.ndarray, digits: list[np.ndarray], *, top: int, left: int, step: int,
+           side: int, pen: float) -> np.ndarray:
+    """``gray`` with the digits written in pen of shade ``pen``, each ``side`` px square, the
+    k-th with its top-left corner at (top, left + k * step)."""
+    for k, digit in enumerate(digits):
+        strokes = np.zeros_like(gray)
+        x = left + step * k
+        strokes[top:top + side, x:x + side] = np.asarray(
+            Image.fromarray(digit).resize((side, side), Image.Resampling.BICUBIC),
+            dtype=np.float32) / 255.0
+        gray = gray * (1 - strokes) + pen * strokes
+    return gray
 
 
 def test_a_printed_box_round_a_digit_is_no_ink(digits):
@@ -252,13 +261,8 @@ def test_a_number_in_a_plate_s_frame_is_its_digits_alone(digits):
     # so they were read as 1s ("305" read "13051").
     img = Image.new("L", (620, 240), 238)
     ImageDraw.Draw(img).rectangle([10, 10, 609, 229], outline=25, width=8)
-    gray = np.asarray(img, dtype=np.float32) / 255.0
-    for k, digit in enumerate(digits):
-        strokes = np.zeros_like(gray)
-        strokes[45:195, 70 + 170 * k:220 + 170 * k] = np.asarray(
-            Image.fromarray(digit).resize((150, 150), Image.Resampling.BICUBIC),
-            dtype=np.float32) / 255.0
-        gray = gray * (1 - strokes) + 0.1 * strokes
+    gray = pen_in(np.asarray(img, dtype=np.float32) / 255.0, list(digits), top=45, left=70,
+                  step=170, side=150, pen=0.1)
     layout = read_layout(gray)
     assert len(layout.digits) == 3 and not layout.marks
     for piece, digit in zip(layout.digits, digits, strict=True):
