@@ -78,7 +78,12 @@ def test_a_v0_1_0_run_resumes(old_run: Path, capsys: pytest.CaptureFixture[str])
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["test_accuracy"] == 0.7808 and out["epochs"] == 2
-    assert _json(old_run / runs.CONFIG) == _json(V010 / runs.CONFIG)   # left as it was
+    # left as it was, but for the resumption it records
+    resumed = _json(old_run / runs.CONFIG)
+    (record,) = resumed.pop("resumed")
+    assert resumed == _json(V010 / runs.CONFIG)
+    assert record["epoch"] == 2 and record["threads"] == 1 and record["environment"]["threads"] == 1
+    assert runs.read_config(old_run).resumed[0].epoch == 2              # and reads back typed
     assert list(out) == list(_json(V010 / runs.METRICS))                # same keys, same order
 
 

@@ -29,6 +29,7 @@ from mnistlab.runs.files import (
     read_config,
     read_history,
     read_metrics,
+    record_resumption,
     remove_partial_writes,
     resolve_resumable,
     resolve_run,
@@ -66,7 +67,7 @@ __all__ = [
     "RunProgress", "SchemaError", "UnverifiedWeightsWarning", "best_run", "environment",
     "find_best_run", "list_runs",
     "load_checkpoint", "load_model", "new_run_dir", "read_config", "read_history",
-    "read_metrics", "read_safetensors", "remove_partial_writes", "resolve_resumable",
-    "resolve_run", "run_progress", "save_checkpoint", "save_run", "save_weights",
-    "weights_bytes", "write_config", "write_history", "write_metrics",
+    "read_metrics", "read_safetensors", "record_resumption", "remove_partial_writes",
+    "resolve_resumable", "resolve_run", "run_progress", "save_checkpoint", "save_run",
+    "save_weights", "weights_bytes", "write_config", "write_history", "write_metrics",
 ]

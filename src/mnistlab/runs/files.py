@@ -19,7 +19,7 @@ from typing import TypeVar
 from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.paths import runs_dir
-from mnistlab.runs.schema import HistoryRow, RunConfig, RunMetrics
+from mnistlab.runs.schema import HistoryRow, Resumption, RunConfig, RunMetrics
 from mnistlab.runs.typed import JSONObject, JSONValue, SchemaError
 
 T = TypeVar("T")
@@ -137,6 +137,16 @@ def remove_partial_writes(run_dir: Path) -> None:
 
 def write_config(run_dir: Path, config: RunConfig) -> None:
     atomic.write_json(Path(run_dir) / CONFIG, config.to_dict())
+
+
+def record_resumption(run_dir: Path, resumed: Resumption) -> None:
+    """Add ``resumed`` to config.json's ``resumed`` list, leaving every other key as it was
+    written (an older run's file keeps its own shape: only the list is new)."""
+    path = Path(run_dir) / CONFIG
+    data = read_json_object(path, "config")
+    earlier = data.get("resumed")
+    data["resumed"] = [*(earlier if isinstance(earlier, list) else []), resumed.to_dict()]
+    atomic.write_json(path, data)
 
 
 def read_config(run_dir: str | os.PathLike[str]) -> RunConfig:

@@ -160,12 +160,10 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
             runs.save_weights(run_dir / runs.WEIGHTS, model, config.model, model_config)
             runs.write_history(run_dir, history)
             # where and how it goes on (threads and device may differ from the start's)
-            record = runs.read_config(run_dir)
-            record.resumed.append(runs.Resumption(
+            runs.record_resumption(run_dir, runs.Resumption(
                 epoch=ckpt.epoch, created=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 threads=info.threads, command=command,
                 environment=runs.environment(info.threads, device=describe(device))))
-            runs.write_config(run_dir, record)
     elif run_dir is not None:
         runs.write_config(run_dir, runs.RunConfig(
             model=config.model, model_config=model_config, precision=precision,
