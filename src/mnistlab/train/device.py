@@ -11,6 +11,9 @@ the flag.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Any
+
 import torch
 
 from mnistlab.checks import DEVICES
@@ -44,6 +47,15 @@ def native_bf16(kind: str = "cpu") -> bool:
         return bool(torch.backends.mkldnn.is_available()
                     and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return False
+
+
+def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on ``device`` (a device type; weights stay fp32; matmuls and convs run in
+    bf16). Here rather than in ``precision``, which loads the fused engine: predicting needs
+    this, not that."""
+    if precision == "bf16":
+        return torch.autocast(device, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def resolve_device(name: str, label: str = "--device") -> torch.device:

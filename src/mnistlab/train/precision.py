@@ -15,7 +15,6 @@ model and batch size; the result is cached and recorded in config.json with its 
 
 from __future__ import annotations
 
-import contextlib
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -28,7 +27,7 @@ from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
 from mnistlab.runs.schema import EngineChoice
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.device import native_bf16
+from mnistlab.train.device import autocast, native_bf16
 from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
 
 # the fused engines and how each convolves after the first block (mnistlab.fused.blocks)
@@ -47,14 +46,6 @@ def resolve_precision(config: TrainConfig, model: nn.Module | None = None,
         return config.precision
     has_conv = model is not None and any(isinstance(m, nn.Conv2d) for m in model.modules())
     return "bf16" if has_conv and native_bf16(device) else "fp32"
-
-
-def autocast(precision: str, device: str = "cpu") -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on ``device`` (a device type; weights stay fp32; matmuls and convs run in
-    bf16)."""
-    if precision == "bf16":
-        return torch.autocast(device, dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 def resolve_engine(config: TrainConfig, model: nn.Module, precision: str,

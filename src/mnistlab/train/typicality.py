@@ -32,6 +32,7 @@ from torch import nn
 
 from mnistlab import atomic
 from mnistlab.errors import UserError
+from mnistlab.train.device import autocast
 
 TYPICALITY = "typicality.safetensors"
 FAR_SHARE = 0.01         # the share of validation digits that count as far
@@ -89,10 +90,6 @@ def features_and_logits(model: nn.Module, x: torch.Tensor, *, precision: str = "
     """What the last layer reads (N, D) and the logits (N, classes), both float32, for x
     (N, 1, 28, 28), in batches, wherever the model lives; the features are None for a model
     ``split_head`` refuses (its logits are the whole model's)."""
-    # here, not at the top: the precision module loads the fused engine's Numba kernels
-    # (0.3 s), which `predict` never needs
-    from mnistlab.train.precision import autocast
-
     halves = split_head(model)
     device = next(model.parameters()).device
     was_training = model.training
