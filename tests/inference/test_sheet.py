@@ -70,6 +70,25 @@ def photo(digit: np.ndarray, kind: str, *, seed: int = 0) -> bytes:
     return buf.getvalue()
 
 
+def test_a_sticky_note_filling_a_fifth_of_the_photo_is_the_paper(digits):
+    # a bright note on a darker wooden desk, the pen darker than both: the desk is the most
+    # common shade, and the note was taken for light ink round a digit-shaped hole ("0")
+    for seed, digit in enumerate(digits):
+        rng = np.random.default_rng(seed)
+        picture = np.full((SIDE, SIDE), 0.35, np.float32)         # the desk
+        picture[110:290, 110:290] = 0.88                          # 20% of the picture
+        strokes = np.zeros((SIDE, SIDE), np.float32)
+        strokes[125:275, 125:275] = np.asarray(
+            Image.fromarray(digit).resize((150, 150), Image.Resampling.BICUBIC),
+            dtype=np.float32) / 255.0
+        picture = picture + (0.19 - picture) * strokes + rng.normal(0, 0.012, picture.shape)
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                             quality=90)
+        pre = preprocess(buf.getvalue())
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, seed
+
+
 @pytest.mark.parametrize("kind", sorted(SHEETS))
 def test_the_ground_round_the_sheet_is_no_ink(digits, kind):
     for seed, digit in enumerate(digits):

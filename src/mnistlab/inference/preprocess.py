@@ -47,6 +47,10 @@ JPEG_FORMATS = ("JPEG", "MPO")
 FORMATS = ("PNG", *JPEG_FORMATS)
 MAX_PIXELS = 40_000_000        # a 40-megapixel phone photo still passes; bombs do not
 JPEG_HEADROOM = 4              # a JPEG may declare 4x that: it is decoded at a fraction
+SHEET_RADIUS = 0.1             # a bright piece this thick (of the shorter side) is a sheet ...
+SHEET_HOLDS = 0.9              # ... when it holds this share of what stands out dark
+SHEET_MIN_DARK = 0.001         # ... and that is some writing, not a few noisy pixels
+SHEET_SOLID = 0.7              # a sheet is bright but for its writing: a frame is hollow
 MIN_CORE_PIXELS = 20           # inner stroke pixels enough to judge ink on transparency by
 WORK_SIDE = 1024               # px: larger pictures are reduced first (the digit ends at 20 px)
 BOX = 20                       # px: the digit's longer side, as in MNIST
@@ -298,7 +302,30 @@ def dark_ink(gray: np.ndarray) -> bool:
         if (np.median(border) > 0.5) != (np.median(middle) > 0.5):
             return bool(np.median(gray) > 0.5)
         return bool(np.median(border) > 0.5)
+    if above > below and _bright_sheet(resid > 3 * sigma, resid < -3 * sigma):
+        return True
     return below > above
+
+
+def _bright_sheet(bright: np.ndarray, dark: np.ndarray) -> bool:
+    """Whether what stands out bright is a sheet with the dark writing on it (a sticky note on
+    a darker desk, filling under half the photo) rather than light strokes: its largest piece,
+    holes filled, is thick, SHEET_RADIUS of the picture's shorter side or more, and holds
+    nearly all that stands out dark (chalk on a board holds next to none of it). Taken for
+    light ink, the note became a white square round a digit-shaped hole, read "0" at 88-100%."""
+    labels, count = ndimage.label(bright)
+    if not count or dark.sum() < SHEET_MIN_DARK * dark.size:
+        return False
+    sizes = ndimage.sum_labels(bright, labels, np.arange(1, count + 1))
+    # the piece with the writing in it filled (strokes across a note leave it thin), and
+    # solid: a light frame round a dark plate fills to a thick shape too, but a hollow one
+    piece = labels == int(np.argmax(sizes)) + 1
+    inside = ndimage.binary_fill_holes(piece)
+    if piece.sum() < SHEET_SOLID * inside.sum():
+        return False
+    if ndimage.distance_transform_edt(inside).max() < SHEET_RADIUS * min(bright.shape):
+        return False
+    return bool((dark & inside).sum() >= SHEET_HOLDS * dark.sum())
 
 
 def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
