@@ -177,7 +177,8 @@ _UNREADABLE = {b"ftypheic": "HEIC", b"ftypheix": "HEIC", b"ftypmif1": "HEIF",
 
 
 def _named_format(fp: io.BytesIO | Path) -> str:
-    """" (a HEIC photo: convert it ...)" where the bytes name a format we cannot read."""
+    """What the error adds where the first bytes name a format we cannot read: the format
+    and how to get a JPEG instead; else nothing."""
     if isinstance(fp, io.BytesIO):
         head = fp.getvalue()[:16]
     else:
@@ -284,7 +285,8 @@ def dark_ink(gray: np.ndarray) -> bool:
     heavier tail: we compare the summed excess of pixels beyond 3 sigma below and above it.
     This survives lighting gradients that an absolute test (border brighter than 0.5?) does
     not. Where nothing stands out, the border is taken for the paper, unless the middle of
-    the picture disagrees (a sheet on a desk): then the picture's most common shade.
+    the picture disagrees (a sheet on a desk): then the picture's most common shade. Where
+    the bright tail is a sheet holding the dark writing (``_bright_sheet``), the ink is dark.
     """
     resid = gray - _fit_background(gray, two_sided=True)
     sigma = max(1.4826 * float(np.median(np.abs(resid))), 0.01)
