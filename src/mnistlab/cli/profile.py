@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def profile(args: argparse.Namespace) -> int:
     from mnistlab.perf.profile import profile_step
-    from mnistlab.train.device import native_bf16
+    from mnistlab.train.device import NO_NATIVE_BF16, native_bf16
 
     p = profile_step(args.model, preset=args.preset, batch_size=args.batch_size,
                      steps=args.steps, engine=args.engine, threads=args.threads,
@@ -63,8 +63,8 @@ def profile(args: argparse.Namespace) -> int:
     peak = (f"{p.peak_gflops_bf16:,.0f} GFLOP/s bf16 matmul peak measured after the steps"
             if p.peak_gflops_bf16 else "no peak measured")
     if not native_bf16("cpu"):
-        peak += ("; this CPU has no native bf16 (AVX-512 BF16 or AMX): the step's bf16 is "
-                 "emulated, and training here runs in fp32 through autograd")
+        peak += (f"; {NO_NATIVE_BF16}: the step's bf16 is emulated, and training here runs "
+                 "in fp32 through autograd")
     console.say(f"the step's matmuls together: {p.matmul_gflops:,.0f} GFLOP/s; {peak}")
     if args.json:
         console.emit_json(p.to_dict())

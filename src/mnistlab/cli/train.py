@@ -106,7 +106,7 @@ def train(args: argparse.Namespace) -> int:
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors
-    from mnistlab.train.device import native_bf16, resolve_device
+    from mnistlab.train.device import NO_NATIVE_BF16, native_bf16, resolve_device
     from mnistlab.train.fit import TrainingInterrupted, fit
     from mnistlab.train.resume import check_resumable
 
@@ -148,9 +148,8 @@ def train(args: argparse.Namespace) -> int:
 
     if config.precision == "bf16" and resolve_device(config.device).type == "cpu" \
             and not native_bf16("cpu"):
-        sys.stderr.write("note: this CPU has no native bf16 (AVX-512 BF16 or AMX), so bf16 is "
-                         "emulated and trains far slower than fp32; --precision auto picks "
-                         "fp32 here\n")
+        sys.stderr.write(f"note: {NO_NATIVE_BF16}, so bf16 is emulated and trains far slower "
+                         "than fp32; --precision auto picks fp32 here\n")
     callbacks = [KerasLogger()]
     if tensorboard_available():
         callbacks.append(TensorBoardLogger(run_dir))

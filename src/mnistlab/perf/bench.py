@@ -48,7 +48,7 @@ from mnistlab.perf.cpu import machine_facts
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
-from mnistlab.train.device import describe, native_bf16, resolve_device
+from mnistlab.train.device import NO_NATIVE_BF16, describe, native_bf16, resolve_device
 from mnistlab.train.fit import fit
 from mnistlab.train.precision import CANDIDATES, FUSED
 from mnistlab.train.presets import preset_overrides
@@ -294,8 +294,8 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "cnn_fastest_precision": fastest["precision"],
         "cnn_fastest_engine": fastest["engine"],
         "keras": "measured" if has_keras else f"skipped: {KERAS_VENV} not found (make bench)",
-        "skipped": ({"rows": skipped, "why": "this CPU has no native bf16 (AVX-512 BF16 or "
-                     "AMX): bf16 is emulated, far slower than fp32"} if skipped else None),
+        "skipped": ({"rows": skipped, "why": f"{NO_NATIVE_BF16}: bf16 is emulated, far slower "
+                     "than fp32"} if skipped else None),
         "peak_gflops": {k: round(v["wall"], 1) if v else None
                         for k, v in ({"bf16": {}} | peak).items()},
         "peak_gflops_cpu": {k: round(v["cpu"], 1) if v else None

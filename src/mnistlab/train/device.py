@@ -36,6 +36,10 @@ def available(kind: str) -> bool:
     return False
 
 
+# what every message says where bf16 is emulated
+NO_NATIVE_BF16 = "this CPU has no native bf16 (AVX-512 BF16 or AMX)"
+
+
 def native_bf16(kind: str = "cpu") -> bool:
     """Whether ``kind`` (a device type) computes bf16 natively: on the CPU, oneDNN's bf16 (AVX-512
     BF16 or AMX), as PyTorch reports it. Without it a CPU emulates bf16, far slower than fp32

@@ -27,7 +27,7 @@ from mnistlab.errors import UserError
 from mnistlab.fused import FusedCNN, supports
 from mnistlab.runs.schema import EngineChoice
 from mnistlab.train.config import TrainConfig
-from mnistlab.train.device import autocast, native_bf16
+from mnistlab.train.device import NO_NATIVE_BF16, autocast, native_bf16
 from mnistlab.train.probe import ProbeCache, Step, StepFactory, probe, probe_key
 
 # the fused engines and how each convolves after the first block (mnistlab.fused.blocks)
@@ -119,8 +119,8 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
                         f"{config.model}; use --engine autograd")
     if config.engine in FUSED and precision != "bf16":
         if config.precision == "auto":
-            why = ("--precision auto chose fp32: this CPU has no native bf16 (AVX-512 BF16 or "
-                   "AMX); use --engine autograd (or --precision bf16, emulated and slow here)")
+            why = (f"--precision auto chose fp32: {NO_NATIVE_BF16}; use --engine autograd (or "
+                   "--precision bf16, emulated and slow here)")
         else:
             why = f"this run is in {precision}; use --engine autograd or --precision bf16"
         raise UserError(f"the {config.engine} engine trains in bf16 only, and {why}")
