@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
-import fcntl
 import hashlib
 import json
 import math
@@ -207,7 +206,14 @@ class ProbeCache:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created) for the block; waits for it."""
+    """An exclusive advisory lock on ``path`` (created) for the block; waits for it. Where the
+    OS has no advisory locks (Windows: no fcntl), the block runs unlocked, as
+    ``mnistlab.cli.folders.claim`` does there."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
