@@ -315,8 +315,10 @@ def _bright_sheet(bright: np.ndarray, dark: np.ndarray) -> bool:
     holes filled, is thick, SHEET_RADIUS of the picture's shorter side or more, and holds
     nearly all that stands out dark (chalk on a board holds next to none of it). Taken for
     light ink, the note became a white square round a digit-shaped hole, read "0" at 88-100%."""
+    if dark.sum() < SHEET_MIN_DARK * dark.size:       # no writing to hold: labelling spared
+        return False
     labels, count = ndimage.label(bright)
-    if not count or dark.sum() < SHEET_MIN_DARK * dark.size:
+    if not count:
         return False
     sizes = ndimage.sum_labels(bright, labels, np.arange(1, count + 1))
     # the piece with the writing in it filled (strokes across a note leave it thin), and
