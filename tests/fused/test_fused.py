@@ -1,5 +1,5 @@
 """The fused bf16 step (mnistlab.fused): each kernel against PyTorch's own ops, the whole step's
-gradients against autograd, and training through it."""
+gradients against autograd, and training through it (its fp32 form: test_fused_fp32.py)."""
 
 from __future__ import annotations
 
@@ -165,18 +165,18 @@ def test_training_through_a_fused_engine(engine: str) -> None:
     assert result.metrics.test_accuracy > 0.6
 
 
-def test_auto_picks_the_fused_engine_for_the_cnn_in_bf16_only() -> None:
+def test_auto_picks_the_fused_engine_for_the_cnn_in_bf16() -> None:
     auto = fit(TrainConfig(model="cnn", precision="bf16", epochs=1, limit=64, test_limit=64,
                            threads=1))
     assert auto.metrics.engine == "fused"                # auto picks it for the cnn in bf16
-    assert fit(TrainConfig(model="cnn", precision="fp32", epochs=1, limit=64, test_limit=64,
-                           threads=1)).metrics.engine == "autograd"
 
 
-@pytest.mark.parametrize(("model", "precision"), [("fc", "bf16"), ("cnn", "fp32")])
-def test_fused_engine_refuses_what_it_cannot_train(model: str, precision: str) -> None:
-    with pytest.raises(UserError, match="fused engine"):
-        fit(TrainConfig(model=model, precision=precision, engine="fused", epochs=1, limit=64))
+@pytest.mark.parametrize(("model", "precision", "engine"),
+                         [("fc", "bf16", "fused"), ("cnn", "fp32", "winograd")])
+def test_fused_engine_refuses_what_it_cannot_train(model: str, precision: str,
+                                                   engine: str) -> None:
+    with pytest.raises(UserError, match=f"{engine} engine"):
+        fit(TrainConfig(model=model, precision=precision, engine=engine, epochs=1, limit=64))
 
 
 def test_unknown_engine_is_a_user_error() -> None:
@@ -233,7 +233,9 @@ def test_bf16_evaluation_of_the_cnn_family_is_the_fused_forward() -> None:
     model = result.model
     engine = evaluation_engine(model, "bf16")
     assert engine is not None and evaluation_engine(model, "bf16") is engine   # one per model
-    assert evaluation_engine(model, "fp32") is None
+    fp32 = evaluation_engine(model, "fp32")                 # and precision
+    assert fp32 is not None and fp32 is not engine and fp32.precision == "fp32"
+    assert evaluation_engine(model, "bf16") is engine
     assert evaluation_engine(model, "bf16", "cuda") is None
     assert evaluation_engine(build_model("speedrun"), "bf16") is None
     _, _, x, y = load_tensors(config)

@@ -170,7 +170,7 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert result["device"] == "cpu" and {r["device"] for r in rows} == {"cpu"}
     bf16_rows = {(m, "bf16", "autograd") for m in ("fc", "cnn")} | {
         ("cnn", "bf16", "fused"), ("cnn", "bf16", "winograd")}
-    fp32_rows = {(m, "fp32", "autograd") for m in ("fc", "cnn")}
+    fp32_rows = {(m, "fp32", "autograd") for m in ("fc", "cnn")} | {("cnn", "fp32", "fused")}
     if native_bf16("cpu"):
         assert {(r["model"], r["precision"], r["engine"]) for r in rows} == fp32_rows | bf16_rows
         assert result["skipped"] is None and result["peak_gflops"]["bf16"] > 0
@@ -190,7 +190,8 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert set(by_library) == set(matmul_libraries(torch.float32))
     assert result["peak_gflops"]["fp32"] == pytest.approx(max(by_library.values()), abs=0.11)
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
-    assert result["cnn_fastest_engine"] in ("fused", "autograd")   # engines auto can choose
+    assert result["cnn_fastest_engine"] in ("fused", "autograd")   # engines auto can choose,
+    assert result["cnn_fastest_precision"] == result["auto_precision"]   # in auto's precision
     assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")
     # the probe behind --engine auto (the cnn in bf16 has two candidates) or why none ran
     reason, timings = result["auto_engine_reason"], result["auto_engine_timings"]

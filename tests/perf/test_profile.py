@@ -43,12 +43,23 @@ def test_profile_names_every_part_of_the_step_once_a_step() -> None:
     assert forward.gflops == pytest.approx(flops / (forward.ms_per_step / 1e3) / 1e9, rel=0.02)
     assert by_name["block 2: col2im"].gflops is None and by_name[OPTIMIZER].gflops is None
     assert p.matmul_gflops > 0
-    if native_bf16("cpu"):
-        assert p.peak_gflops_bf16 > 0
-        assert forward.share_of_peak == pytest.approx(forward.gflops / p.peak_gflops_bf16,
-                                                      rel=0.02)
-    else:       # emulated bf16 has no peak worth the name, so no share of it
-        assert p.peak_gflops_bf16 is None and forward.share_of_peak is None
+    # auto's precision: bf16 where native, else fp32, each against its own matmul peak
+    assert p.precision == ("bf16" if native_bf16("cpu") else "fp32")
+    assert p.peak_gflops > 0
+    assert p.peak_gflops_bf16 == (p.peak_gflops if p.precision == "bf16" else None)
+    assert forward.share_of_peak == pytest.approx(forward.gflops / p.peak_gflops, rel=0.02)
+
+
+def test_emulated_bf16_has_no_peak_to_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistlab.perf import profile
+
+    monkeypatch.setattr(profile, "native_bf16", lambda device: False)
+    p = profile_step("cnn", batch_size=4, steps=3, threads=1, peak_seconds=0.05,
+                     precision="bf16")
+    assert p.precision == "bf16" and p.peak_gflops is None and p.peak_gflops_bf16 is None
+    assert all(part.share_of_peak is None for part in p.parts)
+    assert profile_step("cnn", batch_size=4, steps=3, threads=1, peak_seconds=0).precision \
+        == "fp32"                      # auto where bf16 is not native
 
 
 def test_profile_of_the_winograd_step_and_the_speedrun_preset() -> None:

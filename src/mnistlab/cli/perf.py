@@ -19,10 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
         description="Train the seed fc and cnn presets with PyTorch autograd in fp32 and in "
-                    "bf16 + channels_last, the cnn also through mnistlab's fused bf16 steps "
-                    "(im2col and Winograd convolutions), and (when .bench-venv exists; `make "
-                    "bench` builds it) the same models in Keras/TensorFlow; print images/s, test "
-                    "accuracy, the ratio to Keras and the share of the machine's matmul peak.")
+                    "bf16 + channels_last, the cnn also through mnistlab's fused steps "
+                    "(im2col in fp32 and bf16, Winograd in bf16), and (when .bench-venv "
+                    "exists; `make bench` builds it) the same models in Keras/TensorFlow; print "
+                    "images/s, test accuracy, the ratio to Keras and the share of the "
+                    "machine's matmul peak.")
     flags.add_option(p, "--epochs", int, default=5, meta={
         "help": "epochs per row (5 is the seed's)", "min": 1, "max": MAX_EPOCHS})
     flags.add_option(p, "--threads", int, default=0, meta={
@@ -37,7 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "speedrun", help="the time-to-99%% recipe over several seeds",
-        description="Train the speedrun recipe (model `sprint`, 1 epoch, bf16) once per seed; "
+        description="Train the speedrun recipe (model `sprint`, 1 epoch, bf16 where native, "
+                    "else fp32) once per seed; "
                     "print seconds from first to last training step and test accuracy per seed, "
                     "then mean and spread. Data loading and process start are reported apart.")
     flags.add_option(p, "--seeds", int, default=5, meta={

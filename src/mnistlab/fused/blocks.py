@@ -1,12 +1,12 @@
 """The fused step's later conv blocks (3x3 valid conv + bias -> ReLU -> 2x2 max-pool, NHWC, bf16
-operands), in two interchangeable ways of doing the convolution:
+or float32 operands), in two interchangeable ways of doing the convolution:
 
     Im2colBlock     im2col -> one bf16 matmul -> pool + ReLU (kernels): 36 multiply-adds for a
                     pool window's four outputs, one large GEMM per matmul
     WinogradBlock   Winograd F(2x2, 3x3) (winograd): 16 multiply-adds for the same four outputs,
                     as 16 smaller batched GEMMs, with transforms around them
 
-    block = WinogradBlock(conv)
+    block = WinogradBlock(conv)   # Im2colBlock(conv, dtype=torch.float32): the fp32 step
     out = block.forward(h)        # h (B, S, S, I) bf16 -> out (B, T, T, O) bf16, T = (S-2)//2
     dh = block.backward(grad)     # grad (B, T, T, O) float32 -> dh (B, S, S, I) float32;
                                   # fills conv.weight.grad and conv.bias.grad
@@ -15,7 +15,7 @@ Which is faster depends on the CPU: Winograd does 2.25x less matmul arithmetic b
 data through its transforms, so where the matmuls are cheap (AMX) that trade can lose.
 ``--engine winograd`` asks for it; ``--engine auto`` does not pick it (docs/performance.md):
 Winograd's transforms round to bf16 once more than im2col does, so its gradients sit a little
-further from float32's.
+further from float32's. Winograd is bf16 only; im2col runs in either precision (``DTYPES``).
 
 Only the conv outputs that the pool reads are computed (an odd-sized output's last row and column
 are discarded by the pool), and buffers are allocated once per batch size.
@@ -35,11 +35,19 @@ from mnistlab.fused.timing import UNTIMED, Timer
 
 BF16 = torch.bfloat16
 CONVOLUTIONS = ("im2col", "winograd")
+# a run's precision -> the dtype of the fused step's operands, and the kernels that read them
+DTYPES = {"bf16": BF16, "fp32": torch.float32}
+KERNELS = {BF16: kernels.BF16, torch.float32: kernels.FP32}
 
 
 def bits(t: torch.Tensor) -> np.ndarray:
     """A bf16 tensor's storage as uint16, shared (no copy)."""
     return t.view(torch.int16).numpy().view(np.uint16)
+
+
+def raw(t: torch.Tensor) -> np.ndarray:
+    """What a kernel reads of ``t``, shared (no copy): a bf16 tensor's bits, else its values."""
+    return bits(t) if t.dtype == BF16 else t.numpy()
 
 
 def set_grad(param: torch.Tensor, value: torch.Tensor,
@@ -82,8 +90,10 @@ Buffers = TypeVar("Buffers")
 class _Block(Generic[Buffers]):
     """What both ways share: buffers per batch size, and the last forward's for the backward."""
 
-    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
+    def __init__(self, conv: nn.Conv2d, name: str = "block", dtype: torch.dtype = BF16) -> None:
         self.conv = conv
+        self.dtype = dtype
+        self.kernels = KERNELS[dtype]
         self.name = name                # how mnistlab profile labels its parts: "block 2"
         self.timer: Timer = UNTIMED
         self._buffers: dict[int, Buffers] = {}
@@ -117,7 +127,7 @@ class _Block(Generic[Buffers]):
 
 
 @dataclass
-class _Im2colBuffers:
+class _Im2colBuffers:       # "bf16": the block's dtype
     patches: torch.Tensor   # (B, E, E, 9I) bf16, E = 2T: the conv outputs the pool reads
     z: torch.Tensor         # (B*E*E, O) bf16: conv outputs; reused for their gradient
     out: torch.Tensor       # (B, T, T, O) bf16
@@ -128,40 +138,40 @@ class _Im2colBuffers:
 
 
 class Im2colBlock(_Block[_Im2colBuffers]):
-    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
-        super().__init__(conv, name)
-        # the weight as a bf16 (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
-        self.weight = torch.empty(conv.out_channels, 9 * conv.in_channels, dtype=BF16)
+    def __init__(self, conv: nn.Conv2d, name: str = "block", dtype: torch.dtype = BF16) -> None:
+        super().__init__(conv, name, dtype)
+        # the weight as an (O, 9I) matrix in im2col's (kh, kw, I) order, refreshed per step
+        self.weight = torch.empty(conv.out_channels, 9 * conv.in_channels, dtype=dtype)
 
     def _allocate(self, batch: int, side: int) -> _Im2colBuffers:
-        cin, cout = self.conv.in_channels, self.conv.out_channels
+        cin, cout, dtype = self.conv.in_channels, self.conv.out_channels, self.dtype
         even = (side - 2) // 2 * 2
         return _Im2colBuffers(
-            patches=torch.empty(batch, even, even, 9 * cin, dtype=BF16),
-            z=torch.empty(batch * even * even, cout, dtype=BF16),
-            out=torch.empty(batch, even // 2, even // 2, cout, dtype=BF16),
+            patches=torch.empty(batch, even, even, 9 * cin, dtype=dtype),
+            z=torch.empty(batch * even * even, cout, dtype=dtype),
+            out=torch.empty(batch, even // 2, even // 2, cout, dtype=dtype),
             arg=torch.empty(batch, even // 2, even // 2, cout, dtype=torch.int8),
-            dbias=torch.empty(batch, cout), dw=torch.empty(cout, 9 * cin, dtype=BF16),
+            dbias=torch.empty(batch, cout), dw=torch.empty(cout, 9 * cin, dtype=dtype),
             dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b = self._begin(h)
         conv, w = self.conv, self.weight
         w.view(conv.out_channels, 3, 3, -1).copy_(_nhwc_weight(conv))
-        self._run("im2col", kernels.im2col3, bits(h), bits(b.patches))
-        self._run("forward matmul", torch.addmm, conv.bias.to(BF16),
+        self._run("im2col", kernels.im2col3, raw(h), raw(b.patches))
+        self._run("forward matmul", torch.addmm, conv.bias.detach().to(self.dtype),
                   b.patches.view(b.z.shape[0], -1), w.t(), out=b.z)
-        self._run("pool + ReLU", kernels.pool_relu_forward,
-                  bits(b.z.view(*b.patches.shape[:3], -1)), bits(b.out), b.arg.numpy())
+        self._run("pool + ReLU", self.kernels.pool_relu_forward,
+                  raw(b.z.view(*b.patches.shape[:3], -1)), raw(b.out), b.arg.numpy())
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
         b = self._forward_buffers()
         conv = self.conv
         dz = b.z                                        # z is dead once pooled
-        self._run("pool + ReLU backward", kernels.pool_relu_backward,
+        self._run("pool + ReLU backward", self.kernels.pool_relu_backward,
                   grad.contiguous().numpy(), b.arg.numpy(),
-                  bits(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
+                  raw(dz.view(*b.patches.shape[:3], -1)), b.dbias.numpy())
         set_grad(conv.bias, b.dbias.sum(0))
         patches = b.patches.view(dz.shape[0], -1)
         parts = weight_gradient_parts(dz.shape[0])
@@ -176,7 +186,7 @@ class Im2colBlock(_Block[_Im2colBuffers]):
                      permute=(2, 3, 1, 0))
         # the patches are dead once dw is made
         self._run("input-gradient matmul", torch.mm, dz, self.weight, out=patches)
-        self._run("col2im", kernels.col2im3, bits(b.patches), b.dh.numpy())
+        self._run("col2im", self.kernels.col2im3, raw(b.patches), b.dh.numpy())
         return b.dh
 
 
@@ -193,8 +203,10 @@ class _WinogradBuffers:
 
 
 class WinogradBlock(_Block[_WinogradBuffers]):
-    def __init__(self, conv: nn.Conv2d, name: str = "block") -> None:
-        super().__init__(conv, name)
+    def __init__(self, conv: nn.Conv2d, name: str = "block", dtype: torch.dtype = BF16) -> None:
+        if dtype != BF16:
+            raise ValueError("Winograd convolutions are bf16 only")
+        super().__init__(conv, name, dtype)
         # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
         self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=BF16)
 
@@ -239,8 +251,8 @@ class WinogradBlock(_Block[_WinogradBuffers]):
         return b.dh
 
 
-def make_block(conv: nn.Conv2d, convolution: str, name: str = "block"
-               ) -> Im2colBlock | WinogradBlock:
+def make_block(conv: nn.Conv2d, convolution: str, name: str = "block",
+               dtype: torch.dtype = BF16) -> Im2colBlock | WinogradBlock:
     if convolution not in CONVOLUTIONS:
         raise ValueError(f"convolution must be one of {CONVOLUTIONS}, not {convolution!r}")
-    return (WinogradBlock if convolution == "winograd" else Im2colBlock)(conv, name)
+    return (WinogradBlock if convolution == "winograd" else Im2colBlock)(conv, name, dtype)

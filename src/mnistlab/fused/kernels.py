@@ -17,6 +17,11 @@ the float32 with the same bits, so widening is a shift and narrowing rounds to n
     first_block_backward(x, g, arg, dw, db)
                            its weight and bias gradients, per image
 
+The same in float32 (the fused step in fp32, on CPUs without native bf16): ``col2im3_f32``,
+``pool_relu_forward_f32``, ``pool_relu_backward_f32`` and ``first_block_forward_f32`` read and
+write float32 arrays; ``im2col3`` (a copy) and ``first_block_backward`` (float32 in and out)
+serve both. ``BF16`` and ``FP32`` name each precision's set.
+
 ``k = 3*kr + ks`` runs over the 3x3 window, so a patch row matches a conv weight stored
 (O, kh, kw, I): the layout of a channels_last ``nn.Conv2d`` weight.
 Each kernel parallelises over the batch (``prange``); every output element is written by one
@@ -24,6 +29,8 @@ thread, and sums are per image, so results do not depend on the thread count.
 """
 
 from __future__ import annotations
+
+from typing import Any, NamedTuple
 
 import numpy as np
 from numba import njit, prange
@@ -195,3 +202,77 @@ def first_block_backward(x, g, arg, dw, db):  # pragma: no cover - compiled
                     dbn[c] += v
                     for k in range(9):
                         dwn[k, c] += g0 * t0[k] + g1 * t1[k] + g2 * t2[k] + g3 * t3[k]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def first_block_forward_f32(x, w, b, out, arg):  # pragma: no cover - compiled
+    # first_block_forward with a float32 out (B,13,13,C)
+    batch, oh, ow, channels = out.shape[0], out.shape[1], out.shape[2], w.shape[1]
+    for n in prange(batch):
+        for i in range(oh):
+            for j in range(ow):
+                t0 = _window(x, n, 2 * i, 2 * j)
+                t1 = _window(x, n, 2 * i, 2 * j + 1)
+                t2 = _window(x, n, 2 * i + 1, 2 * j)
+                t3 = _window(x, n, 2 * i + 1, 2 * j + 1)
+                for c in range(channels):
+                    out[n, i, j, c], arg[n, i, j, c] = max_relu(
+                        _dot9(t0, w, c), _dot9(t1, w, c), _dot9(t2, w, c), _dot9(t3, w, c), b[c])
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def col2im3_f32(dp, dh):  # pragma: no cover - compiled
+    batch, oh, ow = dp.shape[0], dp.shape[1], dp.shape[2]
+    channels = dh.shape[3]
+    for n in prange(batch):
+        dh[n] = 0.0
+        for i in range(oh):
+            for j in range(ow):
+                for k in range(9):
+                    kr, ks = k // 3, k % 3
+                    base = k * channels
+                    for c in range(channels):
+                        dh[n, i + kr, j + ks, c] += dp[n, i, j, base + c]
+
+
+@njit(parallel=True, cache=True)
+def pool_relu_forward_f32(z, out, arg):  # pragma: no cover - compiled
+    batch, oh, ow, channels = out.shape[0], out.shape[1], out.shape[2], out.shape[3]
+    zero = np.float32(0.0)                          # the bias is in z already (addmm's)
+    for n in prange(batch):
+        for i in range(oh):
+            for j in range(ow):
+                for c in range(channels):
+                    out[n, i, j, c], arg[n, i, j, c] = max_relu(
+                        z[n, 2 * i, 2 * j, c], z[n, 2 * i, 2 * j + 1, c],
+                        z[n, 2 * i + 1, 2 * j, c], z[n, 2 * i + 1, 2 * j + 1, c], zero)
+
+
+@njit(parallel=True, cache=True)
+def pool_relu_backward_f32(g, arg, dz, dbias):  # pragma: no cover - compiled
+    batch, oh, ow, channels = g.shape[0], g.shape[1], g.shape[2], g.shape[3]
+    zero = np.float32(0.0)
+    for n in prange(batch):
+        dbias[n] = 0.0
+        for i in range(oh):
+            for j in range(ow):
+                for c in range(channels):
+                    if arg[n, i, j, c] >= 0:
+                        dbias[n, c] += g[n, i, j, c]
+                for q in range(4):
+                    r, s = 2 * i + q // 2, 2 * j + q % 2
+                    for c in range(channels):
+                        dz[n, r, s, c] = g[n, i, j, c] if arg[n, i, j, c] == q else zero
+
+
+class Set(NamedTuple):
+    """The kernels that differ between the precisions."""
+
+    first_block_forward: Any
+    pool_relu_forward: Any
+    pool_relu_backward: Any
+    col2im3: Any
+
+
+BF16 = Set(first_block_forward, pool_relu_forward, pool_relu_backward, col2im3)
+FP32 = Set(first_block_forward_f32, pool_relu_forward_f32, pool_relu_backward_f32, col2im3_f32)

@@ -6,8 +6,9 @@ In one process, on one machine:
   1. the matmul peak (fp32 and bf16, square 1024 and 2048 matrices): the machine's limit,
      fp32 the better of torch.mm (MKL on x86) and oneDNN's matmul (MATMUL_LIBRARIES);
   2. the seed presets (fc, cnn) trained by ``mnistlab.train.fit``: PyTorch autograd in fp32, and
-     in bf16 autocast with channels_last; and the seed CNN through the fused bf16 step
-     (``mnistlab.fused``, what ``mnistlab train cnn`` uses by default);
+     in bf16 autocast with channels_last; and the seed CNN through the fused step
+     (``mnistlab.fused``) in fp32 and in bf16, what ``mnistlab train cnn`` uses by default (in
+     bf16 where the CPU has it natively, else in fp32);
   3. when the reference environment (.bench-venv) exists, the same architectures and
      hyperparameters in Keras 3 on TensorFlow (``keras_reference.py`` beside
      this file, ``model.fit``, run by the Keras venv's own Python).
@@ -57,8 +58,8 @@ MODELS = ("fc", "cnn")
 # (precision, engine) rows per model; the fused engines train only the cnn family, and
 # winograd is asked for only (it is no candidate of --engine auto)
 VARIANTS = {"fc": (("fp32", "autograd"), ("bf16", "autograd")),
-            "cnn": (("fp32", "autograd"), ("bf16", "autograd"), ("bf16", "fused"),
-                    ("bf16", "winograd"))}
+            "cnn": (("fp32", "autograd"), ("fp32", "fused"), ("bf16", "autograd"),
+                    ("bf16", "fused"), ("bf16", "winograd"))}
 # a standalone script (it imports no mnistlab) run by the Keras venv's own Python
 KERAS_SCRIPT = Path(__file__).with_name("keras_reference.py")
 KERAS_VENV = ".bench-venv"
@@ -282,9 +283,12 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
     # with the bench's threads: the probe behind --engine auto is keyed by them
     with torch_threads(threads):
         facts = machine_facts()
-    # the headline ratio is for what a run gets by default: engines auto can choose
-    fastest = max((r for r in rows if r["model"] == "cnn" and r["framework"] == "mnistlab"
-                   and r["engine"] in CANDIDATES), key=lambda r: r["images_per_second"] or 0)
+    # the headline ratio is for what a run gets by default: engines auto can choose, in the
+    # precision auto trains in here
+    default = [r for r in rows if r["model"] == "cnn" and r["framework"] == "mnistlab"
+               and r["engine"] in CANDIDATES]
+    fastest = max([r for r in default if r["precision"] == facts.auto.precision] or default,
+                  key=lambda r: r["images_per_second"] or 0)
     keras_cnn = _find(rows, "cnn", "keras")
     return {
         "rows": rows,

@@ -1,6 +1,7 @@
 """`mnistlab profile`: where a fused training step's time goes, part by part.
 
-    p = profile_step("cnn")                        # the seed CNN, its preset's batch (64)
+    p = profile_step("cnn")                        # the seed CNN, its preset's batch (64), in
+                                                   # bf16 where native, else in fp32
     p.ms_per_step, [(part.name, part.ms_per_step) for part in p.parts]
 
 The step's own timers (mnistlab.fused.timing) stop the clock around each Numba kernel and each
@@ -45,7 +46,7 @@ class Part:
     calls_per_step: float
     share: float              # of the timed step
     gflops: float | None      # a matmul's rate; None for the rest
-    share_of_peak: float | None   # of the bf16 matmul peak measured in the same run
+    share_of_peak: float | None   # of the matmul peak (the step's precision), same run
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class StepProfile:
     model: str
     preset: str
     engine: str
+    precision: str            # bf16 | fp32: the step's operands
     batch_size: int
     threads: int
     steps: int                # timed steps (as many again untimed)
@@ -64,7 +66,9 @@ class StepProfile:
     parts: list[Part]         # largest first, "other" last
     groups: dict[str, float]  # ms a step: matmuls, Numba kernels, optimizer, other
     matmul_gflops: float      # all the step's matmuls together
-    peak_gflops_bf16: float | None  # (n x n) @ (n x n), this run's threads; None: not measured
+    peak_gflops: float | None  # (n x n) @ (n x n) in the step's precision, this run's threads;
+    #                            None: not measured
+    peak_gflops_bf16: float | None  # the same, where the step is in bf16 (else None)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,19 +84,27 @@ def default_preset(model: str) -> str | None:
 
 def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: int = 0,
                  steps: int = 100, engine: str = "fused", threads: int = 0,
-                 peak_seconds: float = 1.0) -> StepProfile:
+                 peak_seconds: float = 1.0, precision: str = "auto") -> StepProfile:
     """Profile ``steps`` training steps of ``model`` (its preset's optimizer, label smoothing
-    and, unless ``batch_size``, batch) through the fused ``engine`` (fused or winograd); then
-    measure the bf16 matmul peak for ``peak_seconds`` (0: not), against which each matmul's
-    rate is set."""
+    and, unless ``batch_size``, batch) through the fused ``engine`` (fused or winograd) in
+    ``precision`` (auto: bf16 where the CPU has it natively, else fp32, as training's auto);
+    then measure the matmul peak of that precision for ``peak_seconds`` (0: not), against
+    which each matmul's rate is set. Emulated bf16 has no peak worth the name: none."""
     if engine not in FUSED:
         raise UserError(f"--engine must be one of {', '.join(FUSED)}, not {engine!r}")
+    native = native_bf16("cpu")
+    if precision == "auto":
+        precision = "bf16" if native or engine == "winograd" else "fp32"
+    if precision not in ("bf16", "fp32"):
+        raise UserError(f"--precision must be one of auto, bf16, fp32, not {precision!r}")
+    if engine == "winograd" and precision != "bf16":
+        raise UserError("the winograd engine trains in bf16 only; use --engine fused")
     preset = preset or default_preset(model)
     overrides = preset_overrides(preset, model) if preset else {}
     config = TrainConfig(model=model, preset=preset, **overrides)
     if batch_size:
         config = replace(config, batch_size=batch_size)
-    net = prepare_model(build(config)[0], "bf16")
+    net = prepare_model(build(config)[0], precision)
     if not supports(net):
         raise UserError(f"the fused step trains the cnn family ((3x3 conv + ReLU + 2x2 max-pool) "
                         f"blocks, then two dense layers); {model!r} is not in it")
@@ -103,7 +115,7 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
     y = torch.randint(0, 10, (BATCHES * batch,), generator=generator)
     timer = PartTimer()
     with torch_threads(threads) as used:
-        fused = FusedCNN(net, convolution=FUSED[engine])
+        fused = FusedCNN(net, convolution=FUSED[engine], precision=precision)
         fused.warm_up()
 
         def burst(n: int, timed: bool) -> float:
@@ -128,10 +140,11 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
             untimed += burst(per_round, timed=False)
             timed += burst(per_round, timed=True)
         # emulated bf16 (no AVX-512 BF16 or AMX) has no peak worth the name: no share of it
-        peak = (matmul_peak_gflops(torch.bfloat16, seconds=peak_seconds)["wall"]
-                if peak_seconds > 0 and native_bf16("cpu") else None)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peak = (matmul_peak_gflops(dtype, seconds=peak_seconds)["wall"]
+                if peak_seconds > 0 and (native or precision == "fp32") else None)
     done = per_round * ROUNDS
-    return _summarise(config, engine, used, done, untimed, timed, timer, peak)
+    return _summarise(config, engine, precision, used, done, untimed, timed, timer, peak)
 
 
 def _rate(flops: int, seconds: float, peak: float | None) -> tuple[float | None, float | None]:
@@ -141,8 +154,9 @@ def _rate(flops: int, seconds: float, peak: float | None) -> tuple[float | None,
     return round(gflops, 1), (round(gflops / peak, 4) if peak else None)
 
 
-def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untimed: float,
-               timed: float, timer: PartTimer, peak: float | None) -> StepProfile:
+def _summarise(config: TrainConfig, engine: str, precision: str, threads: int, steps: int,
+               untimed: float, timed: float, timer: PartTimer, peak: float | None
+               ) -> StepProfile:
     step_ms = 1e3 * timed / steps
     parts = [Part(name, round(1e3 * seconds / steps, 4), round(timer.calls[name] / steps, 2),
                   round(seconds / timed, 4), *_rate(timer.flops[name], seconds, peak))
@@ -155,7 +169,7 @@ def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untim
                 else "matmuls" if timer.flops[p.name] else "Numba kernels")
         groups[kind] += p.ms_per_step
     return StepProfile(
-        model=config.model, preset=config.preset or "none", engine=engine,
+        model=config.model, preset=config.preset or "none", engine=engine, precision=precision,
         batch_size=config.batch_size, threads=threads, steps=steps, cpu_model=cpu_name(),
         torch=torch.__version__, ms_per_step=round(1e3 * untimed / steps, 4),
         ms_per_step_timed=round(step_ms, 4),
@@ -163,4 +177,5 @@ def _summarise(config: TrainConfig, engine: str, threads: int, steps: int, untim
         groups={k: round(v, 4) for k, v in groups.items()},
         matmul_gflops=round(sum(timer.flops.values()) / steps / max(groups["matmuls"], 1e-9)
                             / 1e6, 1),
-        peak_gflops_bf16=round(peak, 1) if peak else None)
+        peak_gflops=round(peak, 1) if peak else None,
+        peak_gflops_bf16=round(peak, 1) if peak and precision == "bf16" else None)

@@ -131,7 +131,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                            input_shape=tuple(x_train.shape[1:]), resumed=started)
     engine_name = choice.engine
     warmup = time.perf_counter()
-    engine = make_engine(engine_name, model)
+    engine = make_engine(engine_name, model, precision)
     warmup = time.perf_counter() - warmup
     batches = Batches(x_train, y_train, config.batch_size, shuffle=True, seed=config.seed)
     augment_generator = torch.Generator().manual_seed(config.seed + 1)

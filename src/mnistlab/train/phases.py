@@ -87,7 +87,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, batch_size: 
     model.eval()
     loss_sum, correct = 0.0, 0
     start = time.perf_counter()
-    # the cnn family in bf16 on the CPU: the fused forward (its own bf16, outside autocast)
+    # the cnn family on the CPU: the fused forward (its own bf16 or fp32, outside autocast)
     fused = evaluation_engine(model, precision, device)
     forward = fused.logits if fused is not None else model
     with torch.inference_mode(), autocast(precision if fused is None else "fp32", device):
