@@ -172,7 +172,7 @@ def test_auto_picks_the_fused_engine_for_the_cnn_in_bf16() -> None:
 
 
 @pytest.mark.parametrize(("model", "precision", "engine"),
-                         [("fc", "bf16", "fused"), ("cnn", "fp32", "winograd")])
+                         [("fc", "bf16", "fused"), ("fc", "fp32", "winograd")])
 def test_fused_engine_refuses_what_it_cannot_train(model: str, precision: str,
                                                    engine: str) -> None:
     with pytest.raises(UserError, match=f"{engine} engine"):

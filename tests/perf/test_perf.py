@@ -17,6 +17,7 @@ from mnistlab.cli import main
 from mnistlab.data.augment import KINDS, augment_batch
 from mnistlab.errors import UserError
 from mnistlab.models import build_model
+from mnistlab.train import precision
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.device import native_bf16
 from mnistlab.train.ensemble import accuracy, average_probabilities, evaluate_ensemble
@@ -170,7 +171,8 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert result["device"] == "cpu" and {r["device"] for r in rows} == {"cpu"}
     bf16_rows = {(m, "bf16", "autograd") for m in ("fc", "cnn")} | {
         ("cnn", "bf16", "fused"), ("cnn", "bf16", "winograd")}
-    fp32_rows = {(m, "fp32", "autograd") for m in ("fc", "cnn")} | {("cnn", "fp32", "fused")}
+    fp32_rows = {(m, "fp32", "autograd") for m in ("fc", "cnn")} | {
+        ("cnn", "fp32", "fused"), ("cnn", "fp32", "winograd")}
     if native_bf16("cpu"):
         assert {(r["model"], r["precision"], r["engine"]) for r in rows} == fp32_rows | bf16_rows
         assert result["skipped"] is None and result["peak_gflops"]["bf16"] > 0
@@ -190,9 +192,9 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert set(by_library) == set(matmul_libraries(torch.float32))
     assert result["peak_gflops"]["fp32"] == pytest.approx(max(by_library.values()), abs=0.11)
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
-    assert result["cnn_fastest_engine"] in ("fused", "autograd")   # engines auto can choose,
+    assert result["cnn_fastest_engine"] in precision.CANDIDATES    # engines auto can choose,
     assert result["cnn_fastest_precision"] == result["auto_precision"]   # in auto's precision
-    assert result["cpu_model"] and result["auto_engine"] in ("fused", "autograd")
+    assert result["cpu_model"] and result["auto_engine"] in precision.CANDIDATES
     # the probe behind --engine auto (the cnn in bf16 has two candidates) or why none ran
     reason, timings = result["auto_engine_reason"], result["auto_engine_timings"]
     assert reason.startswith("probe: ") == bool(timings)
@@ -209,7 +211,7 @@ def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert [s["seed"] for s in result["seeds"]] == [0, 1]
     for s in result["seeds"]:
         assert s["train_seconds"] > 0 and 0.1 < s["test_accuracy"] <= 1
-        assert s["engine"] in ("fused", "autograd")
+        assert s["engine"] in precision.CANDIDATES
     assert result["mean_test_accuracy"] == pytest.approx(
         sum(s["test_accuracy"] for s in result["seeds"]) / 2)
     assert result["data_seconds"] >= 0

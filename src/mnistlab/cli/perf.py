@@ -20,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
         description="Train the seed fc and cnn presets with PyTorch autograd in fp32 and in "
                     "bf16 + channels_last, the cnn also through mnistlab's fused steps "
-                    "(im2col in fp32 and bf16, Winograd in bf16), and (when .bench-venv "
+                    "(im2col and Winograd convolutions, fp32 and bf16), and (when .bench-venv "
                     "exists; `make bench` builds it) the same models in Keras/TensorFlow; print "
                     "images/s, test accuracy, the ratio to Keras and the share of the "
                     "machine's matmul peak.")

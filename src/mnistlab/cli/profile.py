@@ -32,8 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add_option(p, "--steps", int, default=300, meta={
         "help": "timed steps (as many again untimed)", "min": 3, "max": MAX_STEPS})
     p.add_argument("--engine", default="fused", choices=("fused", "winograd"),
-                   help="the step's convolutions: im2col (fused) or Winograd (bf16 only; "
-                        "default fused)")
+                   help="the step's convolutions: im2col (fused) or Winograd (default fused)")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
                    help="the step's operands (default auto: bf16 where the CPU has it "
                         "natively, else fp32, as training's auto)")

@@ -6,7 +6,7 @@ or float32 operands), in two interchangeable ways of doing the convolution:
     WinogradBlock   Winograd F(2x2, 3x3) (winograd): 16 multiply-adds for the same four outputs,
                     as 16 smaller batched GEMMs, with transforms around them
 
-    block = WinogradBlock(conv)   # Im2colBlock(conv, dtype=torch.float32): the fp32 step
+    block = WinogradBlock(conv)   # WinogradBlock(conv, dtype=torch.float32): the fp32 step
     out = block.forward(h)        # h (B, S, S, I) bf16 -> out (B, T, T, O) bf16, T = (S-2)//2
     dh = block.backward(grad)     # grad (B, T, T, O) float32 -> dh (B, S, S, I) float32;
                                   # fills conv.weight.grad and conv.bias.grad
@@ -15,7 +15,8 @@ Which is faster depends on the CPU: Winograd does 2.25x less matmul arithmetic b
 data through its transforms, so where the matmuls are cheap (AMX) that trade can lose.
 ``--engine winograd`` asks for it; ``--engine auto`` does not pick it (docs/performance.md):
 Winograd's transforms round to bf16 once more than im2col does, so its gradients sit a little
-further from float32's. Winograd is bf16 only; im2col runs in either precision (``DTYPES``).
+further from float32's. Both run in either precision (``DTYPES``); in fp32 Winograd's extra
+rounding is float32's, and ``--engine auto`` measures it against the others.
 
 Only the conv outputs that the pool reads are computed (an odd-sized output's last row and column
 are discarded by the pool), and buffers are allocated once per batch size.
@@ -191,7 +192,7 @@ class Im2colBlock(_Block[_Im2colBuffers]):
 
 
 @dataclass
-class _WinogradBuffers:
+class _WinogradBuffers:     # "bf16": the block's dtype
     v: torch.Tensor         # (16, B, T, T, I) bf16: transformed input tiles; reused for dv
     m: torch.Tensor         # (16, B, T, T, O) bf16: their products; reused for dm
     out: torch.Tensor       # (B, T, T, O) bf16
@@ -204,33 +205,33 @@ class _WinogradBuffers:
 
 class WinogradBlock(_Block[_WinogradBuffers]):
     def __init__(self, conv: nn.Conv2d, name: str = "block", dtype: torch.dtype = BF16) -> None:
-        if dtype != BF16:
-            raise ValueError("Winograd convolutions are bf16 only")
         super().__init__(conv, name, dtype)
-        # G g G^T: the transformed weight, (16, O, I) bf16, refreshed per step
-        self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=BF16)
+        # G g G^T: the transformed weight, (16, O, I), refreshed per step
+        self.u = torch.empty(16, conv.out_channels, conv.in_channels, dtype=dtype)
+        self._output_backward = (winograd.output_backward if dtype == BF16
+                                 else winograd.output_backward_f32)
 
     def _allocate(self, batch: int, side: int) -> _WinogradBuffers:
-        cin, cout = self.conv.in_channels, self.conv.out_channels
+        cin, cout, dtype = self.conv.in_channels, self.conv.out_channels, self.dtype
         tiles = (side - 2) // 2                         # 2x2 conv-output tiles = pool windows
         return _WinogradBuffers(
-            v=torch.empty(16, batch, tiles, tiles, cin, dtype=BF16),
-            m=torch.empty(16, batch, tiles, tiles, cout, dtype=BF16),
-            out=torch.empty(batch, tiles, tiles, cout, dtype=BF16),
+            v=torch.empty(16, batch, tiles, tiles, cin, dtype=dtype),
+            m=torch.empty(16, batch, tiles, tiles, cout, dtype=dtype),
+            out=torch.empty(batch, tiles, tiles, cout, dtype=dtype),
             arg=torch.empty(batch, tiles, tiles, cout, dtype=torch.int8),
-            dbias=torch.empty(batch, cout), du=torch.empty(16, cout, cin, dtype=BF16),
+            dbias=torch.empty(batch, cout), du=torch.empty(16, cout, cin, dtype=dtype),
             dw=torch.empty(cout, 3, 3, cin), dh=torch.empty(batch, side, side, cin))
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
         b = self._begin(h)
         conv, u = self.conv, self.u
         self._run("weight transform", winograd.weight_transform,
-                  _nhwc_weight(conv).contiguous().numpy(), bits(u))
-        self._run("input transform", winograd.input_transform, bits(h), bits(b.v))
+                  _nhwc_weight(conv).contiguous().numpy(), raw(u))
+        self._run("input transform", winograd.input_transform, raw(h), raw(b.v))
         self._run("forward matmuls", torch.bmm, b.v.view(16, -1, conv.in_channels),
                   u.transpose(1, 2), out=b.m.view(16, -1, conv.out_channels))
-        self._run("output transform + pool + ReLU", winograd.output_pool_relu, bits(b.m),
-                  conv.bias.detach().numpy(), bits(b.out), b.arg.numpy())
+        self._run("output transform + pool + ReLU", winograd.output_pool_relu, raw(b.m),
+                  conv.bias.detach().numpy(), raw(b.out), b.arg.numpy())
         return b.out
 
     def backward(self, grad: torch.Tensor) -> torch.Tensor:
@@ -238,16 +239,16 @@ class WinogradBlock(_Block[_WinogradBuffers]):
         conv = self.conv
         dm = b.m.view(16, -1, conv.out_channels)        # m is dead once pooled
         v = b.v.view(16, -1, conv.in_channels)
-        self._run("output transform backward", winograd.output_backward,
-                  grad.contiguous().numpy(), b.arg.numpy(), bits(b.m), b.dbias.numpy())
+        self._run("output transform backward", self._output_backward,
+                  grad.contiguous().numpy(), b.arg.numpy(), raw(b.m), b.dbias.numpy())
         set_grad(conv.bias, b.dbias.sum(0))
         self._run("weight-gradient matmuls", torch.bmm, dm.transpose(1, 2), v, out=b.du)
-        self._run("weight transform backward", winograd.weight_gradient, bits(b.du),
+        self._run("weight transform backward", winograd.weight_gradient, raw(b.du),
                   b.dw.numpy())
         set_grad(conv.weight, b.dw, permute=(0, 2, 3, 1))
         # v is dead once du is made
         self._run("input-gradient matmuls", torch.bmm, dm, self.u, out=v)
-        self._run("input transform backward", winograd.input_backward, bits(b.v), b.dh.numpy())
+        self._run("input transform backward", winograd.input_backward, raw(b.v), b.dh.numpy())
         return b.dh
 
 

@@ -26,8 +26,8 @@ gradients and loss), except block 1's convolution, which runs in float32.
 tests/fused/test_fused.py checks the gradients against float32 autograd: as close as autocast's.
 
 In fp32 (``precision="fp32"``: CPUs without native bf16, most laptops, where bf16 is emulated
-and far slower) the same step runs on float32 operands, im2col only, and its gradients are
-float32 autograd's to rounding. Its gain there is the same as in bf16, the passes it saves:
+and far slower) the same step runs on float32 operands, and its gradients are float32
+autograd's to rounding. Its gain there is the same as in bf16, the passes it saves:
 on an AVX2 AMD EPYC (Zen 3) a training step of the seed CNN at batch 64 took 31 ms against
 76 ms through eager autograd (64 ms with channels_last), and sprint's at batch 192 10 ms
 against 37 (29).
@@ -100,7 +100,7 @@ class _Forward(NamedTuple):
 class FusedCNN:
     """Trains ``model`` (unchanged: same parameters, same saved weights) with a fused step;
     ``convolution`` (CONVOLUTIONS) is how the blocks after the first convolve, ``precision``
-    (bf16 | fp32: DTYPES) the operands' type; Winograd is bf16 only."""
+    (bf16 | fp32: DTYPES) the operands' type."""
 
     def __init__(self, model: nn.Module, convolution: str = "im2col",
                  precision: str = "bf16") -> None:

@@ -24,12 +24,19 @@ Tile (i, j) of image n holds outputs (2i..2i+1, 2j..2j+1); a transformed positio
 kernel parallelises over images (or output channels); every output element is written by one
 thread, so results do not depend on the thread count. The inner loops run over channels on
 plain float32 rows, so that they vectorise: this halved the transforms' time here.
+
+Each kernel takes its transformed operands (v, m, u and their gradients) in bf16 bits or in
+float32, and is compiled for each: the step in fp32 (CPUs without native bf16), where
+Winograd's extra rounding is float32's, not bf16's. Rows are read and written through
+``load_row``, ``load_view`` and ``store_row``, which widen and narrow bf16 and copy float32;
+``output_backward_f32`` is output_backward for float32.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from mnistlab.fused.kernels import _bf16_bits, max_relu
 
@@ -88,6 +95,60 @@ def _narrow_row(src, dst):  # pragma: no cover - compiled
         dst[c] = _bf16_bits(src[c])
 
 
+def load_row(src, dst, bits, value):  # pragma: no cover - compiled only (overload below)
+    """dst[c] = src[c] as float32: widened from bf16 bits (through ``bits`` and ``value``, one
+    scratch row and its float32 view) or copied from float32."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(load_row, inline="always")
+def _load_row(src, dst, bits, value):  # pragma: no cover - compiled
+    if src.dtype == types.uint16:
+        return lambda src, dst, bits, value: _widen_row(src, dst, bits, value)
+
+    def copy(src, dst, bits, value):
+        for c in range(dst.shape[0]):
+            dst[c] = src[c]
+    return copy
+
+
+def load_view(src, bits, value):  # pragma: no cover - compiled only (overload below)
+    """One float32 row with two views (``bits``, ``value``) = src: bf16 shifted into its bits
+    in one loop (what these kernels did before float32), or float32 copied."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(load_view, inline="always")
+def _load_view(src, bits, value):  # pragma: no cover - compiled
+    if src.dtype == types.uint16:
+        def widen(src, bits, value):
+            for c in range(bits.shape[0]):
+                bits[c] = np.uint32(src[c]) << _SIXTEEN
+        return widen
+
+    def copy(src, bits, value):
+        for c in range(value.shape[0]):
+            value[c] = src[c]
+    return copy
+
+
+def store_row(bits, value, dst):  # pragma: no cover - compiled only (overload below)
+    """dst[c] = one float32 row (``bits`` and ``value``: its two views), narrowed to bf16 bits
+    or copied as float32, as dst holds."""
+    raise NotImplementedError("compiled by Numba only")
+
+
+@overload(store_row, inline="always")
+def _store_row(bits, value, dst):  # pragma: no cover - compiled
+    if dst.dtype == types.uint16:
+        return lambda bits, value, dst: _narrow_row(bits, dst)
+
+    def copy(bits, value, dst):
+        for c in range(dst.shape[0]):
+            dst[c] = value[c]
+    return copy
+
+
 @njit(inline="always")
 def _a(x, p):  # pragma: no cover - compiled
     """A^T[x][p], x in {0, 1}: the rows (1, 1, 1, 0) and (0, 1, -1, -1), branch-free in x."""
@@ -113,7 +174,7 @@ def input_transform(h, v):  # pragma: no cover - compiled
             for j in range(tiles):
                 for r in range(4):
                     for s in range(4):
-                        _widen_row(h[n, 2 * i + r, 2 * j + s], d[4 * r + s], bits, value)
+                        load_row(h[n, 2 * i + r, 2 * j + s], d[4 * r + s], bits, value)
                 for s in range(4):                 # columns: B^T d, in place
                     for c in range(channels):
                         d[s, c], d[4 + s, c], d[8 + s, c], d[12 + s, c] = _bt(
@@ -123,7 +184,7 @@ def input_transform(h, v):  # pragma: no cover - compiled
                         _put4(o, 4 * p, c, _bt(d[4 * p, c], d[4 * p + 1, c], d[4 * p + 2, c],
                                                d[4 * p + 3, c]))
                 for k in range(16):
-                    _narrow_row(out[k], v[k, n, i, j])
+                    store_row(out[k], o[k], v[k, n, i, j])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -137,8 +198,7 @@ def output_pool_relu(m, bias, out, arg):  # pragma: no cover - compiled
         for i in range(tiles):
             for j in range(tiles):
                 for k in range(16):
-                    for c in range(channels):
-                        raw[k, c] = np.uint32(m[k, n, i, j, c]) << _SIXTEEN
+                    load_view(m[k, n, i, j], raw[k], x[k])
                 for c in range(channels):
                     # columns: A^T m (2 x 4), then rows: (.) A (2 x 2)
                     c0 = _at(x[0, c], x[4, c], x[8, c], x[12, c])
@@ -148,7 +208,7 @@ def output_pool_relu(m, bias, out, arg):  # pragma: no cover - compiled
                     y00, y01 = _at(c0[0], c1[0], c2[0], c3[0])
                     y10, y11 = _at(c0[1], c1[1], c2[1], c3[1])
                     best_value[c], arg[n, i, j, c] = max_relu(y00, y01, y10, y11, bias[c])
-                _narrow_row(best_bits, out[n, i, j])
+                store_row(best_bits, best_value, out[n, i, j])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -197,7 +257,7 @@ def input_backward(dv, dh):  # pragma: no cover - compiled
         for i in range(tiles):
             for j in range(tiles):
                 for k in range(16):
-                    _widen_row(dv[k, n, i, j], x[k], bits, value)
+                    load_row(dv[k, n, i, j], x[k], bits, value)
                 for p in range(4):                  # rows: (.) B^T, in place
                     for c in range(channels):
                         x[4 * p, c], x[4 * p + 1, c], x[4 * p + 2, c], x[4 * p + 3, c] = _b(
@@ -229,8 +289,7 @@ def weight_transform(w, u):  # pragma: no cover - compiled
             _put4(t, 8, c, _g(p[2], q[2], r_[2]))
             _put4(t, 12, c, _g(p[3], q[3], r_[3]))
         for k in range(16):
-            for c in range(ins):
-                u[k, o, c] = _bf16_bits(out[k, c])
+            store_row(out[k], t[k], u[k, o])
 
 
 @njit(parallel=True, fastmath=True, cache=True)
@@ -241,8 +300,7 @@ def weight_gradient(du, dw):  # pragma: no cover - compiled
         raw = np.empty((16, ins), np.uint32)
         x = raw.view(np.float32)
         for k in range(16):
-            for c in range(ins):
-                raw[k, c] = np.uint32(du[k, o, c]) << _SIXTEEN
+            load_view(du[k, o], raw[k], x[k])
         for c in range(ins):
             e0 = _gt(x[0, c], x[1, c], x[2, c], x[3, c])
             e1 = _gt(x[4, c], x[5, c], x[6, c], x[7, c])
@@ -254,3 +312,31 @@ def weight_gradient(du, dw):  # pragma: no cover - compiled
             dw[o, 0, 0, c], dw[o, 1, 0, c], dw[o, 2, 0, c] = p[0], p[1], p[2]
             dw[o, 0, 1, c], dw[o, 1, 1, c], dw[o, 2, 1, c] = q[0], q[1], q[2]
             dw[o, 0, 2, c], dw[o, 1, 2, c], dw[o, 2, 2, c] = r_[0], r_[1], r_[2]
+
+
+@njit(parallel=True, fastmath=True, cache=True)
+def output_backward_f32(g, arg, dm, dbias):  # pragma: no cover - compiled
+    # output_backward with dm (16,B,T,T,O) float32: dm[4p + q] = g A^T[a][p] A^T[b][q], the
+    # factors (each -1, 0 or 1) laid out per channel first, so that the rows vectorise
+    batch, tiles, channels = g.shape[0], g.shape[1], g.shape[3]
+    for n in prange(batch):
+        grad = np.empty(channels, np.float32)
+        rows = np.empty((4, channels), np.float32)
+        columns = np.empty((4, channels), np.float32)
+        dbias[n] = 0.0
+        for i in range(tiles):
+            for j in range(tiles):
+                for c in range(channels):
+                    a = np.int32(arg[n, i, j, c])
+                    value = g[n, i, j, c] if a >= 0 else np.float32(0.0)
+                    grad[c] = value
+                    dbias[n, c] += value
+                    a = max(a, 0)
+                    for p in range(4):
+                        rows[p, c] = _a(a >> 1, p)
+                        columns[p, c] = _a(a & 1, p)
+                for p in range(4):
+                    for q in range(4):
+                        target = dm[4 * p + q, n, i, j]
+                        for c in range(channels):
+                            target[c] = grad[c] * rows[p, c] * columns[q, c]

@@ -7,8 +7,8 @@ In one process, on one machine:
      fp32 the better of torch.mm (MKL on x86) and oneDNN's matmul (MATMUL_LIBRARIES);
   2. the seed presets (fc, cnn) trained by ``mnistlab.train.fit``: PyTorch autograd in fp32, and
      in bf16 autocast with channels_last; and the seed CNN through the fused step
-     (``mnistlab.fused``) in fp32 and in bf16, what ``mnistlab train cnn`` uses by default (in
-     bf16 where the CPU has it natively, else in fp32);
+     (``mnistlab.fused``, im2col and Winograd convolutions) in fp32 and in bf16, what
+     ``mnistlab train cnn`` uses by default (in bf16 where the CPU has it natively, else fp32);
   3. when the reference environment (.bench-venv) exists, the same architectures and
      hyperparameters in Keras 3 on TensorFlow (``keras_reference.py`` beside
      this file, ``model.fit``, run by the Keras venv's own Python).
@@ -56,10 +56,10 @@ from mnistlab.train.presets import preset_overrides
 
 MODELS = ("fc", "cnn")
 # (precision, engine) rows per model; the fused engines train only the cnn family, and
-# winograd is asked for only (it is no candidate of --engine auto)
+# winograd in bf16 is asked for only (no candidate of --engine auto there)
 VARIANTS = {"fc": (("fp32", "autograd"), ("bf16", "autograd")),
-            "cnn": (("fp32", "autograd"), ("fp32", "fused"), ("bf16", "autograd"),
-                    ("bf16", "fused"), ("bf16", "winograd"))}
+            "cnn": (("fp32", "autograd"), ("fp32", "fused"), ("fp32", "winograd"),
+                    ("bf16", "autograd"), ("bf16", "fused"), ("bf16", "winograd"))}
 # a standalone script (it imports no mnistlab) run by the Keras venv's own Python
 KERAS_SCRIPT = Path(__file__).with_name("keras_reference.py")
 KERAS_VENV = ".bench-venv"

@@ -94,11 +94,9 @@ def profile_step(model: str = "cnn", *, preset: str | None = None, batch_size: i
         raise UserError(f"--engine must be one of {', '.join(FUSED)}, not {engine!r}")
     native = native_bf16("cpu")
     if precision == "auto":
-        precision = "bf16" if native or engine == "winograd" else "fp32"
+        precision = "bf16" if native else "fp32"
     if precision not in ("bf16", "fp32"):
         raise UserError(f"--precision must be one of auto, bf16, fp32, not {precision!r}")
-    if engine == "winograd" and precision != "bf16":
-        raise UserError("the winograd engine trains in bf16 only; use --engine fused")
     preset = preset or default_preset(model)
     overrides = preset_overrides(preset, model) if preset else {}
     config = TrainConfig(model=model, preset=preset, **overrides)

@@ -89,12 +89,12 @@ class TrainConfig:
     # fp32 | bf16 (see engine) | auto: bf16 for conv nets on bf16 CPUs (resolve_precision)
     precision: str = field(default="auto", metadata={
         "help": "auto: bf16 for conv nets on bf16 CPUs, else fp32", "choices": PRECISIONS})
-    # fused (cnn family, bf16 or fp32; im2col convolutions) | winograd (the same in bf16 with
+    # fused (cnn family, bf16 or fp32; im2col convolutions) | winograd (the same with
     # Winograd convolutions) | autograd (bf16: autocast + channels_last) | auto: where more
     # than one can train the model, a cached probe times each (precision.choose_engine)
     engine: str = field(default="auto", metadata={
         "help": "fused: hand-written step for the cnn family (bf16 or fp32); winograd: the "
-                "same in bf16 with Winograd convolutions; autograd; auto: the fastest here, "
+                "same with Winograd convolutions; autograd; auto: the fastest here, "
                 "measured once and cached", "choices": ENGINES})
     # auto: cuda, else mps, else cpu (mnistlab.train.device); the resolved device is recorded
     # in config.json's environment
