@@ -288,3 +288,10 @@ def test_quick_keeps_the_seeds_asked_for_and_the_command_no_machine_path(tmp_pat
     assert _command(one) == "mnistlab report --quick"
     mine = _command(ReportConfig(seeds=3, out=tmp_path / "study" / "v2"))
     assert mine.endswith("--out study/v2") and str(tmp_path) not in mine
+
+
+def test_the_cnn_recipe_names_the_precision_it_trained_in(built, report, markdown):
+    # bf16 where the CPU has it natively, else fp32: the text says which, not always bf16
+    precision = report["models"]["cnn"]["precision"]
+    assert precision in ("bf16", "fp32")
+    assert f"CNN: Adam 1e-3, {precision} (bf16 where the CPU has it natively)" in markdown

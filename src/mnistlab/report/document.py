@@ -116,7 +116,9 @@ def _comparison_blocks(r: Report) -> list[Block]:
     fc_ci, cnn_ci = fc.test_interval_first_seed, cnn.test_interval_first_seed
     return [
         p("Each model trained with the seed's recipe (FC: SGD, learning rate 0.1, fp32; CNN: "
-          "Adam 1e-3, bf16 through mnistlab's fused step; batch 64) once per seed. The seed "
+          f"Adam 1e-3, {cnn.precision} (bf16 where the CPU has it natively) through the "
+          "engine `--engine auto` measured fastest here, recorded in each run's config.json; "
+          "batch 64) once per seed. The seed "
           "sets the weight initialisation and the batch order; the FC and CNN runs of one seed "
           "share the batch order, so differences are paired by seed."),
         per_seed,
