@@ -9,6 +9,7 @@ Real images need more than that recipe, done in this order:
 
 1. decode safely (PNG/JPEG only, pixel count checked from the header before decoding),
    apply the EXIF orientation, composite any alpha channel onto a contrasting background;
+   a halftoned (dithered) two-level picture is smoothed to its grey (mnistlab.inference.halftone);
 2. make ink bright: against a robust fit of the paper, the ink is the heavier tail (darker
    or lighter than the paper); dark ink gets inverted;
 3. flatten uneven lighting (phone photos): a smooth quadratic surface is fitted to the paper
@@ -39,6 +40,7 @@ from scipy import ndimage
 
 from mnistlab.errors import UserError
 from mnistlab.inference.annotations import EIGHT, SPECK
+from mnistlab.inference.halftone import descreen, halftoned, two_levels
 from mnistlab.inference.sheet import paper_only
 
 # A phone's JPEG often carries a second, smaller picture (the multi-picture format): Pillow
@@ -198,8 +200,17 @@ def to_gray(img: Image.Image) -> np.ndarray:
     Transparent pixels are composited onto a background: where most of the picture is opaque
     (a sheet with see-through margins), the sheet's own median colour; where only the strokes
     are opaque, a colour contrasting with them: white behind dark strokes (the usual case),
-    black behind light strokes (white ink on a transparent canvas).
+    black behind light strokes (white ink on a transparent canvas). A halftoned picture (grey
+    drawn as dots: a 1-bit scan) comes back smoothed to its grey.
     """
+    two_level = two_levels(img)                  # before a reduction blends the levels
+    gray = _composited(img)
+    return descreen(gray) if halftoned(gray, two_level) else gray
+
+
+def _composited(img: Image.Image) -> np.ndarray:
+    if img.mode == "1":              # resized as it is, a 1-bit picture would stay 1-bit
+        img = img.convert("L")
     if max(img.size) > WORK_SIDE:
         # What img.copy().thumbnail() gave, without copying the whole picture first: the
         # reduction runs on uint8 pixels, before anything is converted to float.
