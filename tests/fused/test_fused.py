@@ -181,7 +181,8 @@ def test_fused_engine_refuses_what_it_cannot_train(model: str, precision: str,
 
 def test_unknown_engine_is_a_user_error() -> None:
     with pytest.raises(UserError,
-                       match="engine must be one of: auto, fused, winograd, autograd; got 'jit'"):
+                       match="engine must be one of: auto, fused, winograd, autograd, "
+                             "channels-last; got 'jit'"):
         fit(TrainConfig(model="cnn", engine="jit", epochs=1, limit=64))
 
 

@@ -144,7 +144,7 @@ def test_auto_measures_the_fp32_step_against_autograd_for_the_cnn_family(tmp_pat
     choice = runs.read_config(tmp_path / "sprint").engine_choice
     assert choice is not None and auto.metrics.engine == choice.engine
     assert choice.reason.startswith("probe:")
-    assert set(choice.timings) == {"fused", "winograd", "autograd"}
+    assert set(choice.timings) == {"fused", "winograd", "autograd", "channels-last"}
     fit(TrainConfig(model="fc", **small), tmp_path / "fc")
     only = runs.read_config(tmp_path / "fc").engine_choice
     assert only is not None and only.engine == "autograd" and not only.timings

@@ -256,12 +256,13 @@ def test_a_run_records_the_choice_and_the_probe_moves_no_rng(
     recorded = runs.read_config(tmp_path / "auto").engine_choice
     assert recorded is not None and recorded.engine == auto.metrics.engine
     assert recorded.reason.startswith("probe: ") and "measured now" in recorded.reason
-    # the candidates: the fused step and autograd, and in fp32 the Winograd step too
+    # the candidates: the fused step and autograd, and in fp32 the Winograd step and
+    # autograd in channels_last too
     assert set(recorded.timings) == ({"fused", "autograd"} if small["precision"] == "bf16"
-                                     else {"fused", "winograd", "autograd"})
+                                     else {"fused", "winograd", "autograd", "channels-last"})
     assert all(t > 0 for t in recorded.timings.values())
     asked = fit(TrainConfig(engine=auto.metrics.engine, **small), tmp_path / "asked")
     assert runs.read_config(tmp_path / "asked").engine_choice.reason == "asked for"
     figures = [(r.train_loss, r.train_accuracy, r.test_loss) for r in auto.history]
     assert figures == [(r.train_loss, r.train_accuracy, r.test_loss) for r in asked.history]
-    assert precision.CANDIDATES.keys() >= {"fused", "winograd", "autograd"}
+    assert precision.CANDIDATES.keys() >= {"fused", "winograd", "autograd", "channels-last"}

@@ -82,6 +82,10 @@ class InterruptAfter(Callback):
      "precision": "bf16", "engine": "fused"},
     {"model": "cnn", "limit": 256, "test_limit": 100,      # ... with Winograd convolutions
      "precision": "bf16", "engine": "winograd"},
+    {"model": "cnn", "limit": 256, "test_limit": 100,      # the fused step in fp32, and
+     "precision": "fp32", "engine": "winograd"},
+    {"model": "cnn", "limit": 256, "test_limit": 100,      # autograd in channels_last in fp32
+     "precision": "fp32", "engine": "channels-last"},
 ])
 def test_resume_equals_uninterrupted(tmp_path: Path, overrides: dict) -> None:
     config = TrainConfig(**{**SMALL, "epochs": 2, "preset": "test", **overrides})

@@ -24,7 +24,7 @@ from mnistlab.train.device import DEVICES
 OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 SCHEDULES = ("constant", "onecycle")
 PRECISIONS = ("auto", "fp32", "bf16")
-ENGINES = ("auto", "fused", "winograd", "autograd")
+ENGINES = ("auto", "fused", "winograd", "autograd", "channels-last")
 INITS = ("keras", "torch")
 # More passes than this over MNIST is no experiment anyone means (the seed trains 5).
 MAX_EPOCHS = 1000
@@ -90,12 +90,14 @@ class TrainConfig:
     precision: str = field(default="auto", metadata={
         "help": "auto: bf16 for conv nets on bf16 CPUs, else fp32", "choices": PRECISIONS})
     # fused (cnn family, bf16 or fp32; im2col convolutions) | winograd (the same with
-    # Winograd convolutions) | autograd (bf16: autocast + channels_last) | auto: where more
-    # than one can train the model, a cached probe times each (precision.choose_engine)
+    # Winograd convolutions) | autograd (bf16: autocast + channels_last) | channels-last
+    # (autograd with the model in channels_last; in bf16 autograd already is) | auto: where
+    # more than one can train the model, a cached probe times each (precision.choose_engine)
     engine: str = field(default="auto", metadata={
         "help": "fused: hand-written step for the cnn family (bf16 or fp32); winograd: the "
-                "same with Winograd convolutions; autograd; auto: the fastest here, "
-                "measured once and cached", "choices": ENGINES})
+                "same with Winograd convolutions; autograd; channels-last: autograd with a "
+                "conv model in channels_last; auto: the fastest here, measured once and "
+                "cached", "choices": ENGINES})
     # auto: cuda, else mps, else cpu (mnistlab.train.device); the resolved device is recorded
     # in config.json's environment
     device: str = field(default="auto", metadata={

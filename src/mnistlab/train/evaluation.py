@@ -42,7 +42,7 @@ def load_run(run: str | os.PathLike[str], device: torch.device | None = None) ->
     run_dir = runs.resolve_run(run)
     model = runs.load_model(run_dir).to(device)
     config = runs.read_config(run_dir)
-    return LoadedRun(run_dir=run_dir, model=prepare_model(model, config.precision),
+    return LoadedRun(run_dir=run_dir, model=prepare_model(model, config.precision, config.engine),
                      config=config, precision=config.precision, dataset=config.dataset,
                      progress=runs.run_progress(run_dir), device=device)
 

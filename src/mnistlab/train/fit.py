@@ -130,6 +130,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
     choice = choose_engine(config, model, precision, device.type,
                            input_shape=tuple(x_train.shape[1:]), resumed=started)
     engine_name = choice.engine
+    model = prepare_model(model, precision, engine_name)      # its layout, before the optimizer
     warmup = time.perf_counter()
     engine = make_engine(engine_name, model, precision)
     warmup = time.perf_counter() - warmup

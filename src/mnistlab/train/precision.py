@@ -4,7 +4,8 @@
     choice = choose_engine(config, model, precision)  # EngineChoice: engine, reason, timings
     engine = resolve_engine(config, model, precision) # just the name: an ENGINES entry
 
-The engines: ``autograd`` (PyTorch eager, autocast bf16 + channels_last where bf16), and for the
+The engines: ``autograd`` (PyTorch eager, autocast bf16 + channels_last where bf16),
+``channels-last`` (the same with a conv model in channels_last in fp32 too), and for the
 cnn family on the CPU the fused step (mnistlab.fused), in bf16 or fp32, with im2col
 convolutions (``fused``) or Winograd F(2x2, 3x3) ones (``winograd``: auto's candidate in fp32
 only, asked for in bf16).
@@ -68,6 +69,14 @@ def _autograd_step(model: nn.Module, precision: str) -> Step:
     return step
 
 
+def _channels_last_step(model: nn.Module, precision: str) -> Step:
+    return _autograd_step(model.to(memory_format=torch.channels_last), precision)
+
+
+def _has_conv(model: nn.Module) -> bool:
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
 def _fused_step(name: str) -> StepFactory:
     def factory(model: nn.Module, precision: str) -> Step:
         engine = make_engine(name, model, precision)
@@ -94,6 +103,12 @@ def _winograd_trains(model: nn.Module, precision: str, device: str) -> bool:
     return device == "cpu" and precision == "fp32" and supports(model)
 
 
+def _channels_last_trains(model: nn.Module, precision: str, device: str) -> bool:
+    # a candidate in fp32 on the CPU (in bf16 autograd is channels_last already): on the AVX2
+    # Zen 3 the autograd step in channels_last was 1.08x (best) to 1.42x (sprint) faster
+    return device == "cpu" and precision == "fp32" and _has_conv(model)
+
+
 # The engines --engine auto chooses between, fastest first where nothing was measured: each
 # with whether it can train (model, precision, device) and its probe step. A new engine is one
 # more row here (and its name in config.ENGINES).
@@ -102,6 +117,7 @@ CANDIDATES: dict[str, tuple[Trains, StepFactory]] = {
     "fused": (_fused_trains, _fused_step("fused")),
     "winograd": (_winograd_trains, _fused_step("winograd")),
     "autograd": (lambda model, precision, device: True, _autograd_step),
+    "channels-last": (_channels_last_trains, _channels_last_step),
 }
 # auto's choice is a speed choice at equal numerics: in bf16, winograd (1.3-1.4x the fused
 # step's speed on the Zen 5) is asked for only.
@@ -122,6 +138,9 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
     if config.engine in FUSED and device != "cpu":
         raise UserError(f"the {config.engine} engine runs on the CPU only, not on {device}; "
                         "use --engine autograd or --device cpu")
+    if config.engine == "channels-last" and not _has_conv(model):
+        raise UserError(f"the channels-last engine lays out convolutions, and {config.model} "
+                        "has none; use --engine autograd")
     if config.engine in FUSED and not supports(model):
         raise UserError(f"the {config.engine} engine trains the cnn family only (3x3 conv + "
                         "relu + 2x2 pool blocks, then two dense layers), not "
@@ -165,9 +184,11 @@ def check_engine(config: TrainConfig) -> None:
                         .replace("--precision ", "--grid precision=")) from None
 
 
-def prepare_model(model: nn.Module, precision: str) -> nn.Module:
-    # channels_last lets oneDNN's bf16 convolutions skip layout reorders (measured 1.6-1.8x).
-    if precision == "bf16" and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+def prepare_model(model: nn.Module, precision: str, engine: str | None = None) -> nn.Module:
+    """``model`` in the layout it trains and evaluates in: channels_last for a conv model in
+    bf16 (oneDNN's bf16 convolutions then skip layout reorders: measured 1.6-1.8x) or through
+    the channels-last engine; else as it is."""
+    if (precision == "bf16" or engine == "channels-last") and _has_conv(model):
         model = model.to(memory_format=torch.channels_last)
     return model
 
