@@ -135,13 +135,14 @@ def test_first_block_kernels_match_fp32_autograd() -> None:
     assert torch.allclose(db.sum(0), conv.bias.grad, atol=1e-4)
 
 
+@pytest.mark.parametrize("precision", ["bf16", "fp32"])
 @pytest.mark.parametrize("convolution", CONVOLUTIONS)
-def test_step_does_not_depend_on_the_thread_count(convolution: str) -> None:
+def test_step_does_not_depend_on_the_thread_count(convolution: str, precision: str) -> None:
     import numba
 
     model = build_model("cnn")
     x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    engine = FusedCNN(model, convolution=convolution)
+    engine = FusedCNN(model, convolution=convolution, precision=precision)
     before = numba.get_num_threads()
     grads = []
     try:

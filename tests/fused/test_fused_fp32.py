@@ -88,26 +88,6 @@ def test_step_gradients_are_fp32_autograds(name: str, smoothing: float,
         assert _rel(p.grad, ref) < 1e-4, (param, _rel(p.grad, ref))
 
 
-@pytest.mark.parametrize("convolution", ["im2col", "winograd"])
-def test_step_does_not_depend_on_the_thread_count(convolution: str) -> None:
-    import numba
-
-    model = build_model("cnn", widths=(8, 16), hidden=32)
-    x, y = torch.rand(16, 1, 28, 28), torch.randint(0, 10, (16,))
-    engine = FusedCNN(model, convolution=convolution, precision="fp32")
-    before = numba.get_num_threads()
-    grads = []
-    try:
-        for n in sorted({1, before}):
-            numba.set_num_threads(n)
-            engine.step(x, y)
-            grads.append([p.grad.clone() for p in model.parameters()])
-    finally:
-        numba.set_num_threads(before)
-    for a, b in zip(grads[0], grads[-1], strict=True):
-        assert torch.equal(a, b)
-
-
 def test_an_unknown_precision_is_refused() -> None:
     with pytest.raises(ValueError, match="precision must be one of"):
         FusedCNN(build_model("sprint"), precision="fp16")
