@@ -48,6 +48,8 @@ def test_bad_grid_is_one_clear_error(items, message):
     # what `mnistlab train` refuses, refused before any trial (each used to fail alone)
     ({"grid": {"engine": ["fused"]}}, "the fused engine trains the cnn family.*use --grid "
                                       "engine=autograd"),
+    ({"grid": {"engine": ["channels-last"]}}, "channels-last engine lays out convolutions.*"
+                                              "use --grid engine=autograd"),
     ({"grid": {"limit": [0, 100]}}, "takes whole numbers >= 1, not 0"),
     ({"grid": {"limit": [70_000]}}, "limit must be at most 60,000"),
     ({"grid": {"validation": [59_999]}, "limit": 500}, "left after --validation 59,999"),

@@ -170,7 +170,7 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
 def check_engine(config: TrainConfig) -> None:
     """``choose_engine``'s refusal of an explicit engine that cannot train ``config``'s model,
     before anything is trained (a sweep's trials, which would otherwise each fail alone)."""
-    if config.engine not in FUSED:
+    if config.engine not in (*FUSED, "channels-last"):
         return
     from mnistlab.models import build_model
 
