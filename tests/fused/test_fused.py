@@ -1,4 +1,4 @@
-"""The fused bf16 step (mnistlab.fused): each kernel against PyTorch's own ops, the whole step's
+"""The fused step in bf16 (mnistlab.fused): each kernel against PyTorch's own ops, the whole step's
 gradients against autograd, and training through it (its fp32 form: test_fused_fp32.py)."""
 
 from __future__ import annotations

@@ -46,10 +46,19 @@ def test_the_light_and_the_dark_patterns_are_both_halftones() -> None:
     for shade in (0.3, 0.9):                          # dots of ink; ink with dots of paper
         dithered = _shaded(digit, shade).convert("1")
         gray = np.asarray(dithered.convert("L"), dtype=np.float32) / 255
-        assert halftoned(gray, True)
-        assert not halftoned(gray, False)           # many levels: never a halftone
+        assert halftoned(dithered, gray)
+        assert not halftoned(_shaded(digit, shade), gray)   # many levels: never a halftone
         smoothed = to_gray(dithered)
         assert len(np.unique(smoothed)) > 2                 # smoothed to its grey
+
+
+def test_a_palette_of_two_colours_other_than_black_and_white() -> None:
+    # orange dots on white: the dark level lies below the two colours' midpoint, not 0.5
+    dots = np.asarray(_shaded(_digits(1)[0], 0.35).convert("1"))
+    rgb = np.where(dots[..., None], [255, 255, 255], [255, 140, 0]).astype(np.uint8)
+    img = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=2)
+    assert two_levels(img)
+    assert halftoned(img, np.asarray(img.convert("L"), dtype=np.float32) / 255)
 
 
 @pytest.mark.parametrize("width", [1, 3, 12])
@@ -62,8 +71,18 @@ def test_two_level_line_drawings_keep_their_strokes(width: int) -> None:
     assert preprocess(img).image.max() > 0.9
 
 
-def test_a_large_dithered_picture_is_judged_before_its_reduction() -> None:
-    grey = _shaded(_digits(1)[0], 0.35, scale=50)              # 1,480 px: reduced to 1,024
+def test_a_thin_line_on_a_large_drawing_is_no_halftone() -> None:
+    # reduced 4x for size, a 3 px line breaks into specks: the judging is on the drawing itself
+    img = Image.new("1", (4000, 4000), 1)
+    ImageDraw.Draw(img).line([(800, 600), (3200, 600), (1700, 3500)], fill=0, width=3)
+    from mnistlab.inference.preprocess import _composited
+
+    assert not halftoned(img, _composited(img))
+
+
+@pytest.mark.parametrize("scale", [50, 80])
+def test_a_large_dithered_picture_is_judged_before_its_reduction(scale: int) -> None:
+    grey = _shaded(_digits(1)[0], 0.35, scale=scale)           # 1,480 and 2,320 px
     big = grey.convert("1")
     assert max(big.size) > 1024 and two_levels(big)
     assert _similarity(preprocess(png_bytes(big)).image, preprocess(png_bytes(grey)).image) > 0.9

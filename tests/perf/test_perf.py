@@ -314,3 +314,19 @@ def test_the_reference_waits_for_the_device_before_reading_the_clock(
 
 def _no_training(*args, **kwargs):
     raise AssertionError("trained although the device is missing")
+
+
+def test_the_headline_is_an_engine_auto_would_train_with() -> None:
+    from mnistlab.perf.bench import headline_row
+
+    def row(precision: str, engine: str, ips: float) -> dict:
+        return {"model": "cnn", "framework": "mnistlab", "precision": precision,
+                "engine": engine, "images_per_second": ips, "device": "cpu"}
+
+    rows = [row("bf16", "winograd", 1350.0), row("bf16", "fused", 1000.0),
+            row("fp32", "winograd", 900.0), row("fp32", "autograd", 400.0)]
+    # winograd in bf16 is asked for only: never the headline, however fast
+    assert headline_row(rows, "bf16")["engine"] == "fused"
+    # in fp32 it is a candidate, and the headline is in auto's precision
+    assert (headline_row(rows, "fp32")["precision"], headline_row(rows, "fp32")["engine"]) \
+        == ("fp32", "winograd")

@@ -13,10 +13,10 @@ or float32 operands), in two interchangeable ways of doing the convolution:
 
 Which is faster depends on the CPU: Winograd does 2.25x less matmul arithmetic but moves more
 data through its transforms, so where the matmuls are cheap (AMX) that trade can lose.
-``--engine winograd`` asks for it; ``--engine auto`` does not pick it (docs/performance.md):
-Winograd's transforms round to bf16 once more than im2col does, so its gradients sit a little
-further from float32's. Both run in either precision (``DTYPES``); in fp32 Winograd's extra
-rounding is float32's, and ``--engine auto`` measures it against the others.
+In bf16 ``--engine winograd`` asks for it and ``--engine auto`` does not pick it
+(docs/performance.md): Winograd's transforms round to bf16 once more than im2col does, so its
+gradients sit a little further from float32's. Both run in either precision (``DTYPES``); in
+fp32 Winograd's extra rounding is float32's, and ``--engine auto`` measures it with the others.
 
 Only the conv outputs that the pool reads are computed (an odd-sized output's last row and column
 are discarded by the pool), and buffers are allocated once per batch size.

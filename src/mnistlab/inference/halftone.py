@@ -1,6 +1,6 @@
 """Halftoned pictures: 1-bit scans and faxes that draw grey as a pattern of dots (dithering).
 
-    if halftoned(gray, two_levels(img)):
+    if halftoned(img, gray):               # img: the decoded picture, gray: as read
         gray = descreen(gray)
 
 A dithered pencil stroke is hundreds of separate dots. Read as ink, a light one was refused
@@ -52,12 +52,21 @@ def _mostly_dots(level: np.ndarray, drop_largest: bool) -> bool:
     return dots >= MIN_DOTS and dots >= DOT_SHARE * len(sizes)
 
 
-def halftoned(gray: np.ndarray, two_level: bool) -> bool:
-    """Whether ``gray`` (H, W) in [0, 1], from a picture with ``two_level``s, draws grey as
-    dots (a reduction for size may have blended them: the levels are then judged at 0.5)."""
-    if not two_level:
+def _dark(values: np.ndarray) -> np.ndarray:
+    """The darker of a picture's levels: below the midpoint of its darkest and lightest value
+    (a palette's two colours need not be black and white)."""
+    return values < (float(values.min()) + float(values.max())) / 2
+
+
+def halftoned(img: Image.Image, gray: np.ndarray) -> bool:
+    """Whether the decoded picture ``img``, read as ``gray`` (H, W) in [0, 1], draws grey as
+    dots. Judged on the picture's own pixels where ``gray`` was reduced for size (a reduction
+    blends dots, and breaks a thin line into some), else on ``gray``."""
+    if not two_levels(img):
         return False
-    dark = gray < 0.5
+    reduced = max(img.size) > max(gray.shape)
+    has_alpha = "A" in img.mode or "transparency" in img.info
+    dark = _dark(np.asarray(img.convert("L"))) if reduced and not has_alpha else _dark(gray)
     return _mostly_dots(dark, drop_largest=False) or _mostly_dots(~dark, drop_largest=True)
 
 

@@ -40,7 +40,7 @@ from scipy import ndimage
 
 from mnistlab.errors import UserError
 from mnistlab.inference.annotations import EIGHT, SPECK
-from mnistlab.inference.halftone import descreen, halftoned, two_levels
+from mnistlab.inference.halftone import descreen, halftoned
 from mnistlab.inference.sheet import paper_only
 
 # A phone's JPEG often carries a second, smaller picture (the multi-picture format): Pillow
@@ -203,9 +203,8 @@ def to_gray(img: Image.Image) -> np.ndarray:
     black behind light strokes (white ink on a transparent canvas). A halftoned picture (grey
     drawn as dots: a 1-bit scan) comes back smoothed to its grey.
     """
-    two_level = two_levels(img)                  # before a reduction blends the levels
     gray = _composited(img)
-    return descreen(gray) if halftoned(gray, two_level) else gray
+    return descreen(gray) if halftoned(img, gray) else gray
 
 
 def _composited(img: Image.Image) -> np.ndarray:

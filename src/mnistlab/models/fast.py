@@ -3,8 +3,8 @@
 
     sprint    ~ 99.1% in one epoch, in about a third of speedrun's time: the seed CNN's design,
               narrower, (Conv3x3 valid + ReLU + MaxPool2) 16/32 -> Dense(128) -> Dense(10),
-              no BatchNorm, so the fused bf16 step (mnistlab.fused) trains it; PyTorch's own
-              initialisation. `mnistlab speedrun` trains it.
+              no BatchNorm, so the fused step (mnistlab.fused, bf16 or fp32) trains it;
+              PyTorch's own initialisation. `mnistlab speedrun` trains it.
     speedrun  ~ 99.2% in one epoch (what `mnistlab speedrun` trained before sprint): three
               (conv3x3 -> max-pool -> BatchNorm -> ReLU) blocks, 16/32/64 channels; pooling
               *before* BatchNorm and ReLU (they commute closely enough with a max) does their

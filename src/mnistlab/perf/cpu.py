@@ -35,7 +35,7 @@ class Isa:
 class AutoChoice:
     device: str                 # what --device auto resolves to (a device type)
     precision: str              # what --precision auto resolves to there
-    engine: str                 # what --engine auto resolves to there: fused | winograd | autograd
+    engine: str                 # what --engine auto resolves to there (an ENGINES name)
     reason: str = ""            # why (EngineChoice.reason: the probe's figures, or none needed)
     timings: dict[str, float] = field(default_factory=dict)   # ms per step, where probed
 

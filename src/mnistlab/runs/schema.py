@@ -93,7 +93,7 @@ class EngineChoice:
     each engine the probe measured (empty where nothing was measured: one candidate, or asked
     for); ``cached``: the timings came from the probe cache, not a fresh measurement."""
 
-    engine: str                            # fused | winograd | autograd
+    engine: str                            # fused | winograd | autograd | channels-last
     reason: str                            # one line: "asked for", "probe: fused 5.7 ms/step ..."
     timings: dict[str, float] = field(default_factory=dict)
     cached: bool = False
@@ -169,7 +169,7 @@ class RunConfig:
     model: str
     model_config: JSONObject = field(default_factory=dict)   # keyword args of its factory
     precision: str = "fp32"                # as trained: fp32 | bf16
-    engine: str | None = None              # train runs: fused | winograd | autograd
+    engine: str | None = None              # train runs: an ENGINES name (train.config)
     threads: int = 0
     parameters: int = 0
     kind: Kind = "train"

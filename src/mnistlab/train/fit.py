@@ -74,7 +74,7 @@ class TrainInfo:
     model: str
     model_config: runs.JSONObject
     precision: str                         # fp32 | bf16 (resolved)
-    engine: str                            # fused | autograd (resolved)
+    engine: str                            # the engine --engine resolved to (ENGINES)
     warmup_seconds: float                  # compiling the fused engine's kernels
     threads: int                           # torch intra-op threads in force
     train_images: int

@@ -14,10 +14,11 @@ The ``seed`` preset is what the seed report ran:
   0.01 gives test 0.9226. The 0.01 is Keras's SGD default, probably where the text took it
   from; the numbers the report shows came from 0.1, so that is what we reproduce.
 - cnn: Adam with Keras's defaults (lr 1e-3, epsilon 1e-7); precision ``auto``: bf16 where the
-  CPU has native bf16, else fp32; config.json records which. In bf16 the CNN trains through
-  mnistlab's fused step (``mnistlab.fused``; ``--engine autograd`` gives PyTorch autocast with
-  channels_last instead). Here (AVX-512 BF16) bf16 autocast alone trains 2.2x faster than fp32
-  and the fused step about 1.9x faster again, keeping the seed's accuracy (98.55%).
+  CPU has native bf16, else fp32; config.json records which. The CNN trains through mnistlab's
+  fused step (``mnistlab.fused``, in either precision; in fp32 with Winograd convolutions where
+  the probe finds them faster; ``--engine autograd`` gives PyTorch's own step instead). Here
+  (AVX-512 BF16) bf16 autocast alone trains 2.2x faster than fp32 and the fused step about
+  1.9x faster again, keeping the seed's accuracy (98.55%).
   The FC model stays fp32: an epoch takes about a second either way.
 - both: batch 64 (938 steps per epoch, the last one short, as Keras does), 5 epochs, inputs in
   [0, 1], Keras's initialisation (Glorot-uniform weights, zero biases).
