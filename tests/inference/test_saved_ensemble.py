@@ -133,6 +133,28 @@ def test_bad_folders_and_lost_members_fail_in_one_line(
         read_ensemble(saved)
 
 
+def test_a_runs_folder_moved_whole_keeps_its_ensemble(ensemble_members: list[str],
+                                                      tmp_path: Path) -> None:
+    # the members and the ensemble side by side, as under runs/; then the folder is moved
+    home = tmp_path / "runs"
+    copies = [str(shutil.copytree(m, home / f"m{i}")) for i, m in enumerate(ensemble_members[:2])]
+    save_ensemble(evaluate_ensemble(copies, select="none", test_limit=100), home / "ens")
+    assert [m["run_dir"] for m in json.loads((home / "ens" / ENSEMBLE).read_text())["members"]
+            ] == ["../m0", "../m1"]
+    moved = Path(shutil.move(home, tmp_path / "elsewhere"))
+    predictor = EnsemblePredictor(moved / "ens")
+    assert [m.run_dir for m in predictor.saved.members] == [str((moved / f"m{i}").resolve())
+                                                            for i in range(2)]
+    assert len(predictor.models) == 2
+
+    # an ensemble saved with absolute member paths (as before) still loads
+    body = json.loads((moved / "ens" / ENSEMBLE).read_text())
+    for i, m in enumerate(body["members"]):
+        m["run_dir"] = str((moved / f"m{i}").resolve())
+    (moved / "ens" / ENSEMBLE).write_text(json.dumps(body))
+    assert len(EnsemblePredictor(moved / "ens").models) == 2
+
+
 def test_serve_answers_with_a_saved_ensemble(chosen, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 

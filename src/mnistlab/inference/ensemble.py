@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +49,10 @@ MAX_SHIFT = 2            # pixels a test-time shift may move a picture (selectio
 
 @dataclass(frozen=True)
 class SavedMember:
-    run_dir: str          # absolute, as resolved when the ensemble was saved
+    # in the file: relative to the ensemble's folder (so a runs folder moved or copied whole
+    # keeps its ensembles), or absolute (files saved before, or members on another drive);
+    # read_ensemble resolves it, so in memory it is absolute
+    run_dir: str
     weight: float         # its share of the averaged probabilities (the shares sum to 1)
 
 
@@ -118,8 +121,8 @@ def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Pat
     folder = check_ensemble_folder(folder)
     total = sum(m.weight for m in result.members)
     saved = SavedEnsemble(
-        members=[SavedMember(str(Path(m.run_dir).resolve()), m.weight / total)
-                 for m in result.members],
+        members=[SavedMember(_relative(Path(m.run_dir).resolve(), folder.resolve()),
+                             m.weight / total) for m in result.members],
         shifts=[(int(dy), int(dx)) for dy, dx in result.protocol.shifts],
         dataset=result.dataset, test_accuracy=result.test_accuracy,
         test_images=result.test_images, protocol=asdict(result.protocol))
@@ -134,9 +137,22 @@ def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Pat
     return folder.resolve()
 
 
+def _relative(run_dir: Path, folder: Path) -> str:
+    """``run_dir`` relative to ``folder``; absolute where no relative path leads there (another
+    drive on Windows)."""
+    try:
+        return Path(os.path.relpath(run_dir, folder)).as_posix()
+    except ValueError:
+        return str(run_dir)
+
+
 def read_ensemble(folder: str | os.PathLike[str]) -> SavedEnsemble:
+    """The ensemble saved in ``folder``, its members' folders made absolute."""
     path = Path(folder) / ENSEMBLE
-    return SavedEnsemble.from_dict(read_json_object(path, "ensemble"), path)
+    saved = SavedEnsemble.from_dict(read_json_object(path, "ensemble"), path)
+    home = Path(folder).resolve()
+    members = [replace(m, run_dir=str((home / m.run_dir).resolve())) for m in saved.members]
+    return replace(saved, members=members)
 
 
 class EnsemblePredictor:
