@@ -165,9 +165,12 @@ def test_matmul_peak_and_flop_count() -> None:
 @pytest.mark.timeout(120)
 def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", "--quick", "--no-keras", "--threads", "1", "--device", "cpu",
-                 "--json"]) == 0
+                 "--epochs", "2", "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = result["rows"]
+    # --epochs counts with --quick's tiny sizes too
+    assert result["epochs"] == 2 and {r["epochs"] for r in rows} == {2}
+    assert result["train_images"] == 512
     assert result["device"] == "cpu" and {r["device"] for r in rows} == {"cpu"}
     bf16_rows = {(m, "bf16", "autograd") for m in ("fc", "cnn")} | {
         ("cnn", "bf16", "fused"), ("cnn", "bf16", "winograd")}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import replace
 from typing import Any
 
 from mnistlab import console
@@ -24,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "exists; `make bench` builds it) the same models in Keras/TensorFlow; print "
                     "images/s, test accuracy, the ratio to Keras and the share of the "
                     "machine's matmul peak.")
-    flags.add_option(p, "--epochs", int, default=5, meta={
-        "help": "epochs per row (5 is the seed's)", "min": 1, "max": MAX_EPOCHS})
+    flags.add_option(p, "--epochs", int, meta={
+        "help": "epochs per row (5 is the seed's)", "min": 1, "max": MAX_EPOCHS},
+        shown_default="5; 1 with --quick")
     flags.add_option(p, "--threads", int, default=0, meta={
         "help": "threads for both frameworks (0: all cores)", "min": 0, "cores": True})
     p.add_argument("--quick", action="store_true",
@@ -70,7 +72,9 @@ def bench(args: argparse.Namespace) -> int:
     from mnistlab.train.device import resolve_device
 
     resolve_device(args.device)          # a missing GPU: one line before any timing
-    size = QUICK if args.quick else BenchSize(epochs=args.epochs)
+    size = QUICK if args.quick else BenchSize()
+    if args.epochs is not None:              # asked for: also with --quick's tiny sizes
+        size = replace(size, epochs=args.epochs)
 
     def on_row(r: dict) -> None:
         ips = r["images_per_second"]
