@@ -173,5 +173,5 @@ def test_train_out_must_be_a_new_or_empty_folder(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="already holds files"):
         lab.train("fc", out=busy, verbose=False, **SMALL)
     assert a_file.read_text() == "mine" and (busy / "keep.txt").read_text() == "mine"
-    from mnistlab.cli import folders
+    from mnistlab import folders
     assert busy.resolve() not in folders._HELD     # refused: not kept from other processes

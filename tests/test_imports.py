@@ -96,3 +96,19 @@ def test_light_entry_points_stay_light() -> None:
     models = _loaded_after("import mnistlab.models\nmnistlab.models.available()")
     assert "mnistlab.models.fast" in models
     assert not {m for m in models if m.startswith("mnistlab.train")}
+
+
+def test_only_the_command_line_imports_the_command_line() -> None:
+    """``cli`` sits on top: the library (and ``api``, Python's way in) never reaches into it,
+    not even inside a function."""
+    offenders = []
+    for path in sorted(SRC.glob("mnistlab/**/*.py")):
+        name = _module_name(path)
+        if name in ("mnistlab.cli", "mnistlab.__main__") or name.startswith("mnistlab.cli."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                       [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{name} imports {t}" for t in targets
+                          if t == "mnistlab.cli" or t.startswith("mnistlab.cli.")]
+    assert offenders == []

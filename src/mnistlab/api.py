@@ -35,8 +35,8 @@ from PIL import Image
 from torch import nn
 
 from mnistlab import checks, runs
-from mnistlab.cli.folders import new_run_folder, training_in
 from mnistlab.errors import UserError
+from mnistlab.folders import new_run_folder, training_in
 from mnistlab.inference.predict import (
     NumberPrediction,
     Prediction,

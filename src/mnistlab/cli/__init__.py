@@ -132,7 +132,7 @@ def _notes_as_lines(show: Callable[..., None]) -> Callable[..., None]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mnistlab.cli.folders import release_all
+    from mnistlab.folders import release_all
 
     try:
         return _main(argv)

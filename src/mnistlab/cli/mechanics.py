@@ -90,8 +90,8 @@ def training_images(dataset: str = "mnist") -> int:
 
 def loop(args: argparse.Namespace) -> int:
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import new_run_folder, release
     from mnistlab.errors import UserError
+    from mnistlab.folders import new_run_folder, release
     from mnistlab.mechanics.loop import CURVE_PNG, LoopConfig, LoopStart, run_loop
 
     config = LoopConfig(**flags.given(args, LoopConfig))

@@ -101,8 +101,8 @@ def train(args: argparse.Namespace) -> int:
 
     from mnistlab import runs
     from mnistlab.cli import flags
-    from mnistlab.cli.folders import claim, holds_nothing_of_value, new_run_folder, training_in
     from mnistlab.errors import UserError
+    from mnistlab.folders import claim, holds_nothing_of_value, new_run_folder, training_in
     from mnistlab.train.callbacks import KerasLogger, TensorBoardLogger, tensorboard_available
     from mnistlab.train.config import TrainConfig, validate, validate_sizes
     from mnistlab.train.data import load_tensors

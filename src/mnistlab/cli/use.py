@@ -175,8 +175,8 @@ def _run_description(run_dir: Path) -> str:
 @needs_extra("export")
 def cmd_predict(args: argparse.Namespace) -> int:
     from mnistlab import atomic, console
-    from mnistlab.cli.folders import output_folder
     from mnistlab.errors import UserError
+    from mnistlab.folders import output_folder
     from mnistlab.inference.ensemble import EnsemblePredictor
     from mnistlab.inference.predict import NumberPrediction, load_predictor, predict_files
     from mnistlab.inference.preprocess import to_png
@@ -245,7 +245,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 @needs_extra("export")
 def cmd_export(args: argparse.Namespace) -> int:
     from mnistlab import console, runs
-    from mnistlab.cli.folders import output_file
+    from mnistlab.folders import output_file
     from mnistlab.inference.export import ParityError, export_run
     from mnistlab.train.calibration import CALIBRATION
     from mnistlab.train.typicality import TYPICALITY

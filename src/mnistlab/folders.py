@@ -1,4 +1,5 @@
-"""Output paths given on the command line, made ready before any work starts.
+"""Output folders (a run's, an export's), made ready before any work starts, for the command
+line and the Python API alike.
 
 A folder that cannot be created or written (under a regular file, in /proc, read-only) is a
 ``UserError`` here, in one line, instead of an OSError traceback minutes into a run.
