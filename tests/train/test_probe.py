@@ -233,6 +233,28 @@ def test_time_steps_skips_the_warm_up_and_takes_the_median() -> None:
                             clock=lambda: clock_now[0]) == 1000 * 2.0
 
 
+def test_engines_are_timed_in_turn_so_a_spell_of_load_falls_on_each() -> None:
+    # "fast" takes 1 ms a step and "slow" 1.2 ms; steps 9-12 of the whole sequence (warm-up
+    # included) run 10 ms longer, as if another job held the cores for a moment: timed in
+    # turn, the spell falls on both engines, and each one's median stays its own
+    clock_now, calls = [0.0], []
+
+    def timed(name: str, seconds: float):
+        def step(x: torch.Tensor, y: torch.Tensor) -> None:
+            calls.append(name)
+            clock_now[0] += seconds + (0.01 if 9 <= len(calls) <= 12 else 0.0)
+        return step
+
+    timings = probe.time_in_turn({"fast": timed("fast", 0.001), "slow": timed("slow", 0.0012)},
+                                 torch.zeros(1), torch.zeros(1), clock=lambda: clock_now[0])
+    assert timings == {"fast": 1.0, "slow": 1.2}
+    # two warm-up steps each, then rounds of one step each, the order rotating
+    assert calls[:4] == ["fast", "fast", "slow", "slow"]
+    assert calls[4:12] == ["fast", "slow", "slow", "fast", "fast", "slow", "slow", "fast"]
+    assert calls.count("fast") == calls.count("slow") == probe.WARMUP_STEPS + probe.TIMED_STEPS
+    assert calls[8:12] == ["fast", "slow", "slow", "fast"]       # the spell: two steps of each
+
+
 def test_an_old_config_without_engine_choice_reads(tmp_path: Path) -> None:
     old = runs.read_config(Path(__file__).parents[1] / "runs" / "fixtures" / "fc-v0.1.0")
     assert old.engine_choice is None and "engine_choice" not in old.to_dict()

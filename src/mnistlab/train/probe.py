@@ -48,9 +48,13 @@ FORMAT = "mnistlab-engine-probe/1"
 MAX_ENTRIES = 64              # one per (machine, threads, model, batch...): a bound, not a need
 MAX_BYTES = 1 << 20           # 64 entries take about 40 KB
 
-# Two warm-up steps (first-touch allocations, oneDNN primitive creation), then the median of up
-# to TIMED_STEPS steps, fewer once an engine has used BUDGET_SECONDS: the seed CNN at batch 64
-# takes 5-15 ms a step, so both engines are measured in well under a second.
+# Two warm-up steps (first-touch allocations, oneDNN primitive creation), then rounds of one
+# timed step of each engine in turn, up to TIMED_STEPS rounds, fewer once the rounds have used
+# BUDGET_SECONDS per engine; each engine's median. Taken in turn, a spell of load from another
+# job falls on every engine alike: timed one engine after the other, such a spell fell on one
+# of them, and on a shared 2-core machine the pick between two engines 10-30% apart flipped
+# between sittings. The seed CNN at batch 64 takes 5-100 ms a step, so the probe takes about a
+# second.
 WARMUP_STEPS = 2
 TIMED_STEPS = 7
 MIN_TIMED_STEPS = 3
@@ -115,38 +119,50 @@ def now() -> str:
 def time_steps(step: Step, x: torch.Tensor, y: torch.Tensor, *,
                clock: Callable[[], float] = time.perf_counter) -> float:
     """The median milliseconds of ``step(x, y)`` after WARMUP_STEPS untimed ones."""
-    for _ in range(WARMUP_STEPS):
-        step(x, y)
-    times: list[float] = []
+    return time_in_turn({"step": step}, x, y, clock=clock)["step"]
+
+
+def time_in_turn(steps: Mapping[str, Step], x: torch.Tensor, y: torch.Tensor, *,
+                 clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+    """Each step's median milliseconds on ``(x, y)``, timed in rounds of one step of each (the
+    order rotating from round to round, so that none always follows the same other), after
+    WARMUP_STEPS untimed steps of each."""
+    for step in steps.values():
+        for _ in range(WARMUP_STEPS):
+            step(x, y)
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
     spent = 0.0
-    while len(times) < TIMED_STEPS and (len(times) < MIN_TIMED_STEPS or spent < BUDGET_SECONDS):
-        start = clock()
-        step(x, y)
-        times.append(clock() - start)
-        spent += times[-1]
-    return round(1000 * statistics.median(times), 3)
+    for rounds in range(TIMED_STEPS):
+        if rounds >= MIN_TIMED_STEPS and spent >= BUDGET_SECONDS * len(names):
+            break
+        shift = rounds % len(names)
+        for name in names[shift:] + names[:shift]:
+            start = clock()
+            steps[name](x, y)
+            times[name].append(clock() - start)
+            spent += times[name][-1]
+    return {name: round(1000 * statistics.median(t), 3) for name, t in times.items()}
 
 
 def measure(factories: Mapping[str, StepFactory], model: nn.Module, batch_size: int,
             precision: str, input_shape: tuple[int, ...] = (1, 28, 28)) -> dict[str, float]:
-    """Median ms per training step of each engine, each on its own deep copy of ``model``.
+    """Median ms per training step of each engine, each on its own deep copy of ``model``,
+    timed in turn (time_in_turn).
 
     The inputs are synthetic (uniform images, label 0: a step's cost does not depend on the
     values) and drawn from a private generator; the RNG is forked anyway, since a model's own
     layers (dropout) draw from the global one during the steps."""
-    timings: dict[str, float] = {}
     # the thread count too: an engine's set-up may move it (Numba's OpenMP pool), and the
     # timings are for the count in the key
     with torch.random.fork_rng(devices=[]), torch_threads(torch.get_num_threads()) as threads:
         generator = torch.Generator().manual_seed(0)
         x = torch.rand(batch_size, *input_shape, generator=generator)
         y = torch.zeros(batch_size, dtype=torch.int64)
-        for name, factory in factories.items():
-            trial = copy.deepcopy(model).train()
-            step = factory(trial, precision)
-            torch.set_num_threads(threads)
-            timings[name] = time_steps(step, x, y)
-    return timings
+        steps = {name: factory(copy.deepcopy(model).train(), precision)
+                 for name, factory in factories.items()}
+        torch.set_num_threads(threads)
+        return time_in_turn(steps, x, y)
 
 
 class ProbeCache:
@@ -208,7 +224,7 @@ class ProbeCache:
 def _locked(path: Path) -> Iterator[None]:
     """An exclusive advisory lock on ``path`` (created) for the block; waits for it. Where the
     OS has no advisory locks (Windows: no fcntl), the block runs unlocked, as
-    ``mnistlab.cli.folders.claim`` does there."""
+    ``mnistlab.folders.claim`` does there."""
     try:
         import fcntl
     except ImportError:
