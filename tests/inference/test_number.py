@@ -14,6 +14,7 @@ from mnistlab.data import load_dataset
 from mnistlab.inference.number import find_digits, read_layout
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
+from mnistlab.inference.verify import verified
 
 SCALE = 8            # each 28x28 digit drawn at 224 px
 
@@ -23,12 +24,13 @@ def test_digits() -> tuple[np.ndarray, np.ndarray]:
     return load_dataset("mnist", "test")
 
 
-def compose(digits: list[np.ndarray], gaps: list[int], margin: int = 40) -> np.ndarray:
+def compose(digits: list[np.ndarray], gaps: list[int], margin: int = 40,
+            stretch: float = 1.0) -> np.ndarray:
     """MNIST digits side by side as dark ink on white paper, float (H, W) in [0, 1].
 
     ``gaps[i]`` is the space in px between digit i's ink and digit i+1's (negative: touching,
-    overlapping by that much)."""
-    big = [np.asarray(Image.fromarray(d).resize((28 * SCALE, 28 * SCALE),
+    overlapping by that much); ``stretch``: each digit drawn that many times as wide."""
+    big = [np.asarray(Image.fromarray(d).resize((round(28 * SCALE * stretch), 28 * SCALE),
                                                 Image.Resampling.BICUBIC), np.float32) / 255
            for d in digits]
     cols = [np.flatnonzero(b.max(axis=0) > 0.1) for b in big]
@@ -267,3 +269,61 @@ def test_no_digit_on_its_own_gets_a_sign(test_digits):
     for image in images[:200]:
         layout = read_layout(compose([image], []))
         assert layout.marks == [] and len(layout.digits) == 1
+
+
+# MNIST test 4s (of the first 300) that the ink alone cuts in two when drawn 1.6 times as wide:
+# the valley between the left stroke and the stem looks like two digits touching
+WIDE_FOURS = [6, 33, 49, 56, 103, 117, 210, 248]
+
+
+def judge_with(pieces: float, whole: float):
+    """A stand-in model: each cut piece read at ``pieces``, every join at ``whole``."""
+    def judge(images: np.ndarray) -> np.ndarray:
+        top = np.full(len(images), pieces)
+        top[-1] = whole                        # one stroke in two: the last image is the join
+        proba = np.repeat(((1 - top) / 9)[:, None], 10, axis=1)
+        proba[:, 4] = top
+        return proba
+    return judge
+
+
+def test_a_cut_stands_or_is_undone_as_the_model_reads_it(test_digits):
+    images, _ = test_digits
+    layout = read_layout(compose([images[6]], [], stretch=1.6))
+    assert len(layout.digits) == 2 and len(layout.joins) == 1          # cut on ink alone
+    assert len(verified(layout, judge_with(pieces=0.6, whole=0.9)).digits) == 1
+    # pieces read surely are digits the model knows: their cut stands, however sure the whole
+    assert len(verified(layout, judge_with(pieces=0.999, whole=0.9999)).digits) == 2
+    assert len(verified(layout, judge_with(pieces=0.9, whole=0.7)).digits) == 2
+    assert len(verified(layout, judge_with(pieces=np.nan, whole=0.9)).digits) == 2
+    joined = verified(layout, judge_with(pieces=0.6, whole=0.9))
+    assert joined.joins == [] and joined.digits[0].bbox[1] == layout.digits[0].bbox[1]
+
+
+def test_a_wide_digit_is_one_digit(test_digits, trained_run):  # noqa: F811
+    """A 4 written broadly was cut in two at the thin join of its bar and stem ("41")."""
+    images, _ = test_digits
+    predictor = load_predictor(trained_run)
+    pictures = [compose([images[i]], [], stretch=1.6) for i in WIDE_FOURS]
+    assert all(len(find_digits(gray)) == 2 for gray in pictures)      # the ink alone cuts
+    ones = [isinstance(read_picture(predictor, png(gray)), Prediction) for gray in pictures]
+    assert sum(ones) >= 6, ones
+
+
+def test_touching_digits_stay_two_when_the_model_judges(test_digits, trained_run):  # noqa: F811
+    images, labels = test_digits
+    predictor = load_predictor(trained_run)
+    pairs = [(i, i + 1) for i in range(0, 40, 2)]
+    for want in ("00", "11", "17", "47"):          # touching pairs a wide digit resembles
+        first, second = (np.flatnonzero(labels[:200] == int(d))[:3] for d in want)
+        pairs += list(zip(first, second, strict=True))
+    for overlap in (4, 8):
+        cut = same = 0
+        for i, j in pairs:
+            gray = compose([images[i], images[j]], [-overlap])
+            if len(find_digits(gray)) != 2:
+                continue                            # not cut on ink: nothing to judge
+            cut += 1
+            reading = read_picture(predictor, png(gray))
+            same += isinstance(reading, NumberPrediction) and len(reading.digits) == 2
+        assert same >= cut - 2 and cut >= 20, (overlap, same, cut)

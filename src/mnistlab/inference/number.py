@@ -16,7 +16,10 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 3. touching digits are split where the ink says so (before step 2's merges, on the connected
    strokes themselves): a candidate wider than ``SPLIT_WIDTH``
    times its height is cut at the thinnest column (the least ink) near each expected border,
-   but only where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink;
+   but only where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink.
+   Ink alone cannot tell a wide digit (a 4 written broadly) from two touching ones, so the
+   layout also offers each run of a cut stroke's pieces as one digit (``Layout.joins``), and
+   ``inference.verify`` lets the model keep the cut or undo it;
 4. pieces that are marks between digits (a dot, a colon, a dash: ``inference.marks``) are set
    apart before step 2's last merge, which would fold them into a neighbour as stray ticks;
 5. each digit goes through the single-digit recipe (crop, widen thin strokes, 20 px box,
@@ -25,7 +28,8 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from functools import reduce
 
 import numpy as np
 from scipy import ndimage
@@ -44,6 +48,7 @@ SMALL_PIECE = 0.35      # a piece under this share of the tallest one's height i
 SPLIT_WIDTH = 1.25      # width / height above which a piece may hold touching digits
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
 SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
+JOIN_PIECES = 3         # at most this many pieces of a cut stroke are offered as one digit
 MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
 
 
@@ -66,6 +71,9 @@ class _Part:
     bottom: int
     right: int
     mask: np.ndarray                   # bool (height, width): its ink within its box
+    # the stroke it was cut from as touching digits (its index in the picture), None when it
+    # was not cut: the pieces of one stroke may be read whole again (``Layout.joins``)
+    cut_from: int | None = None
 
     @property
     def height(self) -> int:
@@ -81,7 +89,11 @@ class _Part:
         mask = np.zeros((bottom - top, right - left), dtype=bool)
         for part in (self, other):
             mask[part.top - top:part.bottom - top, part.left - left:part.right - left] |= part.mask
-        return _Part(top, left, bottom, right, mask)
+        # the taller one's stroke: a stray tick or a cut-off hook joining a digit leaves it that
+        # digit's (a hook cut off a flat 6 and folded into the 7 beside it makes the 7 no
+        # piece of the 6's stroke, to be joined to it)
+        taller = self if self.height >= other.height else other
+        return _Part(top, left, bottom, right, mask, taller.cut_from)
 
 
 def _parts(mask: np.ndarray) -> list[_Part]:
@@ -150,7 +162,9 @@ def _merge_small(parts: list[_Part]) -> list[_Part]:
     return big
 
 
-def _split_touching(part: _Part) -> list[_Part]:
+def _split_touching(part: _Part, stroke: int) -> list[_Part]:
+    """``part`` cut where touching digits meet (``stroke``: its index, kept by the pieces), or
+    ``[part]`` when its ink shows no such place."""
     if part.width <= SPLIT_WIDTH * part.height:
         return [part]
     count = max(2, round(part.width / (DIGIT_ASPECT * part.height)))
@@ -175,16 +189,41 @@ def _split_touching(part: _Part) -> list[_Part]:
         if rows.size:
             top, bottom = int(rows[0]), int(rows[-1]) + 1
             pieces.append(_Part(part.top + top, left, part.top + bottom, right,
-                                mask[top:bottom]))
+                                mask[top:bottom], stroke))
     return pieces
+
+
+def _cut_runs(parts: list[_Part]) -> list[tuple[int, int]]:
+    """(start, stop) of every run of 2 to ``JOIN_PIECES`` neighbouring parts (left to right)
+    cut from one stroke: each might be one wide digit rather than touching ones."""
+    runs = []
+    for start, part in enumerate(parts):
+        stop = start + 1
+        while (part.cut_from is not None and stop < len(parts) and stop - start < JOIN_PIECES
+               and parts[stop].cut_from == part.cut_from):
+            stop += 1
+            runs.append((start, stop))
+    return runs
+
+
+@dataclass(frozen=True)
+class Joined:
+    """Digits ``start`` to ``stop - 1`` (pieces of one stroke cut as touching digits) read as
+    one digit instead: what the picture gives if that cut was wrong."""
+
+    start: int
+    stop: int
+    piece: DigitPiece
 
 
 @dataclass(frozen=True)
 class Layout:
-    """A picture's digits, left to right, and the marks written between them."""
+    """A picture's digits, left to right, and the marks written between them; ``joins``: the
+    ways to undo the cuts made on ink alone, for the model to judge (``inference.verify``)."""
 
     digits: list[DigitPiece]
     marks: list[Mark]
+    joins: list[Joined] = field(default_factory=list)
 
 
 def find_digits(gray: np.ndarray) -> list[DigitPiece]:
@@ -201,13 +240,21 @@ def read_layout(gray: np.ndarray) -> Layout:
     ink, mask, inverted, notes = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
-    parts = [piece for part in _parts(mask) for piece in _split_touching(part)]
+    parts = [piece for stroke, part in enumerate(_parts(mask))
+             for piece in _split_touching(part, stroke)]
     parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE)
     parts = _merge_small(parts)
     parts.sort(key=lambda p: (p.left + p.right) / 2)
-    pieces = [DigitPiece((part.top, part.left, part.bottom, part.right),
-                         _preprocessed(part, ink, inverted, notes)) for part in parts]
-    return Layout(pieces, place(marks, [p.left for p in parts]))
+    pieces = [_digit(part, ink, inverted, notes) for part in parts]
+    joins = [Joined(start, stop, _digit(reduce(_Part.merged, parts[start:stop]), ink,
+                                        inverted, notes))
+             for start, stop in _cut_runs(parts)]
+    return Layout(pieces, place(marks, [p.left for p in parts]), joins)
+
+
+def _digit(part: _Part, ink: np.ndarray, inverted: bool, notes: list[str]) -> DigitPiece:
+    return DigitPiece((part.top, part.left, part.bottom, part.right),
+                      _preprocessed(part, ink, inverted, notes))
 
 
 def _preprocessed(part: _Part, ink: np.ndarray, inverted: bool, notes: list[str]
