@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
+import json
 import math
 import os
 from collections.abc import Iterator
@@ -157,12 +158,12 @@ def assert_refused(work: Path, argv: list[str], **environ: str) -> None:
     from mnistlab.paths import data_dir
 
     before = digest(work)
-    err = io.StringIO()
+    err, out = io.StringIO(), io.StringIO()
     environ = {"MNISTLAB_RUNS_DIR": str(work / "runs"),
                "MNISTLAB_REPORT_DIR": str(work / "report"),
                "MNISTLAB_DATA_DIR": str(data_dir()), **environ}
     with contextlib.chdir(work), env(**environ), contextlib.redirect_stderr(err), \
-            contextlib.redirect_stdout(io.StringIO()):
+            contextlib.redirect_stdout(out):
         try:
             code = main(argv)
         except SystemExit as exc:          # what a console script would exit with
@@ -174,6 +175,9 @@ def assert_refused(work: Path, argv: list[str], **environ: str) -> None:
     assert code == 2, (argv, code, text)
     assert "Traceback" not in text, (argv, text)
     assert len(errors) == 1, (argv, text)
+    if "--json" in argv:                   # the closing JSON line says why as well
+        assert json.loads(out.getvalue().splitlines()[-1]) == {
+            "error": errors[0].removeprefix("error: "), "exit_code": 2}, argv
     after = digest(work)
     assert {k: after.get(k) for k in before} == before, argv
 
@@ -280,3 +284,12 @@ def test_garbage_files_as_an_image(work, trained_run, image):  # noqa: F811
 def test_bad_model_settings(work, text):
     assert_refused(work, ["summary", "fc", "--config", text])
     assert_refused(work, ["train", "fc", *SMALL_TRAIN, "--model-config", text, "--out", "m"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["evaluate", "no-such-run", "--json"],                      # refused by the command
+    ["speedrun", "--seeds", "0", "--json"],                     # refused by the parser
+    ["bench", "--json", "--no-such-flag"],                      # not an option at all
+])
+def test_json_asked_for_gets_the_error_as_its_closing_line(work, argv):
+    assert_refused(work, argv)

@@ -84,14 +84,31 @@ class Parser(argparse.ArgumentParser):
             prog = f"{self.prog} {command}" if command else self.prog
             hint = ("; its options go before or after the run and the pictures, not between "
                     "them" if command == "predict" else "")
-            sys.stderr.write(f"error: unrecognized arguments: {' '.join(extras)} (see `{prog} "
-                             f"--help`{hint})\n")
-            raise SystemExit(2)
+            message = f"unrecognized arguments: {' '.join(extras)} (see `{prog} --help`{hint})"
+            sys.stderr.write(f"error: {message}\n")
+            raise BadArgument(message)
         return parsed
 
     def error(self, message: str) -> None:  # type: ignore[override]
-        sys.stderr.write(f"error: {message} (see `{self.prog} --help`)\n")
-        raise SystemExit(2)
+        message = f"{message} (see `{self.prog} --help`)"
+        sys.stderr.write(f"error: {message}\n")
+        raise BadArgument(message)
+
+
+class BadArgument(SystemExit):
+    """A bad argument, already reported on standard error; exit 2."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(2)
+        self.message = message
+
+
+def _json_error(message: str) -> None:
+    """With ``--json``, an error is also the closing JSON line, so that a script reading
+    standard output learns why there is no result (the ``error:`` line stays on stderr)."""
+    from mnistlab import console
+
+    console.emit_json({"error": message, "exit_code": 2})
 
 
 def build_parser() -> Parser:
@@ -151,6 +168,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:     # --help, --version, or a bad argument (already reported)
+        if isinstance(exc, BadArgument) and "--json" in (sys.argv[1:] if argv is None else argv):
+            _json_error(exc.message)
         return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
@@ -164,6 +183,8 @@ def _main(argv: list[str] | None) -> int:
             return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        if getattr(args, "json", False):
+            _json_error(str(exc))
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
