@@ -50,6 +50,9 @@ def test_bad_grid_is_one_clear_error(items, message):
                                       "engine=autograd"),
     ({"grid": {"engine": ["channels-last"]}}, "channels-last engine lays out convolutions.*"
                                               "use --grid engine=autograd"),
+    ({"grid": {"engine": ["winograd"]}, "device": "cuda"}, "CPU only, not on cuda; use "
+                                                           "--grid engine=autograd or --device "
+                                                           "cpu"),
     ({"grid": {"limit": [0, 100]}}, "takes whole numbers >= 1, not 0"),
     ({"grid": {"limit": [70_000]}}, "limit must be at most 60,000"),
     ({"grid": {"validation": [59_999]}, "limit": 500}, "left after --validation 59,999"),

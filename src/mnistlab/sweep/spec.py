@@ -38,6 +38,11 @@ NOT_SWEPT = {"model": "MODEL", "seed": "--seeds / --seed-list",
 _TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
 
 
+def _sweep_flag(key: str, value: str) -> str:
+    """How a sweep sets ``key`` to ``value``: its own flag, else the grid."""
+    return f"{NOT_SWEPT[key]} {value}" if key in NOT_SWEPT else f"--grid {key}={value}"
+
+
 @dataclass(frozen=True)
 class TrialSpec:
     """One training run of a sweep: its id (also its run folder's name), group and config."""
@@ -148,7 +153,7 @@ class SweepSpec:
                                 "out of the grid for its default)")
         for trial in self.trials():      # every config, validated as `mnistlab train` would
             validate(trial.config)
-            check_engine(trial.config)
+            check_engine(trial.config, _sweep_flag)
             counts = DATASETS[trial.config.dataset].counts
             check_validation(trial.config, counts["train"])
             train_images = counts["train"] - trial.config.validation

@@ -17,6 +17,7 @@ model and batch size; the result is cached and recorded in config.json with its 
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -135,16 +136,7 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
     threads of the run in force: the thread count is part of the cache key. ``resumed``: the
     engine a resumed run started with, kept where it can still train the model (a resumed
     run continues on the numerics it began with, whatever a new probe would say)."""
-    if config.engine in FUSED and device != "cpu":
-        raise UserError(f"the {config.engine} engine runs on the CPU only, not on {device}; "
-                        "use --engine autograd or --device cpu")
-    if config.engine == "channels-last" and not _has_conv(model):
-        raise UserError(f"the channels-last engine lays out convolutions, and {config.model} "
-                        "has none; use --engine autograd")
-    if config.engine in FUSED and not supports(model):
-        raise UserError(f"the {config.engine} engine trains the cnn family only (3x3 conv + "
-                        "relu + 2x2 pool blocks, then two dense layers), not "
-                        f"{config.model}; use --engine autograd")
+    refuse_engine(config, model, device)
     if config.engine != "auto":
         return EngineChoice(engine=config.engine, reason="asked for")
     able = [name for name, (trains, _) in CANDIDATES.items() if trains(model, precision, device)]
@@ -167,21 +159,52 @@ def choose_engine(config: TrainConfig, model: nn.Module, precision: str, device:
                         cached=result.cached, probed=result.probed)
 
 
-def check_engine(config: TrainConfig) -> None:
-    """``choose_engine``'s refusal of an explicit engine that cannot train ``config``'s model,
-    before anything is trained (a sweep's trials, which would otherwise each fail alone)."""
+def _train_flag(key: str, value: str) -> str:
+    return f"--{key} {value}"
+
+
+def refuse_engine(config: TrainConfig, model: nn.Module, device: str,
+                  flag: Callable[[str, str], str] = _train_flag) -> None:
+    """A UserError where ``config.engine``, asked for by name, cannot train ``model`` on
+    ``device``; ``flag(key, value)`` spells the setting the message suggests (train's
+    ``--engine autograd``, a sweep's ``--grid engine=autograd``)."""
+    engine, fix = config.engine, flag("engine", "autograd")
+    if engine in FUSED and device != "cpu":
+        raise UserError(f"the {engine} engine runs on the CPU only, not on {device}; "
+                        f"use {fix} or {flag('device', 'cpu')}")
+    if engine == "channels-last" and not _has_conv(model):
+        raise UserError(f"the channels-last engine lays out convolutions, and {config.model} "
+                        f"has none; use {fix}")
+    if engine in FUSED and not supports(model):
+        raise UserError(f"the {engine} engine trains the cnn family only (3x3 conv + "
+                        "relu + 2x2 pool blocks, then two dense layers), not "
+                        f"{config.model}; use {fix}")
+
+
+def check_engine(config: TrainConfig, flag: Callable[[str, str], str] = _train_flag) -> None:
+    """``refuse_engine`` before anything is trained (a sweep's trials, which would otherwise
+    each fail alone), its message in the caller's flags (``flag``: see refuse_engine)."""
     if config.engine not in (*FUSED, "channels-last"):
         return
+    device = config.device if config.device in ("cuda", "mps") else "cpu"
+    refuse_engine(config, _built(config), device, flag)
+
+
+_BUILT: dict[str, nn.Module] = {}
+
+
+def _built(config: TrainConfig) -> nn.Module:
+    """``config``'s model, built once per name and settings (a sweep's trials share a few),
+    under a forked RNG so that checking moves no random stream."""
     from mnistlab.models import build_model
 
-    with torch.random.fork_rng(devices=[]):
-        model = build_model(config.model, **config.model_config)
-    device = config.device if config.device in ("cuda", "mps") else "cpu"
-    try:
-        choose_engine(config, model, resolve_precision(config, model, device), device)
-    except UserError as exc:             # a sweep sets engine and precision through its grid
-        raise UserError(str(exc).replace("--engine ", "--grid engine=")
-                        .replace("--precision ", "--grid precision=")) from None
+    key = json.dumps([config.model, config.model_config], sort_keys=True, default=repr)
+    if key not in _BUILT:
+        if len(_BUILT) >= 16:                  # a bound for a long session, not a need
+            _BUILT.clear()
+        with torch.random.fork_rng(devices=[]):
+            _BUILT[key] = build_model(config.model, **config.model_config)
+    return _BUILT[key]
 
 
 def prepare_model(model: nn.Module, precision: str, engine: str | None = None) -> nn.Module:
