@@ -29,12 +29,21 @@ def say(line: str) -> None:
     sys.stdout.flush()  # a pipe or log file sees each line as it happens, not at exit
 
 
+_emitted = [0]        # JSON lines printed by this process (the command line asks)
+
+
 def emit_json(obj: Any) -> None:
     """Print one JSON object as the last line of standard output (the `--json` contract)."""
     from mnistlab.atomic import strict_json
 
     print(json.dumps(strict_json(obj), sort_keys=False, default=_jsonable, allow_nan=False),
           flush=True)
+    _emitted[0] += 1
+
+
+def json_lines() -> int:
+    """How many JSON lines emit_json has printed so far."""
+    return _emitted[0]
 
 
 def _jsonable(value: Any) -> Any:

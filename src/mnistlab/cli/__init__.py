@@ -174,6 +174,9 @@ def _main(argv: list[str] | None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from mnistlab import console
+
+    emitted = console.json_lines()
     try:
         with warnings.catch_warnings():
             # a library's Note (an unverifiable old file, ...) is one line here, not two
@@ -183,7 +186,8 @@ def _main(argv: list[str] | None) -> int:
             return int(args.func(args) or 0)
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
-        if getattr(args, "json", False):
+        # unless the command closed with its own JSON (export's {"written": false, ...})
+        if getattr(args, "json", False) and console.json_lines() == emitted:
             _json_error(str(exc))
         return 2
     except KeyboardInterrupt:
