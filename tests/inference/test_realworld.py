@@ -97,3 +97,52 @@ def test_unsure_rates_need_a_calibrated_run(tmp_path, trained_run):  # noqa: F81
     assert 0.0 <= rates.mnist_test < 0.2                     # ~1% by construction, on validation
     assert set(rates.by_part) == {"letters", "scribbles"}
     assert all(0.0 <= v <= 1.0 for v in rates.by_part.values())
+
+
+def test_touching_numbers_are_the_same_numbers_run_together(small_set):
+    """Nothing else measures how touching digits are cut apart: the same digits as the plain
+    numbers, their ink running into one piece."""
+    from scipy import ndimage
+
+    from mnistlab.inference.preprocess import ink_image
+
+    plain = compose_numbers(small_set, 20, seed=1)
+    touching = compose_numbers(small_set, 20, seed=1, touching=True)
+    assert [w for _, w in touching] == [w for _, w in plain]
+    one = 0
+    for (apart, _), (picture, _) in zip(plain, touching, strict=True):
+        assert picture.dtype == np.uint8 and picture.shape[0] == 160
+        assert picture.shape[1] < apart.shape[1]
+        _, mask, _, _ = ink_image(picture.astype(np.float32) / 255)
+        labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+        sizes = ndimage.sum(mask, labels, range(1, count + 1))
+        one += int((sizes > 0.05 * sizes.max()).sum()) == 1     # specks of noise aside
+    assert one >= 17, one
+    # a mark keeps its gap: the digits on either side touch their own neighbours only
+    marked = compose_numbers(small_set, 20, seed=1, marks=True, touching=True)
+    assert [w for _, w in marked] == [w for _, w in compose_numbers(small_set, 20, seed=1,
+                                                                    marks=True)]
+
+
+def test_touching_numbers_are_reported_beside_the_numbers(small_set, trained_run,  # noqa: F811
+                                                          monkeypatch, capsys):
+    import json
+
+    from mnistlab.cli import main
+
+    predictor = load_predictor(trained_run)
+    apart = evaluate_realworld(predictor, small_set, numbers=6)
+    both = evaluate_realworld(predictor, small_set, numbers=6, touching=True)
+    assert apart.touching_numbers is None and "touching_numbers" not in apart.to_dict()
+    assert both.numbers == apart.numbers                  # the plain figure is unchanged
+    assert both.touching_numbers is not None and both.touching_numbers.numbers == 6
+    assert both.touching_numbers.digits == apart.numbers.digits     # the same numbers
+    monkeypatch.setattr("mnistlab.data.realworld.realworld_set",
+                        lambda parts, small=False: small_set)
+    assert main(["evaluate-real", str(trained_run), "--numbers", "4", "--touching",
+                 "--json"]) == 0
+    out = capsys.readouterr().out
+    report = json.loads(out.strip().splitlines()[-1])
+    assert report["touching_numbers"]["numbers"] == report["numbers"]["numbers"] == 4
+    assert 0 <= report["touching_numbers"]["read_whole"] <= 4
+    assert "  touching " in out

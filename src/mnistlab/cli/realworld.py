@@ -30,6 +30,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="write a dot, colon or dash between two digits of each composed number "
                         "(06.12, 12:30, 42-7); a number counts as read whole only with its mark "
                         "in place")
+    p.add_argument("--touching", action="store_true",
+                   help="also read the same numbers with neighbouring digits running into "
+                        "each other (their ink overlapping by a few pixels), to measure how "
+                        "touching digits are cut apart (reported as touching_numbers)")
     p.add_argument("--unsure", action="store_true",
                    help="also measure how often the run's calibrated 'unsure' flag fires: on "
                         "MNIST test digits, and on letters and scribbles (needs a run trained "
@@ -66,10 +70,12 @@ def evaluate_real(args: argparse.Namespace) -> int:
     predictor = load_predictor(args.run, device=device)
     run_dir = Path(predictor.name)
     samples = realworld_set(parts)
-    with console.progress(total=len(samples) + args.numbers, desc="other-source set",
+    numbers = args.numbers * (2 if args.touching else 1)     # the touching ones read again
+    with console.progress(total=len(samples) + numbers, desc="other-source set",
                           unit="picture") as bar:
         result = evaluate_realworld(predictor, samples, numbers=args.numbers,
-                                    marks=args.marks, on_progress=bar.update)
+                                    marks=args.marks, touching=args.touching,
+                                    on_progress=bar.update)
     if isinstance(predictor, EnsemblePredictor):     # its figure is in ensemble.json
         mnist, measured_in = predictor.saved.test_accuracy, ENSEMBLE
     else:
@@ -83,12 +89,15 @@ def evaluate_real(args: argparse.Namespace) -> int:
         console.say(f"  {name:<8} {score.accuracy:7.2%}  ({score.correct}/{score.images}, "
                     f"{score.refused} refused)")
     console.say(f"  {'all':<8} {result.accuracy:7.2%}  ({result.images} pictures)")
-    if result.numbers is not None:
-        n = result.numbers
-        console.say(f"  numbers  {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole"
-                    f"{', marks included' if n.marks else ''}; "
-                    f"{n.right_count} split into the right number of digits"
-                    + (f"; {n.marks_right} with the mark found as written)" if n.marks else ")"))
+    for name, n in (("numbers", result.numbers), ("touching", result.touching_numbers)):
+        if n is not None:
+            console.say(f"  {name:<8} {n.accuracy:7.2%}  ({n.read_whole}/{n.numbers} read whole"
+                        f"{', marks included' if n.marks else ''}; "
+                        f"{n.right_count} split into the right number of digits"
+                        + (f"; {n.marks_right} with the mark found as written)" if n.marks
+                           else ")"))
+    if result.touching_numbers is not None:
+        console.say("           (touching: the same numbers, neighbouring digits touching)")
     if isinstance(mnist, float):
         console.say(f"  MNIST test {mnist:.2%} ({measured_in})")
     if unsure is not None:

@@ -4,7 +4,9 @@ preprocessing that ``mnistlab predict`` uses, and on numbers composed of those d
     result = evaluate_realworld(predictor, realworld_set())
     result.accuracy, result.parts["strokes"].accuracy, result.numbers.accuracy
 
-Numbers are composed of those digits (``inference.composed``).
+Numbers are composed of those digits (``inference.composed``); with ``touching``, the same
+numbers are read again with neighbouring digits running into each other
+(``result.touching_numbers``), which measures how touching digits are cut apart.
 
 A picture preprocessing refuses (no ink found) counts as a miss: a person reads every one.
 """
@@ -58,12 +60,18 @@ class NumberScore:
     def accuracy(self) -> float:
         return self.read_whole / self.numbers if self.numbers else float("nan")
 
+    def to_dict(self) -> dict[str, object]:
+        return {"accuracy": self.accuracy, "numbers": self.numbers, "digits": self.digits,
+                "read_whole": self.read_whole, "right_count": self.right_count,
+                "marks": self.marks, "marks_right": self.marks_right}
+
 
 @dataclass(frozen=True)
 class RealWorldResult:
     parts: dict[str, PartScore]
     numbers: NumberScore | None = None
     confusions: list[tuple[int, int, int]] = field(default_factory=list)  # (true, pred, count)
+    touching_numbers: NumberScore | None = None    # the same numbers, their digits touching
 
     @property
     def images(self) -> int:
@@ -81,12 +89,9 @@ class RealWorldResult:
             "top_confusions": [{"true": t, "predicted": p, "count": n}
                                for t, p, n in self.confusions]}
         if self.numbers is not None:
-            out["numbers"] = {"accuracy": self.numbers.accuracy, "numbers": self.numbers.numbers,
-                              "digits": self.numbers.digits,
-                              "read_whole": self.numbers.read_whole,
-                              "right_count": self.numbers.right_count,
-                              "marks": self.numbers.marks,
-                              "marks_right": self.numbers.marks_right}
+            out["numbers"] = self.numbers.to_dict()
+        if self.touching_numbers is not None:
+            out["touching_numbers"] = self.touching_numbers.to_dict()
         return out
 
 
@@ -113,10 +118,11 @@ def classify(predictor: Predictor, samples: Sequence[Sample], *,
 
 
 def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbers: int = 0,
-                       marks: bool = False, on_progress: Progress | None = None
-                       ) -> RealWorldResult:
+                       marks: bool = False, touching: bool = False,
+                       on_progress: Progress | None = None) -> RealWorldResult:
     """Accuracy per part (and, with ``numbers`` > 0, on that many composed numbers; ``marks``:
-    each with a dot, colon or dash between two digits, read whole only with it in place);
+    each with a dot, colon or dash between two digits, read whole only with it in place;
+    ``touching``: the same numbers again, their neighbouring digits touching);
     ``on_progress`` hears of each picture and each number done."""
     preds = classify(predictor, samples, on_progress=on_progress)
     labels = np.array([s.label for s in samples])
@@ -130,30 +136,42 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
         if t != p:
             pairs[(int(t), int(p))] = pairs.get((int(t), int(p)), 0) + 1
     confusions = [(t, p, n) for (t, p), n in sorted(pairs.items(), key=lambda kv: -kv[1])[:5]]
-    score = None
+    score = touched = None
     if numbers:
-        whole = count_ok = digits = marks_right = 0
-        for picture, want in compose_numbers(samples, numbers, marks=marks):
-            wanted = sum(c.isdigit() for c in want)
-            digits += wanted
-            if on_progress is not None:
-                on_progress(1)
-            try:
-                reading = read_picture(predictor, encode_png(picture))
-            except ImageInputError:
-                continue
-            if isinstance(reading, NumberPrediction):
-                digits_read, spelled = reading.digits, reading.number
-            else:
-                digits_read, spelled = [reading], str(reading.digit)
-            if marks:
-                marks_right += _marks_of(spelled) == _marks_of(want)
-            else:                          # as before marks were read: the digits alone
-                spelled = "".join(str(d.digit) for d in digits_read)
-            whole += spelled == want
-            count_ok += len(digits_read) == wanted
-        score = NumberScore(numbers, digits, whole, count_ok, marks, marks_right)
-    return RealWorldResult(parts, score, confusions)
+        score = _read_numbers(predictor, compose_numbers(samples, numbers, marks=marks), marks,
+                              on_progress)
+        if touching:
+            touched = _read_numbers(predictor, compose_numbers(samples, numbers, marks=marks,
+                                                               touching=True),
+                                    marks, on_progress)
+    return RealWorldResult(parts, score, confusions, touched)
+
+
+def _read_numbers(predictor: Predictor, composed: list[tuple[np.ndarray, str]], marks: bool,
+                  on_progress: Progress | None) -> NumberScore:
+    """How many of the composed (picture, spelled) numbers are read whole, and split into the
+    right number of digits; with ``marks``, read whole only with the mark in place."""
+    whole = count_ok = digits = marks_right = 0
+    for picture, want in composed:
+        wanted = sum(c.isdigit() for c in want)
+        digits += wanted
+        if on_progress is not None:
+            on_progress(1)
+        try:
+            reading = read_picture(predictor, encode_png(picture))
+        except ImageInputError:
+            continue
+        if isinstance(reading, NumberPrediction):
+            digits_read, spelled = reading.digits, reading.number
+        else:
+            digits_read, spelled = [reading], str(reading.digit)
+        if marks:
+            marks_right += _marks_of(spelled) == _marks_of(want)
+        else:                              # as before marks were read: the digits alone
+            spelled = "".join(str(d.digit) for d in digits_read)
+        whole += spelled == want
+        count_ok += len(digits_read) == wanted
+    return NumberScore(len(composed), digits, whole, count_ok, marks, marks_right)
 
 
 def _marks_of(spelled: str) -> list[tuple[int, str]]:
