@@ -121,3 +121,24 @@ def test_a_one_pixel_pencil_on_a_large_canvas_keeps_its_strokes() -> None:
     thin = preprocess(_crossed_seven(900, 1)).image
     bold = preprocess(_crossed_seven(900, 75)).image
     assert np.corrcoef(thin.ravel(), bold.ravel())[0, 1] > 0.85
+
+
+@pytest.mark.parametrize("side", [1200, 1600, 2400])
+def test_a_one_pixel_pencil_on_a_larger_canvas_keeps_its_top_bar(side: int) -> None:
+    # Reduced to the 1,024 px working size, the 1 px bar fell where two rows became one and
+    # kept half its stem's shade: the 28x28 lost the bar (correlation 0.42 with the bold 7
+    # at 1,200 px, 0.41 at 1,600, 0.42 at 2,400; 0.96 now)
+    thin = preprocess(_crossed_seven(side, 1)).image
+    bold = preprocess(_crossed_seven(900, 75)).image
+    assert np.corrcoef(thin.ravel(), bold.ravel())[0, 1] > 0.85
+    bar = thin[:, 8:18].max(axis=1)          # the bar: one of the top rows, across the digit
+    assert bar[:12].max() > 0.9
+
+
+def test_a_one_pixel_pencil_on_a_1600_px_canvas_is_one_piece_of_ink() -> None:
+    # BOX-reduced by 1.56, the line's shade varied fourfold and its faint stretches fell below
+    # the ink's threshold: the 7 was read as a number of 7 pieces
+    from mnistlab.inference.number import read_layout
+    from mnistlab.inference.preprocess import open_image, to_gray
+
+    assert len(read_layout(to_gray(open_image(_crossed_seven(1600, 1)))).digits) == 1
