@@ -92,3 +92,17 @@ def test_only_soft_light_a_quadratic_cannot_follow_is_taken_for_shading():
     gray = to_gray(open_image(photo(None, 0)))
     assert soft_shading(gray) is not None
     assert soft_shading(gray[:120]) is None              # a strip: no sheet to judge by
+
+
+@pytest.mark.parametrize("side", [32, 40, 280])
+def test_light_ink_on_a_dark_ground_is_no_shadow(digits: np.ndarray, side: int) -> None:
+    # white strokes on black, small (MNIST's own, padded to 32x32, the LeNet input) or a soft
+    # glowing brush on a 280x280 canvas: the digit itself passed for a soft shadow, and was
+    # refused as blank "under the uneven light" or misread
+    for digit in digits:
+        img = Image.fromarray(np.pad(digit, 2)).resize((side, side), Image.Resampling.BILINEAR)
+        if side == 280:
+            img = img.filter(ImageFilter.GaussianBlur(12))
+        pre = preprocess(img)                  # refused before: NoInk, "uneven light"
+        ref = preprocess(Image.fromarray(np.pad(digit, 2)).resize((side, side)))
+        assert np.corrcoef(pre.image.ravel(), ref.image.ravel())[0, 1] > 0.8

@@ -396,11 +396,12 @@ def ink_image(gray: np.ndarray) -> Ink:
     """gray (H, W) -> its ink (``Ink``)."""
     # A broad soft shadow (one lit corner) is light a quadratic surface cannot follow: the
     # shadow stood out of it as "ink", the ground round a sheet or a digit of its own
-    shade = soft_shading(gray)
-    if shade is not None:
-        inverted, ink = True, _reflectance(gray, shade)
-    else:
-        inverted, ink = _fitted_ink(gray)
+    # Dark ink only (the shading follows the paper's light from above): a digit of light ink
+    # on a dark ground, soft-edged or small (MNIST's own, padded to 32x32), passed for a soft
+    # shadow of its own and was refused or misread
+    inverted = dark_ink(gray)
+    shade = soft_shading(gray) if inverted else None
+    ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)
     t = otsu_threshold(ink)
     mask = ink > t
     ink, mask, notes = paper_only(ink, mask, t)
@@ -430,9 +431,9 @@ def ink_image(gray: np.ndarray) -> Ink:
     return Ink(scaled.astype(np.float32), mask, inverted, notes)
 
 
-def _fitted_ink(gray: np.ndarray) -> tuple[bool, np.ndarray]:
-    """(inverted, ink): the ink against a quadratic surface fitted to the paper (step 3)."""
-    inverted = dark_ink(gray)
+def _fitted_ink(gray: np.ndarray, inverted: bool) -> np.ndarray:
+    """The ink against a quadratic surface fitted to the paper (step 3); ``inverted``: dark
+    ink (dark_ink)."""
     ink = _reflectance(gray, 1.0 - _fit_background(1.0 - gray)) if inverted else (
         gray - _fit_background(gray))
     if np.mean(ink < -FIT_OVERSHOOT) > FIT_OVERSHOOT_SHARE:
@@ -440,7 +441,7 @@ def _fitted_ink(gray: np.ndarray) -> tuple[bool, np.ndarray]:
         # too little paper to fit): the paper is then far "brighter than the light". Flat.
         ink = _reflectance(gray, float(np.percentile(gray, 99))) if inverted else (
             gray - float(np.percentile(gray, 1)))
-    return inverted, ink
+    return ink
 
 
 def _reflectance(gray: np.ndarray, light: np.ndarray | float) -> np.ndarray:

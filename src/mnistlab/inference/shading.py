@@ -41,7 +41,7 @@ SHADE_PAPER = 0.04        # a cell this far below the closing is ink (or its rim
 SHADE_FILL_SIGMAS = (1.0, 2.0, 4.0, 8.0, 16.0)   # cells: the fill's Gaussians, narrowest first
 SHADE_FILL_WEIGHT = 0.25  # ... the first that holds this much paper fills a cell
 SHADE_SMOOTH = 1.0        # cells: the filled envelope's final smoothing
-SHADE_MIN_SIDE = 32       # px: smaller pictures are a digit alone, not a photo of a sheet
+SHADE_MIN_SIDE = 64       # px: smaller pictures are a digit alone, not a photo of a sheet
 SHADE_STRIP = 0.5         # the closing's square spans at most this share of the shorter side
 
 
