@@ -293,3 +293,15 @@ def test_bad_model_settings(work, text):
 ])
 def test_json_asked_for_gets_the_error_as_its_closing_line(work, argv):
     assert_refused(work, argv)
+
+
+@pytest.mark.parametrize(("argv", "json_line"), [
+    (["evaluate", "no-such-run", "--js", "--threads", "abc"], True),   # argparse's prefix
+    (["serve", "--json"], False),                  # serve has no --json: no JSON line
+    (["predict", "no-such-run", "--bogus", "--", "--json"], False),    # a picture's name
+])
+def test_json_is_read_as_argparse_reads_it(capsys: pytest.CaptureFixture[str], argv: list[str],
+                                           json_line: bool) -> None:
+    assert main(argv) == 2
+    out = capsys.readouterr().out.strip().splitlines()
+    assert (bool(out) and json.loads(out[-1])["exit_code"] == 2) == json_line

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -28,7 +29,7 @@ def chosen(ensemble_members: list[str]):
 def test_saved_ensemble_answers_as_it_was_measured(chosen, tmp_path: Path) -> None:
     folder = save_ensemble(chosen, tmp_path / "ens")
     saved = read_ensemble(folder)
-    assert [m.run_dir for m in saved.members] == [str(Path(m.run_dir).resolve())
+    assert [m.run_dir for m in saved.members] == [os.path.abspath(m.run_dir)
                                                   for m in chosen.members]
     assert sum(m.weight for m in saved.members) == pytest.approx(1.0)
     assert saved.protocol["selection"] == "validation" and saved.protocol["test_passes"] == 1
@@ -143,9 +144,18 @@ def test_a_runs_folder_moved_whole_keeps_its_ensemble(ensemble_members: list[str
             ] == ["../m0", "../m1"]
     moved = Path(shutil.move(home, tmp_path / "elsewhere"))
     predictor = EnsemblePredictor(moved / "ens")
-    assert [m.run_dir for m in predictor.saved.members] == [str((moved / f"m{i}").resolve())
+    assert [m.run_dir for m in predictor.saved.members] == [str(moved / f"m{i}")
                                                             for i in range(2)]
     assert len(predictor.models) == 2
+
+    # the ensemble's folder copied on its own: its members are found where they were saved
+    alone = Path(shutil.copytree(moved / "ens", tmp_path / "alone" / "deeper" / "ens"))
+    body = json.loads((alone / ENSEMBLE).read_text())
+    for i, m in enumerate(body["members"]):
+        m["saved_at"] = str(moved / f"m{i}")            # as if saved where they are now
+    (alone / ENSEMBLE).write_text(json.dumps(body))
+    assert [m.run_dir for m in EnsemblePredictor(alone).saved.members] == [
+        str(moved / f"m{i}") for i in range(2)]
 
     # an ensemble saved with absolute member paths (as before) still loads
     body = json.loads((moved / "ens" / ENSEMBLE).read_text())

@@ -103,6 +103,25 @@ class BadArgument(SystemExit):
         self.message = message
 
 
+def _asks_json(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
+    """Whether ``argv``, which did not parse, asks its command for ``--json`` as argparse reads
+    it (``--json``, ``--json=...`` or an unambiguous prefix such as ``--js``, before ``--``),
+    for a command that has the option."""
+    words = argv[:argv.index("--")] if "--" in argv else argv
+    command = next((w for w in words if not w.startswith("-")), None)
+    commands = next((a.choices for a in parser._actions
+                     if isinstance(a, argparse._SubParsersAction)), {})
+    sub = commands.get(command) if command else None
+    if sub is None:
+        return False
+    options = {o for a in sub._actions for o in a.option_strings}
+    if "--json" not in options:
+        return False
+    return any(w.split("=", 1)[0] == "--json" or (
+        len(w) > 2 and "=" not in w and [o for o in options if o.startswith(w)] == ["--json"])
+        for w in words)
+
+
 def _json_error(message: str) -> None:
     """With ``--json``, an error is also the closing JSON line, so that a script reading
     standard output learns why there is no result (the ``error:`` line stays on stderr)."""
@@ -168,7 +187,8 @@ def _main(argv: list[str] | None) -> int:
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:     # --help, --version, or a bad argument (already reported)
-        if isinstance(exc, BadArgument) and "--json" in (sys.argv[1:] if argv is None else argv):
+        if isinstance(exc, BadArgument) and _asks_json(parser,
+                                                       sys.argv[1:] if argv is None else argv):
             _json_error(exc.message)
         return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):

@@ -31,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     flags.add_option(p, "--threads", int, default=0, meta={
         "help": "threads for both frameworks (0: all cores)", "min": 0, "cores": True})
     p.add_argument("--quick", action="store_true",
-                   help="tiny sizes (512 images, 1 epoch): checks the plumbing, not the speed")
+                   help="tiny sizes (512 images, 1 epoch unless --epochs): checks the "
+                        "plumbing, not the speed")
     p.add_argument("--no-keras", action="store_true", help="skip the Keras reference")
     flags.add_device(p, "where mnistlab's rows train (the Keras reference: the CPU; on a GPU "
                         "the fused row and the share of the CPU's peak are left out)")

@@ -34,6 +34,7 @@ from torch import nn
 
 from mnistlab import atomic, runs
 from mnistlab.errors import UserError
+from mnistlab.folders import output_folder
 from mnistlab.runs.files import locate, read_json_object
 from mnistlab.train.calibration import CALIBRATION, load_calibration, save_calibration
 from mnistlab.train.selection import log_probabilities, shift_images
@@ -54,6 +55,9 @@ class SavedMember:
     # read_ensemble resolves it, so in memory it is absolute
     run_dir: str
     weight: float         # its share of the averaged probabilities (the shares sum to 1)
+    # absolute, as saved: where the member is looked for when the relative path leads nowhere
+    # (the ensemble's folder moved or copied on its own); None in files saved before
+    saved_at: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,8 @@ class SavedEnsemble:
         try:
             if data.get("kind") != KIND:
                 raise ValueError(f"kind is {data.get('kind')!r}, not {KIND!r}")
-            members = [SavedMember(str(m["run_dir"]), float(m["weight"]))
+            members = [SavedMember(str(m["run_dir"]), float(m["weight"]),
+                                   None if m.get("saved_at") is None else str(m["saved_at"]))
                        for m in data["members"]]
             shifts = [(int(dy), int(dx)) for dy, dx in data["shifts"]]
             saved = cls(members=members, shifts=shifts, dataset=str(data["dataset"]),
@@ -112,7 +117,9 @@ def check_ensemble_folder(folder: str | os.PathLike[str]) -> Path:
     if folder.is_dir() and any(folder.iterdir()) and not (folder / ENSEMBLE).is_file():
         raise UserError(f"{folder} already holds something other than an ensemble; give "
                         "--save a new or empty folder")
-    return folder
+    # created and writable now, before the evaluation: under a file or in /proc it failed
+    # with a traceback after the whole evaluation
+    return output_folder(folder, "--save")
 
 
 def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Path:
@@ -120,9 +127,11 @@ def save_ensemble(result: EnsembleResult, folder: str | os.PathLike[str]) -> Pat
     Refuses a folder that holds a training run or anything but an earlier ensemble."""
     folder = check_ensemble_folder(folder)
     total = sum(m.weight for m in result.members)
+    home = Path(os.path.abspath(folder))
+    members = [Path(os.path.abspath(m.run_dir)) for m in result.members]
     saved = SavedEnsemble(
-        members=[SavedMember(_relative(Path(m.run_dir).resolve(), folder.resolve()),
-                             m.weight / total) for m in result.members],
+        members=[SavedMember(_relative(path, home), m.weight / total, str(path))
+                 for path, m in zip(members, result.members, strict=True)],
         shifts=[(int(dy), int(dx)) for dy, dx in result.protocol.shifts],
         dataset=result.dataset, test_accuracy=result.test_accuracy,
         test_images=result.test_images, protocol=asdict(result.protocol))
@@ -150,9 +159,19 @@ def read_ensemble(folder: str | os.PathLike[str]) -> SavedEnsemble:
     """The ensemble saved in ``folder``, its members' folders made absolute."""
     path = Path(folder) / ENSEMBLE
     saved = SavedEnsemble.from_dict(read_json_object(path, "ensemble"), path)
-    home = Path(folder).resolve()
-    members = [replace(m, run_dir=str((home / m.run_dir).resolve())) for m in saved.members]
-    return replace(saved, members=members)
+    home = Path(os.path.abspath(folder))
+    return replace(saved, members=[replace(m, run_dir=_located(home, m))
+                                   for m in saved.members])
+
+
+def _located(home: Path, member: SavedMember) -> str:
+    """The member's folder: relative to the ensemble's ``home``, else where it was saved (the
+    ensemble's folder moved or copied without its runs), else the relative one (named in the
+    error when it cannot be loaded)."""
+    relative = Path(os.path.normpath(home / member.run_dir))
+    if relative.is_dir() or member.saved_at is None or not Path(member.saved_at).is_dir():
+        return str(relative)
+    return member.saved_at
 
 
 class EnsemblePredictor:
