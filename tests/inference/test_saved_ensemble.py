@@ -110,6 +110,12 @@ def test_bad_folders_and_lost_members_fail_in_one_line(
     assert sorted(p.name for p in Path(run).iterdir()) == before
     assert main(["evaluate", ensemble_members[0], "--save", str(tmp_path / "x")]) == 2
     assert "--ensemble" in capsys.readouterr().err
+    # a --save that cannot be created: one line, before any evaluation
+    (tmp_path / "afile").write_text("mine")
+    assert main(["evaluate", "--ensemble", *ensemble_members[:2], "--save",
+                 str(tmp_path / "afile" / "ens")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot create the folder" in err[0] and "--save" in err[0]
 
     # a member moved away: the ensemble names it
     copies = [str(shutil.copytree(m, tmp_path / f"m{i}"))
