@@ -130,6 +130,12 @@ def test_bad_folders_and_lost_members_fail_in_one_line(
     (folder / ENSEMBLE).write_text(json.dumps({"kind": "mnistlab-ensemble", "members": []}))
     with pytest.raises(UserError, match="not a readable ensemble"):
         read_ensemble(folder)
+    (folder / ENSEMBLE).write_text(json.dumps({"kind": "mnistlab-ensemble", "members": [[1]],
+                                               "shifts": [[0, 0]], "dataset": "mnist",
+                                               "test_accuracy": 0.9, "test_images": 1,
+                                               "protocol": {}}))
+    with pytest.raises(UserError, match="not a readable ensemble"):
+        read_ensemble(folder)
     # a hand-edited shift far off the picture
     saved = save_ensemble(evaluate_ensemble(ensemble_members[:2], select="none",
                                             test_limit=100), tmp_path / "far")

@@ -84,7 +84,7 @@ class SavedEnsemble:
             saved = cls(members=members, shifts=shifts, dataset=str(data["dataset"]),
                         test_accuracy=float(data["test_accuracy"]),
                         test_images=int(data["test_images"]), protocol=dict(data["protocol"]))
-        except (KeyError, TypeError, ValueError) as exc:
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:   # a member no object
             raise UserError(f"{path} is not a readable ensemble ({exc}); save it again with "
                             "`mnistlab evaluate --ensemble RUN RUN ... --save DIR`") from None
         weights = [m.weight for m in members]
