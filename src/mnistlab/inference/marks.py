@@ -136,6 +136,12 @@ def place(marks: list[tuple[Piece, str]], digit_lefts: list[int]) -> list[Mark]:
     digits' left edges, left to right)."""
     out = []
     for piece, char in sorted(marks, key=lambda m: m[0].left):
-        before = sum(left < piece.left for left in digit_lefts)
-        out.append(Mark(char, (piece.top, piece.left, piece.bottom, piece.right), before))
+        out.append(Mark(char, (piece.top, piece.left, piece.bottom, piece.right),
+                        digits_before(piece.left, digit_lefts)))
     return out
+
+
+def digits_before(left: int, digit_lefts: list[int]) -> int:
+    """How many digits (their left edges) a mark whose left edge is ``left`` follows: the
+    index of the digit it precedes."""
+    return sum(d < left for d in digit_lefts)

@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mnistlab.inference.marks import digits_before
 from mnistlab.inference.number import Layout
 
 # (N, 28, 28) images -> (N, 10) probabilities: the model, as predict runs it
@@ -91,5 +92,6 @@ def _apply(layout: Layout, joins: list[_Join]) -> Layout:
     digits = list(layout.digits)
     for join in joins:                  # right to left (as _best finds them): indices hold
         digits[join.start:join.stop] = [layout.joins[join.index].piece]
-    marks = [replace(m, before=sum(d.bbox[1] < m.bbox[1] for d in digits)) for m in layout.marks]
+    lefts = [d.bbox[1] for d in digits]
+    marks = [replace(m, before=digits_before(m.bbox[1], lefts)) for m in layout.marks]
     return Layout(digits, marks)
