@@ -220,7 +220,7 @@ def test_no_probe_without_a_choice(tmp_path: Path, cnn: torch.nn.Module, engine:
     assert len(fake_measure) == 1 and not (tmp_path / probe.CACHE_FILE).exists()
 
 
-def test_time_steps_skips_the_warm_up_and_takes_the_median() -> None:
+def test_timing_skips_the_warm_up_and_takes_the_median() -> None:
     ticks = iter(range(1000))
     durations = iter([0.0, 0.0, 1.0, 9.0, 2.0, 3.0, 2.0, 2.0, 2.0])   # 2 warm-up, 7 timed
     clock_now = [0.0]
@@ -229,8 +229,8 @@ def test_time_steps_skips_the_warm_up_and_takes_the_median() -> None:
         clock_now[0] += next(durations)
         next(ticks)
 
-    assert probe.time_steps(step, torch.zeros(1), torch.zeros(1),
-                            clock=lambda: clock_now[0]) == 1000 * 2.0
+    assert probe.time_in_turn({"step": step}, torch.zeros(1), torch.zeros(1),
+                              clock=lambda: clock_now[0])["step"] == 1000 * 2.0
 
 
 def test_engines_are_timed_in_turn_so_a_spell_of_load_falls_on_each() -> None:

@@ -71,7 +71,7 @@ def _autograd_step(model: nn.Module, precision: str) -> Step:
 
 
 def _channels_last_step(model: nn.Module, precision: str) -> Step:
-    return _autograd_step(model.to(memory_format=torch.channels_last), precision)
+    return _autograd_step(prepare_model(model, precision, "channels-last"), precision)
 
 
 def _has_conv(model: nn.Module) -> bool:

@@ -116,12 +116,6 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def time_steps(step: Step, x: torch.Tensor, y: torch.Tensor, *,
-               clock: Callable[[], float] = time.perf_counter) -> float:
-    """The median milliseconds of ``step(x, y)`` after WARMUP_STEPS untimed ones."""
-    return time_in_turn({"step": step}, x, y, clock=clock)["step"]
-
-
 def time_in_turn(steps: Mapping[str, Step], x: torch.Tensor, y: torch.Tensor, *,
                  clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
     """Each step's median milliseconds on ``(x, y)``, timed in rounds of one step of each (the
