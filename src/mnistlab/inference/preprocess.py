@@ -43,7 +43,7 @@ from scipy import ndimage
 from mnistlab.errors import UserError
 from mnistlab.inference.annotations import EIGHT, SPECK
 from mnistlab.inference.halftone import descreen, halftoned
-from mnistlab.inference.shading import soft_shading
+from mnistlab.inference.shading import quadratic_terms, soft_shading
 from mnistlab.inference.sheet import paper_only
 
 # A phone's JPEG often carries a second, smaller picture (the multi-picture format): Pillow
@@ -271,8 +271,7 @@ def _fit_background(img: np.ndarray, *, two_sided: bool = False,
     step = max(1, max(h, w) // 64)
     sample = img[::step, ::step]
     yy, xx = np.mgrid[0:h:step, 0:w:step].astype(np.float32)
-    yy, xx = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
-    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
+    design = quadratic_terms(yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5)
     values = sample.ravel()
     # Start from the paper's likely share: the darker half (ink bright), or the middle half.
     lo, mid, hi = np.percentile(values, [25, 50, 75])

@@ -135,6 +135,12 @@ def _quadratic_basis(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     one grid size serves most pictures, and building and solving it anew each time cost 3 ms
     of a 280x280 drawing's 14."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-    yy, xx = yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5
-    design = np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
+    design = quadratic_terms(yy / max(h - 1, 1) - 0.5, xx / max(w - 1, 1) - 0.5)
     return design, np.linalg.pinv(design)
+
+
+def quadratic_terms(yy: np.ndarray, xx: np.ndarray) -> np.ndarray:
+    """(N, 6) the terms 1, x, y, x², xy, y² of a quadratic surface at the points (yy, xx),
+    centred and scaled to [-0.5, 0.5] (so its least squares are well conditioned); the
+    order ``preprocess``'s paper fit reads its coefficients in."""
+    return np.stack([np.ones_like(xx), xx, yy, xx * xx, xx * yy, yy * yy], -1).reshape(-1, 6)
