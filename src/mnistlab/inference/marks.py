@@ -1,7 +1,7 @@
 """The marks written between the digits of a number: a date's dots, a time's colon, a dash,
 a decimal comma.
 
-    digits, marks = split_marks(parts)     # parts: the pieces of ink found in a picture
+    digits, marks = split_marks(parts, small, digit_ink)   # parts: the pieces of ink found
 
 A mark is told from a digit by its size and place against the digits around it (the *line*:
 the digits' median top and bottom, H high), never by the model, which only knows digits:
@@ -23,6 +23,7 @@ lean 30 degrees or more, as far as a written slash does.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import median
 from typing import Protocol
@@ -110,9 +111,12 @@ def _char(piece: Piece, line: _Line) -> str | None:
     return None
 
 
-def split_marks(parts: list[Piece], small: float) -> tuple[list[Piece], list[tuple[Piece, str]]]:
+def split_marks(parts: list[Piece], small: float, digit_ink: Callable[[Piece], bool]
+                ) -> tuple[list[Piece], list[tuple[Piece, str]]]:
     """``parts`` as the digits' candidates and the marks between them, each with its
-    character. ``small``: the share of the tallest piece under which a piece is no digit."""
+    character. ``small``: the share of the tallest piece under which a piece is no digit;
+    ``digit_ink``: whether a piece is known to be part of a digit (a stroke cut as touching
+    digits), never a mark."""
     if len(parts) < 2:
         return parts, []
     tallest = max(p.height for p in parts)
@@ -124,7 +128,8 @@ def split_marks(parts: list[Piece], small: float) -> tuple[list[Piece], list[tup
         after = any(p.left >= piece.right for p in others)
         before = any(p.right <= piece.left for p in others)
         leading = after and all(p.left >= piece.right for p in others)
-        char = _char(piece, line) if after and (before or leading) else None
+        char = (_char(piece, line) if after and (before or leading) and not digit_ink(piece)
+                else None)
         if char is not None and (before or char == "-"):   # a minus sign leads, nothing else
             marks.append((piece, char))
     kept = [p for p in parts if all(p is not m for m, _ in marks)]

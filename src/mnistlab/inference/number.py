@@ -1,7 +1,8 @@
 """A written number, not only a digit: find the digits in a picture, read them left to right.
 
     pieces = find_digits(gray)          # one DigitPiece per digit, left to right
-    layout = read_layout(gray)          # the digits and the marks between them (12.06, 4-7)
+    layout = read_layout(gray)          # the digits and the marks between them (12.06, 4-7),
+                                        # and the other ways to read touching digits
 
 ``inference.predict.read_picture`` runs the model on each piece and spells the number.
 
@@ -13,13 +14,16 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
    whose columns overlap at all while their rows do not (a stroke hanging below or above its
    neighbour: digits of one number share a line, their rows overlap by most of a digit), and
    so is a candidate far smaller than the tallest (a stray tick) into its nearest neighbour;
-3. touching digits are split where the ink says so (before step 2's merges, on the connected
-   strokes themselves): a candidate wider than ``SPLIT_WIDTH``
-   times its height is cut at the thinnest column (the least ink) near each expected border,
-   but only where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink.
-   Ink alone cannot tell a wide digit (a 4 written broadly) from two touching ones, so the
-   layout also offers each run of a cut stroke's pieces as one digit (``Layout.joins``), and
-   ``inference.verify`` lets the model keep the cut or undo it;
+3. touching digits are split (before step 2's merges, on the connected strokes themselves):
+   a stroke wider than ``SPLIT_WIDTH`` times its height may hold several digits. The ink's
+   own reading cuts it at the thinnest column (the least ink) near each border its width
+   implies, where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink.
+   But touching digits overlap, so their border is rarely the thinnest column, and ink alone
+   cannot tell a wide digit (a 4 written broadly) from two touching ones. So the stroke is
+   also cut at every other place a border may be (each valley of its column profile, none
+   through a loop: a wide 0 is never cut into two halves), into *units*; each run of up to
+   ``JOIN_PIECES`` units is a candidate digit (``Layout.segments``), and
+   ``inference.verify`` lets the model choose the reading;
 4. pieces that are marks between digits (a dot, a colon, a dash: ``inference.marks``) are set
    apart before step 2's last merge, which would fold them into a neighbour as stray ticks;
 5. each digit goes through the single-digit recipe (crop, widen thin strokes, 20 px box,
@@ -28,13 +32,13 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import reduce
 
 import numpy as np
 from scipy import ndimage
 
-from mnistlab.inference.marks import Box, Mark, place, split_marks
+from mnistlab.inference.marks import Box, Mark, Piece, place, split_marks
 from mnistlab.inference.preprocess import (
     ImageInputError,
     Preprocessed,
@@ -45,10 +49,13 @@ from mnistlab.inference.preprocess import (
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
 STAGGER_ROWS = 0.6      # columns overlapping and rows sharing less than this: one digit
 SMALL_PIECE = 0.35      # a piece under this share of the tallest one's height is not a digit
-SPLIT_WIDTH = 1.25      # width / height above which a piece may hold touching digits
+SPLIT_WIDTH = 1.25      # width / height above which a stroke may hold touching digits
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
-SPLIT_VALLEY = 0.4      # a cut column holds at most this share of the mean column's ink
-JOIN_PIECES = 3         # at most this many pieces of a cut stroke are offered as one digit
+SPLIT_VALLEY = 0.4      # the ink's cut column holds at most this share of the mean column's ink
+UNIT_WIDTH = 0.15       # the units of a cut stroke are at least this share of its height wide
+SMOOTH = 0.015          # its column profile is smoothed over +- this share of its height
+LOOP = 0.05             # a loop at least this share of its height each way is never cut through
+JOIN_PIECES = 4         # at most this many units of a cut stroke are offered as one digit
 MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
 
 
@@ -72,8 +79,10 @@ class _Part:
     right: int
     mask: np.ndarray                   # bool (height, width): its ink within its box
     # the stroke it was cut from as touching digits (its index in the picture), None when it
-    # was not cut: the pieces of one stroke may be read whole again (``Layout.joins``)
+    # was not cut: neighbouring units of one stroke may be read as one digit
     cut_from: int | None = None
+    ink_digit: int = 0                 # which of its stroke's digits the ink's own cuts
+                                       # put it in (0 in a stroke not cut)
 
     @property
     def height(self) -> int:
@@ -93,7 +102,7 @@ class _Part:
         # digit's (a hook cut off a flat 6 and folded into the 7 beside it makes the 7 no
         # piece of the 6's stroke, to be joined to it)
         taller = self if self.height >= other.height else other
-        return _Part(top, left, bottom, right, mask, taller.cut_from)
+        return _Part(top, left, bottom, right, mask, taller.cut_from, taller.ink_digit)
 
 
 def _parts(mask: np.ndarray) -> list[_Part]:
@@ -110,6 +119,11 @@ def _parts(mask: np.ndarray) -> list[_Part]:
             parts.append(_Part(rows.start, cols.start, rows.stop, cols.stop,
                                labels[box] == index))
     return parts
+
+
+def _cut(piece: Piece) -> bool:
+    """Whether ``piece`` was cut from a stroke as touching digits: a digit's ink, no mark."""
+    return isinstance(piece, _Part) and piece.cut_from is not None
 
 
 def _column_overlap(a: _Part, b: _Part) -> float:
@@ -152,23 +166,25 @@ def _merge_stacked(parts: list[_Part]) -> list[_Part]:
 
 
 def _merge_small(parts: list[_Part]) -> list[_Part]:
+    """Each piece far smaller than the tallest (a stray tick) merged into its nearest big
+    neighbour; a unit of a stroke cut as touching digits, into a unit of the same digit of
+    the ink's reading where there is one."""
     tallest = max(p.height for p in parts)
     big = [p for p in parts if p.height >= SMALL_PIECE * tallest]
     for small in (p for p in parts if p.height < SMALL_PIECE * tallest):
+        kin = [i for i, b in enumerate(big) if small.cut_from is not None
+               and (b.cut_from, b.ink_digit) == (small.cut_from, small.ink_digit)]
         centre = (small.left + small.right) / 2
-        nearest = min(range(len(big)), key=lambda i: abs((big[i].left + big[i].right) / 2
-                                                         - centre))
+        nearest = min(kin or range(len(big)),
+                      key=lambda i: abs((big[i].left + big[i].right) / 2 - centre))
         big[nearest] = big[nearest].merged(small)
     return big
 
 
-def _split_touching(part: _Part, stroke: int) -> list[_Part]:
-    """``part`` cut where touching digits meet (``stroke``: its index, kept by the pieces), or
-    ``[part]`` when its ink shows no such place."""
-    if part.width <= SPLIT_WIDTH * part.height:
-        return [part]
+def _ink_cuts(part: _Part, columns: np.ndarray) -> list[int]:
+    """Where the ink alone cuts ``part`` (columns from its left): the thinnest column near
+    each border its width implies, where it is thin enough."""
     count = max(2, round(part.width / (DIGIT_ASPECT * part.height)))
-    columns = part.mask.sum(axis=0)                                               # (W,)
     mean = float(columns[columns > 0].mean())
     step = part.width / count
     cuts = []
@@ -179,37 +195,86 @@ def _split_touching(part: _Part, stroke: int) -> list[_Part]:
             continue
         at = max(lo, 1) + int(np.argmin(window))
         if columns[at] <= SPLIT_VALLEY * mean:
-            cuts.append(part.left + at)
+            cuts.append(at)
+    return cuts
+
+
+def _valleys(part: _Part, columns: np.ndarray, taken: list[int]) -> list[int]:
+    """Every other column where ``part`` might hold a border between touching digits: the
+    valleys of its smoothed column profile holding at most the mean column's ink, none
+    through a loop (a 0's two halves, a 6's or 9's round), each ``UNIT_WIDTH`` from the
+    picture's edges, from ``taken`` and from each other (the emptiest first)."""
+    height = part.height
+    smooth = ndimage.uniform_filter1d(columns.astype(np.float64),
+                                      2 * max(1, round(SMOOTH * height)) + 1, mode="nearest")
+    holes, _ = ndimage.label(ndimage.binary_fill_holes(part.mask) & ~part.mask)
+    loops = [cols for rows, cols in ndimage.find_objects(holes)
+             if (rows.stop - rows.start) * (cols.stop - cols.start) >= (LOOP * height) ** 2]
+    mean = float(columns[columns > 0].mean())
+    gap = max(2, int(UNIT_WIDTH * height))
+    found = [x for x in range(gap, part.width - gap)
+             if smooth[x] <= smooth[x - 1] and smooth[x] < smooth[x + 1] and columns[x] <= mean
+             and not any(c.start < x < c.stop for c in loops)]
+    chosen = list(taken)
+    for x in sorted(found, key=lambda x: smooth[x]):
+        if all(abs(x - c) >= gap for c in chosen):
+            chosen.append(x)
+    return [x for x in chosen if x not in taken]
+
+
+def _split_touching(part: _Part, stroke: int) -> list[_Part]:
+    """``part`` cut into units wherever touching digits may meet (``stroke``: its index, kept
+    by the units, with the digit of the ink's own reading each lies in), or ``[part]`` when
+    it is too narrow or its ink shows no such place."""
+    if part.width <= SPLIT_WIDTH * part.height:
+        return [part]
+    columns = part.mask.sum(axis=0)                                               # (W,)
+    ink = _ink_cuts(part, columns)
+    cuts = sorted(ink + _valleys(part, columns, ink))
     if not cuts:
         return [part]
     pieces = []
-    for left, right in zip([part.left, *cuts], [*cuts, part.right], strict=True):
-        mask = part.mask[:, left - part.left:right - part.left]
+    for left, right in zip([0, *cuts], [*cuts, part.width], strict=True):
+        mask = part.mask[:, left:right]
         rows = np.flatnonzero(mask.any(axis=1))
         if rows.size:
             top, bottom = int(rows[0]), int(rows[-1]) + 1
-            pieces.append(_Part(part.top + top, left, part.top + bottom, right,
-                                mask[top:bottom], stroke))
+            pieces.append(_Part(part.top + top, part.left + left, part.top + bottom,
+                                part.left + right, mask[top:bottom], stroke,
+                                sum(cut <= left for cut in ink)))
     return pieces
 
 
-def _cut_runs(parts: list[_Part]) -> list[tuple[int, int]]:
-    """(start, stop) of every run of 2 to ``JOIN_PIECES`` neighbouring parts (left to right)
-    cut from one stroke: each might be one wide digit rather than touching ones."""
-    runs = []
+Span = tuple[int, int]          # units start .. stop - 1 (left to right), read as one digit
+
+
+def _spans(parts: list[_Part]) -> tuple[list[Span], list[Span]]:
+    """(every span the model may read as one digit, the ink's own reading): each unit alone,
+    every run of 2 to ``JOIN_PIECES`` neighbouring units cut from one stroke, and the ink's
+    digits (a stroke it does not cut is one digit, however many units it holds)."""
+    reading: list[Span] = []
+    for i, part in enumerate(parts):
+        joins = (i > 0 and part.cut_from is not None
+                 and (parts[i - 1].cut_from, parts[i - 1].ink_digit)
+                 == (part.cut_from, part.ink_digit))
+        if joins:
+            reading[-1] = (reading[-1][0], i + 1)
+        else:
+            reading.append((i, i + 1))
+    spans = set(reading)
     for start, part in enumerate(parts):
+        spans.add((start, start + 1))
         stop = start + 1
         while (part.cut_from is not None and stop < len(parts) and stop - start < JOIN_PIECES
                and parts[stop].cut_from == part.cut_from):
             stop += 1
-            runs.append((start, stop))
-    return runs
+            spans.add((start, stop))
+    return sorted(spans), reading
 
 
 @dataclass(frozen=True)
-class Joined:
-    """Digits ``start`` to ``stop - 1`` (pieces of one stroke cut as touching digits) read as
-    one digit instead: what the picture gives if that cut was wrong."""
+class Segment:
+    """Units ``start`` to ``stop - 1`` read as one digit: one way to read part of the ink."""
 
     start: int
     stop: int
@@ -218,16 +283,29 @@ class Joined:
 
 @dataclass(frozen=True)
 class Layout:
-    """A picture's digits, left to right, and the marks written between them; ``joins``: the
-    ways to undo the cuts made on ink alone, for the model to judge (``inference.verify``)."""
+    """A picture's candidate digits (``segments``: each unit of ink alone, and runs of the
+    units of a stroke cut as touching digits), the reading chosen (``reading``: indices into
+    ``segments``, left to right, covering every unit once; the ink's own until the model
+    judges, ``inference.verify``), and the marks written between its digits."""
 
-    digits: list[DigitPiece]
+    segments: list[Segment]
+    reading: list[int]
     marks: list[Mark]
-    joins: list[Joined] = field(default_factory=list)
+    units: int
+
+    @property
+    def digits(self) -> list[DigitPiece]:
+        return [self.segments[i].piece for i in self.reading]
+
+    @property
+    def undecided(self) -> bool:
+        """Whether the ink may be read another way (some stroke was cut into units)."""
+        return len(self.segments) > len(self.reading)
 
 
 def find_digits(gray: np.ndarray) -> list[DigitPiece]:
-    """The digits of a grayscale picture (H, W) in [0, 1], left to right.
+    """The digits of a grayscale picture (H, W) in [0, 1], left to right, as the ink alone
+    reads them (``inference.verify`` lets a model read touching digits).
 
     Raises ``NoInk`` (a UserError) for a blank picture, as ``preprocess`` does.
     """
@@ -235,21 +313,28 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
 
 
 def read_layout(gray: np.ndarray) -> Layout:
-    """The digits of a grayscale picture (H, W) in [0, 1], left to right, and the marks
-    between them. Raises ``NoInk`` (a UserError) for a blank picture."""
+    """The digits of a grayscale picture (H, W) in [0, 1], left to right, the marks between
+    them, and the other ways to read touching digits. Raises ``NoInk`` (a UserError) for a
+    blank picture."""
     ink, mask, inverted, notes = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
-    parts = [piece for stroke, part in enumerate(_parts(mask))
-             for piece in _split_touching(part, stroke)]
-    parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE)
+    strokes = _parts(mask)
+    tallest = max(p.height for p in strokes)
+    # a stroke far smaller than the tallest (a dot, a dash) is no digit, nor touching ones
+    parts = [piece for stroke, part in enumerate(strokes)
+             for piece in (_split_touching(part, stroke) if part.height >= SMALL_PIECE * tallest
+                           else [part])]
+    parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE, _cut)
     parts = _merge_small(parts)
     parts.sort(key=lambda p: (p.left + p.right) / 2)
-    pieces = [_digit(part, ink, inverted, notes) for part in parts]
-    joins = [Joined(start, stop, _digit(reduce(_Part.merged, parts[start:stop]), ink,
-                                        inverted, notes))
-             for start, stop in _cut_runs(parts)]
-    return Layout(pieces, place(marks, [p.left for p in parts]), joins)
+    spans, reading = _spans(parts)
+    segments = [Segment(start, stop, _digit(reduce(_Part.merged, parts[start:stop]), ink,
+                                            inverted, notes))
+                for start, stop in spans]
+    chosen = [spans.index(span) for span in reading]
+    lefts = [segments[i].piece.bbox[1] for i in chosen]
+    return Layout(segments, chosen, place(marks, lefts), len(parts))
 
 
 def _digit(part: _Part, ink: np.ndarray, inverted: bool, notes: list[str]) -> DigitPiece:

@@ -351,8 +351,8 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
         try:
             gray = to_gray(open_image(source, max_pixels=max_pixels,
                                       max_decoded_pixels=max_decoded_pixels))
-            # a stroke cut as touching digits is kept cut only if the model reads the
-            # pieces better than the whole (a wide 4 is no "41"): a few 28x28s more
+            # a stroke wide enough to hold touching digits is read the way the model reads
+            # most surely (a wide 4 is no "41"; a touching "47" no 4): a few 28x28s more
             layout = verified(read_layout(gray), lambda x: predict_proba(predictor, x))
             found.append((layout, gray.shape))
         except UserError as exc:
