@@ -6,12 +6,12 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 from scipy import ndimage
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
-from mnistlab.inference.number import find_digits, read_layout
+from mnistlab.inference.number import JOIN_PIECES, find_digits, read_layout
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
 from mnistlab.inference.verify import verified
@@ -380,3 +380,14 @@ def test_the_units_hold_the_border_the_ink_s_cut_misses(test_digits, overlap):
         ink += len(layout.digits) == 2
         judged += len(verified(layout, knows(layout, _columns(digits, overlap))).digits) == 2
     assert judged >= ink + 4, (ink, judged)
+
+
+def test_a_long_stroke_may_still_be_read_as_one_digit():
+    """However many units a stroke is cut into, the model may read it whole."""
+    img = Image.new("L", (1000, 240), 255)
+    xs = np.arange(20, 980, 2)
+    ys = 120 + 90 * np.sin(xs / 23.0)
+    ImageDraw.Draw(img).line(list(zip(xs.tolist(), ys.tolist(), strict=True)), fill=0, width=8)
+    layout = read_layout(np.asarray(img, np.float32) / 255)
+    assert layout.units > JOIN_PIECES
+    assert any(s.start == 0 and s.stop == layout.units for s in layout.segments)

@@ -250,8 +250,8 @@ Span = tuple[int, int]          # units start .. stop - 1 (left to right), read 
 
 def _spans(parts: list[_Part]) -> tuple[list[Span], list[Span]]:
     """(every span the model may read as one digit, the ink's own reading): each unit alone,
-    every run of 2 to ``JOIN_PIECES`` neighbouring units cut from one stroke, and the ink's
-    digits (a stroke it does not cut is one digit, however many units it holds)."""
+    every run of 2 to ``JOIN_PIECES`` neighbouring units cut from one stroke, each whole
+    stroke, and the ink's digits (a stroke it does not cut is one digit)."""
     reading: list[Span] = []
     for i, part in enumerate(parts):
         joins = (i > 0 and part.cut_from is not None
@@ -265,10 +265,14 @@ def _spans(parts: list[_Part]) -> tuple[list[Span], list[Span]]:
     for start, part in enumerate(parts):
         spans.add((start, start + 1))
         stop = start + 1
-        while (part.cut_from is not None and stop < len(parts) and stop - start < JOIN_PIECES
+        while (part.cut_from is not None and stop < len(parts)
                and parts[stop].cut_from == part.cut_from):
             stop += 1
-            spans.add((start, stop))
+            if stop - start <= JOIN_PIECES:
+                spans.add((start, stop))
+        if part.cut_from is not None and (start == 0 or parts[start - 1].cut_from
+                                          != part.cut_from):
+            spans.add((start, stop))        # the whole stroke, however many units it holds
     return sorted(spans), reading
 
 

@@ -16,8 +16,8 @@ favours reading touching digits as one, and an overconfident model reads a touch
 squeezed into one 28x28 as a 4 at 0.998. A mean compares readings of different lengths
 fairly: "4" at 0.998 against a 4 and a 7 at 0.996 each. Chosen on numbers composed of the
 first 2,000 MNIST test digits (300 of each kind, a 5-epoch seed CNN): touching numbers read
-whole 13 times with the product and the ink's cuts, 62 with the units and the mean; numbers
-with gaps 276 and 275, single digits 292 both, digits stretched 1.3-1.8 times 285 and 280.
+whole 13 times with the product and the ink's cuts, 61 with the units and the mean; numbers
+with gaps 276 and 275, single digits 292 both, digits stretched 1.3-1.8 times 285 and 281.
 Cutting narrower strokes too (over 0.9 of their height) read 86 touching numbers, but a small
 FC model then cut single wide digits in two ("5" as "62"); the units stop at the ink's width.
 
