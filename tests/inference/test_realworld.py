@@ -36,24 +36,25 @@ def test_the_set_is_fixed_and_balanced(small_set):
 def test_numbers_are_composed_from_one_part(small_set):
     numbers = compose_numbers(small_set, 20, seed=1)
     assert len(numbers) == 20
-    assert all(2 <= len(n) <= 4 and n.isdigit() for _, n in numbers)
-    assert all(p.dtype == np.uint8 and p.shape[0] == 160 for p, _ in numbers)
+    assert all(2 <= len(n.spelled) <= 4 and n.spelled.isdigit() for n in numbers)
+    assert all(n.picture.dtype == np.uint8 and n.picture.shape[0] == 160 for n in numbers)
+    assert {n.part for n in numbers} == {s.part for s in small_set}
 
 
 def test_numbers_with_marks_spell_them_and_keep_the_digits(small_set):
     marked = compose_numbers(small_set, 40, seed=1, marks=True)
-    for picture, spelled in marked:
+    for picture, spelled, _ in marked:
         assert sum(c in ".:-" for c in spelled) == 1, spelled
         assert spelled[0].isdigit() and spelled[-1].isdigit()
         assert 2 <= sum(c.isdigit() for c in spelled) <= 4 and picture.shape[0] == 160
-    assert {s.strip("0123456789")[0] for _, s in marked} == set(".:-")
+    assert {n.spelled.strip("0123456789")[0] for n in marked} == set(".:-")
 
 
 def test_marks_are_found_where_they_were_drawn(small_set):
     from mnistlab.inference.number import read_layout
 
     right = 0
-    for picture, spelled in compose_numbers(small_set, 30, seed=2, marks=True):
+    for picture, spelled, _ in compose_numbers(small_set, 30, seed=2, marks=True):
         layout = read_layout(picture.astype(np.float32) / 255)
         at = next(i for i, c in enumerate(spelled) if not c.isdigit())
         right += [(m.char, m.before) for m in layout.marks] == [(spelled[at], at)]
@@ -69,9 +70,11 @@ def test_evaluation_per_part_and_numbers(small_set, trained_run):  # noqa: F811
         assert 0.3 < score.accuracy <= 1.0          # a 94% MNIST FC reads many of them
     assert result.numbers is not None and result.numbers.numbers == 10
     assert 0 <= result.numbers.read_whole <= result.numbers.right_count <= 10
+    assert result.numbers.parts == {"strokes": (result.numbers.read_whole, 10)}
     out = result.to_dict()
     assert out["images"] == len(small_set) and "numbers" in out
     assert out["numbers"]["marks"] is False and out["numbers"]["marks_right"] == 0
+    assert out["numbers"]["parts"]["strokes"]["numbers"] == 10
     marked = evaluate_realworld(load_predictor(trained_run), small_set, numbers=10, marks=True)
     assert marked.numbers is not None and marked.numbers.marks
     # the marks do not depend on the model: drawn strokes' marks are found
@@ -108,9 +111,10 @@ def test_touching_numbers_are_the_same_numbers_run_together(small_set):
 
     plain = compose_numbers(small_set, 20, seed=1)
     touching = compose_numbers(small_set, 20, seed=1, touching=True)
-    assert [w for _, w in touching] == [w for _, w in plain]
+    assert [n.spelled for n in touching] == [n.spelled for n in plain]
     one = 0
-    for (apart, _), (picture, _) in zip(plain, touching, strict=True):
+    for apart, picture in zip((n.picture for n in plain), (n.picture for n in touching),
+                              strict=True):
         assert picture.dtype == np.uint8 and picture.shape[0] == 160
         assert picture.shape[1] < apart.shape[1]
         _, mask, _, _ = ink_image(picture.astype(np.float32) / 255)
@@ -120,8 +124,8 @@ def test_touching_numbers_are_the_same_numbers_run_together(small_set):
     assert one >= 17, one
     # a mark keeps its gap: the digits on either side touch their own neighbours only
     marked = compose_numbers(small_set, 20, seed=1, marks=True, touching=True)
-    assert [w for _, w in marked] == [w for _, w in compose_numbers(small_set, 20, seed=1,
-                                                                    marks=True)]
+    assert [n.spelled for n in marked] == [n.spelled for n in compose_numbers(
+        small_set, 20, seed=1, marks=True)]
 
 
 def test_touching_numbers_are_reported_beside_the_numbers(small_set, trained_run,  # noqa: F811
@@ -146,3 +150,5 @@ def test_touching_numbers_are_reported_beside_the_numbers(small_set, trained_run
     assert report["touching_numbers"]["numbers"] == report["numbers"]["numbers"] == 4
     assert 0 <= report["touching_numbers"]["read_whole"] <= 4
     assert "  touching " in out
+    assert out.count("by part: strokes ") == 2             # the plain and the touching ones
+    assert report["touching_numbers"]["parts"]["strokes"]["numbers"] == 4

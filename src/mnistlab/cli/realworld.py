@@ -96,6 +96,8 @@ def evaluate_real(args: argparse.Namespace) -> int:
                         f"{n.right_count} split into the right number of digits"
                         + (f"; {n.marks_right} with the mark found as written)" if n.marks
                            else ")"))
+            console.say("           by part: " + ", ".join(
+                f"{part} {read}/{seen}" for part, (read, seen) in n.parts.items()))
     if result.touching_numbers is not None:
         console.say("           (touching: the same numbers, neighbouring digits touching)")
     if isinstance(mnist, float):

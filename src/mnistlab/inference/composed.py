@@ -1,7 +1,7 @@
 """Numbers composed from single-digit pictures, to measure how written numbers are read.
 
-    for picture, want in compose_numbers(samples, 200, marks=True):   # want: "06.12"
-        ...
+    for number in compose_numbers(samples, 200, marks=True):
+        number.picture, number.spelled, number.part            # spelled: "06.12"
 
 Each number takes 2-4 samples of one part, scaled to one height and set side by side with a
 gap of a tenth of it. With ``marks``, one gap of each number is widened and holds a dot, a
@@ -18,6 +18,7 @@ over paper). A mark keeps its gap. Nothing else measures how touching digits are
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -27,6 +28,15 @@ from mnistlab.data.realworld import Sample
 HEIGHT = 160            # px, every digit
 MARKS = ".:-"
 TOUCH = 4               # px (of HEIGHT) by which touching neighbours' ink overlaps
+
+
+class Composed(NamedTuple):
+    """A composed number: its picture (uint8, HEIGHT px high, dark ink on light paper), what
+    it spells, and the part of the set its digits come from."""
+
+    picture: np.ndarray
+    spelled: str
+    part: str
 
 
 def _scaled(sample: Sample) -> np.ndarray:
@@ -103,11 +113,10 @@ def _touching(tiles: list[np.ndarray], paper: int) -> np.ndarray:
 
 
 def compose_numbers(samples: Sequence[Sample], count: int, *, seed: int = 0,
-                    marks: bool = False, touching: bool = False
-                    ) -> list[tuple[np.ndarray, str]]:
-    """``count`` pictures of 2-4 digit numbers, each digit a sample of the same part:
-    (uint8 picture HEIGHT px high, what it spells). ``touching``: the same numbers with
-    neighbouring digits running into each other (a mark keeps its gap)."""
+                    marks: bool = False, touching: bool = False) -> list[Composed]:
+    """``count`` pictures of 2-4 digit numbers, each digit a sample of the same part.
+    ``touching``: the same numbers with neighbouring digits running into each other (a mark
+    keeps its gap)."""
     rng = np.random.default_rng(seed)
     by_part: dict[str, list[Sample]] = {}
     for s in samples:
@@ -115,7 +124,8 @@ def compose_numbers(samples: Sequence[Sample], count: int, *, seed: int = 0,
     parts = sorted(by_part)
     out = []
     for _ in range(count):
-        pool = by_part[parts[int(rng.integers(len(parts)))]]
+        part = parts[int(rng.integers(len(parts)))]
+        pool = by_part[part]
         chosen = [pool[int(i)] for i in rng.integers(0, len(pool), int(rng.integers(2, 5)))]
         tiles = [_scaled(s) for s in chosen]
         pixels = np.concatenate([t.ravel() for t in tiles])
@@ -139,5 +149,5 @@ def compose_numbers(samples: Sequence[Sample], count: int, *, seed: int = 0,
             for i, t in enumerate(tiles[1:], 1):
                 row += [_mark_gap(mark, paper, ink, _line(tiles, paper, ink)) if i == where
                         else gap, t]
-        out.append((np.concatenate(row, axis=1), spelled))
+        out.append(Composed(np.concatenate(row, axis=1), spelled, part))
     return out

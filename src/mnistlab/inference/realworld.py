@@ -22,7 +22,7 @@ from PIL import Image
 
 from mnistlab.data.realworld import Sample
 from mnistlab.errors import UserError
-from mnistlab.inference.composed import compose_numbers
+from mnistlab.inference.composed import Composed, compose_numbers
 from mnistlab.inference.predict import NumberPrediction, Predictor, assess, read_picture
 from mnistlab.inference.preprocess import ImageInputError, preprocess_gray
 
@@ -55,6 +55,8 @@ class NumberScore:
     right_count: int               # numbers split into the right number of digits
     marks: bool = False            # each with a mark between two digits, read whole with it
     marks_right: int = 0           # with marks: numbers whose mark was found, as written
+    # per part of the set the digits came from: (numbers read whole, numbers)
+    parts: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @property
     def accuracy(self) -> float:
@@ -63,7 +65,8 @@ class NumberScore:
     def to_dict(self) -> dict[str, object]:
         return {"accuracy": self.accuracy, "numbers": self.numbers, "digits": self.digits,
                 "read_whole": self.read_whole, "right_count": self.right_count,
-                "marks": self.marks, "marks_right": self.marks_right}
+                "marks": self.marks, "marks_right": self.marks_right,
+                "parts": {k: {"read_whole": w, "numbers": n} for k, (w, n) in self.parts.items()}}
 
 
 @dataclass(frozen=True)
@@ -147,12 +150,15 @@ def evaluate_realworld(predictor: Predictor, samples: Sequence[Sample], *, numbe
     return RealWorldResult(parts, score, confusions, touched)
 
 
-def _read_numbers(predictor: Predictor, composed: list[tuple[np.ndarray, str]], marks: bool,
+def _read_numbers(predictor: Predictor, composed: list[Composed], marks: bool,
                   on_progress: Progress | None) -> NumberScore:
-    """How many of the composed (picture, spelled) numbers are read whole, and split into the
-    right number of digits; with ``marks``, read whole only with the mark in place."""
+    """How many of the composed numbers are read whole (in all and per part), and split into
+    the right number of digits; with ``marks``, read whole only with the mark in place."""
     whole = count_ok = digits = marks_right = 0
-    for picture, want in composed:
+    parts: dict[str, tuple[int, int]] = {}
+    for picture, want, part in composed:
+        read, seen = parts.get(part, (0, 0))
+        parts[part] = (read, seen + 1)
         wanted = sum(c.isdigit() for c in want)
         digits += wanted
         if on_progress is not None:
@@ -170,8 +176,10 @@ def _read_numbers(predictor: Predictor, composed: list[tuple[np.ndarray, str]], 
         else:                              # as before marks were read: the digits alone
             spelled = "".join(str(d.digit) for d in digits_read)
         whole += spelled == want
+        parts[part] = (parts[part][0] + (spelled == want), parts[part][1])
         count_ok += len(digits_read) == wanted
-    return NumberScore(len(composed), digits, whole, count_ok, marks, marks_right)
+    return NumberScore(len(composed), digits, whole, count_ok, marks, marks_right,
+                       dict(sorted(parts.items())))
 
 
 def _marks_of(spelled: str) -> list[tuple[int, str]]:
