@@ -181,11 +181,11 @@ def _merge_small(parts: list[_Part]) -> list[_Part]:
     return big
 
 
-def _ink_cuts(part: _Part, columns: np.ndarray) -> list[int]:
-    """Where the ink alone cuts ``part`` (columns from its left): the thinnest column near
-    each border its width implies, where it is thin enough."""
+def _ink_cuts(part: _Part, columns: np.ndarray, mean: float) -> list[int]:
+    """Where the ink alone cuts ``part`` (columns from its left; ``mean``: its mean inked
+    column's ink): the thinnest column near each border its width implies, where it is thin
+    enough."""
     count = max(2, round(part.width / (DIGIT_ASPECT * part.height)))
-    mean = float(columns[columns > 0].mean())
     step = part.width / count
     cuts = []
     for j in range(1, count):
@@ -199,7 +199,7 @@ def _ink_cuts(part: _Part, columns: np.ndarray) -> list[int]:
     return cuts
 
 
-def _valleys(part: _Part, columns: np.ndarray, taken: list[int]) -> list[int]:
+def _valleys(part: _Part, columns: np.ndarray, mean: float, taken: list[int]) -> list[int]:
     """Every other column where ``part`` might hold a border between touching digits: the
     valleys of its smoothed column profile holding at most the mean column's ink, none
     through a loop (a 0's two halves, a 6's or 9's round), each ``UNIT_WIDTH`` from the
@@ -210,7 +210,6 @@ def _valleys(part: _Part, columns: np.ndarray, taken: list[int]) -> list[int]:
     holes, _ = ndimage.label(ndimage.binary_fill_holes(part.mask) & ~part.mask)
     loops = [cols for rows, cols in ndimage.find_objects(holes)
              if (rows.stop - rows.start) * (cols.stop - cols.start) >= (LOOP * height) ** 2]
-    mean = float(columns[columns > 0].mean())
     gap = max(2, int(UNIT_WIDTH * height))
     found = [x for x in range(gap, part.width - gap)
              if smooth[x] <= smooth[x - 1] and smooth[x] < smooth[x + 1] and columns[x] <= mean
@@ -229,8 +228,9 @@ def _split_touching(part: _Part, stroke: int) -> list[_Part]:
     if part.width <= SPLIT_WIDTH * part.height:
         return [part]
     columns = part.mask.sum(axis=0)                                               # (W,)
-    ink = _ink_cuts(part, columns)
-    cuts = sorted(ink + _valleys(part, columns, ink))
+    mean = float(columns[columns > 0].mean())
+    ink = _ink_cuts(part, columns, mean)
+    cuts = sorted(ink + _valleys(part, columns, mean, ink))
     if not cuts:
         return [part]
     pieces = []

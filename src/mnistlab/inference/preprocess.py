@@ -394,10 +394,10 @@ class Ink(NamedTuple):
 def ink_image(gray: np.ndarray) -> Ink:
     """gray (H, W) -> its ink (``Ink``)."""
     # A broad soft shadow (one lit corner) is light a quadratic surface cannot follow: the
-    # shadow stood out of it as "ink", the ground round a sheet or a digit of its own
-    # Dark ink only (the shading follows the paper's light from above): a digit of light ink
-    # on a dark ground, soft-edged or small (MNIST's own, padded to 32x32), passed for a soft
-    # shadow of its own and was refused or misread
+    # shadow stood out of it as "ink", the ground round a sheet or a digit of its own. Dark
+    # ink only (the shading follows the paper's light from above): a digit of light ink on a
+    # dark ground, soft-edged or small (MNIST's own, padded to 32x32), passed for a soft
+    # shadow of its own and was refused or misread.
     inverted = dark_ink(gray)
     shade = soft_shading(gray) if inverted else None
     ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)

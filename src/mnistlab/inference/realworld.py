@@ -14,6 +14,7 @@ A picture preprocessing refuses (no ink found) counts as a miss: a person reads 
 from __future__ import annotations
 
 import io
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -154,11 +155,11 @@ def _read_numbers(predictor: Predictor, composed: list[Composed], marks: bool,
                   on_progress: Progress | None) -> NumberScore:
     """How many of the composed numbers are read whole (in all and per part), and split into
     the right number of digits; with ``marks``, read whole only with the mark in place."""
-    whole = count_ok = digits = marks_right = 0
-    parts: dict[str, tuple[int, int]] = {}
+    count_ok = digits = marks_right = 0
+    seen: Counter[str] = Counter()                 # numbers per part, and those read whole
+    read: Counter[str] = Counter()
     for picture, want, part in composed:
-        read, seen = parts.get(part, (0, 0))
-        parts[part] = (read, seen + 1)
+        seen[part] += 1
         wanted = sum(c.isdigit() for c in want)
         digits += wanted
         if on_progress is not None:
@@ -175,11 +176,10 @@ def _read_numbers(predictor: Predictor, composed: list[Composed], marks: bool,
             marks_right += _marks_of(spelled) == _marks_of(want)
         else:                              # as before marks were read: the digits alone
             spelled = "".join(str(d.digit) for d in digits_read)
-        whole += spelled == want
-        parts[part] = (parts[part][0] + (spelled == want), parts[part][1])
+        read[part] += spelled == want
         count_ok += len(digits_read) == wanted
-    return NumberScore(len(composed), digits, whole, count_ok, marks, marks_right,
-                       dict(sorted(parts.items())))
+    return NumberScore(len(composed), digits, sum(read.values()), count_ok, marks, marks_right,
+                       {part: (read[part], seen[part]) for part in sorted(seen)})
 
 
 def _marks_of(spelled: str) -> list[tuple[int, str]]:

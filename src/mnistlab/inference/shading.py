@@ -12,9 +12,8 @@ become faint there, noise vanishes) and closed by a square of SHADE_CLOSE of its
 (a grey closing: every dark thing narrower than that, the writing, is filled in with the
 paper round it); the cells near that closing are the paper, and the others are filled in from
 the paper on all their sides (``_fill``). Light falling on paper is smooth, and so is that
-envelope; the ground round a
-sheet (a desk, a note's edge) and a hard shadow's edge are steps in it. The envelope is taken
-for the light only when:
+envelope; the ground round a sheet (a desk, a note's edge) and a hard shadow's edge are steps
+in it. The envelope is taken for the light only when:
 
 * the quadratic surface misses it by SHADE_MISFIT of the paper's brightness somewhere (an
   evenly lit picture, a gradient or a vignette keep the quadratic fit, as before), and
