@@ -38,8 +38,20 @@ class Parser(argparse.ArgumentParser):
     and that adds deferred options (``defer``) only when its command is parsed or helped."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._options: set[str] = set()      # filled by add_argument, which __init__ calls (-h)
         super().__init__(*args, **kwargs)
         self._deferred: list[Callable[[argparse.ArgumentParser], None]] = []
+        self.commands: dict[str, argparse.ArgumentParser] = {}   # set by build_parser
+
+    def add_argument(self, *args: Any, **kwargs: Any) -> argparse.Action:
+        action = super().add_argument(*args, **kwargs)
+        self._options.update(action.option_strings)
+        return action
+
+    def option_strings(self) -> set[str]:
+        """Every option this parser takes (``--json``, ``-h``, ...), deferred ones included."""
+        self._add_deferred()
+        return set(self._options)
 
     def defer(self, add: Callable[[argparse.ArgumentParser], None]) -> None:
         """Run ``add(self)`` before this parser is first used: options generated from a config
@@ -68,7 +80,7 @@ class Parser(argparse.ArgumentParser):
             from mnistlab.checks import one_of
 
             name = action.option_strings[-1] if action.option_strings else action.dest
-            if isinstance(action, argparse._SubParsersAction):
+            if action.dest == "command":              # build_parser's subcommands
                 name = "the command"
             try:
                 one_of(name, value, action.choices)
@@ -103,18 +115,16 @@ class BadArgument(SystemExit):
         self.message = message
 
 
-def _asks_json(parser: argparse.ArgumentParser, argv: list[str]) -> bool:
+def _asks_json(parser: Parser, argv: list[str]) -> bool:
     """Whether ``argv``, which did not parse, asks its command for ``--json`` as argparse reads
     it (``--json``, ``--json=...`` or an unambiguous prefix such as ``--js``, before ``--``),
     for a command that has the option."""
     words = argv[:argv.index("--")] if "--" in argv else argv
     command = next((w for w in words if not w.startswith("-")), None)
-    commands = next((a.choices for a in parser._actions
-                     if isinstance(a, argparse._SubParsersAction)), {})
-    sub = commands.get(command) if command else None
-    if sub is None:
+    sub = parser.commands.get(command) if command else None
+    if not isinstance(sub, Parser):
         return False
-    options = {o for a in sub._actions for o in a.option_strings}
+    options = sub.option_strings()
     if "--json" not in options:
         return False
     return any(w.split("=", 1)[0] == "--json" or (
@@ -143,6 +153,7 @@ def build_parser() -> Parser:
                 continue
             raise
         module.register(sub)
+    parser.commands = dict(sub.choices)
     return parser
 
 
