@@ -18,14 +18,16 @@ import io
 import json
 import math
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app_helpers import trained_run  # noqa: F401  (a session fixture)
+from app_helpers import png_bytes, render_mnist, trained_run  # noqa: F401  (a session fixture)
 from mnistlab import checks
 from mnistlab.cli import main
 
@@ -153,7 +155,7 @@ def env(**values: str) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def assert_refused(work: Path, argv: list[str], **environ: str) -> None:
+def assert_refused(work: Path, argv: list[str], **environ: str) -> str:
     from mnistlab.data import _load
     from mnistlab.paths import data_dir
 
@@ -180,6 +182,7 @@ def assert_refused(work: Path, argv: list[str], **environ: str) -> None:
             "error": errors[0].removeprefix("error: "), "exit_code": 2}, argv
     after = digest(work)
     assert {k: after.get(k) for k in before} == before, argv
+    return out.getvalue()
 
 
 # --- the properties ------------------------------------------------------------------------
@@ -276,6 +279,20 @@ def test_garbage_files_as_an_image(work, trained_run, image):  # noqa: F811
     picture = work / "generated.png"
     picture.write_bytes(image)
     assert_refused(work, ["predict", str(trained_run), str(picture)])
+
+
+def test_a_mistyped_run_name_is_refused_before_any_model_answers(work, trained_run,  # noqa: F811
+                                                                  tmp_path):
+    # "cnn6" for "cnn5": answering with the best run instead would pass off another model
+    runs = tmp_path / "runs"
+    shutil.copytree(trained_run, runs / "fc-good")
+    picture = tmp_path / "digit.png"
+    picture.write_bytes(png_bytes(render_mnist(np.eye(28, dtype=np.uint8) * 255)))
+    out = assert_refused(work, ["predict", "fc-goood", str(picture)],
+                         MNISTLAB_RUNS_DIR=str(runs))
+    assert "model:" not in out
+    assert "fc-goood: no such run or picture" in assert_refused(
+        work, ["predict", "fc-goood", str(picture), "--json"], MNISTLAB_RUNS_DIR=str(runs))
 
 
 @BOUNDED

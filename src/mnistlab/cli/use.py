@@ -154,6 +154,15 @@ def _looks_like_run(item: str) -> bool:
                                  for f in (runs.CONFIG, runs.WEIGHTS, ENSEMBLE))
 
 
+def _missing_run_name(item: str) -> bool:
+    """Whether ``item``, which is not a run, was meant as one: nothing by that name exists and
+    it is not named as a picture (no image suffix), as a mistyped run name ("cnn6")."""
+    from mnistlab.runs.files import locate
+
+    return (not locate(item).exists()
+            and Path(item).suffix.lower() not in {".png", ".jpg", ".jpeg"})
+
+
 def _note_if_unfinished(run_dir: Path) -> None:
     from mnistlab import runs
     from mnistlab.cli.train import _note_if_unfinished as note
@@ -185,6 +194,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)   # a missing GPU: one line before anything is read
     items = list(args.items)
     run = items.pop(0) if len(items) > 1 and _looks_like_run(items[0]) else None
+    if run is None and len(items) > 1 and _missing_run_name(items[0]):
+        # a mistyped run: answering with the best run instead would pass off another model
+        from mnistlab.paths import runs_dir
+        raise UserError(f"{items[0]}: no such run or picture (a run is a folder written by "
+                        f"`mnistlab train`, or its name under {runs_dir()}; a picture is a PNG "
+                        "or JPEG file)")
     if not items or (len(args.items) == 1 and _looks_like_run(items[0])):
         raise UserError("no image given: `mnistlab predict [RUN] IMAGE...` needs at least one "
                         "PNG or JPEG file")
