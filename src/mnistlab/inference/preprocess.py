@@ -403,6 +403,7 @@ def ink_image(gray: np.ndarray) -> Ink:
     ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)
     t = otsu_threshold(ink)
     mask = ink > t
+    found = ink
     ink, mask, notes = paper_only(ink, mask, t)
     paper = ink[~mask] if (~mask).any() else ink.ravel()
     noise = _noise(paper)
@@ -412,7 +413,9 @@ def ink_image(gray: np.ndarray) -> Ink:
             raise NoInk("no ink found: nothing stands out of the paper under the uneven light "
                         "(a shadow over the sheet was evened out); if something is written, "
                         "photograph it in even light, without the shadow")
-        if notes:              # what was left out was all there was: a blank sheet, say so
+        # what was left out was all there was: a blank sheet, say so; unless nothing stood
+        # out even before (noise on blank paper, taken apart as "lines"): blank, no more
+        if notes and _stands_out(found):
             raise NoInk(f"no ink found: nothing is written on the sheet ({'; '.join(notes)}); "
                         "photograph the writing")
         raise NoInk("no ink found: the picture looks blank (no dark strokes on light paper or "
