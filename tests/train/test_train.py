@@ -18,10 +18,10 @@ import torch
 from mnistlab import runs
 from mnistlab.cli import main
 from mnistlab.errors import UserError
-from mnistlab.train.callbacks import epoch_line, eval_line
+from mnistlab.train.callbacks import KerasLogger, epoch_line, eval_line
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
-from mnistlab.train.fit import Callback, TrainingInterrupted, fit
+from mnistlab.train.fit import Callback, TrainInfo, TrainingInterrupted, fit
 from mnistlab.train.phases import TrainingDiverged, evaluate, predict_proba
 from mnistlab.train.presets import preset_overrides
 
@@ -169,12 +169,23 @@ def test_evaluate_and_predict_proba_agree() -> None:
     np.testing.assert_allclose(predict_proba(model, images), proba[:7], atol=1e-6)
 
 
-def test_keras_style_lines() -> None:
+def test_keras_style_lines(capsys: pytest.CaptureFixture[str]) -> None:
     row = runs.HistoryRow.from_dict({"epoch": 1, "steps": 938, "seconds": 4.6,
                                      "train_accuracy": 0.84671, "train_loss": 0.56671,
                                      "test_accuracy": 0.9, "test_loss": 0.3})
     assert epoch_line(row, 5) == ("Epoch 1/5  938/938  5s  5ms/step  accuracy: 0.8467  "
                                   "loss: 0.5667  val_accuracy: 0.9000  val_loss: 0.3000")
+    # a run with a validation split of its own: these figures are the test set's, so named
+    logger = KerasLogger()
+    logger.on_train_begin(TrainInfo(
+        model="fc", model_config={}, precision="fp32", engine="autograd", warmup_seconds=0.0,
+        threads=1, train_images=57_000, test_images=10_000, steps_per_epoch=938,
+        parameters=1, run_dir=None, validation_images=3000))
+    logger.on_epoch_begin(1, 5, 938)
+    logger.on_epoch_end(row)
+    shown = capsys.readouterr()
+    assert "test_accuracy: 0.9000  test_loss: 0.3000" in shown.out + shown.err
+    assert "val_" not in shown.out + shown.err
     line = eval_line({"steps": 313, "seconds": 1.2, "test_accuracy": 0.9689, "test_loss": 0.1065})
     assert line == "313/313  1s  4ms/step  accuracy: 0.9689  loss: 0.1065"
 

@@ -21,14 +21,17 @@ def _timing(seconds: float, steps: int) -> str:
     return f"{seconds:.0f}s  {1000 * seconds / max(steps, 1):.0f}ms/step"
 
 
-def epoch_line(row: runs.HistoryRow, epochs: int) -> str:
-    """One Keras-style epoch line, as the seed's logs show it."""
+def epoch_line(row: runs.HistoryRow, epochs: int, evaluated_on: str = "val") -> str:
+    """One Keras-style epoch line, as the seed's logs show it. The seed evaluated each epoch
+    on the test set as Keras's validation_data, hence "val_"; ``evaluated_on="test"`` names it
+    so where a run holds out a validation split of its own, which is not these figures."""
     steps = row.steps or 0
     line = (f"Epoch {row.epoch}/{epochs}  {steps}/{steps}  "
             f"{_timing(row.seconds or 0.0, steps)}  "
             f"accuracy: {row.train_accuracy:.4f}  loss: {row.train_loss:.4f}")
     if row.test_accuracy is not None:  # evaluated this epoch
-        line += f"  val_accuracy: {row.test_accuracy:.4f}  val_loss: {row.test_loss:.4f}"
+        line += (f"  {evaluated_on}_accuracy: {row.test_accuracy:.4f}  "
+                 f"{evaluated_on}_loss: {row.test_loss:.4f}")
     return line
 
 
@@ -45,9 +48,11 @@ class KerasLogger(Callback):
     def __init__(self) -> None:
         self.bar: Any = None
         self.epochs = 0
+        self.evaluated_on = "val"
 
     def on_train_begin(self, info: TrainInfo) -> None:
         resumed = info.resumed_from
+        self.evaluated_on = "test" if info.validation_images else "val"
         console.say(f"{info.model}: {info.parameters:,} parameters, "
                     f"{info.train_images:,} training images, precision {info.precision}, "
                     f"{info.threads} thread(s)"
@@ -68,7 +73,7 @@ class KerasLogger(Callback):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
-        console.say(epoch_line(row, self.epochs))
+        console.say(epoch_line(row, self.epochs, self.evaluated_on))
 
     def on_train_end(self, result: FitResult | None) -> None:
         if self.bar is not None:

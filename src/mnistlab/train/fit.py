@@ -84,6 +84,7 @@ class TrainInfo:
     run_dir: Path | None
     resumed_from: int = 0                  # epochs already done (0: a fresh run)
     engine_choice: runs.EngineChoice | None = None   # why that engine (--engine auto: a probe)
+    validation_images: int = 0             # held out of training (--validation N), not tested
 
 
 # --- fit -------------------------------------------------------------------------------------
@@ -144,7 +145,7 @@ def _fit(config: TrainConfig, run_dir: Path | None, resume: bool,
                      threads=torch.get_num_threads(), train_images=len(x_train),
                      test_images=len(x_test), steps_per_epoch=len(batches),
                      parameters=count_parameters(model), run_dir=run_dir,
-                     engine_choice=choice)
+                     engine_choice=choice, validation_images=config.validation)
 
     if resume:
         if run_dir is None:
