@@ -100,6 +100,41 @@ def test_the_ground_round_the_sheet_is_no_ink(digits, kind):
         assert NOTES["ground"] in pre.notes                   # the web page says so
 
 
+@pytest.mark.parametrize(("size", "share"), [((1000, 667), 0.11), ((3000, 2000), 0.11),
+                                             ((600, 400), 0.34)])
+def test_a_note_with_a_number_on_a_dark_grainy_desk_is_the_paper(digits, size, share):
+    """A light note with "721" on it, a small or middling share of a photo of a dark brown,
+    grainy desk (JPEG). Read the other way round, the desk was the paper and the note one
+    light "7" at 97%: the desk's lone noisy pixels outnumbered the note's writing, a small
+    note's thin strokes seemed no writing against the whole photo, and at a third of the
+    photo nothing stood out of a fitted background at all."""
+    rng = np.random.default_rng(0)
+    width, height = size
+    note_h = int((share * width * height / 1.75) ** 0.5)
+    note_w = int(1.75 * note_h)
+    ink = np.zeros((note_h, note_w), np.float32)
+    side = note_h // 2
+    for k, digit in enumerate(digits):
+        left = note_w // 2 - int(1.6 * side) + k * int(1.1 * side)
+        ink[note_h // 4:note_h // 4 + side, left:left + side] = np.asarray(
+            Image.fromarray(digit).resize((side, side), Image.Resampling.BILINEAR)) / 255.0
+    note = 0.93 * (1 - ink) + 0.1 * ink
+    picture = np.empty((height, width, 3), np.float32)
+    picture[:] = (0.24, 0.18, 0.12)                                       # dark brown wood
+    top, left = (height - note_h) // 2, (width - note_w) // 2
+    picture[top:top + note_h, left:left + note_w] = note[..., None]
+    picture += rng.normal(0, 0.025, picture.shape)                        # grain and noise
+    buf = io.BytesIO()
+    Image.fromarray((np.clip(picture, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                         quality=85)
+    gray = to_gray(open_image(buf.getvalue()))
+    assert dark_ink(gray)
+    layout = read_layout(gray)
+    assert len(layout.digits) == 3 and not layout.marks
+    for piece, digit in zip(layout.digits, digits, strict=True):
+        assert np.corrcoef(piece.pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7
+
+
 def test_a_number_on_a_sheet_on_a_desk_is_its_digits_alone(digits):
     pair = np.concatenate([digits[0], digits[1]], axis=1)          # "72", 28 x 56
     square = np.zeros((56, 56), np.uint8)
