@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
-from mnistlab.inference.number import JOIN_PIECES, find_digits, read_layout
+from mnistlab.inference.number import JOIN_PIECES, SeveralLines, find_digits, read_layout
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
 from mnistlab.inference.verify import verified
@@ -391,3 +391,31 @@ def test_a_long_stroke_may_still_be_read_as_one_digit():
     layout = read_layout(np.asarray(img, np.float32) / 255)
     assert layout.units > JOIN_PIECES
     assert any(s.start == 0 and s.stop == layout.units for s in layout.segments)
+
+
+@pytest.mark.parametrize("gap", [60, 120])
+def test_two_lines_of_digits_are_refused_not_merged_into_one_number(test_digits, gap):
+    # "72" over "10": merged column by column as stacked pieces, read "65" at 29%
+    images, _ = test_digits
+    top, bottom = compose([images[0], images[1]], [30]), compose([images[2], images[3]], [30])
+    width = max(top.shape[1], bottom.shape[1])
+    rows = [np.pad(r, ((0, 0), (0, width - r.shape[1])), constant_values=1.0)
+            for r in (top, bottom)]
+    page = np.concatenate([rows[0][:-40], np.ones((gap - 80 + 40, width), np.float32),
+                           rows[1][40:]])
+    with pytest.raises(SeveralLines, match="2 lines of digits"):
+        read_layout(page)
+
+
+def test_digits_in_two_strokes_and_a_sloping_line_are_one_line(test_digits):
+    images, labels = test_digits
+    three = images[int(np.flatnonzero(labels == 3)[0])].copy()
+    three[13:15] = 0                        # a 3 written as two arcs, one above the other
+    arcs = compose([three, three], [30])    # two rows of pieces, two side by side in each
+    assert len(read_layout(arcs).digits) >= 2                 # read, not refused
+    # a number written uphill: each digit a third of a digit higher than the last
+    sloped = compose([images[i] for i in range(4)], [30] * 3, margin=200)
+    shifted = sloped.copy()
+    for c in range(sloped.shape[1]):
+        shifted[:, c] = np.roll(sloped[:, c], -int(0.33 * c * 28 * SCALE / (28 * SCALE + 30)))
+    assert len(read_layout(shifted).digits) == 4

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from functools import reduce
+from itertools import pairwise
 
 import numpy as np
 from scipy import ndimage
@@ -57,10 +58,15 @@ SMOOTH = 0.015          # its column profile is smoothed over +- this share of i
 LOOP = 0.05             # a loop at least this share of its height each way is never cut through
 JOIN_PIECES = 4         # at most this many units of a cut stroke are offered as one digit
 MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
+LINE_GAP = 0.25         # rows of digits this share of a row's height apart are two lines
 
 
 class TooManyPieces(ImageInputError):
     """Far more separate pieces of ink than any written number has."""
+
+
+class SeveralLines(ImageInputError):
+    """Digits written in two or more lines, one above the other: no one number."""
 
 
 @dataclass(frozen=True)
@@ -139,6 +145,29 @@ def _row_overlap(a: _Part, b: _Part) -> float:
 def _one_digit(a: _Part, b: _Part) -> bool:
     columns = _column_overlap(a, b)
     return columns >= MERGE_OVERLAP or (columns > 0 and _row_overlap(a, b) < STAGGER_ROWS)
+
+
+def _lines(pieces: list[_Part]) -> int:
+    """How many lines of digits ``pieces`` (digit-sized strokes) are written in: bands of rows
+    that no piece crosses, each at least half the tallest piece high, apart by LINE_GAP of the
+    lower one's height, with two pieces side by side in one of them at least. One digit drawn
+    in two strokes (a 3 as two arcs, a 5's lifted bar) is no two lines: its pieces nearly touch
+    and no band of one digit holds two pieces side by side."""
+    bands: list[list[_Part]] = []
+    for piece in sorted(pieces, key=lambda p: p.top):
+        if bands and piece.top < max(p.bottom for p in bands[-1]):
+            bands[-1].append(piece)
+        else:
+            bands.append([piece])
+    if len(bands) < 2 or max(len(band) for band in bands) < 2:
+        return 1
+    tallest = max(p.height for p in pieces)
+    spans = [(min(p.top for p in b), max(p.bottom for p in b)) for b in bands]
+    if any(bottom - top < tallest / 2 for top, bottom in spans):
+        return 1
+    apart = all(below[0] - above[1] >= LINE_GAP * (below[1] - below[0])
+                for above, below in pairwise(spans))
+    return len(bands) if apart else 1
 
 
 def _merge_stacked(parts: list[_Part]) -> list[_Part]:
@@ -325,6 +354,11 @@ def read_layout(gray: np.ndarray) -> Layout:
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
     strokes = _parts(mask)
     tallest = max(p.height for p in strokes)
+    lines = _lines([p for p in strokes if p.height >= SMALL_PIECE * tallest])
+    if lines > 1:
+        # merged column by column as stacked pieces, "12" over "34" read "65" at 29%
+        raise SeveralLines(f"{lines} lines of digits, one above the other: mnistlab reads one "
+                           "number, written on one line; crop the picture to one line")
     # a stroke far smaller than the tallest (a dot, a dash) is no digit, nor touching ones
     parts = [piece for stroke, part in enumerate(strokes)
              for piece in (_split_touching(part, stroke) if part.height >= SMALL_PIECE * tallest
