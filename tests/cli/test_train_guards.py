@@ -165,6 +165,22 @@ def test_resume_writes_again_what_lagged_its_checkpoint(
     assert json.loads((run / runs.METRICS).read_text())["epochs"] == 2
 
 
+def test_resuming_a_finished_run_rewrites_nothing(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    args = ["train", "fc", "--out", str(run), "--epochs", "1", "--limit", "300",
+            "--test-limit", "100", "--threads", "1"]
+    assert main(args) == 0
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    capsys.readouterr()
+    # on other threads: it used to record them beside the first run's speed, and its weights
+    assert main([*args[:-1], "2", "--resume", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "nothing to resume" in out
+    assert json.loads(out.splitlines()[-1])["epochs"] == 1
+    assert {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()} == before
+
+
 def test_an_ensemble_names_each_run_once(tmp_path: Path,
                                          capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "r"

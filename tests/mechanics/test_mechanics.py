@@ -330,3 +330,33 @@ def test_loop_stops_on_a_diverging_loss(tmp_path, capsys):
     assert "loss became" in capsys.readouterr().err
     assert (out / "loss.csv").is_file()                        # the curve so far is kept
     assert not (out / "metrics.json").exists()                 # but it is not a finished run
+
+
+def test_an_interrupted_loop_keeps_its_curve_and_says_it_is_no_run(tmp_path, capsys,
+                                                                   monkeypatch):
+    from mnistlab import console
+
+    real = console.progress
+
+    def progress(*args, **kwargs):        # Ctrl-C at the 20th step, as a terminal sends it
+        bar = real(*args, **kwargs)
+        update, steps = bar.update, []
+
+        def stop_at_20(n=1):
+            update(n)
+            steps.append(n)
+            if len(steps) >= 20:
+                raise KeyboardInterrupt
+        bar.update = stop_at_20
+        return bar
+
+    monkeypatch.setattr(console, "progress", progress)
+    out = tmp_path / "cut"
+    assert main(["loop", "--model", "fc", "--steps", "200", "--limit", "600",
+                 "--out", str(out)]) == 130
+    err = capsys.readouterr().err
+    assert f"the loss curve so far is kept in {out}" in err and "no weights" in err
+    assert len((out / "loss.csv").read_text().splitlines()) > 10      # the curve so far
+    assert not (out / "metrics.json").exists()
+    assert main(["evaluate", str(out)]) == 2
+    assert "lacks model.safetensors;" in capsys.readouterr().err       # not "config.json or"

@@ -212,7 +212,10 @@ def test_cli_train_json_then_evaluate(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 @pytest.mark.timeout(120)
-def test_ctrl_c_exits_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("stop", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_or_kill_exits_cleanly_and_says_how_to_resume(tmp_path: Path, stop: int,
+                                                            code: int) -> None:
+    # SIGTERM: kill, timeout, a batch scheduler; killed outright, a run said nothing
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.Popen(
@@ -225,9 +228,9 @@ def test_ctrl_c_exits_cleanly_and_says_how_to_resume(tmp_path: Path) -> None:
     deadline = time.monotonic() + 90
     while not (out / runs.CHECKPOINT).exists() and time.monotonic() < deadline:
         time.sleep(0.1)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130
+    assert proc.returncode == code
     assert "Traceback" not in err
     assert f"--out {out} --resume" in err
     assert runs.load_checkpoint(out).epoch >= 1

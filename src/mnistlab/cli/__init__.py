@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -178,15 +180,36 @@ def _notes_as_lines(show: Callable[..., None]) -> Callable[..., None]:
     return show_note
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``, ``timeout``, a batch scheduler's stop): handled as Ctrl-C is."""
+
+
+_TERMINATED: list[int] = []   # the SIGTERMs this command received (a command catches them)
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    _TERMINATED.append(signum)
+    raise Terminated
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. SIGTERM ends it as Ctrl-C does (what it saved kept, a run that saved
+    no epoch removed, the resume command printed), with exit 143: killed outright instead, a
+    training left a half-made run folder and said nothing."""
     from mnistlab.folders import release_all
 
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if main_thread else None
+    _TERMINATED.clear()
     try:
-        return _main(argv)
-    except KeyboardInterrupt:      # during start-up (torch's import, parsing): no traceback
+        code = _main(argv)
+        return 143 if code == 130 and _TERMINATED else code
+    except KeyboardInterrupt as exc:   # during start-up (torch's import, parsing): no traceback
         sys.stderr.write("interrupted\n")
-        return 130
+        return 143 if isinstance(exc, Terminated) else 130
     finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
         release_all()              # the run folders this command held (a test calls main often)
 
 

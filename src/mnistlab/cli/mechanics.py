@@ -6,6 +6,7 @@ Thin: each handler builds a config, calls ``mnistlab.mechanics``, and prints wha
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -127,6 +128,16 @@ def loop(args: argparse.Namespace) -> int:
         # and the message says where, and that it is no finished run
         raise UserError(f"{exc}; the loss curve up to there is kept in {run_dir} (not a "
                         "finished run: it has no weights)") from None
+    except KeyboardInterrupt:
+        # as for a divergence: the curve so far stays, and the message says it is no run
+        if not any(run_dir.iterdir()):
+            if created:
+                run_dir.rmdir()
+            sys.stderr.write("\ninterrupted before the loop began; nothing is kept\n")
+        else:
+            sys.stderr.write(f"\ninterrupted: the loss curve so far is kept in {run_dir} (not a "
+                             "finished run: it has no weights; run the loop again)\n")
+        return 130
     finally:
         if bar is not None:
             bar.close()

@@ -130,6 +130,16 @@ def train(args: argparse.Namespace) -> int:
                             f"not {args.model!r}")
         config = build_config(args, asdict(saved.train) if saved.train is not None else None)
         check_resumable(config, run_dir)    # changed settings: refused before any note
+        progress = runs.run_progress(run_dir)
+        if progress is not None and progress.finished:
+            # trained again from its last epoch, it would rewrite its weights and metrics
+            # (the new thread count beside the old speed) for nothing
+            metrics = runs.read_metrics(run_dir)
+            console.say(f"{run_dir} finished all {progress.epochs_done} epochs (test accuracy "
+                        f"{metrics.test_accuracy:.4f}); nothing to resume, nothing rewritten")
+            if args.json:
+                console.emit_json(metrics.to_dict())
+            return 0
         if not (run_dir / runs.CHECKPOINT).exists():
             sys.stderr.write(f"note: no epoch of {run_dir} was saved; training it from the "
                              "first epoch with its recorded settings\n")

@@ -75,8 +75,9 @@ def resolve_run(run: str | os.PathLike[str]) -> Path:
                         f"`mnistlab train`) or a name under {runs_dir()}")
     if path.is_file():
         raise UserError(f"{path} is a file; expected a run folder holding {CONFIG} and {WEIGHTS}")
-    if not (path / CONFIG).is_file() or not (path / WEIGHTS).is_file():
-        raise UserError(f"{path} is not an mnistlab run: it lacks {CONFIG} or {WEIGHTS}; "
+    missing = [name for name in (CONFIG, WEIGHTS) if not (path / name).is_file()]
+    if missing:
+        raise UserError(f"{path} is not an mnistlab run: it lacks {' and '.join(missing)}; "
                         "train one with `mnistlab train MODEL`")
     return path.resolve()
 
