@@ -105,6 +105,11 @@ def bench(args: argparse.Namespace) -> int:
                 f"{peak['fp32']:,.0f} wall / "
                 f"{peak_cpu['fp32']:,.0f} CPU-time ({libraries}), {bf16}; "
                 f"load average {result['load_average']}")
+    if any((r.get("share_of_peak") or 0) > 1 for r in result["rows"]):
+        console.say("note: a share of peak over 100% is no error: shares count the model's "
+                    "own multiply-adds (direct convolutions over whole maps), and the fused "
+                    "engines reach the same result with fewer (no conv outputs the pooling "
+                    "drops; Winograd: 16 multiplies per 2x2 outputs instead of 36)")
     if result["skipped"]:
         console.say(f"left out: {', '.join(result['skipped']['rows'])}: "
                     f"{result['skipped']['why']}")
