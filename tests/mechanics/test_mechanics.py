@@ -353,8 +353,11 @@ def test_an_interrupted_loop_keeps_its_curve_and_says_it_is_no_run(tmp_path, cap
     monkeypatch.setattr(console, "progress", progress)
     out = tmp_path / "cut"
     assert main(["loop", "--model", "fc", "--steps", "200", "--limit", "600",
-                 "--out", str(out)]) == 130
-    err = capsys.readouterr().err
+                 "--out", str(out), "--json"]) == 130
+    shown = capsys.readouterr()
+    err = shown.err
+    # --json closes with a JSON line still, not with the last progress line
+    assert json.loads(shown.out.splitlines()[-1]) == {"error": "interrupted", "exit_code": 130}
     assert f"the loss curve so far is kept in {out}" in err and "no weights" in err
     assert len((out / "loss.csv").read_text().splitlines()) > 10      # the curve so far
     assert not (out / "metrics.json").exists()

@@ -142,6 +142,16 @@ def _json_error(message: str) -> None:
     console.emit_json({"error": message, "exit_code": 2})
 
 
+def _json_interrupted(args: argparse.Namespace, emitted: int) -> None:
+    """With ``--json``, an interrupted command still closes with a JSON line (a script reading
+    standard output learns it was stopped, not that the last progress line is its result)."""
+    from mnistlab import console
+
+    if getattr(args, "json", False) and console.json_lines() == emitted:
+        console.emit_json({"error": "terminated" if _TERMINATED else "interrupted",
+                           "exit_code": 143 if _TERMINATED else 130})
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="mnistlab", description="Train, compare and use handwritten-digit "
                     "classifiers: the MNIST lab study, reproduced and surpassed on a CPU.")
@@ -237,7 +247,10 @@ def _main(argv: list[str] | None) -> int:
             warnings.simplefilter("default", Note)
             warnings.showwarning = _notes_as_lines(warnings.showwarning)
             check_parsed(args)
-            return int(args.func(args) or 0)
+            code = int(args.func(args) or 0)
+            if code == 130:          # the command caught the interrupt and said what it kept
+                _json_interrupted(args, emitted)
+            return code
     except UserError as exc:
         sys.stderr.write(f"error: {exc}\n")
         # unless the command closed with its own JSON (export's {"written": false, ...})
@@ -246,6 +259,7 @@ def _main(argv: list[str] | None) -> int:
         return 2
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
+        _json_interrupted(args, emitted)
         return 130
     except BrokenPipeError:
         return 0
