@@ -16,6 +16,7 @@ MAX_SEEDS = 100
 def register(sub: argparse._SubParsersAction) -> None:
     from mnistlab import checks
     from mnistlab.cli import flags
+    from mnistlab.train.presets import preset_overrides
 
     p = sub.add_parser(
         "bench", help="training speed of the seed models: fp32, bf16, Keras, machine limit",
@@ -51,8 +52,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "help": "seeds are N, N+1, ...", "min": 0, "below": checks.SEED_BELOW})
     flags.add_option(p, "--threads", int, default=0, meta={
         "help": "torch threads (0: all cores)", "min": 0, "cores": True})
+    batch = preset_overrides("speedrun", "sprint")["batch_size"]     # one step at least
     flags.add_option(p, "--limit", int, default=0, meta={
-        "help": "train on the first N training images only", "min": 1, "unset": 0,
+        "help": "train on the first N training images only", "min": batch, "unset": 0,
         "max_of": "the training images",
         "unset_means": "all", "metavar": "N"})
     flags.add_option(p, "--test-limit", int, default=0, meta={

@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "help": "images per step", "min": 1, "max": 4096, "unset": 0,
         "unset_means": "the preset's", "metavar": "N"})
     flags.add_option(p, "--steps", int, default=300, meta={
-        "help": "timed steps (as many again untimed)", "min": 3, "max": MAX_STEPS})
+        "help": "timed steps (as many again untimed), rounded up to a multiple of the 3 rounds "
+                "in which timed and untimed steps alternate", "min": 3, "max": MAX_STEPS})
     p.add_argument("--engine", default="fused", choices=("fused", "winograd"),
                    help="the step's convolutions: im2col (fused) or Winograd (default fused)")
     p.add_argument("--precision", default="auto", choices=("auto", "bf16", "fp32"),
