@@ -22,6 +22,8 @@ SMALL = ["fc", "--seeds", "2", "--grid", "lr=0.05,0.1", "--limit", "1000", "--te
     (["fc", "--seeds", "0"], "--seeds must be at least 1"),
     (["fc", "--grid", "epochs=1,2", "--epochs", "1"], "both set epochs; give it once"),
     (["fc", "--executor", "local", "--threads-per-trial", "999"], "more than this machine's"),
+    # a local Ray: refused before Ray starts, where it took 15 s and left an empty folder
+    (["fc", "--threads-per-trial", "999"], "a local Ray runs its trials here"),
     (["nope"], "unknown model"),
     (["fc", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
     (["fc", "--address", "nowhere"], "expected auto or HOST:PORT"),
@@ -33,6 +35,17 @@ def test_bad_spec_is_one_line_and_exit_2(args, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
     assert not (tmp_path / "s").exists()                 # nothing was started
+
+
+def test_a_gpu_per_trial_on_a_machine_without_one_is_refused_before_ray(capsys, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main(["sweep", "fc", "--gpus-per-trial", "1", "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "this machine has none" in err[0], err
+    assert not (tmp_path / "s").exists()
 
 
 def test_without_ray_it_names_the_install_command(monkeypatch, capsys):

@@ -133,18 +133,27 @@ def make_executor(kind: str, spec, address: str | None):
     from mnistlab.errors import UserError
     from mnistlab.sweep.executor import LocalExecutor, RayExecutor, RaySettings
 
-    if kind == "local":
-        if address is not None:
-            raise UserError("--address goes with --executor ray")
+    if kind not in ("local", "ray"):
+        raise UserError(f"unknown --executor {kind!r}; choose ray or local")
+    if kind == "local" and address is not None:
+        raise UserError("--address goes with --executor ray")
+    if address is None:            # the trials run here: refused now, not after Ray's start
         from mnistlab.checks import cores
 
         if spec.threads_per_trial > cores():   # train asks --threads-oversubscribe for this
+            where = ("the local executor runs its trials here" if kind == "local" else
+                     "a local Ray runs its trials here; --address joins a larger cluster")
             raise UserError(f"--threads-per-trial {spec.threads_per_trial} is more than this "
-                            f"machine's {cores()} cores; the local executor runs its trials "
-                            "here")
+                            f"machine's {cores()} cores; {where}")
+        if kind == "ray" and spec.gpus() > 0:
+            import torch
+
+            if not torch.cuda.is_available():
+                raise UserError(f"trials ask for {spec.gpus():g} GPU each and this machine "
+                                "has none; leave out --gpus-per-trial, or join a cluster "
+                                "with GPUs through --address")
+    if kind == "local":
         return LocalExecutor()
-    if kind != "ray":
-        raise UserError(f"unknown --executor {kind!r}; choose ray or local")
     epochs = max((t.config.epochs for t in spec.trials()), default=1)
     return RayExecutor(RaySettings(address=address, threads_per_trial=spec.threads_per_trial,
                                    concurrency=spec.concurrency, max_failures=spec.max_failures,
