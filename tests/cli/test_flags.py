@@ -125,6 +125,10 @@ def test_threads_are_capped_at_the_cores_unless_asked():
         with pytest.raises(UserError, match=r"--threads must be at most .*--threads-oversub"):
             check_parsed(args)
         check_parsed(parse(*argv, "--threads", too_many, "--threads-oversubscribe"))
+        # and even then not without end (999 on 2 cores: a load of 370)
+        with pytest.raises(UserError, match=r"8 times the cores"):
+            check_parsed(parse(*argv, "--threads", str(8 * checks.cores() + 1),
+                               "--threads-oversubscribe"))
 
 
 def test_batch_larger_than_the_data_is_refused_before_anything_is_written(tmp_path, capsys):
