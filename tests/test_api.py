@@ -85,7 +85,9 @@ def test_read_gives_a_digit_or_a_written_number(fc_run: lab.Run, tmp_path: Path)
         reading = fc_run.read(source)
         assert isinstance(reading, lab.NumberPrediction) and len(reading.digits) == 2
         assert reading.number == "".join(str(d.digit) for d in reading.digits)
-    assert fc_run.read(images[0]).digit == fc_run.predict(images[0]).digit   # one MNIST digit
+    one = fc_run.read(images[0])                                            # one MNIST digit
+    assert one.digit == fc_run.predict(images[0]).digit
+    assert one.number == str(one.digit)          # .number whatever the picture holds
     with pytest.raises(UserError, match=r"Run\.read"):
         fc_run.predict(path)
 

@@ -134,7 +134,7 @@ def _as_unprivileged(fn: Callable[[], str], timeout: float = 60.0) -> str:
     the nobody user, since root writes into read-only folders anyway; its answer either way.
 
     Forked, not a fresh interpreter: the child needs no readable checkout or virtual
-    environment (a CI checkout under /root is not readable by nobody), only the data in
+    environment (a checkout in root's home is not readable by nobody), only the data in
     memory and a folder it can reach."""
     if os.geteuid() != 0:
         return fn()

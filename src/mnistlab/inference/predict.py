@@ -218,6 +218,12 @@ class Prediction:
         widened), for the user: nothing on a plain drawing."""
         return list(self.pre.notes)
 
+    @property
+    def number(self) -> str:
+        """The digit as a number of one digit, as ``NumberPrediction.number`` spells its own:
+        ``read(picture).number`` works whatever the picture holds."""
+        return str(self.digit)
+
     def to_json(self) -> dict[str, Any]:
         return {"file": self.file, "digit": self.digit, "probability": self.probability,
                 "top": [{"digit": d, "probability": p} for d, p in self.top],

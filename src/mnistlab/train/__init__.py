@@ -6,10 +6,13 @@
     evaluate_run(load_run(run_dir))     # train.evaluation: a saved run on its own test set
 
 Modules: ``config`` (TrainConfig and its validation), ``presets`` (named recipes), ``data``
-(a dataset's tensors), ``build`` (model, optimizer, schedule), ``precision`` (precision and
-engine), ``phases`` (one epoch, evaluate, predict), ``fit`` (the run), ``resume`` (checkpoints),
-``evaluation`` (a saved run, ready to evaluate), ``callbacks`` (what a run shows while it
-runs), ``ensemble`` (several runs averaged).
+(a dataset's tensors), ``build`` (model, optimizer, schedule), ``optimizers`` (fused Adam and
+AdamW without per-step gathering), ``precision`` (precision and engine), ``probe`` (the engine
+probe and its cache), ``device`` (--device, and the data moved there), ``phases`` (one epoch,
+evaluate, predict), ``fit`` (the run), ``resume`` (checkpoints), ``evaluation`` (a saved run,
+ready to evaluate), ``callbacks`` (what a run shows while it runs), ``calibration`` and
+``typicality`` (confidence and "unsure"), ``ensemble`` and ``selection`` (several runs
+averaged, chosen on validation).
 
 The package imports none of its modules: import each name from its module
 (``from mnistlab.train.fit import fit``, ``from mnistlab.train.config import TrainConfig``). The
