@@ -235,6 +235,7 @@ def test_corrupt_checkpoint_refuses_to_resume(fc_run: Path, tmp_path: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     run = copy_run(fc_run, tmp_path / "run")
     (run / runs.CHECKPOINT).write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{}")
+    (run / runs.METRICS).unlink()     # unfinished: a finished run has nothing to resume
     config = json.loads((run / runs.CONFIG).read_text())["train"]
     argv = ["train", "fc", "--out", str(run), "--resume"]
     assert config["epochs"] == 1
