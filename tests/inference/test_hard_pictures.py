@@ -229,3 +229,44 @@ def test_an_export_beside_another_models_calibration_is_one_line(
     assert main(["predict", "--onnx", str(foreign / "fc.onnx"), str(picture)]) == 2
     err = capsys.readouterr().err
     assert err.count("error:") == 1 and "fitted for another model" in err
+
+
+def test_a_calibration_fitted_for_other_weights_is_refused_not_applied(
+        trained_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    # two exports in one folder, one run's calibration copied beside them: the other model's
+    # answers were judged by it and every digit flagged "unsure"
+    pytest.importorskip("onnxscript")
+    from mnistlab import runs
+    from mnistlab.train.calibration import (
+        calibration_from_logits,
+        save_calibration,
+        weights_fingerprint,
+    )
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 500)
+    fitted = calibration_from_logits(rng.normal(size=(500, 10)), labels)
+    picture = tmp_path / "seven.png"
+    images, _ = load_dataset("mnist", "test")
+    render_mnist(images[0], scale=10).save(picture)
+    own = weights_fingerprint(runs.load_model(trained_run))
+    for sha, code in (("0" * 64, 2), (own, 0)):
+        folder = tmp_path / sha[:8]
+        folder.mkdir()
+        save_calibration(folder, replace(fitted, model_sha256=sha))
+        assert main(["export", str(trained_run), "--out", str(folder / "fc.onnx")]) == 0
+        capsys.readouterr()
+        assert main(["predict", "--onnx", str(folder / "fc.onnx"), str(picture), "--json"]) \
+            == code
+        shown = capsys.readouterr()
+        if code:
+            assert shown.err.count("error:") == 1 and "another model's weights" in shown.err
+        else:                                           # its own: applied, flags and all
+            assert json.loads(shown.out.splitlines()[-1])["predictions"][0]["unsure"] \
+                is not None
+    # the same for a run folder whose calibration is another model's
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    save_calibration(run, replace(fitted, model_sha256="0" * 64))
+    assert main(["predict", str(run), str(picture)]) == 2
+    assert "mnistlab calibrate" in capsys.readouterr().err

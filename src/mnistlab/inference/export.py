@@ -32,7 +32,8 @@ from mnistlab import __version__, atomic, extras, runs
 from mnistlab.data import load_dataset
 from mnistlab.data.batches import to_tensors
 from mnistlab.errors import UserError
-from mnistlab.inference.predict import OnnxPredictor
+from mnistlab.inference.predict import WEIGHTS_KEY, OnnxPredictor
+from mnistlab.train.calibration import weights_fingerprint
 from mnistlab.train.typicality import split_head
 
 INPUT_NAME = "image"
@@ -84,6 +85,7 @@ class _LogitsAndFeatures(torch.nn.Module):
 def _onnx_program(model: Any, opset: int = OPSET) -> Any:
     require_export_extra(*EXPORTER_NEEDS)
     model = model.eval()
+    fingerprint = weights_fingerprint(model)       # of the model's own weights, before wrapping
     outputs = [OUTPUT_NAME]
     halves = split_head(model)
     if halves is not None:
@@ -101,6 +103,9 @@ def _onnx_program(model: Any, opset: int = OPSET) -> Any:
             dynamic_shapes=({0: batch},), verbose=False, report=False,
         )
     program.model.metadata_props[MARKER] = __version__
+    # which weights these are: a calibration copied beside the file from another run is told
+    # apart (it flagged every digit of another model "unsure")
+    program.model.metadata_props[WEIGHTS_KEY] = fingerprint
     return program
 
 

@@ -36,7 +36,12 @@ from mnistlab.inference.preprocess import (
     widened_note,
 )
 from mnistlab.inference.verify import verified
-from mnistlab.train.calibration import Calibration, load_calibration, softmax
+from mnistlab.train.calibration import (
+    Calibration,
+    load_calibration,
+    softmax,
+    weights_fingerprint,
+)
 from mnistlab.train.typicality import features_and_logits
 
 
@@ -81,6 +86,10 @@ class TorchPredictor:
         return logits, features
 
 
+# the ONNX metadata key of the weights an export holds (``weights_fingerprint``)
+WEIGHTS_KEY = "mnistlab_weights_sha256"
+
+
 class OnnxPredictor:
     backend = "onnxruntime"
 
@@ -117,6 +126,12 @@ class OnnxPredictor:
         # an export inside a run folder (the default RUN/model.onnx) shares its calibration;
         # ``calibrated`` False: the model alone (export's parity check)
         self.calibration = load_calibration(path.parent) if calibrated else None
+        if self.calibration is not None:
+            weights = self.session.get_modelmeta().custom_metadata_map.get(WEIGHTS_KEY)
+            self.calibration.check_fitted_for(
+                weights, f"{path.name} (in {path.parent})",
+                "export into the run's own folder, or keep the file where no other run's "
+                "calibration is")
         # exports since the second unsure reason also give what the last layer read
         self.with_features = [o.name for o in outputs][1:2] == ["features"]
         fit = self.calibration.typicality if self.calibration is not None else None
@@ -413,4 +428,8 @@ def load_predictor(run: str | os.PathLike[str] | None = None, *,
         run = runs.best_run(for_pictures=True)   # the robust run when there is one
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)
     calibration = load_calibration(path) if path.is_dir() else None
-    return TorchPredictor(runs.load_model(path), str(path), calibration, device)
+    model = runs.load_model(path)
+    if calibration is not None:
+        calibration.check_fitted_for(weights_fingerprint(model), f"the weights in {path}",
+                                     f"fit it again with `mnistlab calibrate {path}`")
+    return TorchPredictor(model, str(path), calibration, device)

@@ -20,6 +20,7 @@ The run folder keeps the fit in ``calibration.json`` (and ``typicality.safetenso
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import dataclass, field, fields, replace
@@ -63,6 +64,9 @@ class Calibration:
     # where the features lie against the training digits' (typicality.safetensors); None: a
     # run calibrated before it was fitted, or an ensemble (its members' own fits vote)
     typicality: Typicality | None = field(default=None, compare=False, repr=False)
+    # the weights it was fitted for (``weights_fingerprint``), so that the files beside a
+    # model cannot pass for another's; None: an ensemble, or a calibration older than it
+    model_sha256: str | None = field(default=None, compare=False)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """(N, 10) logits -> calibrated probabilities, float32."""
@@ -86,14 +90,28 @@ class Calibration:
         return [NOT_CONFIDENT if lo else UNLIKE_DIGITS if fa else None
                 for lo, fa in zip(low, far, strict=True)]
 
-    def to_dict(self) -> dict[str, float | int]:
-        return {f.name: getattr(self, f.name) for f in _FIELDS}
+    def to_dict(self) -> dict[str, float | int | str]:
+        out: dict[str, float | int | str] = {f.name: getattr(self, f.name) for f in _FIELDS}
+        if self.model_sha256 is not None:
+            out["model_sha256"] = self.model_sha256
+        return out
+
+    def check_fitted_for(self, fingerprint: str | None, what: str, fix: str) -> None:
+        """UserError where this calibration was fitted for other weights than ``fingerprint``
+        (``weights_fingerprint``; None, or a calibration that does not say: not checked)."""
+        if None not in (fingerprint, self.model_sha256) and fingerprint != self.model_sha256:
+            raise UserError(f"the calibration beside {what} was fitted for another model's "
+                            f"weights; {fix}")
 
     @classmethod
     def from_dict(cls, data: dict[str, object], path: Path) -> Calibration:
         try:
             cal = cls(**{f.name: (int if f.name == "validation_images" else float)(
                 data[f.name]) for f in _FIELDS})  # type: ignore[arg-type]
+            sha = data.get("model_sha256")
+            if sha is not None and not isinstance(sha, str):
+                raise ValueError(f"model_sha256 {sha!r} is not a hex digest")
+            cal = replace(cal, model_sha256=sha)
             if not (math.isfinite(cal.temperature) and cal.temperature > 0):
                 raise ValueError(f"temperature {cal.temperature} is not a number > 0")
             if not 0.0 <= cal.unsure_below <= 1.0:
@@ -105,7 +123,8 @@ class Calibration:
                             "again with `mnistlab evaluate --ensemble ... --save DIR`)") from None
 
 
-_FIELDS = [f for f in fields(Calibration) if f.name != "typicality"]     # calibration.json's
+# calibration.json's numbers (its model_sha256 is optional: files older than it lack it)
+_FIELDS = [f for f in fields(Calibration) if f.name not in ("typicality", "model_sha256")]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -157,12 +176,28 @@ def calibrate(model: nn.Module, x_val: torch.Tensor, y_val: torch.Tensor, *,
     FIT_IMAGES of them). ``on_progress``: called with each batch's image count."""
     features, logits = features_and_logits(model, x_val, precision=precision,
                                            on_progress=on_progress)
-    calibration = calibration_from_logits(logits, y_val.numpy(), unsure_share=unsure_share)
+    calibration = replace(
+        calibration_from_logits(logits, y_val.numpy(), unsure_share=unsure_share),
+        model_sha256=weights_fingerprint(model))
     if x_fit is None or y_fit is None or features is None:
         return calibration
     typicality = fit_typicality(model, x_fit, y_fit, features, precision=precision,
                                 on_progress=on_progress)
     return replace(calibration, typicality=typicality)
+
+
+def weights_fingerprint(model: nn.Module) -> str:
+    """SHA-256 of a model's floating-point weights and buffers, by name, on the CPU in their
+    plain layout: the same for the model in memory at the end of training, loaded from its run
+    folder, or exported (ONNX metadata); integer counters (BatchNorm's) are left out."""
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        if not tensor.is_floating_point():
+            continue
+        t = tensor.detach().to("cpu", torch.float32).contiguous()
+        digest.update(f"{name}:{tuple(t.shape)};".encode())
+        digest.update(t.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
