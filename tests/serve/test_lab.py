@@ -4,6 +4,8 @@ CNN (feature maps, saliency, FC template), confusion, live history, the report, 
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 
 import numpy as np
 import pytest
@@ -246,3 +248,17 @@ def test_bad_bodies_give_4xx_json(client):
     assert_error(client.get("/api/lab/runs/nope"), 404, "unknown_run")
     # the server keeps answering
     assert client.get("/api/lab/runs").status_code == 200
+
+
+def test_runs_are_listed_newest_first_by_when_they_were_made(tmp_path):
+    # a run copied in later keeps its own date, and its place: by the file's time it was
+    # listed above runs made after it
+    root = tmp_path / "runs"
+    for name, created in (("older-copied-last", "2026-01-01T00:00:00Z"),
+                          ("newer", "2026-06-01T00:00:00Z"),
+                          ("oldest", "2025-01-01T00:00:00Z")):
+        (root / name).mkdir(parents=True)
+        (root / name / runs.CONFIG).write_text(json.dumps({"model": "fc", "created": created}))
+    os.utime(root / "newer" / runs.CONFIG, (1, 1))               # touched long ago
+    found = find_runs([root])
+    assert [r.name for r in found] == ["newer", "older-copied-last", "oldest"]

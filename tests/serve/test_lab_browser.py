@@ -74,6 +74,27 @@ def test_draw_and_compare_two_models_then_switch_one(page, server):
     assert _off_host(requests) == []
 
 
+def test_a_bad_upload_clears_the_last_answer(page, server, tmp_path):
+    # the error showed, but the canvas and the columns still said what the 7 before it was
+    pg, _ = page
+    pg.goto(server + "/lab#compare")
+    pg.wait_for_selector(".model-col[data-id='cnn-test']")
+    draw_seven(pg)
+    pg.wait_for_function(ANSWERED, timeout=20000)
+    junk = tmp_path / "notes.png"
+    junk.write_bytes(b"not a picture at all")
+    pg.set_input_files("#upload", str(junk))
+    pg.wait_for_function("document.getElementById('status').classList.contains('error')",
+                         timeout=20000)
+    assert pg.eval_on_selector_all(".model-col .answer b", "els => els.map(b => b.textContent)") \
+        == ["?", "?"]
+    ink = pg.evaluate("""() => { const c = document.getElementById('pad');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let dark = 0; for (let i = 0; i < d.length; i += 4) if (d[i] < 128) dark++;
+        return dark; }""")
+    assert ink == 0                                       # a blank pad, not the 7
+
+
 def test_inside_the_cnn_draws_feature_maps_saliency_and_template(page, server):
     pg, requests = page
     pg.goto(server + "/lab#inside")

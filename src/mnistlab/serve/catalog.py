@@ -181,15 +181,23 @@ def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[R
     return found
 
 
-def _started(folder: Path) -> tuple[float, str]:
-    """When a run (or a saved ensemble) was written first, for newest-first order; its name
-    breaks ties (folder names carry a UTC time, but names given with --out do not)."""
+def _started(folder: Path) -> tuple[str, str]:
+    """When a run (or a saved ensemble) was made, as the page shows it (``created``: config.json's
+    own time, else the file's), for newest-first order; its name breaks ties (folder names carry
+    a UTC time, but names given with --out do not). By the file's time alone, a run copied in
+    from elsewhere was listed above runs made after it."""
+    try:
+        created = json.loads((folder / runs.CONFIG).read_text()).get("created")
+        if isinstance(created, str):
+            return created, folder.name
+    except (OSError, ValueError, AttributeError):
+        pass
     for name in (runs.CONFIG, ENSEMBLE):
         try:
-            return (folder / name).stat().st_mtime, folder.name
+            return _created(folder / name), folder.name
         except OSError:
             continue
-    return 0.0, folder.name
+    return "", folder.name
 
 
 def by_id(catalog: list[RunInfo], run_id: str) -> RunInfo:

@@ -139,7 +139,8 @@ async function send() {
     }
     if (gen === state.generation) setStatus("updates as you draw");
   } catch (err) {
-    if (gen === state.generation) setStatus(err.message, true);
+    // the answers on screen would belong to an earlier picture: cleared, as the draw page does
+    if (gen === state.generation) { resetResults(); setStatus(err.message, true); }
   } finally {
     inFlight = false;
     if (pending && drawingPad.dirty) { again = false; schedule(0); }   // the drawing moved on

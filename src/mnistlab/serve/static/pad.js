@@ -31,6 +31,8 @@ function makePad(canvas, onChange) {
       ctx.drawImage(img, x, y, w, h);
       URL.revokeObjectURL(url);
     };
+    // not a picture the browser can show: a blank page, not the last picture left standing
+    img.onerror = () => { pad.clear(); URL.revokeObjectURL(url); };
     img.src = url;
   };
 
