@@ -206,6 +206,10 @@ def test_cli_serve_refuses_a_taken_port_and_conflicting_models(trained_run, caps
         taken.listen()
         port = taken.getsockname()[1]
         assert main(["serve", str(trained_run), "--port", str(port)]) == 2
-    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+    assert "choose another port" in capsys.readouterr().err
+    # an address this machine does not have: the fix is the host, not the port
+    assert main(["serve", str(trained_run), "--host", "999.1.1.1", "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert "give --host an address of this machine" in err and "--port" not in err
     assert main(["serve", str(trained_run), "--onnx", "m.onnx"]) == 2
     assert "not both" in capsys.readouterr().err

@@ -282,7 +282,8 @@ def _refuse_saved_ensemble(run: str) -> None:
     folder = find_ensemble(run)
     if folder is not None:
         saved = read_ensemble(folder)
-        raise UserError(f"{folder} is a saved ensemble of {len(saved.members)} runs (test "
+        count = len(saved.members)
+        raise UserError(f"{folder} is a saved ensemble of {count} run{'s' * (count != 1)} (test "
                         f"accuracy {saved.test_accuracy:.4f}, read once when it was saved); "
                         "predict, serve and evaluate-real take it as RUN, and `evaluate "
                         "--ensemble RUN...` measures its members again")

@@ -163,8 +163,10 @@ def _read_json(path: Path, what: str, missing: str = "") -> JSONValue:
         raise UserError(f"{path} not found: " + (missing or f"the run has no {what} file "
                         "(was it interrupted before finishing?)")) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserError(f"{path} is not a readable {what} file ({exc}); "
-                        "re-run the training that wrote it") from None
+        # a calibration is fitted again in seconds; the rest only its training writes
+        fix = ("fit it again with `mnistlab calibrate RUN`" if what == "calibration" else
+               "re-run the training that wrote it")
+        raise UserError(f"{path} is not a readable {what} file ({exc}); {fix}") from None
     return data
 
 

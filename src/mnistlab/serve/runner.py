@@ -7,6 +7,7 @@ uvicorn's keep-alive timeout, a cap on connections and on the size of a request 
 from __future__ import annotations
 
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -45,8 +46,11 @@ def listen_socket(host: str, port: int) -> socket.socket:
     except (OSError, OverflowError) as exc:
         sock.close()
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise UserError(f"cannot listen on {host}:{port} ({reason}); choose another port "
-                        "with --port or stop what is using it") from None
+        taken = isinstance(exc, OSError) and exc.errno in (errno.EADDRINUSE, errno.EACCES)
+        fix = ("choose another port with --port or stop what is using it" if taken else
+               "give --host an address of this machine (127.0.0.1: this machine only; "
+               "0.0.0.0: every network it is on)")
+        raise UserError(f"cannot listen on {host}:{port} ({reason}); {fix}") from None
     return sock
 
 

@@ -118,6 +118,8 @@ class Calibration:
                 raise ValueError(f"unsure_below {cal.unsure_below} is not a probability")
             return cal
         except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, KeyError):
+                exc = ValueError(f"it has no {exc.args[0]!r}")
             raise UserError(f"{path} is not a readable calibration file ({exc}); fit it "
                             "again with `mnistlab calibrate RUN` (a saved ensemble: save it "
                             "again with `mnistlab evaluate --ensemble ... --save DIR`)") from None
