@@ -223,8 +223,9 @@ class Run:
         return self._predictor
 
     def plot(self) -> Figure:
-        """Learning curves: accuracy and loss per epoch, train (solid) and test (dashed), as a
-        matplotlib ``Figure`` (shown by a notebook; ``fig.savefig("curves.png")`` to keep)."""
+        """Learning curves: accuracy and loss per epoch, train (solid, dots) and test (dashed,
+        hollow squares), as a matplotlib ``Figure`` (shown by a notebook;
+        ``fig.savefig("curves.png")`` to keep)."""
         curves = {self.config.model: _curves(self.history)}
         return learning_curves(curves)
 

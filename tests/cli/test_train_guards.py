@@ -188,6 +188,11 @@ def test_an_ensemble_names_each_run_once(tmp_path: Path,
     capsys.readouterr()
     assert main(["evaluate", "--ensemble", str(run), str(run)]) == 2
     _one_error(capsys, "twice")
+    # the ensemble's own options on one run: refused, not silently ignored
+    assert main(["evaluate", str(run), "--select", "validation"]) == 2
+    _one_error(capsys, "--select chooses an ensemble's members")
+    assert main(["evaluate", str(run), "--save", str(tmp_path / "e")]) == 2
+    _one_error(capsys, "--save writes an ensemble")
 
 
 def test_sweep_refuses_zero_for_its_sizes(capsys: pytest.CaptureFixture[str]) -> None:

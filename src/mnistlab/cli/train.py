@@ -202,6 +202,9 @@ def evaluate(args: argparse.Namespace) -> int:
         return _evaluate_ensemble(args)
     if args.save is not None:
         raise UserError("--save writes an ensemble; give it with --ensemble RUN RUN ...")
+    if args.select != "auto":         # asked for, it would be ignored: one run is not chosen
+        raise UserError("--select chooses an ensemble's members; give it with --ensemble "
+                        "RUN RUN ...")
     if args.run is None:
         raise UserError("evaluate needs RUN (a run folder or name), or --ensemble RUN RUN ...")
     from mnistlab.train.callbacks import eval_line

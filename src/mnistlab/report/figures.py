@@ -32,8 +32,9 @@ def draw_all(report: Report, trained: Sequence[Trained], data: StudyData,
     n = len(report.meta.seeds)
     save("learning_curves", plots.learning_curves(
         {m: models[m].curves.arrays() for m in models}),
-        f"Accuracy and loss per epoch, train (solid, running mean over the epoch as Keras "
-        f"reports it) and test (dashed, after the epoch); mean of {n} seed(s).")
+        f"Accuracy and loss per epoch, train (solid, dots: running mean over the epoch as "
+        f"Keras reports it) and test (dashed, hollow squares: after the epoch); mean of {n} "
+        f"seed(s).")
     save("seed_comparison", plots.seed_comparison(
         {m: [r.test_accuracy for r in report.runs_of(m)] for m in models},
         {m: (None if models[m].test_accuracy.ci_low is None else

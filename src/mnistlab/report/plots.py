@@ -37,7 +37,8 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> No
 # --- training ------------------------------------------------------------------------------
 
 def learning_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
-    """Accuracy and loss per epoch, train (solid) and test (dashed), for each model.
+    """Accuracy and loss per epoch, train (solid, dots) and test (dashed, hollow squares), for
+    each model.
 
     ``curves[model][key]`` is an array (seeds, epochs) for key in train_accuracy, test_accuracy,
     train_loss, test_loss (a missing key is skipped). The line is the mean over seeds; the
@@ -47,7 +48,10 @@ def learning_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
     ax_acc, ax_loss = fig.subplots(1, 2)
     for name, c in curves.items():
         color = model_color(name)
-        for split, style in (("train", "-"), ("test", "--")):
+        # solid dots for train, hollow squares for test: told apart when there is one epoch,
+        # a dot each, and the line styles show nothing
+        for split, style, marker, face in (("train", "-", "o", color), ("test", "--", "s",
+                                                                          "white")):
             for ax, metric in ((ax_acc, "accuracy"), (ax_loss, "loss")):
                 values = c.get(f"{split}_{metric}")
                 if values is None:
@@ -56,8 +60,8 @@ def learning_curves(curves: Mapping[str, Mapping[str, np.ndarray]]) -> Figure:
                 if metric == "accuracy":
                     v = v * 100
                 epochs = np.arange(1, v.shape[1] + 1)
-                ax.plot(epochs, v.mean(axis=0), style, color=color, marker="o", ms=4,
-                        label=f"{name.upper()} {split}")
+                ax.plot(epochs, v.mean(axis=0), style, color=color, marker=marker, ms=5,
+                        markerfacecolor=face, label=f"{name.upper()} {split}")
                 if v.shape[0] > 1:
                     ax.fill_between(epochs, v.min(axis=0), v.max(axis=0), color=color, alpha=0.15)
     n_seeds = max((np.atleast_2d(np.asarray(v)).shape[0] for c in curves.values()
