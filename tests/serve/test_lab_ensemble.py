@@ -85,6 +85,14 @@ def test_ensemble_detail_and_refusals(client, seven):
                     params={"models": ["ens-broken"]})
     assert r.status_code == 409 and r.json()["error"] == "unusable_run"
     assert "gone" in r.json()["detail"]
+    # beside models that can answer, the broken one says why and the others still answer
+    r = client.post("/api/lab/compare", content=seven, headers={"Content-Type": "image/png"},
+                    params={"models": ["fc-test", "ens-broken"]})
+    assert r.status_code == 200, r.text
+    assert [m["id"] for m in r.json()["models"]] == ["fc-test"]
+    (broken,) = r.json()["unusable"]
+    assert broken["id"] == "ens-broken" and broken["error"] == "unusable_run"
+    assert "gone" in broken["detail"]
 
 
 def test_a_served_ensemble_outside_the_run_roots_is_in_the_lab_first(root, tmp_path, seven):

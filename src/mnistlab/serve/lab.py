@@ -320,11 +320,22 @@ def lab_router(served: str | Path | None = None, gate: DecodeGate | None = None
 
     def compare(data: bytes, ids: list[str]) -> schema.CompareOut:
         pre = _preprocess(data)
-        infos = [usable(find(i)) for i in ids]
-        probs = [explain.probabilities(models.get(info), pre.image[None])[0] for info in infos]
-        d = explain.disagreement(probs)
+        answers, unusable, first_error = [], [], None
+        for run_id in ids:
+            info = find(run_id)                     # an unknown id: 404, the request was wrong
+            try:
+                model = models.get(usable(info))
+            except LabError as exc:                 # the others still answer
+                first_error = first_error or exc
+                unusable.append(schema.UnusableOut(id=run_id, error=exc.code,
+                                                   detail=exc.detail))
+                continue
+            answers.append((info, explain.probabilities(model, pre.image[None])[0]))
+        if first_error is not None and not answers:
+            raise first_error
+        d = explain.disagreement([p for _, p in answers])
         return schema.CompareOut(
-            models=[_answer(info, p) for info, p in zip(infos, probs, strict=True)],
+            models=[_answer(info, p) for info, p in answers], unusable=unusable,
             disagreement=schema.DisagreementOut(**d.__dict__),
             image_28=_grid(pre.image), notes=pre.notes)
 

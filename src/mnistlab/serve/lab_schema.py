@@ -82,8 +82,17 @@ class DisagreementOut(BaseModel):
     spread: list[float] = Field(description="per digit: highest minus lowest probability")
 
 
+class UnusableOut(BaseModel):
+    id: str
+    error: str = Field(description="why it cannot answer (LabErrorOut's error code)")
+    detail: str
+
+
 class CompareOut(BaseModel):
     models: list[ModelAnswer]
+    unusable: list[UnusableOut] = Field(
+        default_factory=list, description="chosen models that cannot answer (no weights yet, a "
+                                          "saved ensemble whose member moved): the others do")
     disagreement: DisagreementOut
     image_28: Grid = Field(description="the 28x28 every model saw, in [0, 1]")
     notes: list[str]

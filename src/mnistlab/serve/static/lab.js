@@ -244,6 +244,12 @@ function buildSpread(spread) {
 }
 
 function showCompare(data) {
+  for (const u of data.unusable || []) {      // a chosen model that cannot answer: it says why
+    const c = columns[u.id];
+    if (!c) continue;
+    c.digit.textContent = "–"; c.prob.textContent = "cannot answer";
+    c.items.forEach((b) => { b.fill.style.width = "0%"; b.pct.textContent = ""; b.li.className = "bar"; });
+  }
   for (const m of data.models) {
     const c = columns[m.id];
     if (!c) continue;
@@ -266,6 +272,9 @@ function showCompare(data) {
   } else {
     v.textContent = "They disagree: " + data.models.map((m) => `${m.id} says ${m.digit} (${pct(m.probability)})`).join(" · ");
     v.className = "verdict disagree";
+  }
+  if ((data.unusable || []).length) {
+    v.textContent += " · " + data.unusable.map((u) => `${u.id} cannot answer: ${u.detail}`).join(" · ");
   }
   buildSpread(d.spread);
 }
