@@ -249,10 +249,13 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
                     f"{protocol.validation_accuracy:.4f}")
     else:
         sys.stderr.write(f"note: {protocol.note}\n")
+    # with shifts chosen, each member is read with them too: not the figure of its own run
+    shifted = " with the chosen shifts" if len(protocol.shifts) > 1 else ""
     for m in result.members:
-        console.say(f"{m.run_dir}: weight {m.weight:.2f}, test accuracy {m.test_accuracy:.4f}")
+        console.say(f"{m.run_dir}: weight {m.weight:.2f}, test accuracy{shifted} "
+                    f"{m.test_accuracy:.4f}")
     console.say(f"ensemble of {len(result.members)}: test accuracy {result.test_accuracy:.4f}, "
-                f"loss {result.test_loss:.4f} (members' mean "
+                f"loss {result.test_loss:.4f} (members' mean{shifted} "
                 f"{result.mean_member_accuracy:.4f}; test set read {protocol.test_passes}x)")
     saved = None
     if args.save is not None:
