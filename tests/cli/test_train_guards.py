@@ -149,12 +149,18 @@ def test_a_folder_another_training_holds_is_refused_untouched(
     assert main(["train", "fc", "--out", str(folder), *TINY]) == 0   # free again
 
 
-def test_resume_writes_again_what_lagged_its_checkpoint(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def _trained_fc(tmp_path: Path, epochs: int) -> tuple[Path, list[str]]:
+    """A small fc run trained for ``epochs`` at one thread, and the command that trained it."""
     run = tmp_path / "run"
-    args = ["train", "fc", "--out", str(run), "--epochs", "2", "--limit", "300",
+    args = ["train", "fc", "--out", str(run), "--epochs", str(epochs), "--limit", "300",
             "--test-limit", "100", "--threads", "1"]
     assert main(args) == 0
+    return run, args
+
+
+def test_resume_writes_again_what_lagged_its_checkpoint(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run, args = _trained_fc(tmp_path, epochs=2)
     full = json.loads((run / "history.json").read_text())
     # an interrupt between the checkpoint and the files after it, at the very end
     (run / runs.METRICS).unlink()
@@ -167,10 +173,7 @@ def test_resume_writes_again_what_lagged_its_checkpoint(
 
 def test_resuming_a_finished_run_rewrites_nothing(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    run = tmp_path / "run"
-    args = ["train", "fc", "--out", str(run), "--epochs", "1", "--limit", "300",
-            "--test-limit", "100", "--threads", "1"]
-    assert main(args) == 0
+    run, args = _trained_fc(tmp_path, epochs=1)
     before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
     capsys.readouterr()
     # on other threads: it used to record them beside the first run's speed, and its weights

@@ -343,20 +343,29 @@ def _bright_sheet(bright: np.ndarray, dark: np.ndarray) -> bool:
     marks, count = ndimage.label(dark, structure=EIGHT)
     sizes = ndimage.sum_labels(dark, marks, np.arange(1, count + 1))
     dark = np.isin(marks, np.flatnonzero(sizes >= SHEET_SPECK) + 1)
-    labels, count = ndimage.label(bright)
-    if not count:
+    sheet = _solid_thick_piece(bright)
+    if sheet is None:
         return False
-    sizes = ndimage.sum_labels(bright, labels, np.arange(1, count + 1))
-    # the piece with the writing in it filled (strokes across a note leave it thin), and
-    # solid: a light frame round a dark plate fills to a thick shape too, but a hollow one
-    piece = labels == int(np.argmax(sizes)) + 1
-    inside = ndimage.binary_fill_holes(piece)
-    if piece.sum() < SHEET_SOLID * inside.sum():
-        return False
-    if ndimage.distance_transform_edt(inside).max() < SHEET_RADIUS * min(bright.shape):
-        return False
+    inside = sheet[1]
     held = int((dark & inside).sum())
     return held >= SHEET_WRITING * inside.sum() and held >= SHEET_HOLDS * dark.sum()
+
+
+def _solid_thick_piece(bright: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(the largest light piece, it with its holes filled) where it may be a sheet: solid but
+    for its holes (SHEET_SOLID; a light frame round a dark plate fills to a thick shape too,
+    but a hollow one) and, filled, SHEET_RADIUS of the picture's shorter side thick (strokes
+    across a note leave the piece itself thin); else None."""
+    labels, count = ndimage.label(bright)
+    if not count:
+        return None
+    sizes = ndimage.sum_labels(bright, labels, np.arange(1, count + 1))
+    piece = labels == int(np.argmax(sizes)) + 1
+    inside = ndimage.binary_fill_holes(piece)
+    if (piece.sum() < SHEET_SOLID * inside.sum()
+            or ndimage.distance_transform_edt(inside).max() < SHEET_RADIUS * min(bright.shape)):
+        return None
+    return piece, inside
 
 
 def _sheet_with_writing(gray: np.ndarray) -> bool:
@@ -368,15 +377,12 @@ def _sheet_with_writing(gray: np.ndarray) -> bool:
     light 8 or 0 (chalk) fills to a thick shape too, but its loops are wider than its strokes.
     Taken the other way round, the desk was the paper and the note a "7" at 97%."""
     bright = gray > otsu_threshold(gray)
-    labels, count = ndimage.label(bright)
-    if not count:
+    sheet = _solid_thick_piece(bright)
+    if sheet is None:
         return False
-    sizes = ndimage.sum_labels(bright, labels, np.arange(1, count + 1))
-    piece = labels == int(np.argmax(sizes)) + 1
-    inside = ndimage.binary_fill_holes(piece)
+    piece, inside = sheet
     writing = inside & ~bright                  # a loop's paper (another light piece) is none
-    if (piece.sum() < SHEET_SOLID * inside.sum() or writing.sum() < SHEET_WRITING * inside.sum()
-            or ndimage.distance_transform_edt(inside).max() < SHEET_RADIUS * min(gray.shape)):
+    if writing.sum() < SHEET_WRITING * inside.sum():
         return False
     return bool(ndimage.distance_transform_edt(piece).max()
                 >= SHEET_MARGIN * ndimage.distance_transform_edt(writing).max())
