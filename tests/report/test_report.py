@@ -10,6 +10,7 @@ import io
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from html.parser import HTMLParser
@@ -251,6 +252,44 @@ def test_device_cuda_without_one_is_one_line_and_writes_nothing(tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error:") and "--device cuda" in err[0]
     assert not out.exists()
+
+
+def test_a_report_stopped_half_way_leaves_the_earlier_one_whole(built, tmp_path,
+                                                                monkeypatch):
+    # it deleted the earlier report's files at its start and each run it retrained: stopped
+    # (Ctrl-C, SIGTERM) after retraining, the last good report and its runs were gone
+    from mnistlab.report import build
+
+    out = tmp_path / "report"
+    shutil.copytree(built[0], out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "_custom_loop", stopped)     # after both runs were retrained
+    code, text = _small_report(out)
+    assert code == 130 and "Epoch 1/1" in text
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before                                   # byte for byte, nothing added
+
+
+def test_a_report_killed_outright_is_undone_by_the_next(tmp_path):
+    from mnistlab.report.aside import ASIDE, SetAside
+
+    out = tmp_path / "report"
+    (out / "runs" / "fc-seed0").mkdir(parents=True)
+    (out / "runs" / "fc-seed0" / "model.safetensors").write_bytes(b"old weights")
+    (out / "REPORT.md").write_text("the old report")
+    killed = SetAside(out)
+    killed.keep(out / "REPORT.md")
+    killed.keep(out / "runs" / "fc-seed0")
+    (out / "runs" / "fc-seed0").mkdir()                      # half made when it was killed
+    (out / "runs" / "fc-seed0" / "config.json").write_text("{}")
+    SetAside(out)                                            # the next report, at its start
+    assert (out / "REPORT.md").read_text() == "the old report"
+    assert [p.name for p in (out / "runs" / "fc-seed0").iterdir()] == ["model.safetensors"]
+    assert not (out / ASIDE).exists()
 
 
 def test_reuse_redraws_from_the_finished_runs(built, report):

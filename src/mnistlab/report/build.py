@@ -19,11 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mnistlab import checks, console, runs
 from mnistlab.errors import UserError
 from mnistlab.paths import report_dir
 from mnistlab.report import figures, loop_stage, numbers, provenance, render
+from mnistlab.report.aside import SetAside
 from mnistlab.report.defaults import DEFAULT_SEEDS, MODELS, QUICK_LIMIT, QUICK_LOOP_STEPS
 from mnistlab.report.inputs import StudyData, Trained
 from mnistlab.report.record import Json
@@ -146,10 +148,35 @@ def build_report(cfg: ReportConfig, *, say: Callable[[str], None] = console.say
     t0 = time.perf_counter()
     out = Path(cfg.out).expanduser().resolve()
     _check_out(out)
-    # An earlier report goes now: its runs are about to be trained again, and if this one
-    # stops half way, no REPORT.md may describe runs that are no longer what it says.
-    for name in render.FILES:
-        (out / name).unlink(missing_ok=True)
+    # An earlier report and the runs this one trains again are set aside, not deleted: if this
+    # one stops half way, they come back whole, and no REPORT.md describes half-made runs.
+    aside = SetAside(out)
+    try:
+        _set_aside(aside, cfg, out)
+        report = _build(cfg, out, started, t0, say)
+    except BaseException:
+        aside.restore()
+        raise
+    aside.discard()
+    return report
+
+
+def _set_aside(aside: SetAside, cfg: ReportConfig, out: Path) -> None:
+    """The earlier report's files and figures, and each run this report will train again."""
+    for name in (*render.FILES, "figures"):
+        aside.keep(out / name)
+    for seed in range(cfg.first_seed, cfg.first_seed + cfg.seeds):
+        for model in MODELS:
+            run_dir = out / "runs" / f"{model}-seed{seed}"
+            if not (cfg.reuse and _finished_with(run_dir, _seed_config(model, seed, cfg))):
+                aside.keep(run_dir)
+    loop_dir = _loop_dir(cfg, out)
+    if not (cfg.reuse and loop_stage.reusable(loop_dir, **_loop_settings(cfg))):
+        aside.keep(loop_dir)
+
+
+def _build(cfg: ReportConfig, out: Path, started: float, t0: float,
+           say: Callable[[str], None]) -> dict[str, Json]:
     seeds = list(range(cfg.first_seed, cfg.first_seed + cfg.seeds))
     on_ray = cfg.executor != "local"
     stages = Stages(total=1 + on_ray + len(seeds) * len(MODELS) + 3, say=say)
@@ -285,8 +312,14 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
 def _custom_loop(cfg: ReportConfig, out: Path) -> LoopStudy:
     """The explicit training loop (figure 6), through ``mnistlab.mechanics``; its run folder
     is ``<out>/runs/loop-seed<N>``."""
-    return loop_stage.run(steps=cfg.loop_steps, limit=cfg.limit, seed=cfg.first_seed,
-                          threads=cfg.threads, reuse=cfg.reuse,
-                          device=resolve_device(cfg.device).type,
-                          run_dir=out / "runs" / f"loop-seed{cfg.first_seed}",
+    return loop_stage.run(**_loop_settings(cfg), reuse=cfg.reuse, run_dir=_loop_dir(cfg, out),
                           figure_path=out / "figures" / "fig6_custom_loop_loss.png")
+
+
+def _loop_dir(cfg: ReportConfig, out: Path) -> Path:
+    return out / "runs" / f"loop-seed{cfg.first_seed}"
+
+
+def _loop_settings(cfg: ReportConfig) -> dict[str, Any]:
+    return {"steps": cfg.loop_steps, "limit": cfg.limit, "seed": cfg.first_seed,
+            "threads": cfg.threads, "device": resolve_device(cfg.device).type}

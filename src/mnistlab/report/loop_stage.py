@@ -32,9 +32,7 @@ def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
     the loop's own default (one thread: batches of 12 give threads little to share).
     ``reuse``: take a finished loop run already in ``run_dir`` with the same settings.
     """
-    config = LoopConfig(steps=steps, limit=limit, seed=seed, device=device)
-    if threads:
-        config.threads = threads
+    config = _config(steps=steps, limit=limit, seed=seed, threads=threads, device=device)
     bar: tqdm | None = None
 
     def on_start(info: LoopStart) -> None:
@@ -79,6 +77,20 @@ def run(*, steps: int = 0, limit: int = 0, seed: int = 0, threads: int = 0,
         run_dir=Path(run_dir), run_dir_rel=f"runs/{Path(run_dir).name}",
         figure=Path(figure_path),
     )
+
+
+def _config(*, steps: int, limit: int, seed: int, threads: int, device: str) -> LoopConfig:
+    config = LoopConfig(steps=steps, limit=limit, seed=seed, device=device)
+    if threads:
+        config.threads = threads
+    return config
+
+
+def reusable(run_dir: Path, *, steps: int = 0, limit: int = 0, seed: int = 0,
+             threads: int = 0, device: str = "cpu") -> bool:
+    """Whether ``run`` with ``reuse`` would take the loop run in ``run_dir`` as it is."""
+    return _finished(run_dir, _config(steps=steps, limit=limit, seed=seed, threads=threads,
+                                      device=device)) is not None
 
 
 def _finished(run_dir: Path, config: LoopConfig) -> tuple[runs.RunMetrics, list[float]] | None:
