@@ -202,6 +202,20 @@ def test_overfitting_verdict_follows_the_curves():
     assert both.verdict == "not supported" and "the CNN's, not the FC's" in both.evidence
 
 
+def test_a_difference_is_supported_only_when_its_interval_clears_zero(report):
+    # one seed's 0.15-point gap difference read "supported"; now only an interval that lies
+    # wholly on one side of zero decides
+    assert findings._by_interval(A.summarize([0.0015])) == "inconclusive"      # one seed
+    assert findings._by_interval(A.summarize([0.01, 0.012, 0.011])) == "supported"
+    assert findings._by_interval(A.summarize([-0.01, -0.012, -0.011])) == "not supported"
+    assert findings._by_interval(A.summarize([0.01, -0.012, 0.002])) == "inconclusive"
+    claims = {c["claim"]: c for c in report["claims"]}
+    gap = next(c for k, c in claims.items() if "gap between training and test" in k)
+    assert gap["verdict"] == "inconclusive" and "one seed" in gap["evidence"]   # --quick: 1
+    for claim in report["claims"]:
+        assert claim["verdict"] in ("supported", "not supported", "mixed", "inconclusive")
+
+
 def test_report_json_is_the_typed_report(built, report):
     # Provenance sits inside meta; an empty grid or comparison is written as {}.
     meta = report["meta"]

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mnistlab.report import fmt
+from mnistlab.report.analysis import Summary
 from mnistlab.report.schema import (
     Claim,
     Comparison,
@@ -24,6 +25,8 @@ from mnistlab.report.seed import CLAIMS, FC_LOG, SEED
 SMALL_GAP = 0.01
 # "Well calibrated" when the expected calibration error is below 1 point.
 GOOD_ECE = 0.01
+# The custom loop's smoothed loss must fall by this share of its start to be a decrease.
+LOSS_FALL = 0.05
 
 
 def seed_vs_run(meta: Meta, runs: list[RunRow], models: dict[str, ModelStudy],
@@ -104,8 +107,8 @@ def seed_vs_run(meta: Meta, runs: list[RunRow], models: dict[str, ModelStudy],
 
 def claims(models: dict[str, ModelStudy], comp: Comparison | None, grid: Grid | None,
            loop: LoopStudy) -> list[Claim]:
-    """Each qualitative claim of the seed, a verdict (supported / not supported / mixed) and
-    the measured evidence."""
+    """Each qualitative claim of the seed, a verdict (supported / not supported / mixed /
+    inconclusive) and the measured evidence."""
     out = []
     fc, cnn = models.get("fc"), models.get("cnn")
     if fc:
@@ -113,33 +116,50 @@ def claims(models: dict[str, ModelStudy], comp: Comparison | None, grid: Grid | 
     if fc and cnn and comp:
         smaller = cnn.gap_measured.mean < fc.gap_measured.mean
         gd = comp.gap_difference
+        lower = cnn.test_accuracy.mean > fc.test_accuracy.mean
         out.append(Claim(
             claim=CLAIMS["cnn_smaller_gap"],
-            verdict="supported" if smaller else "not supported",
+            verdict=_by_interval(gd),
             evidence=(f"Train accuracy re-measured on the training images after training, "
                       f"minus test accuracy: FC {fmt.pts(fc.gap_measured.mean)} points, "
                       f"CNN {fmt.pts(cnn.gap_measured.mean)} points (FC gap minus CNN "
                       f"gap {fmt.mean_sd(gd, 'pts')} points, 95% CI "
-                      f"{fmt.interval(gd, 'pts')}). The CNN does generalise better in "
-                      f"the sense that its test error is lower; its gap is "
-                      f"{'smaller' if smaller else 'not smaller'}."),
+                      f"{fmt.interval(gd, 'pts')}). The CNN's test error is "
+                      f"{'lower' if lower else 'not lower'} than the FC's; its gap is "
+                      f"{'smaller' if smaller else 'not smaller'}"
+                      + ("" if gd.ci_low is not None else ", from one seed, which cannot tell "
+                         "a difference from the spread between seeds") + "."),
         ))
     if cnn:
         out.append(_confidence_claim(cnn, grid))
     if loop.steps:
         down = loop.smoothed_end < loop.smoothed_start
         share = loop.decreasing_share
+        # a fall of a few tenths of a percent (50 iterations) is the noise, not a trend
+        verdict = ("supported" if loop.smoothed_end < (1 - LOSS_FALL) * loop.smoothed_start
+                   else "inconclusive" if down else "not supported")
         out.append(Claim(
             claim=CLAIMS["loss_decreases"],
-            verdict="supported" if down else "not supported",
+            verdict=verdict,
             evidence=(f"Smoothed loss {fmt.loss(loop.smoothed_start)} at the start, "
                       f"{fmt.loss(loop.smoothed_end)} after {loop.steps:,} iterations"
                       + (f"; measured every 100 iterations it fell {fmt.pct(share, 0)} of "
                          "the time" if share is not None else "")
                       + ("" if share is None or share == 1 else
-                         " (mini-batch noise lifts it now and then)") + "."),
+                         " (mini-batch noise lifts it now and then)")
+                      + (f"; a fall under {fmt.pct(LOSS_FALL, 0)} is no trend"
+                         if verdict == "inconclusive" else "") + "."),
         ))
     return out
+
+
+def _by_interval(difference: Summary) -> str:
+    """A difference over seeds: supported when its 95% interval lies above zero, not supported
+    below, inconclusive across zero or from one seed (no interval)."""
+    if difference.ci_low is None or difference.ci_high is None:
+        return "inconclusive"
+    return ("supported" if difference.ci_low > 0 else
+            "not supported" if difference.ci_high < 0 else "inconclusive")
 
 
 def _overfitting_claim(fc: ModelStudy, cnn: ModelStudy | None = None) -> Claim:
@@ -219,10 +239,21 @@ def _confidence_claim(cnn: ModelStudy, grid: Grid | None) -> Claim:
         g = grid.cnn
         text += (f" On the 20-image grid, {g.shown_as_100} of {g.n} predictions print as "
                  "100%.")
-    text += (" The confidence is earned: near-certain predictions are almost always right."
-             if earned else " The confidence is not fully earned: see the reliability diagram.")
-    return Claim(claim=CLAIMS["extremely_confident"],
-                 verdict="supported" if earned else "mixed", evidence=text)
+    # the claim is twofold: most predictions near-certain, and rightly so
+    most = share is not None and share >= 0.5
+    under = cal.mean_confidence < cal.accuracy
+    if not most:
+        text += (f" Most predictions are not near-certain here: the CNN is "
+                 f"{'under' if under else 'over'}-confident on average (mean confidence "
+                 f"{'below' if under else 'above'} its accuracy; see the reliability diagram).")
+        verdict = "not supported"
+    elif earned:
+        text += " The confidence is earned: near-certain predictions are almost always right."
+        verdict = "supported"
+    else:
+        text += " The confidence is not fully earned: see the reliability diagram."
+        verdict = "mixed"
+    return Claim(claim=CLAIMS["extremely_confident"], verdict=verdict, evidence=text)
 
 
 def _mean_curve(curves: list[list[float]]) -> list[float]:

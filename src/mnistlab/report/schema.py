@@ -186,7 +186,7 @@ class Claim(Record):
     """One of the seed's qualitative claims and the measured verdict on it."""
 
     claim: str
-    verdict: str                        # supported / not supported / mixed
+    verdict: str                        # supported / not supported / mixed / inconclusive
     evidence: str
 
 
