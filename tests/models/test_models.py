@@ -87,3 +87,13 @@ def test_strided_trains_with_best_recipe_for_longer() -> None:
     best, strided = preset_overrides("best", "best"), preset_overrides("best", "strided")
     assert strided.pop("epochs") == 15 and best.pop("epochs") == 12
     assert strided == best
+
+
+def test_an_unknown_model_setting_is_named_with_the_settings_it_takes() -> None:
+    # it said "cnn() got an unexpected keyword argument 'foo'": Python's words, no choices
+    from mnistlab.errors import UserError
+    from mnistlab.models.registry import build_checked
+
+    with pytest.raises(UserError, match=r"no setting 'foo'; it takes hidden, init, widths"):
+        build_checked("cnn", foo=1)
+    assert count_parameters(build_checked("fc", hidden=64)) > 0

@@ -219,6 +219,10 @@ def evaluate(args: argparse.Namespace) -> int:
     console.say(eval_line({"steps": result.steps, "seconds": result.seconds,
                            "test_accuracy": result.test_accuracy,
                            "test_loss": result.test_loss}))
+    # which model, on what: `evaluate best` named neither
+    chosen = " (the best finished run)" if args.run == "best" else ""
+    console.say(f"{result.run.dataset} test set, {result.test_images:,} images; "
+                f"run: {run_dir}{chosen}")
     if args.json:
         console.emit_json(result.to_dict())
     return 0

@@ -59,6 +59,11 @@ def build_checked(name: str, **config: Any) -> nn.Module:
     caller that must keep the seed's stream forks the generator around this call."""
     factory(name)
     defaults = {k: p.default for k, p in inspect.signature(_REGISTRY[name]).parameters.items()}
+    unknown = sorted(set(config) - set(defaults))
+    if unknown:                    # named, with what it takes: not Python's "unexpected keyword"
+        takes = ", ".join(sorted(defaults)) or "no settings"
+        raise UserError(f"bad model config for {name!r}: no setting "
+                        f"{', '.join(map(repr, unknown))}; it takes {takes}")
     for key, value in config.items():
         _check_setting(f"bad model config for {name!r}: {key}",
                        defaults.get(key, inspect.Parameter.empty), value)
