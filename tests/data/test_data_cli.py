@@ -56,8 +56,12 @@ def test_verify_names_the_flipped_file(data_dir: Path, src: Path,
     assert len(err) == 1 and err[0].startswith("error: ") and str(path) in err[0]
     assert main(["data", "info", "--json"]) == 2
     captured = capsys.readouterr()
-    assert json.loads(captured.out.strip().splitlines()[-1])["verified"] is False
+    closing = json.loads(captured.out.strip().splitlines()[-1])
+    assert closing["verified"] is False and closing["exit_code"] == 2     # as every error
     assert "NOT VERIFIED" in captured.out
+    assert main(["data", "verify", "--json"]) == 2
+    closing = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert closing["ok"] is False and closing["exit_code"] == 2 and str(path) in closing["error"]
 
 
 def test_bad_input_is_one_line_exit_2(data_dir: Path, tmp_path: Path) -> None:

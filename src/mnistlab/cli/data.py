@@ -89,8 +89,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if not problems:
         console.say(f"{args.dataset}: all four files in {cache.dataset_dir(args.dataset)} match "
                     "their pinned SHA-256")
-    if args.json:
-        console.emit_json({"dataset": args.dataset, "ok": not problems, "problems": problems})
+    if args.json:     # a failed check closes as every error does: error and exit_code too
+        failed = {"error": "; ".join(problems), "exit_code": 2} if problems else {}
+        console.emit_json({"dataset": args.dataset, "ok": not problems, "problems": problems,
+                           **failed})
     return 2 if problems else 0
 
 
@@ -101,11 +103,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     report = info(args.dataset)
     for line in format_info(report):
         console.say(line)
+    problem = (None if report["verified"] else f"{args.dataset}: some files do not verify; run "
+               f"`mnistlab data fetch --dataset {args.dataset} --force`")
     if args.json:
-        console.emit_json(report)
-    if not report["verified"]:
-        sys.stderr.write(f"error: {args.dataset}: some files do not verify; run "
-                         f"`mnistlab data fetch --dataset {args.dataset} --force`\n")
+        console.emit_json(report | ({"error": problem, "exit_code": 2} if problem else {}))
+    if problem:
+        sys.stderr.write(f"error: {problem}\n")
         return 2
     return 0
 
@@ -118,7 +121,9 @@ def format_info(report: dict[str, Any]) -> list[str]:
              + (f"; fetched {report['fetched_at']}" if report.get("fetched_at") else "") + ")"]
     for split, s in report["splits"].items():
         counts = " ".join(str(c) for c in s["class_counts"]) if s["class_counts"] else "?"
-        lines.append(f"{split}: {s['count']} images; per class: {counts}")
+        count = (f"{s['count']:,} images" if s["count"] is not None else
+                 "images uncounted (its labels file does not read)")
+        lines.append(f"{split}: {count}; per class: {counts}")
         for f in s["files"].values():
             verdict = "verified" if f["verified"] else f"NOT VERIFIED ({f['problem']})"
             digest = f"sha256 {f['sha256']}" if f["sha256"] else "no file"

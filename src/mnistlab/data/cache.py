@@ -248,8 +248,12 @@ def info(name: str) -> dict[str, Any]:
     ds = spec(name)
     manifest = read_manifest(name)
     if manifest is None:
-        raise UserError(f"{name} is not in the cache {dataset_dir(name)}; "
-                        f"run `mnistlab data fetch --dataset {name}`")
+        # its files may be there without the record of where they came from (verify says so)
+        what = (f"{name}'s {MANIFEST} is missing from the cache"
+                if any(dataset_dir(name).glob("*-ubyte*"))
+                else f"{name} is not in the cache")
+        raise UserError(f"{what} ({dataset_dir(name)}); run `mnistlab data fetch --dataset "
+                        f"{name}`")
     splits: dict[str, Any] = {}
     for split in SPLITS:
         files: dict[str, Any] = {}
