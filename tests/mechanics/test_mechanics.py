@@ -94,6 +94,9 @@ def test_gradcheck_cli_exit_codes(monkeypatch, capsys):
     assert main(["gradcheck", "--batch-size", "8", "--samples", "4", "--json"]) == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["max_rel_error_autograd"] < 1e-7 and out["max_rel_error_finite_diff"] < 1e-5
+    # a huge step fails the finite differences, not the backward: the output says which
+    assert main(["gradcheck", "--batch-size", "8", "--samples", "4", "--eps", "1"]) == 1
+    assert "the backward pass agrees with autograd" in capsys.readouterr().out
 
     good_backward = N.backward
 

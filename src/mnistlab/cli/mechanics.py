@@ -205,6 +205,9 @@ def scratch(args: argparse.Namespace) -> int:
     return 0
 
 
+LARGE_EPS = 1e-3       # a finite-difference step beyond this measures more than the slope
+
+
 def gradcheck(args: argparse.Namespace) -> int:
     from mnistlab import checks
     from mnistlab.mechanics.gradcheck import gradcheck_mnist
@@ -222,6 +225,11 @@ def gradcheck(args: argparse.Namespace) -> int:
     console.say(f"vs central finite differences (eps {r.eps:g}, {r.finite_diff_samples} sampled "
                 f"weights): max relative error {r.max_rel_error_finite_diff:.2e} "
                 f"(< {r.finite_diff_tolerance:g}: {verdict[r.finite_diff_ok]})")
+    if r.autograd_ok and not r.finite_diff_ok and r.eps > LARGE_EPS:
+        # the backward agrees with autograd: the step, not the gradient, is what is off
+        console.say(f"note: with eps {r.eps:g} the finite differences measure the loss's "
+                    f"curvature as well as its slope; the backward pass agrees with autograd. "
+                    f"Try a step near the default, 1e-5")
     if args.json:
         console.emit_json(r.to_dict())
     return 0 if r.passed else 1

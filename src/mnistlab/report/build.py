@@ -194,7 +194,8 @@ def _build(cfg: ReportConfig, out: Path, started: float, t0: float,
             for model in MODELS:
                 with stages(f"train {model} (seed preset), seed {seed}"):
                     trained.append(_train(model, seed, replace(cfg, reuse=cfg.reuse or on_ray),
-                                          data, out / "runs", say))
+                                          data, out / "runs", say,
+                                          source=cfg.executor if on_ray else None))
         with stages("custom training loop"):
             loop = _custom_loop(cfg, out)
     with stages("analysis"):
@@ -283,14 +284,17 @@ def _seed_config(model: str, seed: int, cfg: ReportConfig) -> TrainConfig:
 
 
 def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
-           runs_root: Path, say: Callable[[str], None] = console.say) -> Trained:
+           runs_root: Path, say: Callable[[str], None] = console.say,
+           source: str | None = None) -> Trained:
+    """One model and seed: trained here, or read back where it is reusable or was just
+    trained on ``source`` (an executor: "ray")."""
     config = _seed_config(model, seed, cfg)
     run_dir = runs_root / f"{model}-seed{seed}"
     if cfg.reuse and _finished_with(run_dir, config):
         # In the memory layout it trained in, so the same kernels give the same numbers.
         loaded = load_run(run_dir, resolve_device(config.device))
         precision, trained = loaded.precision, loaded.model
-        say(f"reusing {run_dir}")
+        say(f"reading {run_dir} ({source}'s run)" if source else f"reusing {run_dir}")
     else:
         if run_dir.exists():  # a previous report's run: this report re-trains it from scratch
             shutil.rmtree(run_dir)
