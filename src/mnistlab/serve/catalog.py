@@ -155,49 +155,36 @@ def read_run(path: Path, run_id: str, root: str) -> RunInfo | None:
 
 def find_runs(roots: list[Path] | None = None, extra: list[Path] = ()) -> list[RunInfo]:
     """Every run under ``roots`` (default ``paths.run_roots()``), then ``extra`` folders (the
-    served run, wherever it lives), each once, newest first within a root."""
+    served run, wherever it lives), each once, newest first within a root: by ``created``, as
+    the page shows it, its name breaking ties (folder names carry a UTC time, but names given
+    with --out do not). By the file's time, a run copied in from elsewhere was listed above runs
+    made after it."""
     found: list[RunInfo] = []
     seen_paths: set[Path] = set()
     seen_ids: set[str] = set()
-    folders: list[tuple[Path, str]] = []
+
+    def read_all(folders: list[Path], label: str) -> list[RunInfo]:
+        infos = []
+        for path in folders:
+            resolved = path.resolve()
+            if resolved in seen_paths:
+                continue
+            run_id = path.name if path.name not in seen_ids else f"{path.name}@{label}"
+            info = read_run(resolved, run_id, label)
+            if info is None:
+                continue
+            seen_paths.add(resolved)
+            seen_ids.add(run_id)
+            infos.append(info)
+        return infos
+
     for base in (roots if roots is not None else run_roots()):
         if base.is_dir():
-            label = _root_label(base)
             subdirs = [p for p in base.iterdir()
                        if p.is_dir() and ((p / runs.CONFIG).is_file() or (p / ENSEMBLE).is_file())]
-            folders += [(p, label) for p in sorted(subdirs, key=_started, reverse=True)]
-    folders += [(Path(p), "other") for p in extra]
-    for path, label in folders:
-        resolved = path.resolve()
-        if resolved in seen_paths:
-            continue
-        run_id = path.name if path.name not in seen_ids else f"{path.name}@{label}"
-        info = read_run(resolved, run_id, label)
-        if info is None:
-            continue
-        seen_paths.add(resolved)
-        seen_ids.add(run_id)
-        found.append(info)
-    return found
-
-
-def _started(folder: Path) -> tuple[str, str]:
-    """When a run (or a saved ensemble) was made, as the page shows it (``created``: config.json's
-    own time, else the file's), for newest-first order; its name breaks ties (folder names carry
-    a UTC time, but names given with --out do not). By the file's time alone, a run copied in
-    from elsewhere was listed above runs made after it."""
-    try:
-        created = json.loads((folder / runs.CONFIG).read_text()).get("created")
-        if isinstance(created, str):
-            return created, folder.name
-    except (OSError, ValueError, AttributeError):
-        pass
-    for name in (runs.CONFIG, ENSEMBLE):
-        try:
-            return _created(folder / name), folder.name
-        except OSError:
-            continue
-    return "", folder.name
+            found += sorted(read_all(subdirs, _root_label(base)),
+                            key=lambda r: (r.created or "", r.name), reverse=True)
+    return found + read_all([Path(p) for p in extra], "other")
 
 
 def by_id(catalog: list[RunInfo], run_id: str) -> RunInfo:

@@ -20,7 +20,6 @@ The run folder keeps the fit in ``calibration.json`` (and ``typicality.safetenso
 
 from __future__ import annotations
 
-import hashlib
 import math
 import os
 from dataclasses import dataclass, field, fields, replace
@@ -33,6 +32,7 @@ from torch import nn
 from mnistlab import atomic
 from mnistlab.errors import UserError
 from mnistlab.runs.files import read_json_object
+from mnistlab.runs.weights import tensors_sha256
 from mnistlab.train.typicality import (
     Progress,
     Typicality,
@@ -192,14 +192,9 @@ def weights_fingerprint(model: nn.Module) -> str:
     """SHA-256 of a model's floating-point weights and buffers, by name, on the CPU in their
     plain layout: the same for the model in memory at the end of training, loaded from its run
     folder, or exported (ONNX metadata); integer counters (BatchNorm's) are left out."""
-    digest = hashlib.sha256()
-    for name, tensor in model.state_dict().items():
-        if not tensor.is_floating_point():
-            continue
-        t = tensor.detach().to("cpu", torch.float32).contiguous()
-        digest.update(f"{name}:{tuple(t.shape)};".encode())
-        digest.update(t.numpy().tobytes())
-    return digest.hexdigest()
+    return tensors_sha256({name: tensor.detach().to("cpu", torch.float32)
+                           for name, tensor in model.state_dict().items()
+                           if tensor.is_floating_point()})
 
 
 def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
