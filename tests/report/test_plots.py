@@ -81,3 +81,13 @@ def test_every_other_figure_renders(fake, tmp_path):
     assert any(t.startswith("CNN:") for t in titles)
     legend = [t.get_text() for t in figures["curves"].axes[0].get_legend().get_texts()]
     assert legend == ["FC train", "FC test", "CNN train", "CNN test"]
+
+
+def test_per_class_figure_draws_each_digits_error_from_zero():
+    # bars of accuracy on an axis zoomed to the spread made 0.1 points look like a collapse
+    acc = {"fc": np.array([0.97] * 9 + [0.96]), "cnn": np.array([0.99] * 9 + [0.985])}
+    ax = P.per_class_accuracy(acc).axes[0]
+    assert ax.get_ylim()[0] == 0
+    heights = sorted(round(b.get_height(), 6) for b in ax.patches)
+    assert heights[0] == pytest.approx(1.0) and heights[-1] == pytest.approx(4.0)
+    assert "error" in ax.get_ylabel()

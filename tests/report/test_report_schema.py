@@ -42,3 +42,20 @@ def test_report_without_comparison_grid_or_provenance():
     # Paths are written as strings; the loop's figure path stays out of report.json.
     assert d["loop"]["run_dir"] == str(Path("out/runs/loop-seed0"))
     assert "figure" not in d["loop"]
+
+
+def test_footer_names_the_threads_the_models_trained_on():
+    # A report on Ray: its trials trained on 1 thread each, the driver ran on 2; the footer
+    # named the driver's 2 alone.
+    from mnistlab.report import provenance
+    from mnistlab.report.document import _provenance_blocks
+
+    def footer(train_threads: list[int]) -> tuple[list[int], str]:
+        prov = provenance.collect(config={}, command="mnistlab report", threads=2, started=0.0,
+                                  t0=0.0, stage_seconds={}, train_threads=train_threads)
+        return prov.train_threads, _provenance_blocks(prov)[-1].text
+
+    recorded, text = footer([1, 1, 1, 1])
+    assert recorded == [1] and "the models on 1 thread(s) each, the rest on 2" in text
+    recorded, text = footer([2, 2, 0])        # as the report's own: said once
+    assert recorded == [] and "; 2 thread(s) on" in text

@@ -208,7 +208,8 @@ def _build(cfg: ReportConfig, out: Path, started: float, t0: float,
     report = replace(report, provenance=provenance.collect(
         config=cfg.to_dict(), command=_command(cfg), threads=cfg.threads,
         device=describe(resolve_device(cfg.device)), started=started,
-        t0=t0, stage_seconds=stages.seconds))
+        t0=t0, stage_seconds=stages.seconds,
+        train_threads=[t.metrics.threads for t in trained]))
     say("writing REPORT.md, report.html, report.json ...")
     render.write_all(report, out)
     return report.to_dict()

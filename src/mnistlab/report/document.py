@@ -218,9 +218,18 @@ def _provenance_blocks(prov: Provenance) -> list[Block]:
           "report.json holds every number shown here."),
         table(["stage", "time"], stage_rows),
         p(f"mnistlab {v.mnistlab}, PyTorch {v.torch}, NumPy {v.numpy}, Python "
-          f"{v.python}; trained on {prov.device}; {prov.threads} thread(s) on "
+          f"{v.python}; trained on {prov.device}; {_threads(prov)} on "
           f"{prov.cpu_count} core(s); load "
           f"average at the end {', '.join(f'{x:.2f}' for x in prov.load_average)} (other "
           "processes on the machine slow the timings, not the accuracies). MNIST: Yann LeCun "
           "and Corinna Cortes, CC BY-SA 3.0."),
     ]
+
+
+def _threads(prov: Provenance) -> str:
+    """The thread counts of the footer: the report's own, and the models' where they trained on
+    others (Ray trials, or runs reused from another report)."""
+    if not prov.train_threads:
+        return f"{prov.threads} thread(s)"
+    each = " or ".join(str(t) for t in prov.train_threads)
+    return f"the models on {each} thread(s) each, the rest on {prov.threads}"

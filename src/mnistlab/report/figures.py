@@ -73,7 +73,8 @@ def draw_all(report: Report, trained: Sequence[Trained], data: StudyData,
          f"off-diagonal counts in red; log colour scale.")
     save("per_class_accuracy", plots.per_class_accuracy(
         {m: np.asarray(models[m].per_class_accuracy) for m in models}),
-        "Test accuracy of each digit (recall), pooled over seeds.")
+        "Test error of each digit (100% minus its recall), pooled over seeds; the table "
+        "below gives each digit's accuracy.")
     save("reliability", plots.reliability_diagram({m: models[m].calibration for m in models},
                                                   min_count=RELIABILITY_MIN_COUNT),
          f"Reliability diagram, the test predictions of all {n} seed(s) pooled: accuracy against "

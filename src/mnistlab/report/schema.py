@@ -229,6 +229,9 @@ class Provenance(Record):
     versions: Versions
     command: str                        # the command line that repeats this report
     device: str = "cpu"                 # where the models trained: cpu | mps | cuda:0 (name)
+    # the thread counts the models trained on, as their runs recorded them, where they differ
+    # from ``threads`` (Ray trials train on their own; reused runs on theirs); [] where not
+    train_threads: list[int] = field(default_factory=list)
 
     @property
     def reused(self) -> bool:
