@@ -157,15 +157,21 @@ def test_a_tightly_cropped_digit_keeps_the_strokes_along_its_edges():
     assert (pre.image[:8] > 0.5).sum(axis=1).max() >= 10               # the bar is there
 
 
-def ruled(digit: np.ndarray, *, turn: float = 0.0, on_desk: bool = False, seed: int = 0
-          ) -> bytes:
-    """The digit in pencil grey on ruled paper (light blue rules every 32 px, as dark against
-    the paper as the pencil nearly), photographed a little blurred and noisy; a JPEG.
-    ``on_desk``: the sheet lies on a dark desk that shows on every side."""
+def ruled(digit: np.ndarray, *, turn: float = 0.0, on_desk: bool = False, seed: int = 0,
+          every: int = 32, squared: bool = False, margin: bool = False) -> bytes:
+    """The digit in pencil grey on ruled paper (light blue rules every ``every`` px, as dark
+    against the paper as the pencil nearly), photographed a little blurred and noisy; a JPEG.
+    ``on_desk``: the sheet lies on a dark desk that shows on every side; ``squared``: rules
+    down the page too (squared paper); ``margin``: a notebook's red margin line down the page,
+    through the rules."""
     rng = np.random.default_rng(seed)
     sheet = np.full((SIDE, SIDE, 3), 0.92, np.float32)
-    for y in range(20, SIDE, 32):
+    for y in range(20, SIDE, every):
         sheet[y:y + 2] = (0.55, 0.7, 0.9)
+        if squared:
+            sheet[:, y:y + 2] = (0.55, 0.7, 0.9)
+    if margin:
+        sheet[:, 60:63] = (0.85, 0.35, 0.35)
     if on_desk:
         desk = np.ones((SIDE, SIDE), dtype=bool)
         desk[30:370, 40:360] = False
@@ -191,6 +197,18 @@ def test_a_notebook_s_rules_are_no_ink(digits, turn):
         pre = preprocess(ruled(digit, turn=turn, seed=seed))
         # 0.76-0.97 here; the rules read as ink gave 0.21-0.46: the digit small in a box of lines
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, (turn, seed)
+        assert pre.notes[0] == NOTES["lines"]
+
+
+@pytest.mark.parametrize("paper", ["squared", "margin"])
+def test_squared_paper_and_a_notebook_margin_are_no_ink(digits, paper):
+    # squared paper's columns stayed in as ink (a photo of one digit read as twenty 1s at 99%):
+    # the slant was searched on a shrunk copy in which a small grid fills every row; a margin
+    # line was one line down the page, and one alone is no proof of print
+    for seed, digit in enumerate(digits):
+        pre = preprocess(ruled(digit, seed=seed, every=12 if paper == "squared" else 32,
+                               squared=paper == "squared", margin=paper == "margin"))
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, (paper, seed)
         assert pre.notes[0] == NOTES["lines"]
 
 

@@ -48,11 +48,17 @@ def printed_lines(mask: np.ndarray, labels: np.ndarray | None = None) -> np.ndar
     pieces, where already counted."""
     if labels is None:
         labels, _ = ndimage.label(mask, structure=EIGHT)
-    return _rules_across(mask, labels) | _rules_across(mask.T, labels.T).T
+    rows = _rules_across(mask, labels)
+    columns = _rules_across(mask.T, labels.T, ruled=rows.any()).T
+    if columns.any() and not rows.any():       # a margin across the columns' rules, as below
+        rows = _rules_across(mask, labels, ruled=True)
+    return rows | columns
 
 
-def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Printed lines running along the rows of ``mask`` (slanted by up to ~8 degrees)."""
+def _rules_across(mask: np.ndarray, labels: np.ndarray, ruled: bool = False) -> np.ndarray:
+    """Printed lines running along the rows of ``mask`` (slanted by up to ~8 degrees).
+    ``ruled``: the other direction holds rules, so one line touching the writing is printed
+    too: a notebook's margin, joined to its rules, which alone is no proof of paper."""
     none = np.zeros_like(mask)
     count = int(labels.max())
     if not count:
@@ -66,7 +72,7 @@ def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
             lines.append(i)
     others = np.setdiff1d(np.arange(count), lines)
     if not lines:
-        return _rules_through(mask)               # every rule may touch the writing
+        return _rules_through(mask, ruled)        # every rule may touch the writing
     radius = thickness(mask, labels, count)
     if not others.size:       # nothing else: a blank ruled sheet, if two or more are slender
         lines = [i for i in lines if w >= RULE_SLENDER * (2 * radius[i] + 1)]
@@ -78,15 +84,16 @@ def _rules_across(mask: np.ndarray, labels: np.ndarray) -> np.ndarray:
         slope = float(np.median([_slope(labels == i + 1) for i in lines]))
         thick = int(max(radius[i] for i in lines))
         return rules | _crossing_rules(mask & ~rules, slope, thick)
-    return rules | _rules_through(mask & ~rules)      # the other rules may all touch the writing
+    return rules | _rules_through(mask & ~rules, ruled)   # the others may all touch the writing
 
 
-def _rules_through(mask: np.ndarray) -> np.ndarray:
+def _rules_through(mask: np.ndarray, ruled: bool = False) -> np.ndarray:
     """Ruled paper whose every rule touches the writing (a number written across the lines,
     the photo cropped to it): at least two parallel rows, along one slant, whose ink runs
     across RULE_SPAN of the picture, each at most RULE_THINNER as thick as the writing's
     strokes; dropped except where a stroke crosses them. A digit cropped to its own ink has
-    at most one such row, or bars as thick as its strokes (a 2's foot, a 7's top): none."""
+    at most one such row, or bars as thick as its strokes (a 2's foot, a 7's top): none.
+    ``ruled`` (rules found the other way): one such row is enough."""
     none = np.zeros_like(mask)
     w = mask.shape[1]
     if w < RULE_SLENDER or mask.any(axis=0).mean() < RULE_SPAN:
@@ -96,7 +103,7 @@ def _rules_through(mask: np.ndarray) -> np.ndarray:
         return none
     across = _rule_rows(mask, slope)
     runs = bands(across)
-    if len(runs) < 2:
+    if len(runs) < (1 if ruled else 2):
         return none
     thick = max(b - a for a, b in runs) - 2           # each band: the line and a row either side
     grid = _slant_grid(*mask.shape, slope)
@@ -124,9 +131,32 @@ def _rule_slope(mask: np.ndarray) -> float | None:
     counts = [int(c.sum()) for c in _rows_across(small, coarse)]
     if max(counts) == 0:
         return None
-    best = min((s for s, c in zip(coarse, counts, strict=True) if c == max(counts)), key=abs)
+    found = _refined(mask, _likeliest(coarse, counts), k)
+    if found is None and k > 1:
+        # The shrunk copy saturated: on squared paper every shrunk row lies near a line, so
+        # each slope "ran across" there and the likeliest was a wrong one, along which no row
+        # of the full picture does (the grid's columns stayed in as ink, read as 1s). At full
+        # size, then: some 80 ms on a 1,000 px photo, paid only here.
+        counts = [int(c.sum()) for c in _rows_across(mask, coarse)]
+        if max(counts) == 0:
+            return None
+        found = _refined(mask, _likeliest(coarse, counts), k)
+    return found
+
+
+def _likeliest(slopes: list[float], counts: list[int]) -> float:
+    """The slope with the most rows across; of equals, the nearest to level."""
+    return min((s for s, c in zip(slopes, counts, strict=True) if c == max(counts)), key=abs)
+
+
+def _refined(mask: np.ndarray, best: float, k: int) -> float | None:
+    """``best`` refined to a row's drift over ``mask``'s width (within the ``k`` columns one
+    shrunk column held): the slope with the most rows across; None where none runs across."""
+    w = mask.shape[1]
     fine = [best + i / w for i in range(-k, k + 1, 2)]     # a row either side is counted
     counts = [int(c.sum()) for c in _rows_across(mask, fine)]
+    if max(counts) == 0:
+        return None
     return max(zip(counts, [-abs(s - best) for s in fine], fine, strict=True))[2]
 
 
