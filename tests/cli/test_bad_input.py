@@ -322,3 +322,23 @@ def test_json_is_read_as_argparse_reads_it(capsys: pytest.CaptureFixture[str], a
     assert main(argv) == 2
     out = capsys.readouterr().out.strip().splitlines()
     assert (bool(out) and json.loads(out[-1])["exit_code"] == 2) == json_line
+
+
+def test_an_uncalibrated_run_with_a_validation_split_is_told_to_calibrate(tmp_path):
+    # it was told to train again with --validation N, which it already had
+    from types import SimpleNamespace
+
+    from mnistlab import runs
+    from mnistlab.cli.use import _uncalibrated_note
+    from mnistlab.train.config import TrainConfig
+
+    for validation in (5000, 0):
+        run_dir = tmp_path / f"fc-{validation}"
+        run_dir.mkdir()
+        runs.write_config(run_dir, runs.RunConfig(
+            model="fc", train=TrainConfig(model="fc", validation=validation)))
+        note = _uncalibrated_note(SimpleNamespace(name=str(run_dir)))
+        if validation:
+            assert f"mnistlab calibrate {run_dir}" in note
+        else:
+            assert "train with --validation N" in note

@@ -126,8 +126,24 @@ def _uncalibrated_note(predictor: object) -> str:
                 "confidence is not calibrated and nothing is flagged unsure; an export into "
                 "its run folder (the default) shares the run's, if the run was trained with "
                 "--validation N")
+    if _holds_out_validation(Path(predictor.name)):  # type: ignore[attr-defined]
+        return (f"note: this run has no calibration.json yet, so its confidence is not "
+                f"calibrated and nothing is flagged unsure; it holds out validation images: "
+                f"`mnistlab calibrate {predictor.name}` fits one")  # type: ignore[attr-defined]
     return ("note: this run holds out no validation images, so its confidence is not "
             "calibrated and nothing is flagged unsure (train with --validation N)")
+
+
+def _holds_out_validation(run_dir: Path) -> bool:
+    """Whether the run at ``run_dir`` trained with a validation split (calibrate can fit it)."""
+    from mnistlab import runs
+    from mnistlab.errors import UserError
+
+    try:
+        train = runs.read_config(run_dir).train
+    except UserError:
+        return False
+    return bool(train is not None and train.validation)
 
 
 def _chosen(run: str | None, run_dir: Path | None = None) -> str:

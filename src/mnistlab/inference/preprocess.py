@@ -31,7 +31,9 @@ from __future__ import annotations
 import io
 import math
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -71,6 +73,10 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 # _stands_out). Measured on synthetic scans (tests/inference/test_ink.py): faint pencil strokes
 # stand 6.5-46 sigmas out, blank paper (sensor noise, lighting gradients and waves, vignettes,
 # JPEG noise) at most 4.3. The floor is 5 grey levels of 255, where 8-bit pictures run out.
+# px: a picture smaller than this each way is refused. Ten drawn digits shrunk to pictures of
+# 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
+MIN_PICTURE_SIDE = 12
+MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
 # Ink this far below zero (paper brighter than the fitted paper) on this share of the picture:
@@ -96,6 +102,10 @@ class ImageTooLarge(ImageInputError):
 
 
 class NoInk(ImageInputError):
+    pass
+
+
+class TooSmall(ImageInputError):
     pass
 
 
@@ -140,7 +150,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     try:
         # Lazy: reads the header only. Every format is identified so that the error can name
         # it, but only PNG and JPEG are ever decoded (checked just below).
-        img = Image.open(fp)
+        with _no_bomb_warning():
+            img = Image.open(fp)
     except Image.DecompressionBombError as exc:
         raise ImageTooLarge(f"{name}: image too large ({exc})") from None
     except (OSError, SyntaxError, ValueError):
@@ -168,7 +179,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
         raise ImageTooLarge(f"{name}: {w}x{h} pixels{decoded} is more than the "
                             f"{max_decoded_pixels:,} allowed; send a smaller picture")
     try:
-        img.load()
+        with _no_bomb_warning():
+            img.load()
         # In place: the default returns a copy of the whole picture even when nothing turns.
         ImageOps.exif_transpose(img, in_place=True)
     except Image.DecompressionBombError as exc:
@@ -177,6 +189,16 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
         raise NotAnImage(f"{name}: the image data is damaged ({exc}); send a whole PNG or "
                          "JPEG file") from None
     return img
+
+
+@contextmanager
+def _no_bomb_warning() -> Iterator[None]:
+    """Pillow's DecompressionBombWarning silenced: its limit (89 MP) is not ours, which
+    open_image checks itself, and the two lines of Pillow's source it printed over 89 MP broke
+    the one-line answer or error."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        yield
 
 
 # formats Pillow cannot open here, named from their first bytes so the error says what it is
@@ -433,6 +455,7 @@ class Ink(NamedTuple):
 
 def ink_image(gray: np.ndarray) -> Ink:
     """gray (H, W) -> its ink (``Ink``)."""
+    _picture_large_enough(gray)
     # A broad soft shadow (one lit corner) is light a quadratic surface cannot follow: the
     # shadow stood out of it as "ink", the ground round a sheet or a digit of its own. Dark
     # ink only (the shading follows the paper's light from above): a digit of light ink on a
@@ -466,11 +489,33 @@ def ink_image(gray: np.ndarray) -> Ink:
         sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
         big = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
         mask = np.isin(labels, big)
+    _ink_large_enough(mask)
     # Paper (below half the threshold) goes to 0, the strokes' body to 1, edges stay grey.
     low = max(t / 2, float(np.median(paper)) + 2 * noise)
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
     return Ink(scaled.astype(np.float32), mask, inverted, notes)
+
+
+def _picture_large_enough(gray: np.ndarray) -> None:
+    """TooSmall for a picture under MIN_PICTURE_SIDE px each way: too few pixels to hold a
+    digit's shape, which a model reads as a confident 1 or anything else ("looks blank" was
+    said of some: a false reason)."""
+    h, w = gray.shape
+    if max(h, w) < MIN_PICTURE_SIDE:
+        raise TooSmall(f"the picture is too small to read: {w}x{h} px; a digit needs at least "
+                       f"{MIN_PICTURE_SIDE} px tall or wide (MNIST's pictures are 28x28): send a "
+                       "larger picture")
+
+
+def _ink_large_enough(mask: np.ndarray) -> None:
+    """TooSmall where the ink of a larger picture spans under MIN_INK_SIDE px each way."""
+    top, left, bottom, right = _bbox(mask)
+    if max(bottom - top, right - left) < MIN_INK_SIDE:
+        h, w = mask.shape
+        raise TooSmall(f"the writing is too small to read: {right - left}x{bottom - top} px of "
+                       f"a {w}x{h} picture (as read); draw it larger, or crop the picture "
+                       "closer to it")
 
 
 def _fitted_ink(gray: np.ndarray, inverted: bool) -> np.ndarray:

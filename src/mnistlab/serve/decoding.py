@@ -21,7 +21,13 @@ from typing import Any, TypeVar
 from fastapi.concurrency import run_in_threadpool
 from PIL import Image
 
-from mnistlab.inference.preprocess import ImageTooLarge, NoInk, NotAnImage, UnsupportedFormat
+from mnistlab.inference.preprocess import (
+    ImageTooLarge,
+    NoInk,
+    NotAnImage,
+    TooSmall,
+    UnsupportedFormat,
+)
 from mnistlab.serve.guard import release_memory
 
 MAX_UPLOAD_BYTES = 2 * 1024 * 1024      # 2 MiB: a phone JPEG fits, a flood does not
@@ -34,7 +40,7 @@ DECODE_SLOTS = 2                        # pictures decoded at once; the others w
 TRIM_AFTER_PIXELS = 1_000_000           # trim the heaps after decoding a picture this large
 
 # a refused picture's status and error code (anything else it raises is 400 "bad_image")
-REFUSALS = [(NoInk, 422, "no_ink"), (ImageTooLarge, 413, "too_large"),
+REFUSALS = [(NoInk, 422, "no_ink"), (TooSmall, 422, "too_small"), (ImageTooLarge, 413, "too_large"),
             (UnsupportedFormat, 415, "unsupported_format"), (NotAnImage, 400, "not_an_image")]
 
 T = TypeVar("T")
