@@ -77,6 +77,8 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 # 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
 MIN_PICTURE_SIDE = 12
 MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
+NOISE_SPLIT = 3.0              # an Otsu threshold this few noise sigmas over the median: noise
+FAINT_SMOOTH = 1.5             # px: the Gaussian that smooths such a picture's noise away
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
 # Ink this far below zero (paper brighter than the fitted paper) on this share of the picture:
@@ -465,6 +467,12 @@ def ink_image(gray: np.ndarray) -> Ink:
     shade = soft_shading(gray) if inverted else None
     ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)
     t = otsu_threshold(ink)
+    if t < float(np.median(ink)) + NOISE_SPLIT * _noise(ink):
+        # Otsu split the paper's own noise, not ink from paper: faint pencil in a noisy photo
+        # (strokes 15-25 grey levels under the paper, noise 4) made half the picture "ink",
+        # read as one solid block. Smoothed, the noise drops and a stroke keeps its level.
+        ink = ndimage.gaussian_filter(ink, FAINT_SMOOTH)
+        t = otsu_threshold(ink)
     mask = ink > t
     found = ink
     ink, mask, notes = paper_only(ink, mask, t)
