@@ -88,8 +88,11 @@ def test_read_gives_a_digit_or_a_written_number(fc_run: lab.Run, tmp_path: Path)
     one = fc_run.read(images[0])                                            # one MNIST digit
     assert one.digit == fc_run.predict(images[0]).digit
     assert one.number == str(one.digit)          # .number whatever the picture holds
-    with pytest.raises(UserError, match=r"Run\.read"):
-        fc_run.predict(path)
+    # the same picture, whatever its type: a PIL image or an array was squeezed into one
+    # 28x28 and answered as one digit, where its file was refused
+    for source in (picture, Image.fromarray(picture), path, path.read_bytes()):
+        with pytest.raises(UserError, match=r"Run\.read"):
+            fc_run.predict(source)
 
 
 def test_predict_refuses_what_is_no_image(fc_run: lab.Run) -> None:
@@ -133,6 +136,11 @@ def test_a_calibrated_run_answers_as_the_cli_does(tmp_path: Path,
     cli = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["predictions"][0]
     assert cli["probabilities"] == pytest.approx(got.probabilities, abs=1e-6)
     assert cli["unsure"] == got.unsure and cli["unsure_reason"] == got.unsure_reason
+    # a calibration fitted for other weights is refused here too, as `predict` refuses it
+    saved = json.loads((run.path / "calibration.json").read_text())
+    (run.path / "calibration.json").write_text(json.dumps(saved | {"model_sha256": "0" * 64}))
+    with pytest.raises(UserError, match="another model's weights"):
+        lab.load_run(run.path).predict(picture)
 
 
 @pytest.mark.parametrize(("call", "match"), [

@@ -44,10 +44,10 @@ from mnistlab.inference.predict import (
     predict_image,
     predict_preprocessed,
     read_picture,
+    run_predictor,
 )
-from mnistlab.inference.preprocess import Preprocessed, preprocess, preprocess_gray
+from mnistlab.inference.preprocess import Preprocessed, preprocess_gray
 from mnistlab.report.plots import learning_curves
-from mnistlab.train.calibration import load_calibration
 from mnistlab.train.callbacks import KerasLogger, eval_line
 from mnistlab.train.config import TrainConfig, validate, validate_sizes
 from mnistlab.train.data import load_tensors
@@ -190,10 +190,13 @@ class Run:
         checks.in_range("top", top, 1, 11, whole_only=True)
         image = _image_like(image)
         predictor = self._torch_predictor()
-        if isinstance(image, np.ndarray):
+        if isinstance(image, np.ndarray) and _gray(image).shape == (28, 28):
             return predict_preprocessed(predictor, _array_input(image), name="array", top=top)
-        if isinstance(image, Image.Image):
-            return predict_preprocessed(predictor, preprocess(image), name="image", top=top)
+        if isinstance(image, Image.Image | np.ndarray):
+            # as a file of it is read: a written number is refused here too, not squeezed
+            # into one 28x28 and answered as one digit
+            return predict_image(predictor, _png(image), top=top,
+                                 name="array" if isinstance(image, np.ndarray) else "image")
         return predict_image(predictor, image, top=top)
 
     def read(self, image: ImageLike, *, top: int = 3) -> Prediction | NumberPrediction:
@@ -217,9 +220,9 @@ class Run:
     def _torch_predictor(self) -> TorchPredictor:
         if self._predictor is None:
             # What `mnistlab predict` uses: the weights in fp32, whatever the run trained in,
-            # and the run's calibration (its temperature and "unsure" flags) where it has one.
-            self._predictor = TorchPredictor(runs.load_model(self.path), str(self.path),
-                                             load_calibration(self.path))
+            # and the run's calibration (its temperature and "unsure" flags) where it has one,
+            # refused where it was fitted for other weights.
+            self._predictor = run_predictor(self.path)
         return self._predictor
 
     def plot(self) -> Figure:

@@ -427,6 +427,12 @@ def load_predictor(run: str | os.PathLike[str] | None = None, *,
     if run is None:
         run = runs.best_run(for_pictures=True)   # the robust run when there is one
     path = runs.resolve_run(run) if not Path(run).is_file() else Path(run)
+    return run_predictor(path, device)
+
+
+def run_predictor(path: Path, device: torch.device | None = None) -> TorchPredictor:
+    """A run's model (a run folder, or its weights file) with the run's calibration, refused
+    where that calibration was fitted for other weights."""
     calibration = load_calibration(path) if path.is_dir() else None
     model = runs.load_model(path)
     if calibration is not None:
