@@ -116,3 +116,22 @@ def test_roundtrip_accuracy_of_synthetic_pictures(trained_run):  # noqa: F811
     assert r["images"] == 12 and r["direct_accuracy"] >= 0.8
     assert r["rendered_png_accuracy"] >= r["direct_accuracy"] - 0.1
     assert r["phone_photo_accuracy"] >= r["direct_accuracy"] - 0.1
+
+
+def test_a_number_unlikely_all_right_is_unsure_though_each_digit_clears_the_bar():
+    # nine digits read at 94% each are all right 57% of the time: printed "60.7% all right"
+    # with no flag, while one digit at 60% is flagged
+    from mnistlab.inference.predict import NumberPrediction, Prediction
+    from mnistlab.inference.preprocess import Preprocessed
+
+    pre = Preprocessed(image=np.zeros((28, 28), np.float32), inverted=False, bbox=(0, 0, 28, 28))
+
+    def digits(p: float, n: int) -> list[Prediction]:
+        return [Prediction("n.png", 3, p, [0.0] * 10, [(3, p)], pre, unsure=False)
+                for _ in range(n)]
+
+    many = NumberPrediction("n.png", digits(0.94, 9), (28, 252), unsure_below=0.613)   # 57%
+    assert many.unsure and many.unsure_reason == "not confident in the whole number"
+    assert many.to_json()["unsure"] is True
+    few = NumberPrediction("n.png", digits(0.94, 3), (28, 84), unsure_below=0.613)     # 83%
+    assert few.unsure is False and few.unsure_reason is None

@@ -37,6 +37,7 @@ from mnistlab.inference.preprocess import (
 )
 from mnistlab.inference.verify import verified
 from mnistlab.train.calibration import (
+    NOT_CONFIDENT,
     Calibration,
     load_calibration,
     softmax,
@@ -256,6 +257,9 @@ class NumberPrediction:
     digits: list[Prediction]
     size: tuple[int, int]                # (height, width) of the picture the boxes refer to
     marks: list[Mark] = field(default_factory=list)
+    # the calibrated threshold its digits were judged by (None: not calibrated): a number whose
+    # chance of being all right falls under it is unsure too, though each digit clears it
+    unsure_below: float | None = None
 
     @property
     def number(self) -> str:
@@ -274,14 +278,21 @@ class NumberPrediction:
     @property
     def unsure(self) -> bool | None:
         flags = [d.unsure for d in self.digits]
-        return None if None in flags else any(flags)
+        return None if None in flags else any(flags) or self._whole_below()
+
+    def _whole_below(self) -> bool:
+        return self.unsure_below is not None and self.probability < self.unsure_below
 
     @property
     def unsure_reason(self) -> str | None:
-        """The first unsure digit's reason and which digit: "not confident (digit 2 of 3)"."""
+        """The first unsure digit's reason and which digit: "not confident (digit 2 of 3)";
+        else, where the whole number is unlikely all right though each digit clears the
+        threshold (nine digits at 94% each: 57%), "not confident in the whole number"."""
         for i, d in enumerate(self.digits):
             if d.unsure_reason is not None:
                 return f"{d.unsure_reason} (digit {i + 1} of {len(self.digits)})"
+        if self.unsure and self._whole_below():
+            return f"{NOT_CONFIDENT} in the whole number"
         return None
 
     @property
@@ -308,6 +319,12 @@ class NumberPrediction:
 
 
 Reading = Prediction | NumberPrediction
+
+
+def _threshold(predictor: Predictor) -> float | None:
+    """The calibrated "unsure" threshold the predictor's answers are judged by, or None."""
+    cal = predictor.calibration
+    return None if cal is None else cal.unsure_below
 
 
 class ModelOutputError(UserError):
@@ -400,7 +417,8 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
         i += len(f[0].digits)
         if digits:
             out.append(digits[0] if len(digits) == 1 and not f[0].marks
-                       else NumberPrediction(name, digits, f[1], f[0].marks))
+                       else NumberPrediction(name, digits, f[1], f[0].marks,
+                                             _threshold(predictor)))
     return out
 
 
