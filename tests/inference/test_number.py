@@ -183,9 +183,17 @@ def test_marks_between_digits_are_read_in_place(test_digits, marks, spelled):
         assert [m.before for m in layout.marks] == [i + 1 for i, m in enumerate(marks) if m]
 
 
-def test_a_dot_after_the_last_digit_is_no_mark(test_digits):
+def test_a_dot_after_the_last_digit_is_a_full_stop_and_a_dash_there_no_mark(
+        test_digits, trained_run):  # noqa: F811
+    # merged into the last digit as a stray tick, a full stop turned "10." into "19" at 70%
     images, _ = test_digits
-    layout = read_layout(with_marks([images[0], images[1]], [None, "."]))
+    picture = with_marks([images[0], images[1]], [None, "."])
+    layout = read_layout(picture)
+    assert len(layout.digits) == 2 and [(m.char, m.before) for m in layout.marks] == [(".", 2)]
+    reading = read_picture(load_predictor(trained_run), png(picture))
+    assert isinstance(reading, NumberPrediction) and reading.number.endswith(".")
+    assert len(reading.number) == 3
+    layout = read_layout(with_marks([images[0], images[1]], [None, "-"]))
     assert len(layout.digits) == 2 and layout.marks == []
 
 

@@ -263,11 +263,12 @@ class NumberPrediction:
 
     @property
     def number(self) -> str:
-        """The digits with their marks in place: "34", "06.12", "12:30", "42-7", "-5"."""
+        """The digits with their marks in place: "34", "06.12", "12:30", "42-7", "-5", "10."."""
         out = []
         for i, d in enumerate(self.digits):
             out += [m.char for m in self.marks if m.before == i]
             out.append(str(d.digit))
+        out += [m.char for m in self.marks if m.before == len(self.digits)]     # a full stop
         return "".join(out)
 
     @property
