@@ -46,7 +46,7 @@ from mnistlab.errors import UserError
 from mnistlab.inference.annotations import EIGHT, SPECK
 from mnistlab.inference.halftone import descreen, halftoned
 from mnistlab.inference.shading import quadratic_terms, soft_shading
-from mnistlab.inference.sheet import paper_only
+from mnistlab.inference.sheet import NOISE_PIECES, paper_only
 
 # A phone's JPEG often carries a second, smaller picture (the multi-picture format): Pillow
 # names it MPO, and its first picture is the photo, decoded as any JPEG.
@@ -77,7 +77,9 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 # 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
 MIN_PICTURE_SIDE = 12
 MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
-NOISE_SPLIT = 3.0              # an Otsu threshold this few noise sigmas over the median: noise
+NOISE_SHARE = 0.25             # "ink" over this share of the picture, in over NOISE_PIECES
+#                                pieces: Otsu split the paper's noise (a faint stroke's: 52%,
+#                                11,000 pieces; a digit cropped to its ink: one piece)
 FAINT_SMOOTH = 1.5             # px: the Gaussian that smooths such a picture's noise away
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
@@ -467,13 +469,14 @@ def ink_image(gray: np.ndarray) -> Ink:
     shade = soft_shading(gray) if inverted else None
     ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)
     t = otsu_threshold(ink)
-    if t < float(np.median(ink)) + NOISE_SPLIT * _noise(ink):
+    mask = ink > t
+    if _split_noise(mask):
         # Otsu split the paper's own noise, not ink from paper: faint pencil in a noisy photo
         # (strokes 15-25 grey levels under the paper, noise 4) made half the picture "ink",
         # read as one solid block. Smoothed, the noise drops and a stroke keeps its level.
         ink = ndimage.gaussian_filter(ink, FAINT_SMOOTH)
         t = otsu_threshold(ink)
-    mask = ink > t
+        mask = ink > t
     found = ink
     ink, mask, notes = paper_only(ink, mask, t)
     paper = ink[~mask] if (~mask).any() else ink.ravel()
@@ -503,6 +506,15 @@ def ink_image(gray: np.ndarray) -> Ink:
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
     return Ink(scaled.astype(np.float32), mask, inverted, notes)
+
+
+def _split_noise(mask: np.ndarray) -> bool:
+    """Whether ``mask`` (ink > Otsu's threshold) is the paper's noise split in two rather than
+    ink set apart from paper: a large share of the picture in a spray of pieces."""
+    if mask.mean() <= NOISE_SHARE:
+        return False
+    _, count = ndimage.label(mask, structure=EIGHT)
+    return count > NOISE_PIECES
 
 
 def _picture_large_enough(gray: np.ndarray) -> None:
