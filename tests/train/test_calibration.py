@@ -12,10 +12,12 @@ from mnistlab.errors import UserError
 from mnistlab.train.calibration import (
     CALIBRATION,
     Calibration,
+    calibration_from_logits,
     expected_calibration_error,
     fit_temperature,
     load_calibration,
     nll,
+    save_calibration,
     softmax,
 )
 from mnistlab.train.config import TrainConfig
@@ -70,4 +72,19 @@ def test_fit_with_validation_writes_a_calibration_the_run_reads_back(tmp_path):
 def test_a_damaged_calibration_file_is_one_clear_error(tmp_path):
     (tmp_path / CALIBRATION).write_text('{"temperature": "warm"}')
     with pytest.raises(UserError, match="calibration"):
+        load_calibration(tmp_path)
+
+
+@pytest.mark.parametrize(("key", "value"), [
+    ("temperature", "1.2"), ("temperature", True), ("unsure_below", None),
+    ("validation_images", 5000.5), ("model_sha256", 7)])
+def test_a_calibration_field_of_the_wrong_type_is_refused_not_coerced(tmp_path, key, value):
+    # "1.2" and true were read as numbers
+    rng = np.random.default_rng(0)
+    fitted = calibration_from_logits(rng.normal(size=(200, 10)), rng.integers(0, 10, 200))
+    save_calibration(tmp_path, fitted)
+    assert load_calibration(tmp_path) == fitted
+    saved = json.loads((tmp_path / CALIBRATION).read_text())
+    (tmp_path / CALIBRATION).write_text(json.dumps(saved | {key: value}))
+    with pytest.raises(UserError, match=f"{key} .* is not a"):
         load_calibration(tmp_path)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -138,7 +141,9 @@ def test_a_run_calibrated_before_it_existed_still_flags_low_confidence(calibrate
     assert cal is not None
     folder = tmp_path / "old"
     folder.mkdir()
-    (folder / CALIBRATION).write_text((run / CALIBRATION).read_text())
+    saved = json.loads((run / CALIBRATION).read_text())
+    assert len(saved.pop("typicality_sha256")) == 64            # what files older than it lack
+    (folder / CALIBRATION).write_text(json.dumps(saved))
     old = load_calibration(folder)
     assert old is not None and old.typicality is None
     probs = np.full((2, 10), 0.1)
@@ -149,6 +154,23 @@ def test_a_run_calibrated_before_it_existed_still_flags_low_confidence(calibrate
     assert (folder / TYPICALITY).is_file()
     save_calibration(folder, old)                                 # without: none stays behind
     assert not (folder / TYPICALITY).exists()
+
+
+def test_a_calibration_whose_fit_is_missing_or_another_s_is_refused(calibrated, tmp_path):
+    # with typicality.safetensors gone, "unlike the digits it learnt" went off in silence
+    run, _ = calibrated
+    folder = tmp_path / "copy"
+    folder.mkdir()
+    (folder / CALIBRATION).write_text((run / CALIBRATION).read_text())
+    with pytest.raises(UserError, match="is missing: without it nothing would be flagged"):
+        load_calibration(folder)
+    fit = load_typicality(run)
+    assert fit is not None
+    save_typicality(folder, replace(fit, far_above=fit.far_above * 2))
+    with pytest.raises(UserError, match="is another fit"):
+        load_calibration(folder)
+    (folder / TYPICALITY).write_bytes((run / TYPICALITY).read_bytes())
+    assert load_calibration(folder) == load_calibration(run)
 
 
 def test_the_calibrate_command_refits_a_run(calibrated, tmp_path, capsys):

@@ -34,12 +34,14 @@ from mnistlab.errors import UserError
 from mnistlab.runs.files import read_json_object
 from mnistlab.runs.weights import tensors_sha256
 from mnistlab.train.typicality import (
+    TYPICALITY,
     Progress,
     Typicality,
     features_and_logits,
     fit_typicality,
     load_typicality,
     save_typicality,
+    typicality_sha256,
 )
 
 CALIBRATION = "calibration.json"
@@ -67,6 +69,10 @@ class Calibration:
     # the weights it was fitted for (``weights_fingerprint``), so that the files beside a
     # model cannot pass for another's; None: an ensemble, or a calibration older than it
     model_sha256: str | None = field(default=None, compare=False)
+    # typicality.safetensors as it was fitted with it: a calibration whose fit is missing or
+    # another's is refused (without, the "unlike the digits" check went off in silence);
+    # None: no fit, or a calibration older than it
+    typicality_sha256: str | None = field(default=None, compare=False)
 
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         """(N, 10) logits -> calibrated probabilities, float32."""
@@ -92,8 +98,9 @@ class Calibration:
 
     def to_dict(self) -> dict[str, float | int | str]:
         out: dict[str, float | int | str] = {f.name: getattr(self, f.name) for f in _FIELDS}
-        if self.model_sha256 is not None:
-            out["model_sha256"] = self.model_sha256
+        for key in _DIGESTS:
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
         return out
 
     def check_fitted_for(self, fingerprint: str | None, what: str, fix: str) -> None:
@@ -106,12 +113,12 @@ class Calibration:
     @classmethod
     def from_dict(cls, data: dict[str, object], path: Path) -> Calibration:
         try:
-            cal = cls(**{f.name: (int if f.name == "validation_images" else float)(
-                data[f.name]) for f in _FIELDS})  # type: ignore[arg-type]
-            sha = data.get("model_sha256")
-            if sha is not None and not isinstance(sha, str):
-                raise ValueError(f"model_sha256 {sha!r} is not a hex digest")
-            cal = replace(cal, model_sha256=sha)
+            cal = cls(**{f.name: _number(data[f.name], f.name) for f in _FIELDS})
+            for key in _DIGESTS:
+                sha = data.get(key)
+                if sha is not None and not isinstance(sha, str):
+                    raise ValueError(f"{key} {sha!r} is not a hex digest")
+                cal = replace(cal, **{key: sha})
             if not (math.isfinite(cal.temperature) and cal.temperature > 0):
                 raise ValueError(f"temperature {cal.temperature} is not a number > 0")
             if not 0.0 <= cal.unsure_below <= 1.0:
@@ -125,8 +132,21 @@ class Calibration:
                             "again with `mnistlab evaluate --ensemble ... --save DIR`)") from None
 
 
-# calibration.json's numbers (its model_sha256 is optional: files older than it lack it)
-_FIELDS = [f for f in fields(Calibration) if f.name not in ("typicality", "model_sha256")]
+# calibration.json's digests, optional: files older than them lack them
+_DIGESTS = ("model_sha256", "typicality_sha256")
+# ... and its numbers
+_FIELDS = [f for f in fields(Calibration) if f.name not in ("typicality", *_DIGESTS)]
+
+
+def _number(value: object, name: str) -> float | int:
+    """A field of calibration.json as written: a JSON number ("1.2" and true were taken)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{name} {value!r} is not a number")
+    if name == "validation_images":
+        if not isinstance(value, int):
+            raise ValueError(f"{name} {value!r} is not a whole number")
+        return value
+    return float(value)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -220,8 +240,9 @@ def calibration_from_logits(logits: np.ndarray, labels: np.ndarray, *,
 def save_calibration(run_dir: str | os.PathLike[str], calibration: Calibration) -> None:
     """calibration.json, and typicality.safetensors beside it (an earlier one is removed when
     this calibration has none), each written atomically."""
-    save_typicality(run_dir, calibration.typicality)
-    atomic.write_json(Path(run_dir) / CALIBRATION, calibration.to_dict())
+    sha = save_typicality(run_dir, calibration.typicality)
+    atomic.write_json(Path(run_dir) / CALIBRATION,
+                      replace(calibration, typicality_sha256=sha).to_dict())
 
 
 def load_calibration(run_dir: str | os.PathLike[str]) -> Calibration | None:
@@ -230,4 +251,10 @@ def load_calibration(run_dir: str | os.PathLike[str]) -> Calibration | None:
     if not path.is_file():
         return None
     calibration = Calibration.from_dict(read_json_object(path, "calibration"), path)
+    expected = calibration.typicality_sha256
+    if expected is not None and typicality_sha256(run_dir) != expected:
+        found = "is missing" if typicality_sha256(run_dir) is None else "is another fit"
+        raise UserError(f"{Path(run_dir) / TYPICALITY}, which {path.name} was fitted with, "
+                        f"{found}: without it nothing would be flagged 'unlike the digits it "
+                        "learnt'; fit both again with `mnistlab calibrate RUN`")
     return replace(calibration, typicality=load_typicality(run_dir))

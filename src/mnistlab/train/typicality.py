@@ -20,6 +20,7 @@ covariance as tensors, the threshold in its metadata), beside ``calibration.json
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,17 +147,27 @@ def fit_typicality(model: nn.Module, x_fit: torch.Tensor, y_fit: torch.Tensor,
     return None if train is None else fit(train, y_fit[:count].cpu().numpy(), val_features)
 
 
-def save_typicality(run_dir: str | os.PathLike[str], typicality: Typicality | None) -> None:
+def save_typicality(run_dir: str | os.PathLike[str], typicality: Typicality | None
+                    ) -> str | None:
     """Write the fit beside calibration.json, or remove an earlier one (None): a folder never
-    keeps a fit that another model's calibration does not go with."""
+    keeps a fit that another model's calibration does not go with. Returns the SHA-256 of the
+    file written (None: none), which calibration.json records."""
     path = Path(run_dir) / TYPICALITY
     if typicality is None:
         path.unlink(missing_ok=True)
-        return
+        return None
     tensors = {"means": torch.from_numpy(typicality.means.astype(np.float32)),
                "precision": torch.from_numpy(typicality.precision.astype(np.float32))}
     metadata = {k: repr(getattr(typicality, k)) for k in _META}
-    atomic.write_bytes(path, save_tensors(tensors, metadata))
+    data = save_tensors(tensors, metadata)
+    atomic.write_bytes(path, data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def typicality_sha256(run_dir: str | os.PathLike[str]) -> str | None:
+    """The SHA-256 of the run's typicality.safetensors, or None where it has none."""
+    path = Path(run_dir) / TYPICALITY
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
 
 
 def load_typicality(run_dir: str | os.PathLike[str]) -> Typicality | None:
