@@ -168,6 +168,10 @@ def test_evaluate_real_needs_a_part(trained_run: Path,  # noqa: F811
                                     capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["evaluate-real", str(trained_run), "--parts", ","]) == 2
     assert "names no part" in capsys.readouterr().err
+    # --touching and --marks with no numbers to compose were ignored in silence
+    for flag in ("--touching", "--marks"):
+        assert main(["evaluate-real", str(trained_run), "--numbers", "0", flag]) == 2
+        assert f"{flag} changes the composed numbers" in capsys.readouterr().err
 
 
 def test_serve_with_workers_refuses_a_bad_run_before_starting(

@@ -55,7 +55,12 @@ def evaluate_real(args: argparse.Namespace) -> int:
 
     if args.numbers < 0 or args.numbers > 100_000:
         raise UserError(f"--numbers must be between 0 and 100000, got {args.numbers}")
-    parts = [p.strip() for p in args.parts.split(",") if p.strip()] if args.parts else PARTS
+    if args.numbers == 0 and (args.marks or args.touching):
+        flag = "--marks" if args.marks else "--touching"
+        raise UserError(f"{flag} changes the composed numbers, and --numbers 0 composes none; "
+                        "give --numbers N (default 200)")
+    parts = list(dict.fromkeys(p.strip() for p in args.parts.split(",") if p.strip())) \
+        if args.parts else PARTS
     if not parts:
         raise UserError(f"--parts {args.parts!r} names no part; choose from "
                         f"{', '.join(PARTS)}")
