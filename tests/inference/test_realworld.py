@@ -117,7 +117,7 @@ def test_touching_numbers_are_the_same_numbers_run_together(small_set):
                               strict=True):
         assert picture.dtype == np.uint8 and picture.shape[0] == 160
         assert picture.shape[1] < apart.shape[1]
-        _, mask, _, _ = ink_image(picture.astype(np.float32) / 255)
+        mask = ink_image(picture.astype(np.float32) / 255).mask
         labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
         sizes = ndimage.sum(mask, labels, range(1, count + 1))
         one += int((sizes > 0.05 * sizes.max()).sum()) == 1     # specks of noise aside

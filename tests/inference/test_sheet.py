@@ -379,3 +379,19 @@ def test_a_digit_cropped_to_its_ink_is_no_blank_sheet():
         buf = io.BytesIO()
         Image.fromarray(255 - big[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]).save(buf, "PNG")
         preprocess(buf.getvalue())                      # read, not refused as a blank sheet
+
+
+def test_a_thin_digit_on_squared_paper_stays_one_digit():
+    # the grid's columns taken out cut a thin 0's sides where they ran along them: its pieces
+    # were read as three digits ("111"); pieces a printed line cut apart are one
+    img = Image.new("RGB", (600, 600), (250, 250, 247))
+    draw = ImageDraw.Draw(img)
+    for x in range(10, 600, 25):
+        draw.line([(x, 0), (x, 600)], fill=(160, 185, 210), width=2)
+        draw.line([(0, x), (600, x)], fill=(160, 185, 210), width=2)
+    draw.ellipse([250, 170, 350, 430], outline=(20, 20, 90), width=7)
+    gray = to_gray(img.filter(ImageFilter.GaussianBlur(0.7)))
+    layout = read_layout(gray)
+    assert len(layout.digits) == 1
+    box = layout.digits[0].bbox
+    assert box[2] - box[0] >= 240 and box[3] - box[1] >= 90        # the whole 0, not a piece

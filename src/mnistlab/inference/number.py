@@ -45,6 +45,7 @@ from mnistlab.inference.preprocess import (
     Preprocessed,
     crop_to_mnist,
     ink_image,
+    joined,
 )
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
@@ -111,8 +112,9 @@ class _Part:
         return _Part(top, left, bottom, right, mask, taller.cut_from, taller.ink_digit)
 
 
-def _parts(mask: np.ndarray) -> list[_Part]:
-    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
+def _parts(mask: np.ndarray, left_out: np.ndarray | None = None) -> list[_Part]:
+    """The pieces of ink (8-connected), those a printed line cut apart joined (``joined``)."""
+    labels, count = ndimage.label(joined(mask, left_out), structure=np.ones((3, 3)))
     if count > MAX_PIECES:
         # a page of text, a dotted pattern, noise: reading it piece by piece would take
         # minutes, and no written number has this many
@@ -123,7 +125,7 @@ def _parts(mask: np.ndarray) -> list[_Part]:
         if box is not None:
             rows, cols = box
             parts.append(_Part(rows.start, cols.start, rows.stop, cols.stop,
-                               labels[box] == index))
+                               (labels[box] == index) & mask[box]))
     return parts
 
 
@@ -349,10 +351,10 @@ def read_layout(gray: np.ndarray) -> Layout:
     """The digits of a grayscale picture (H, W) in [0, 1], left to right, the marks between
     them, and the other ways to read touching digits. Raises ``NoInk`` (a UserError) for a
     blank picture."""
-    ink, mask, inverted, notes = ink_image(gray)
+    ink, mask, inverted, notes, left_out = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
-    strokes = _parts(mask)
+    strokes = _parts(mask, left_out)
     tallest = max(p.height for p in strokes)
     lines = _lines([p for p in strokes if p.height >= SMALL_PIECE * tallest])
     if lines > 1:

@@ -76,6 +76,7 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 # px: a picture smaller than this each way is refused. Ten drawn digits shrunk to pictures of
 # 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
 MIN_PICTURE_SIDE = 12
+BRIDGE = 3                     # px: pieces this near across a printed line left out are one
 MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
 NOISE_SHARE = 0.25             # "ink" over this share of the picture, in over NOISE_PIECES
 #                                pieces: Otsu split the paper's noise (a faint stroke's: 52%,
@@ -455,6 +456,7 @@ class Ink(NamedTuple):
     mask: np.ndarray          # bool (H, W): the strokes
     inverted: bool            # the picture was dark ink on light paper
     notes: list[str]          # what was left out (the ground round the sheet, printed lines, ...)
+    left_out: np.ndarray | None = None   # bool (H, W): the pixels of what was left out
 
 
 def ink_image(gray: np.ndarray) -> Ink:
@@ -477,8 +479,9 @@ def ink_image(gray: np.ndarray) -> Ink:
         ink = ndimage.gaussian_filter(ink, FAINT_SMOOTH)
         t = otsu_threshold(ink)
         mask = ink > t
-    found = ink
+    found, before = ink, mask
     ink, mask, notes = paper_only(ink, mask, t)
+    left_out = before & ~mask
     paper = ink[~mask] if (~mask).any() else ink.ravel()
     noise = _noise(paper)
     level = float(np.percentile(ink[mask], 90)) if mask.any() else 0.0
@@ -494,18 +497,29 @@ def ink_image(gray: np.ndarray) -> Ink:
                         "photograph the writing")
         raise NoInk("no ink found: the picture looks blank (no dark strokes on light paper or "
                     "light strokes on dark); draw or photograph one digit with clear contrast")
-    # Drop specks: connected pieces holding under SPECK (2%) of the largest piece's area.
-    labels, count = ndimage.label(mask, structure=EIGHT)
+    # Drop specks: connected pieces holding under SPECK (2%) of the largest piece's area
+    # (pieces of a stroke that a printed line crossed count as one: ``joined``).
+    labels, count = ndimage.label(joined(mask, left_out), structure=EIGHT)
     if count > 1:
         sizes = ndimage.sum_labels(mask, labels, index=np.arange(1, count + 1))
         big = np.flatnonzero(sizes >= SPECK * sizes.max()) + 1
-        mask = np.isin(labels, big)
+        mask = np.isin(labels, big) & mask
     _ink_large_enough(mask)
     # Paper (below half the threshold) goes to 0, the strokes' body to 1, edges stay grey.
     low = max(t / 2, float(np.median(paper)) + 2 * noise)
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
-    return Ink(scaled.astype(np.float32), mask, inverted, notes)
+    return Ink(scaled.astype(np.float32), mask, inverted, notes, left_out)
+
+
+def joined(mask: np.ndarray, left_out: np.ndarray | None) -> np.ndarray:
+    """``mask`` with the pixels of what was left out (``Ink.left_out``) that lie within
+    BRIDGE px of it: to be labelled, so that the pieces of one stroke that a printed line cut
+    apart (a 0 on squared paper, its sides along the grid's columns, fell into three pieces
+    read "111") are one piece; the pixels themselves stay out of the ink."""
+    if left_out is None or not left_out.any():
+        return mask
+    return mask | (left_out & ndimage.binary_dilation(mask, iterations=BRIDGE))
 
 
 def _split_noise(mask: np.ndarray) -> bool:
