@@ -3,6 +3,7 @@ EXIF, thin pens, and every way a file can be unusable."""
 
 from __future__ import annotations
 
+import base64
 import io
 import struct
 import warnings
@@ -232,6 +233,16 @@ def test_unusable_files_raise_user_errors(tmp_path):
         preprocess(truncated)
     with pytest.raises(Exception, match="no such file"):
         preprocess(tmp_path / "missing.png")
+    (tmp_path / "empty.png").write_bytes(b"")                   # was "not an image that ..."
+    with pytest.raises(NotAnImage, match=r"is empty \(0 bytes\)"):
+        preprocess(tmp_path / "empty.png")
+    with pytest.raises(NotAnImage, match="data: URL"):          # a canvas's toDataURL, posted
+        preprocess(b"data:image/png;base64," + base64.b64encode(png_bytes(drawing())))
+    frames = io.BytesIO()                        # an animated PNG: its blank first frame alone
+    Image.new("L", (60, 60), 255).save(frames, "PNG", save_all=True,      # was read: "blank"
+                                       append_images=[drawing((60, 60), (8, 6, 50, 54))])
+    with pytest.raises(UnsupportedFormat, match="an animated PNG \\(2 frames\\)"):
+        preprocess(frames.getvalue())
 
 
 def test_a_48_megapixel_phone_photo_is_read_and_a_heic_one_is_named(tmp_path):

@@ -144,6 +144,10 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     if isinstance(source, bytes):
         if not source:
             raise NotAnImage("empty image: no bytes were sent; send a PNG or JPEG file")
+        if source[:11].lower() == b"data:image/":
+            raise NotAnImage("the upload is a data: URL (the picture as base64 text, as a "
+                             "canvas's toDataURL gives it), not the picture's bytes: decode "
+                             "it first, or send canvas.toBlob's PNG")
         fp: io.BytesIO | Path = io.BytesIO(source)
     else:
         fp = Path(source)
@@ -152,6 +156,8 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
                             f"e.g. {fp / '*.png'}")
         if not fp.is_file():
             raise UserError(f"{name}: no such file; give the path of a PNG or JPEG image")
+        if fp.stat().st_size == 0:
+            raise NotAnImage(f"{name} is empty (0 bytes); give a PNG or JPEG file")
     try:
         # Lazy: reads the header only. Every format is identified so that the error can name
         # it, but only PNG and JPEG are ever decoded (checked just below).
@@ -165,6 +171,10 @@ def open_image(source: str | os.PathLike[str] | bytes, *,
     if img.format not in FORMATS:
         raise UnsupportedFormat(f"{name}: {img.format} images are not supported; "
                                 "convert it to PNG or JPEG")
+    if getattr(img, "is_animated", False) and img.format == "PNG":
+        # its first frame alone was read (a blank first frame: "looks blank")
+        raise UnsupportedFormat(f"{name}: an animated PNG ({img.n_frames} frames); send one "
+                                "still picture")
     w, h = img.size
     jpeg = img.format in JPEG_FORMATS
     # a JPEG decodes at 1/2, 1/4 or 1/8 scale directly (its draft), so a 48 or 50 MP phone
