@@ -342,3 +342,16 @@ def test_an_uncalibrated_run_with_a_validation_split_is_told_to_calibrate(tmp_pa
             assert f"mnistlab calibrate {run_dir}" in note
         else:
             assert "train with --validation N" in note
+
+
+def test_json_closes_even_when_interrupted_during_start_up(monkeypatch, capsys):
+    import json
+
+    from mnistlab import cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt                    # as Ctrl-C during torch's import
+
+    monkeypatch.setattr(cli, "_main", interrupted)
+    assert cli.main(["train", "cnn", "--json"]) == 130
+    assert json.loads(capsys.readouterr().out) == {"error": "interrupted", "exit_code": 130}

@@ -22,6 +22,8 @@ SMALL = ["fc", "--seeds", "2", "--grid", "lr=0.05,0.1", "--limit", "1000", "--te
     (["fc", "--seeds", "0"], "--seeds must be at least 1"),
     (["fc", "--grid", "epochs=1,2", "--epochs", "1"], "both set epochs; give it once"),
     (["fc", "--executor", "local", "--threads-per-trial", "999"], "more than this machine's"),
+    # ignored in silence by the local executor
+    (["fc", "--executor", "local", "--gpus-per-trial", "1"], "goes with --executor ray"),
     # a local Ray: refused before Ray starts, where it took 15 s and left an empty folder
     (["fc", "--threads-per-trial", "999"], "a local Ray runs its trials here"),
     (["nope"], "unknown model"),
@@ -63,7 +65,16 @@ def test_without_ray_it_names_the_install_command(monkeypatch, capsys):
                   "pip install 'mnistlab[sweep]'"
 
 
-def test_local_sweep_writes_runs_that_other_commands_read(tmp_path, capsys):
+def _no_ray_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mnistlab.sweep import executor
+
+    def refuse(self, settings):
+        raise AssertionError("Ray was started")
+
+    monkeypatch.setattr(executor.RayExecutor, "__init__", refuse)
+
+
+def test_local_sweep_writes_runs_that_other_commands_read(tmp_path, capsys, monkeypatch):
     out = tmp_path / "sweep"
     assert main(["sweep", *SMALL, "--out", str(out), "--json"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -88,6 +99,11 @@ def test_local_sweep_writes_runs_that_other_commands_read(tmp_path, capsys):
     assert [t["test_accuracy"] for t in again["trials"]] == \
         [t["test_accuracy"] for t in result["trials"]]
     assert mtimes == {t: (out / t / "metrics.json").stat().st_mtime_ns for t in mtimes}
+    # ... and starts no Ray for it (some 15 s to do nothing)
+    _no_ray_start(monkeypatch)
+    assert main(["sweep", "--resume", str(out), "--json"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert "nothing to resume" in lines[0] and json.loads(lines[-1])["counts"]["done"] == 4
 
 
 def test_local_sweep_resumes_an_unfinished_trial_from_its_checkpoint(tmp_path, capsys):
@@ -110,11 +126,14 @@ def test_local_sweep_resumes_an_unfinished_trial_from_its_checkpoint(tmp_path, c
         done["test_accuracy"]
 
 
-def test_out_holding_a_sweep_points_at_resume(tmp_path, capsys):
+def test_out_holding_a_sweep_points_at_resume(tmp_path, capsys, monkeypatch):
     out = tmp_path / "s"
     out.mkdir()
     (out / "sweep.json").write_text("{}")
     assert main(["sweep", *SMALL, "--out", str(out)]) == 2
+    assert "--resume" in capsys.readouterr().err
+    _no_ray_start(monkeypatch)             # on Ray too, said before Ray starts
+    assert main(["sweep", "fc", "--seeds", "1", "--out", str(out)]) == 2
     assert "--resume" in capsys.readouterr().err
 
 

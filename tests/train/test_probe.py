@@ -130,6 +130,20 @@ def test_a_fifo_in_the_cache_s_place_does_not_block(tmp_path: Path, cnn: torch.n
     assert (tmp_path / probe.CACHE_FILE).is_file()  # replaced by a real cache
 
 
+@pytest.mark.timeout(30)
+def test_a_lock_held_elsewhere_skips_the_cache_instead_of_waiting(
+        tmp_path: Path, cnn: torch.nn.Module, monkeypatch: pytest.MonkeyPatch,
+        fake_measure: list[dict[str, float]]) -> None:
+    # a stopped process (or a stale NFS lock) holding it kept a training waiting without end
+    fcntl = pytest.importorskip("fcntl")
+    monkeypatch.setattr(probe, "LOCK_SECONDS", 0.2)
+    with open(tmp_path / (probe.CACHE_FILE + ".lock"), "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        chosen = choose_engine(TrainConfig(model="cnn"), cnn, "bf16", cache=_cache(tmp_path))
+    assert chosen.engine == "fused" and not chosen.cached
+    assert not (tmp_path / probe.CACHE_FILE).exists()           # measured again next time
+
+
 def test_processes_probing_at_once_each_keep_their_entry(
         tmp_path: Path, cnn: torch.nn.Module, monkeypatch: pytest.MonkeyPatch) -> None:
     import threading

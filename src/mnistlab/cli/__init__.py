@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import signal
 import sys
 import threading
@@ -216,7 +217,11 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if code == 130 and _TERMINATED else code
     except KeyboardInterrupt as exc:   # during start-up (torch's import, parsing): no traceback
         sys.stderr.write("interrupted\n")
-        return 143 if isinstance(exc, Terminated) else 130
+        code = 143 if isinstance(exc, Terminated) else 130
+        if "--json" in (sys.argv[1:] if argv is None else argv):   # closed as later on
+            sys.stdout.write(json.dumps({"error": "terminated" if code == 143 else
+                                         "interrupted", "exit_code": code}) + "\n")
+        return code
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)

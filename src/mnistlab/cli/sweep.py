@@ -9,9 +9,13 @@ from __future__ import annotations
 import argparse
 import shlex
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mnistlab import console
 from mnistlab.checks import DEVICES
+
+if TYPE_CHECKING:
+    from mnistlab.sweep.record import SweepRecord
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -137,6 +141,9 @@ def make_executor(kind: str, spec, address: str | None):
         raise UserError(f"unknown --executor {kind!r}; choose ray or local")
     if kind == "local" and address is not None:
         raise UserError("--address goes with --executor ray")
+    if kind == "local" and spec.gpus_per_trial:        # it was ignored in silence
+        raise UserError("--gpus-per-trial goes with --executor ray (Ray hands each trial its "
+                        "GPUs); the local executor runs trials on --device")
     if address is None:            # the trials run here: refused now, not after Ray's start
         from mnistlab.checks import cores
 
@@ -175,10 +182,16 @@ def sweep(args: argparse.Namespace) -> int:
                             "--grid or --out with it")
         root = args.resume.expanduser().resolve()
         spec = record.read(root).spec
+        done = driver.ended(root)
+        if done is not None:             # Ray started (some 15 s) to do nothing
+            console.say(f"every trial in {root} has ended: nothing to resume")
+            return _finished(done, root, args)
     else:
         spec = build_spec(args)
         for trial in spec.trials()[:1]:
             load_tensors(trial.config)   # an unknown or missing dataset fails before Ray starts
+        if args.out is not None:
+            driver.check_folder(args.out)
     check_device(spec, args.executor, args.address)
     executor = make_executor(args.executor, spec, args.address)
     try:
@@ -206,6 +219,14 @@ def sweep(args: argparse.Namespace) -> int:
             return 130
     finally:
         executor.close()
+    return _finished(rec, root, args)
+
+
+def _finished(rec: SweepRecord, root: Path, args: argparse.Namespace) -> int:
+    """A sweep's end: its best group, --json's object, and exit 1 where trials failed."""
+    import sys
+
+    from mnistlab.sweep import driver
     from mnistlab.sweep.summary import groups
 
     best = groups(rec)

@@ -80,8 +80,9 @@ class _Keeper:
             self.progress.finished(trial_id)
 
 
-def prepare_folder(root: Path) -> Path:
-    """The sweep folder: new, or empty; UserError for anything else."""
+def check_folder(root: Path) -> None:
+    """UserError unless ``root`` can be a new sweep's folder (new, or empty): said before Ray
+    starts (some 15 s), not after."""
     root = root.expanduser()
     if root.exists() and not root.is_dir():
         raise UserError(f"--out {root} is a file; expected a folder for the sweep")
@@ -89,6 +90,12 @@ def prepare_folder(root: Path) -> Path:
         hint = (" (it holds a sweep: continue it with --resume "
                 f"{root})" if (root / records.FILE).is_file() else "")
         raise UserError(f"--out {root} already holds files{hint}; choose a new folder")
+
+
+def prepare_folder(root: Path) -> Path:
+    """The sweep folder: new, or empty; UserError for anything else."""
+    check_folder(root)
+    root = root.expanduser()
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -99,6 +106,13 @@ def prepare_folder(root: Path) -> Path:
 def new_record(spec: SweepSpec, executor: Executor) -> tuple[SweepRecord, list[TrialSpec]]:
     trials = spec.trials()
     return SweepRecord.new(spec, trials, executor.name), trials
+
+
+def ended(root: Path) -> SweepRecord | None:
+    """The sweep in ``root`` where every trial has ended (nothing to resume), else None."""
+    record = records.read(root)
+    record.reconcile(root)
+    return None if any(r.state == "pending" for r in record.trials) else record
 
 
 def load_record(root: Path, executor: Executor) -> tuple[SweepRecord, list[TrialSpec]]:

@@ -11,11 +11,15 @@ the functions that need it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,6 +33,7 @@ INSTALL = "pip install 'mnistlab[sweep]'"
 # A small object store: trials pass only their settings and a few numbers through Ray.
 OBJECT_STORE_BYTES = 128 * 2**20
 CONNECT_SECONDS = 5.0                  # to reach a cluster's head before giving up
+HTTP_CHECK_SECONDS = 1.0               # for its first bytes, to tell a web server from a head
 PROBE_SECONDS = 120.0                  # for every node to check the sweep folder
 
 
@@ -131,19 +136,27 @@ class RayExecutor:
 
         self.settings = settings
         self.started_here = settings.address is None
-        if self.started_here:
-            ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False,
-                     object_store_memory=OBJECT_STORE_BYTES, log_to_driver=False,
-                     logging_level="warning")
-        else:
-            _check_reachable(settings.address)
-            try:
-                ray.init(address=settings.address, log_to_driver=False,
-                         logging_level="warning")
-            except (ConnectionError, RuntimeError, ValueError) as exc:
-                raise UserError(f"cannot join the Ray cluster at {settings.address} "
-                                f"({_one_line(exc)}); start one with `ray start --head` or "
-                                "leave out --address to use this machine") from None
+        with _own_sigterm():
+            if self.started_here:
+                # "local": a Ray of its own, even where `ray start` left a cluster running on
+                # this machine or RAY_ADDRESS names one (ray.init joined it, and refused the
+                # CPU count it was given: a traceback)
+                ray.init(address="local", num_cpus=os.cpu_count() or 1,
+                         include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
+                         log_to_driver=False, logging_level="warning")
+            else:
+                _check_reachable(settings.address)
+                try:
+                    ray.init(address=settings.address, log_to_driver=False,
+                             logging_level="warning")
+                except (ConnectionError, RuntimeError, ValueError) as exc:
+                    raise UserError(
+                        f"cannot join the Ray cluster at {settings.address} "
+                        f"({_one_line(exc)}); start one with `ray start --head` or leave out "
+                        "--address to use this machine. A cluster that asks for a token (Ray's "
+                        "token authentication, which `ray start` may turn on) needs "
+                        "RAY_AUTH_MODE=token in this shell too, and RAY_AUTH_TOKEN on another "
+                        "machine") from None
 
     def _nodes(self) -> list[dict[str, Any]]:
         import ray
@@ -296,6 +309,20 @@ def _probe_storage(marker: str, token: str) -> tuple[bool, str]:
         return False, f"{host}: {exc.strerror}"
 
 
+@contextlib.contextmanager
+def _own_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler through ray.init, which installs Ray's own (SIGTERM
+    then dumped a C++ stack and aborted, where mnistlab ends as on Ctrl-C: exit 143, what was
+    saved kept, the JSON closed)."""
+    main = threading.current_thread() is threading.main_thread()
+    handler = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if handler is not None:
+            signal.signal(signal.SIGTERM, handler)
+
+
 def _check_reachable(address: str) -> None:
     """For HOST:PORT, a plain TCP connection first: ray.init would otherwise retry for a long
     while before failing. ("auto" finds the cluster this machine joined.)"""
@@ -306,11 +333,28 @@ def _check_reachable(address: str) -> None:
         raise UserError(f"--address {address!r}: expected auto or HOST:PORT "
                         "(the head's address, as `ray start --head` prints it)")
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as conn:
+            web = _answers_http(conn)
     except OSError as exc:
         raise UserError(f"cannot reach the Ray cluster at {address} "
                         f"({exc.strerror or exc}); start it with `ray start --head "
                         f"--port {port}` on that machine, or leave out --address") from None
+    if web:
+        # ray.init kept trying such a port without end (Ray's dashboard, 8265, is one)
+        raise UserError(f"{address} answers as a web server, not as a Ray cluster's head (Ray's "
+                        "dashboard is one, on 8265); give the port `ray start --head` "
+                        "printed (6379 unless --port chose another)")
+
+
+def _answers_http(conn: socket.socket) -> bool:
+    """Whether the server on ``conn`` answers an HTTP/1 request as a web server does; a Ray
+    head speaks gRPC (HTTP/2), which answers no such line."""
+    try:
+        conn.settimeout(HTTP_CHECK_SECONDS)
+        conn.sendall(b"GET / HTTP/1.0\r\nHost: ray\r\n\r\n")
+        return conn.recv(5) == b"HTTP/"
+    except OSError:
+        return False
 
 
 def _one_line(exc: Any) -> str:

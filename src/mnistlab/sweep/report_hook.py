@@ -28,6 +28,7 @@ class _Errors:
 
     def __init__(self) -> None:
         self.failed: dict[str, str] = {}
+        self.finished_ids: set[str] = set()
 
     def started(self, trial_id: str) -> None: ...
     def epoch(self, trial_id: str, node: str, row: runs.HistoryRow) -> None: ...
@@ -38,6 +39,7 @@ class _Errors:
         if outcome.metrics is None:
             self.failed[outcome.id] = outcome.error or "failed"
         else:
+            self.finished_ids.add(outcome.id)
             console.say(f"{outcome.id}: test accuracy {100 * outcome.metrics.test_accuracy:.2f}%"
                         f" ({outcome.seconds:.0f} s on {outcome.node})")
 
@@ -81,6 +83,12 @@ def train_report_runs(jobs: list[tuple[TrainConfig, Path]], *, executor: str,
         ray.run(trials, root, errors)
     finally:
         ray.close()
+    left = [t.id for t in trials if t.id not in errors.finished_ids and t.id not in errors.failed]
+    if left or "stopped" in errors.failed.values():
+        # Ray Tune takes Ctrl-C itself, stops the trials and returns: the report went on,
+        # trained them again here and wrote over the earlier report, exit 0
+        raise KeyboardInterrupt(f"{len(left) or len(errors.failed)} report training(s) "
+                                "stopped on Ray")
     if errors.failed:
         raise UserError("report trainings failed on Ray: " + "; ".join(
             f"{k}: {v}" for k, v in sorted(errors.failed.items())))

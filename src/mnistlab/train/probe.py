@@ -47,6 +47,7 @@ CACHE_FILE = "engine-probe.json"
 FORMAT = "mnistlab-engine-probe/1"
 MAX_ENTRIES = 64              # one per (machine, threads, model, batch...): a bound, not a need
 MAX_BYTES = 1 << 20           # 64 entries take about 40 KB
+LOCK_SECONDS = 5.0            # waited for the cache's lock, then the cache is skipped
 
 # Two warm-up steps (first-touch allocations, oneDNN primitive creation), then rounds of one
 # timed step of each engine in turn, up to TIMED_STEPS rounds, fewer once the rounds have used
@@ -216,9 +217,10 @@ class ProbeCache:
 
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (created) for the block; waits for it. Where the
-    OS has no advisory locks (Windows: no fcntl), the block runs unlocked, as
-    ``mnistlab.folders.claim`` does there."""
+    """An exclusive advisory lock on ``path`` (created) for the block; waits for it up to
+    LOCK_SECONDS, then raises OSError (the caller skips the cache: a stopped process or a
+    stale NFS lock kept a training waiting without end). Where the OS has no advisory locks
+    (Windows: no fcntl), the block runs unlocked, as ``mnistlab.folders.claim`` does there."""
     try:
         import fcntl
     except ImportError:
@@ -226,7 +228,15 @@ def _locked(path: Path) -> Iterator[None]:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        deadline = time.monotonic() + LOCK_SECONDS
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise OSError(f"{path} held by another process") from None
+                time.sleep(0.05)
         try:
             yield
         finally:
