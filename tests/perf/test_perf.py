@@ -215,6 +215,7 @@ def test_speedrun_json(capsys: pytest.CaptureFixture[str]) -> None:
     for s in result["seeds"]:
         assert s["train_seconds"] > 0 and 0.1 < s["test_accuracy"] <= 1
         assert s["engine"] in precision.CANDIDATES
+        assert s["engine_reason"]                  # why, as config.json says: not only which
     assert result["mean_test_accuracy"] == pytest.approx(
         sum(s["test_accuracy"] for s in result["seeds"]) / 2)
     assert result["data_seconds"] >= 0

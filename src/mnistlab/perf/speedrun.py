@@ -37,7 +37,7 @@ from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_tensors
 from mnistlab.train.device import describe, native_bf16, resolve_device
-from mnistlab.train.fit import fit
+from mnistlab.train.fit import Callback, TrainInfo, fit
 from mnistlab.train.presets import preset_overrides
 
 MODEL = "sprint"
@@ -61,6 +61,16 @@ def recipe(**overrides: Any) -> TrainConfig:
     """The speedrun TrainConfig (preset ``speedrun`` for model ``sprint``), with overrides."""
     return TrainConfig(model=MODEL, preset=PRESET,
                        **(preset_overrides(PRESET, MODEL) | overrides))
+
+
+class _EngineChoice(Callback):
+    """Why a seed's training took its engine ("probe: winograd 11.4 ms/step vs ..."), as
+    train records it in config.json: the speedrun's JSON said which, not why."""
+
+    reason: str | None = None
+
+    def on_train_begin(self, info: TrainInfo) -> None:
+        self.reason = info.engine_choice.reason if info.engine_choice is not None else None
 
 
 def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit: int = 0,
@@ -96,9 +106,11 @@ def run_speedrun(seeds: int = 5, *, first_seed: int = 0, threads: int = 0, limit
     rows = []
     for seed in range(first_seed, first_seed + seeds):
         cpu = time.process_time()
-        m = fit(replace(config, seed=seed)).metrics
+        chosen = _EngineChoice()
+        m = fit(replace(config, seed=seed), callbacks=[chosen]).metrics
         cpu = time.process_time() - cpu
-        row = {"seed": seed, "engine": m.engine, "train_seconds": m.train_seconds,
+        row = {"seed": seed, "engine": m.engine, "engine_reason": chosen.reason,
+               "train_seconds": m.train_seconds,
                "fit_cpu_seconds": round(cpu, 3),
                "test_accuracy": m.test_accuracy, "test_loss": m.test_loss,
                "eval_seconds": m.eval_seconds, "images_per_second": m.images_per_second}
