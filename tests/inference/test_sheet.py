@@ -395,3 +395,25 @@ def test_a_thin_digit_on_squared_paper_stays_one_digit():
     assert len(layout.digits) == 1
     box = layout.digits[0].bbox
     assert box[2] - box[0] >= 240 and box[3] - box[1] >= 90        # the whole 0, not a piece
+
+
+@pytest.mark.parametrize("light", [0.38, 0.6])
+def test_a_hard_shadow_over_most_of_the_sheet_is_light_not_ink(digits, light):
+    # a phone's shadow over most of a sheet at 38% of the light: the lit paper was the heavier
+    # bright tail, the picture was read as light ink on a dark board, and the writing went
+    # with the "wall round it" ("nothing is written", or a 0 read "1" from its lit half)
+    yy, xx = np.mgrid[0:SIDE, 0:SIDE].astype(np.float32)
+    edge = 1 / (1 + np.exp(-((xx - 0.27 * yy - 0.52 * SIDE) / 5)))     # a soft, slanted edge
+    for seed, digit in enumerate(digits):
+        rng = np.random.default_rng(seed)
+        strokes = np.zeros((SIDE, SIDE), np.float32)
+        strokes[90:310, 90:310] = np.asarray(
+            Image.fromarray(digit).resize((220, 220), Image.Resampling.BICUBIC)) / 255.0
+        sheet = 0.93 * (1 - strokes) + 0.12 * strokes
+        photo = sheet * (light + (1 - light) * edge) + rng.normal(0, 0.01, strokes.shape)
+        buf = io.BytesIO()
+        Image.fromarray((np.clip(photo, 0, 1) * 255).astype(np.uint8)).save(buf, "JPEG",
+                                                                            quality=90)
+        pre = preprocess(buf.getvalue())
+        assert pre.inverted, (light, seed)
+        assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, (light, seed)

@@ -78,6 +78,8 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 MIN_PICTURE_SIDE = 12
 BRIDGE = 3                     # px: pieces this near across a printed line left out are one
 MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
+STROKE_SPAN = 0.06             # of the shorter side: wider than a stroke, narrower than a shadow
+STROKES_DARKER = 3.0           # dark strokes this many times the light ones: dark ink
 NOISE_SHARE = 0.25             # "ink" over this share of the picture, in over NOISE_PIECES
 #                                pieces: Otsu split the paper's noise (a faint stroke's: 52%,
 #                                11,000 pieces; a digit cropped to its ink: one piece)
@@ -335,7 +337,12 @@ def _fit_background(img: np.ndarray, *, two_sided: bool = False,
 
 
 def dark_ink(gray: np.ndarray) -> bool:
-    """True if the strokes are darker than the paper.
+    """True if the strokes are darker than the paper (``polarity``)."""
+    return polarity(gray)[0]
+
+
+def polarity(gray: np.ndarray) -> tuple[bool, bool]:
+    """(whether the strokes are darker than the paper, whether the light falls in steps).
 
     Against a background surface fitted with outliers rejected on both sides, the ink is the
     heavier tail: we compare the summed excess of pixels beyond 3 sigma below and above it.
@@ -343,6 +350,8 @@ def dark_ink(gray: np.ndarray) -> bool:
     not. Where nothing stands out, the border is taken for the paper, unless the middle of
     the picture disagrees (a sheet on a desk): then the picture's most common shade. Where
     the bright tail is a sheet holding the dark writing (``_bright_sheet``), the ink is dark.
+    The light falls in steps where the bright tail is broad paper while the thin strokes are
+    dark (``_thin_dark_strokes``): a hard shadow across the sheet.
     """
     resid = gray - _fit_background(gray, two_sided=True)
     sigma = max(1.4826 * float(np.median(np.abs(resid))), 0.01)
@@ -358,11 +367,35 @@ def dark_ink(gray: np.ndarray) -> bool:
         h4, w4 = h // 4, w // 4
         middle = gray[h4:h - h4, w4:w - w4]
         if (np.median(border) > 0.5) != (np.median(middle) > 0.5):
-            return _sheet_with_writing(gray) or bool(np.median(gray) > 0.5)
-        return bool(np.median(border) > 0.5)
+            return _sheet_with_writing(gray) or bool(np.median(gray) > 0.5), False
+        return bool(np.median(border) > 0.5), False
     if above > below and _bright_sheet(resid > 3 * sigma, resid < -3 * sigma):
-        return True
-    return below > above
+        return True, False
+    if above > below and _thin_dark_strokes(gray, sigma):
+        return True, True
+    return below > above, False
+
+
+def stepped_light(gray: np.ndarray) -> np.ndarray:
+    """The paper's light where it falls in steps (a hard shadow): what a closing wider than a
+    stroke (STROKE_SPAN of the shorter side) leaves, the dark strokes taken away and the
+    shadow's edge kept."""
+    return ndimage.grey_closing(gray, size=max(3, round(STROKE_SPAN * min(gray.shape))))
+
+
+def _thin_dark_strokes(gray: np.ndarray, sigma: float) -> bool:
+    """Whether the picture's thin strokes are dark ones, STROKES_DARKER times as much as light
+    ones: each kind measured by a top-hat (what a closing or an opening of STROKE_SPAN of the
+    shorter side takes away), which leaves broad regions and steps of light alone. A hard
+    shadow over a third of a sheet made the lit paper the heavier bright tail above the fitted
+    background, the picture was read as light ink on a dark board, and the writing went with
+    the "wall round the board": "nothing is written", or a 0 read "1"."""
+    size = max(3, round(STROKE_SPAN * min(gray.shape)))
+    dark = ndimage.grey_closing(gray, size=size) - gray
+    light = gray - ndimage.grey_opening(gray, size=size)
+    excess = 3 * sigma
+    return (float(np.clip(dark - excess, 0, None).sum())
+            > STROKES_DARKER * float(np.clip(light - excess, 0, None).sum()))
 
 
 def _bright_sheet(bright: np.ndarray, dark: np.ndarray) -> bool:
@@ -477,8 +510,8 @@ def ink_image(gray: np.ndarray) -> Ink:
     # ink only (the shading follows the paper's light from above): a digit of light ink on a
     # dark ground, soft-edged or small (MNIST's own, padded to 32x32), passed for a soft
     # shadow of its own and was refused or misread.
-    inverted = dark_ink(gray)
-    shade = soft_shading(gray) if inverted else None
+    inverted, stepped = polarity(gray)
+    shade = stepped_light(gray) if stepped else soft_shading(gray) if inverted else None
     ink = _reflectance(gray, shade) if shade is not None else _fitted_ink(gray, inverted)
     t = otsu_threshold(ink)
     mask = ink > t
