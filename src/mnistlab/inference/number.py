@@ -60,6 +60,7 @@ LOOP = 0.05             # a loop at least this share of its height each way is n
 JOIN_PIECES = 4         # at most this many units of a cut stroke are offered as one digit
 MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
 LINE_GAP = 0.25         # rows of digits this share of a row's height apart are two lines
+BRIDGE_SHARE = 0.05     # pieces this large (of the largest one's ink) cut by a line rejoin
 
 
 class TooManyPieces(ImageInputError):
@@ -113,20 +114,45 @@ class _Part:
 
 
 def _parts(mask: np.ndarray, left_out: np.ndarray | None = None) -> list[_Part]:
-    """The pieces of ink (8-connected), those a printed line cut apart joined (``joined``)."""
-    labels, count = ndimage.label(joined(mask, left_out), structure=np.ones((3, 3)))
+    """The pieces of ink (8-connected), those of a stroke that a printed line cut apart joined
+    (``_rejoined``)."""
+    labels, count = ndimage.label(mask, structure=np.ones((3, 3)))
     if count > MAX_PIECES:
         # a page of text, a dotted pattern, noise: reading it piece by piece would take
         # minutes, and no written number has this many
         raise TooManyPieces(f"{count:,} separate pieces of ink: more than a written number "
                             f"has (at most {MAX_PIECES}); crop the picture to the digits")
+    if left_out is not None and count > 1:
+        labels = _rejoined(labels, count, mask, left_out)
     parts = []
     for index, box in enumerate(ndimage.find_objects(labels), 1):
         if box is not None:
             rows, cols = box
             parts.append(_Part(rows.start, cols.start, rows.stop, cols.stop,
-                               (labels[box] == index) & mask[box]))
+                               labels[box] == index))
     return parts
+
+
+def _rejoined(labels: np.ndarray, count: int, mask: np.ndarray, left_out: np.ndarray
+              ) -> np.ndarray:
+    """``labels`` with the pieces of one stroke that a removed printed line cut apart under one
+    label: the pieces whose gaps lie in what was left out (``joined``), where one of them holds
+    at least BRIDGE_SHARE of the largest piece's ink. A thin 0 on squared paper, its sides
+    along the grid's columns, fell into three pieces read "111"; the stubs a grid leaves where
+    it crosses nothing but itself are each far smaller, and joined to one another they passed
+    for digits ("11111111" at 77%)."""
+    links, _ = ndimage.label(joined(mask, left_out), structure=np.ones((3, 3)))
+    index = np.arange(1, count + 1)
+    sizes = ndimage.sum_labels(mask, labels, index)
+    first = ndimage.minimum_position(np.where(mask, links, 0), labels, index)
+    link = np.array([links[p] for p in first])
+    big = sizes >= BRIDGE_SHARE * sizes.max()
+    lut = np.arange(count + 1)
+    for group in np.unique(link[big]):
+        members = index[link == group]
+        lut[members] = index[big & (link == group)][0]
+    _, dense = np.unique(lut, return_inverse=True)          # labels 1.. again, no gaps
+    return dense.reshape(lut.shape)[labels]
 
 
 def _cut(piece: Piece) -> bool:
