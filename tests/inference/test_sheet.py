@@ -417,3 +417,16 @@ def test_a_hard_shadow_over_most_of_the_sheet_is_light_not_ink(digits, light):
         pre = preprocess(buf.getvalue())
         assert pre.inverted, (light, seed)
         assert np.corrcoef(pre.image.ravel(), digit.ravel() / 255.0)[0, 1] > 0.7, (light, seed)
+
+
+@pytest.mark.parametrize("side", [100, 140, 200])
+def test_a_fat_white_8_on_black_stays_light_ink(side):
+    # a canvas's drawing: the 8's holes, narrower than the closing, passed for thin dark
+    # strokes and the picture for a hard shadow over paper (read "1")
+    img = Image.new("L", (side, side), 0)
+    draw, w = ImageDraw.Draw(img), round(0.2 * 0.7 * side)
+    draw.ellipse([0.3 * side, 0.12 * side, 0.7 * side, 0.5 * side], outline=255, width=w)
+    draw.ellipse([0.27 * side, 0.45 * side, 0.73 * side, 0.88 * side], outline=255, width=w)
+    gray = to_gray(img)
+    assert dark_ink(gray) is False
+    assert len(read_layout(gray).digits) == 1
