@@ -69,10 +69,6 @@ TARGET_COM = 14.0              # MNIST's measured mean centre of mass (row, colu
 STROKE_MIN_RATIO = 0.07        # stroke width / longer side under which we thicken (MNIST 0.08-0.20)
 STROKE_TARGET_RATIO = 0.11     # ... and the ratio we thicken to (MNIST's median is 0.125)
 FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk by blocks
-# Ink must stand this many noise sigmas above the paper (judged after a 1 px blur, see
-# _stands_out). Measured on synthetic scans (tests/inference/test_ink.py): faint pencil strokes
-# stand 6.5-46 sigmas out, blank paper (sensor noise, lighting gradients and waves, vignettes,
-# JPEG noise) at most 4.3. The floor is 5 grey levels of 255, where 8-bit pictures run out.
 # px: a picture smaller than this each way is refused. Ten drawn digits shrunk to pictures of
 # 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
 MIN_PICTURE_SIDE = 12
@@ -85,6 +81,10 @@ NOISE_SHARE = 0.25             # "ink" over this share of the picture, in over N
 #                                pieces: Otsu split the paper's noise (a faint stroke's: 52%,
 #                                11,000 pieces; a digit cropped to its ink: one piece)
 FAINT_SMOOTH = 1.5             # px: the Gaussian that smooths such a picture's noise away
+# Ink must stand this many noise sigmas above the paper (judged after a 1 px blur, see
+# _stands_out). Measured on synthetic scans (tests/inference/test_ink.py): faint pencil strokes
+# stand 6.5-46 sigmas out, blank paper (sensor noise, lighting gradients and waves, vignettes,
+# JPEG noise) at most 4.3. The floor is 5 grey levels of 255, where 8-bit pictures run out.
 INK_NOISE_SIGMAS = 5.5
 INK_MIN_CONTRAST = 0.02
 # Ink this far below zero (paper brighter than the fitted paper) on this share of the picture:
@@ -352,8 +352,9 @@ def polarity(gray: np.ndarray) -> tuple[bool, int]:
     not. Where nothing stands out, the border is taken for the paper, unless the middle of
     the picture disagrees (a sheet on a desk): then the picture's most common shade. Where
     the bright tail is a sheet holding the dark writing (``_bright_sheet``), the ink is dark.
-    The light falls in steps where the bright tail is broad paper while the thin strokes are
-    dark (``_thin_dark_strokes``): a hard shadow across the sheet.
+    The light falls in steps where the bright tail is paper lit along the picture's edge
+    (``_lit_paper``) while the thin strokes are dark (``_thin_dark_strokes``): a hard shadow
+    across the sheet.
     """
     resid = gray - _fit_background(gray, two_sided=True)
     sigma = max(1.4826 * float(np.median(np.abs(resid))), 0.01)
