@@ -145,3 +145,18 @@ def test_a_sweep_with_failed_trials_exits_1_and_says_so(tmp_path, capsys):
     captured = capsys.readouterr()
     assert code == 1 and "1 of 2 trials failed" in captured.err   # lr 1e30 diverges
     assert json.loads(captured.out.strip().splitlines()[-1])["counts"]["failed"] == 1
+
+
+def test_a_sweep_stopped_before_it_starts_leaves_no_empty_folder(tmp_path, capsys, monkeypatch):
+    # stopped while Ray checked the folder (before any trial), --out stayed behind, empty
+    from mnistlab.sweep import executor
+
+    def interrupted(self, root):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(executor.LocalExecutor, "check_storage", interrupted)
+    out = tmp_path / "s"
+    assert main(["sweep", *SMALL, "--out", str(out), "--json"]) == 130
+    assert not out.exists()
+    assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["exit_code"] == 130
+

@@ -7,6 +7,7 @@ Ray is an optional extra; it is imported only once the command runs (mnistlab.sw
 from __future__ import annotations
 
 import argparse
+import contextlib
 import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -202,7 +203,12 @@ def sweep(args: argparse.Namespace) -> int:
                 root = runs.new_run_dir(f"sweep-{'-'.join(spec.models)}")
             else:
                 root = driver.prepare_folder(args.out)
-            executor.check_storage(root)
+            try:
+                executor.check_storage(root)
+            except KeyboardInterrupt:      # nothing of the sweep written: no empty folder left
+                with contextlib.suppress(OSError):
+                    root.rmdir()
+                raise
             rec, trials = driver.new_record(spec, executor)
         console.say(f"sweep: {len(trials)} trials ({len(spec.models)} model(s) x "
                     f"{len(spec.settings_list())} setting(s) x {len(spec.seeds)} seed(s)) on "
