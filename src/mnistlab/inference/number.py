@@ -45,7 +45,6 @@ from mnistlab.inference.preprocess import (
     Preprocessed,
     crop_to_mnist,
     ink_image,
-    joined,
 )
 
 MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that means one digit
@@ -61,6 +60,7 @@ JOIN_PIECES = 4         # at most this many units of a cut stroke are offered as
 MAX_PIECES = 120        # separate pieces of ink a picture may hold (a number has a few dozen)
 LINE_GAP = 0.25         # rows of digits this share of a row's height apart are two lines
 BRIDGE_SHARE = 0.05     # pieces this large (of the largest one's ink) cut by a line rejoin
+BRIDGE = 3              # px: ... across what was left out, where they are this near it
 
 
 class TooManyPieces(ImageInputError):
@@ -122,7 +122,7 @@ def _parts(mask: np.ndarray, left_out: np.ndarray | None = None) -> list[_Part]:
         # minutes, and no written number has this many
         raise TooManyPieces(f"{count:,} separate pieces of ink: more than a written number "
                             f"has (at most {MAX_PIECES}); crop the picture to the digits")
-    if left_out is not None and count > 1:
+    if left_out is not None and left_out.any() and count > 1:
         labels = _rejoined(labels, count, mask, left_out)
     parts = []
     for index, box in enumerate(ndimage.find_objects(labels), 1):
@@ -136,16 +136,19 @@ def _parts(mask: np.ndarray, left_out: np.ndarray | None = None) -> list[_Part]:
 def _rejoined(labels: np.ndarray, count: int, mask: np.ndarray, left_out: np.ndarray
               ) -> np.ndarray:
     """``labels`` with the pieces of one stroke that a removed printed line cut apart under one
-    label: the pieces whose gaps lie in what was left out (``joined``), where one of them holds
+    label: the pieces whose gaps lie in what was left out (``Ink.left_out``), where one holds
     at least BRIDGE_SHARE of the largest piece's ink. A thin 0 on squared paper, its sides
     along the grid's columns, fell into three pieces read "111"; the stubs a grid leaves where
     it crosses nothing but itself are each far smaller, and joined to one another they passed
     for digits ("11111111" at 77%)."""
-    links, _ = ndimage.label(joined(mask, left_out), structure=np.ones((3, 3)))
+    # the ink with the pixels left out within BRIDGE px of it: its pieces span the gaps
+    bridges = left_out & ndimage.binary_dilation(mask, iterations=BRIDGE)
+    links, _ = ndimage.label(mask | bridges, structure=np.ones((3, 3)))
     index = np.arange(1, count + 1)
     sizes = ndimage.sum_labels(mask, labels, index)
-    first = ndimage.minimum_position(np.where(mask, links, 0), labels, index)
-    link = np.array([links[p] for p in first])
+    link = np.zeros(count + 1, dtype=links.dtype)
+    link[labels[mask]] = links[mask]            # each piece lies in one linked piece
+    link = link[1:]
     big = sizes >= BRIDGE_SHARE * sizes.max()
     lut = np.arange(count + 1)
     for group in np.unique(link[big]):

@@ -72,7 +72,6 @@ FADE_WIDTH = 2.0               # strokes under 1/this of the shrink step: shrunk
 # px: a picture smaller than this each way is refused. Ten drawn digits shrunk to pictures of
 # 5 or 8 px a side read 2 of 10 right, five as confident 1s; of 10 px 6, of 12 8, of 16 9.
 MIN_PICTURE_SIDE = 12
-BRIDGE = 3                     # px: pieces this near across a printed line left out are one
 MIN_INK_SIDE = 6               # px: so is writing this small in a larger picture (as read)
 STROKE_SPAN = 0.06             # of the shorter side: wider than a stroke, narrower than a shadow
 STROKES_DARKER = 3.0           # dark strokes this many times the light ones: dark ink
@@ -574,14 +573,6 @@ def ink_image(gray: np.ndarray) -> Ink:
     scaled = np.clip((ink - low) / max(level - low, 1e-3), 0.0, 1.0)
     scaled[~ndimage.binary_dilation(mask, iterations=2)] = 0.0
     return Ink(scaled.astype(np.float32), mask, inverted, notes, left_out)
-
-
-def joined(mask: np.ndarray, left_out: np.ndarray | None) -> np.ndarray:
-    """``mask`` with the pixels of what was left out (``Ink.left_out``) that lie within
-    BRIDGE px of it: labelled, they show which pieces of ink a printed line cut apart."""
-    if left_out is None or not left_out.any():
-        return mask
-    return mask | (left_out & ndimage.binary_dilation(mask, iterations=BRIDGE))
 
 
 def _split_noise(mask: np.ndarray) -> bool:

@@ -14,7 +14,6 @@ Every model trained keeps its run folder under ``<out>/runs/`` so
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -296,9 +295,7 @@ def _train(model: str, seed: int, cfg: ReportConfig, data: StudyData,
         loaded = load_run(run_dir, resolve_device(config.device))
         precision, trained = loaded.precision, loaded.model
         say(f"reading {run_dir} ({source}'s run)" if source else f"reusing {run_dir}")
-    else:
-        if run_dir.exists():  # a previous report's run: this report re-trains it from scratch
-            shutil.rmtree(run_dir)
+    else:  # a previous report's run is set aside already (_set_aside): trained from scratch
         result = fit(config, run_dir, callbacks=[KerasLogger()])
         precision, trained = result.metrics.precision, result.model
     device = resolve_device(config.device)

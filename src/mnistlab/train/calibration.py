@@ -252,8 +252,9 @@ def load_calibration(run_dir: str | os.PathLike[str]) -> Calibration | None:
         return None
     calibration = Calibration.from_dict(read_json_object(path, "calibration"), path)
     expected = calibration.typicality_sha256
-    if expected is not None and typicality_sha256(run_dir) != expected:
-        found = "is missing" if typicality_sha256(run_dir) is None else "is another fit"
+    found = typicality_sha256(run_dir) if expected is not None else None
+    if expected is not None and found != expected:
+        found = "is missing" if found is None else "is another fit"
         raise UserError(f"{Path(run_dir) / TYPICALITY}, which {path.name} was fitted with, "
                         f"{found}: without it nothing would be flagged 'unlike the digits it "
                         "learnt'; fit both again with `mnistlab calibrate RUN`")
