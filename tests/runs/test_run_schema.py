@@ -107,6 +107,20 @@ def test_isa_flags_keep_the_ones_that_matter() -> None:
     assert isa_flags("no flags here") == []
 
 
+def test_cpu_name_tells_generations_apart_that_share_a_name() -> None:
+    from mnistlab.runs.environment import cpu_name
+
+    def block(family: int, model: int) -> str:
+        return (f"processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: {family}\n"
+                f"model\t\t: {model}\nmodel name\t: AMD EPYC\nflags\t\t: avx2\n\n"
+                f"processor\t: 1\ncpu family\t: 99\nmodel\t\t: 99\nmodel name\t: AMD EPYC\n")
+
+    zen3, zen4 = cpu_name(block(25, 1)), cpu_name(block(25, 17))
+    assert zen3 == "AMD EPYC (family 25, model 1)" and zen4 == "AMD EPYC (family 25, model 17)"
+    # no numbers (arm64 names no "cpu family"): the name alone
+    assert cpu_name("processor\t: 0\nmodel name\t: Neoverse\nFeatures\t: fp\n") == "Neoverse"
+
+
 def test_unknown_keys_are_kept_and_written_back(tmp_path: Path) -> None:
     config = runs.read_config(V010).to_dict()     # today's keys, then some from the future
     assert isinstance(config, dict)

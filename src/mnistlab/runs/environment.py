@@ -59,13 +59,29 @@ def environment(threads: int | None = None, *, device: str | None = None) -> Env
     )
 
 
-def cpu_name() -> str:
-    """The CPU's model name (``lscpu``'s "Model name"), else what the platform says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+def cpu_name(cpuinfo: str | None = None) -> str:
+    """The CPU's model name (``lscpu``'s "Model name") and, on x86, its family and model numbers:
+    "AMD EPYC (family 25, model 17)". Virtual machines often give a bare "AMD EPYC" to Zen 3, 4
+    and 5 alike, CPUs whose speeds differ several-fold, so figures and the engine probe's cache
+    name the generation by its numbers too. Else what the platform says."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8") as f:
+                cpuinfo = f.read()
+        except OSError:
+            cpuinfo = ""
+    fields: dict[str, str] = {}
+    for line in cpuinfo.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            if fields:
+                break                                   # the first processor's block only
+            continue
+        fields.setdefault(key.strip(), value.strip())
+    name = fields.get("model name")
+    if not name:
+        return platform.processor() or platform.machine()
+    family, model = fields.get("cpu family"), fields.get("model")
+    if family and model and family.isdigit() and model.isdigit():
+        return f"{name} (family {family}, model {model})"
+    return name
