@@ -195,6 +195,7 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert set(by_library) == set(matmul_libraries(torch.float32))
     assert result["peak_gflops"]["fp32"] == pytest.approx(max(by_library.values()), abs=0.11)
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
+    assert result["keras"] == "skipped: --no-keras"     # asked for, not "not found"
     assert result["cnn_fastest_engine"] in precision.CANDIDATES    # engines auto can choose,
     assert result["cnn_fastest_precision"] == result["auto_precision"]   # in auto's precision
     assert result["cpu_model"] and result["auto_engine"] in precision.CANDIDATES

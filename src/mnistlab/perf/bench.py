@@ -304,7 +304,8 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "cnn_speedup_vs_keras_cpu": fastest.get("ratio_vs_keras_cpu"),
         "cnn_fastest_precision": fastest["precision"],
         "cnn_fastest_engine": fastest["engine"],
-        "keras": "measured" if has_keras else f"skipped: {KERAS_VENV} not found (make bench)",
+        "keras": ("measured" if has_keras else "skipped: --no-keras" if not keras
+                  else f"skipped: {KERAS_VENV} not found (make bench)"),
         "skipped": ({"rows": skipped, "why": f"{NO_NATIVE_BF16}: bf16 is emulated, far slower "
                      "than fp32"} if skipped else None),
         "peak_gflops": {k: round(v["wall"], 1) if v else None
