@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
@@ -14,7 +17,7 @@ from mnistlab.data import load_dataset
 from mnistlab.inference.number import JOIN_PIECES, SeveralLines, find_digits, read_layout
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
-from mnistlab.inference.verify import verified
+from mnistlab.inference.verify import DISTANCE_WEIGHT, Judgement, verified
 
 SCALE = 8            # each 28x28 digit drawn at 224 px
 
@@ -318,6 +321,58 @@ def test_the_model_chooses_how_touching_digits_are_read(test_digits):
     joined = verified(layout, judge_with(layout, pieces=0.6, whole=0.9))
     assert joined.reading != layout.reading and len(joined.digits) == 1
     assert joined.digits[0].bbox[1] == layout.digits[0].bbox[1]
+
+
+def test_pieces_unlike_any_digit_lose_to_pieces_that_look_like_digits(test_digits):
+    """A confident answer is not enough: where the run's typicality fit says the whole stroke
+    lies far from every digit it learnt and the ink's pieces near, the pieces are read."""
+    images, _ = test_digits
+    layout = read_layout(compose([images[6]], [], stretch=1.6))
+    whole = [i for i, s in enumerate(layout.segments) if s.stop - s.start == layout.units]
+    probabilities = judge_with(layout, pieces=0.9, whole=0.95)   # alone: read as one digit
+
+    def count(whole_far: float, pieces_far: float) -> int:
+        def judge(x: np.ndarray) -> Judgement:
+            distance = np.full(len(x), 3.0)              # the other candidates: far
+            distance[layout.reading] = pieces_far
+            distance[whole] = whole_far
+            return Judgement(probabilities(x), distance)
+        return len(verified(layout, judge).digits)
+
+    assert len(verified(layout, probabilities).digits) == 1
+    assert len(verified(layout, lambda x: Judgement(probabilities(x), None)).digits) == 1
+    assert count(whole_far=1.5, pieces_far=0.3) == 2
+    assert count(whole_far=0.3, pieces_far=0.3) == 1     # equally near: the surer reading
+    # the weight is a trade: a slightly surer whole wins over slightly nearer pieces
+    gain = np.log(0.95) - np.log(0.9)
+    assert count(whole_far=0.3 + 0.5 * gain / DISTANCE_WEIGHT, pieces_far=0.3) == 1
+
+
+def test_a_calibrated_run_judges_by_distance_too(tmp_path, trained_run):  # noqa: F811
+    from mnistlab.inference.predict import judgement
+    from mnistlab.train.calibration import calibration_from_logits, save_calibration
+    from mnistlab.train.typicality import features_and_logits, fit
+
+    images, labels = load_dataset("mnist", "test")
+    plain = load_predictor(trained_run)
+    x = images[:300].astype(np.float32) / 255
+    bare = judgement(plain, x)
+    assert bare.distance is None and bare.proba.shape == (300, 10)
+    features, logits = features_and_logits(plain.model, torch.from_numpy(x[:, None]))
+    typicality = fit(features[:200], labels[:200], features[200:])
+    labels = labels[:300]
+    assert typicality is not None
+    run = tmp_path / "calibrated"
+    shutil.copytree(trained_run, run)
+    save_calibration(run, replace(calibration_from_logits(logits[200:], labels[200:]),
+                                  typicality=typicality))
+    said = judgement(load_predictor(run), x)
+    assert said.distance is not None and said.distance.shape == (300,)
+    expected = typicality.distance(features) / typicality.far_above
+    assert np.allclose(said.distance, expected, rtol=1e-4)
+    # noise is farther from the digits than the digits are
+    noise = np.random.default_rng(0).random((50, 28, 28)).astype(np.float32)
+    assert np.median(judgement(load_predictor(run), noise).distance) > np.median(said.distance)
 
 
 def test_a_wide_digit_is_one_digit(test_digits, trained_run):  # noqa: F811

@@ -35,7 +35,7 @@ from mnistlab.inference.preprocess import (
     to_gray,
     widened_note,
 )
-from mnistlab.inference.verify import verified
+from mnistlab.inference.verify import Judgement, verified
 from mnistlab.train.calibration import (
     NOT_CONFIDENT,
     Calibration,
@@ -195,6 +195,19 @@ def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
         logits = predictor.logits(x)
     proba = _probabilities(predictor, logits)
     return Assessment(proba, None if cal is None else cal.reasons(proba, far))
+
+
+def judgement(predictor: Predictor, images: np.ndarray) -> Judgement:
+    """(N, 28, 28) candidate digits -> their probabilities and, where the predictor is
+    calibrated and gives features, how far each lies from the digits it learnt (over its far
+    threshold): what ``verify`` weighs the ways to read touching digits by."""
+    x = _batch(images)
+    fit = predictor.calibration.typicality if predictor.calibration is not None else None
+    if fit is None or not isinstance(predictor, FeaturePredictor):
+        return Judgement(predict_proba(predictor, x), None)
+    logits, features = predictor.logits_and_features(x)
+    distance = None if features is None else fit.distance(features) / fit.far_above
+    return Judgement(_probabilities(predictor, logits), distance)
 
 
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -392,7 +405,7 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
                                       max_decoded_pixels=max_decoded_pixels))
             # a stroke wide enough to hold touching digits is read the way the model reads
             # most surely (a wide 4 is no "41"; a touching "47" no 4): a few 28x28s more
-            layout = verified(read_layout(gray), lambda x: predict_proba(predictor, x))
+            layout = verified(read_layout(gray), lambda x: judgement(predictor, x))
             found.append((layout, gray.shape))
         except UserError as exc:
             if not keep_errors:
