@@ -24,11 +24,7 @@ def isa_flags(cpuinfo: str | None = None) -> list[str]:
     """The ISA_FLAGS this CPU has (first ``flags`` / ``Features`` line of /proc/cpuinfo, or
     the text given), in ISA_FLAGS's order; [] where /proc/cpuinfo cannot be read."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return []
+        cpuinfo = _cpuinfo()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
         if key.strip() in ("flags", "Features"):       # x86 | arm64
@@ -65,11 +61,7 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     and 5 alike, CPUs whose speeds differ several-fold, so figures and the engine probe's cache
     name the generation by its numbers too. Else what the platform says."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
+        cpuinfo = _cpuinfo()
     fields: dict[str, str] = {}
     for line in cpuinfo.splitlines():
         key, sep, value = line.partition(":")
@@ -85,3 +77,12 @@ def cpu_name(cpuinfo: str | None = None) -> str:
     if family and model and family.isdigit() and model.isdigit():
         return f"{name} (family {family}, model {model})"
     return name
+
+
+def _cpuinfo() -> str:
+    """/proc/cpuinfo's text; "" where it cannot be read (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
