@@ -216,8 +216,22 @@ def test_members_vote_on_unlike_the_digits_by_weighted_majority(chosen, tmp_path
         votes += member.weight * run_cal.far(features)
     assert np.array_equal(far, votes > 0.5)
     assert far[:200].mean() < 0.1 and far[200:].mean() > 0.8
+    # the touching-digit judge weighs the members' distances, each over its own threshold
+    same, distance = predictor.logits_and_distance(x)
+    assert np.array_equal(same, logits) and distance is not None
+    mean = np.zeros(len(x))
+    for model, member in zip(predictor.models, predictor.saved.members, strict=True):
+        fit = load_calibration(member.run_dir).typicality
+        features, _ = features_and_logits(model, torch.from_numpy(x))
+        mean += member.weight * fit.distance(features) / fit.far_above
+    assert np.allclose(distance, mean / sum(m.weight for m in predictor.saved.members))
+    from mnistlab.inference.predict import judgement
+    said = judgement(predictor, x[:, 0])
+    assert said.distance is not None and np.allclose(said.distance, distance)
     reasons = assess(predictor, x).reasons
     assert reasons is not None and UNLIKE_DIGITS in reasons[200:]
     predictor.typicalities = [None] * len(predictor.typicalities)   # members without a fit
     assert predictor.logits_and_far(x)[1] is None
+    assert predictor.logits_and_distance(x)[1] is None
+    assert judgement(predictor, x[:, 0]).distance is None
     assert UNLIKE_DIGITS not in (assess(predictor, x).reasons or [])

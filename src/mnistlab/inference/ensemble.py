@@ -205,44 +205,59 @@ class EnsemblePredictor:
                 f"{self.saved.test_accuracy:.2%}, selection {chosen})")
 
     def logits(self, x: np.ndarray) -> np.ndarray:
-        return self._read(x, vote=False)[0]
+        return self._read(x, judge=False)[0]
 
     def logits_and_far(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The logits and which pictures the members holding a fit call unlike the digits
         they learnt, by weighted majority (None when no member holds a fit)."""
-        return self._read(x, vote=True)
+        logits, far, _ = self._read(x, judge=True)
+        return logits, far
 
-    def _read(self, x: np.ndarray, *, vote: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def logits_and_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The logits and how far each picture lies from the digits the members holding a fit
+        learnt: their weighted mean of the squared Mahalanobis distance over each one's far
+        threshold (None when no member holds a fit), as ``verify`` weighs a single run's."""
+        logits, _, distance = self._read(x, judge=True)
+        return logits, distance
+
+    def _read(self, x: np.ndarray, *, judge: bool
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
         batch = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)).to(self.device)
         mix = torch.zeros(len(batch), 10, dtype=torch.float64)
-        far_weight, voters = np.zeros(len(batch)), 0.0
+        far_weight, distance, voters = np.zeros(len(batch)), np.zeros(len(batch)), 0.0
         share = 1.0 / len(self.saved.shifts)
         with torch.inference_mode():
             for model, member, fit in zip(self.models, self.saved.members, self.typicalities,
                                           strict=True):
-                judge = vote and fit is not None
-                far = None
+                judged = judge and fit is not None
+                ratio = None
                 for dy, dx in self.saved.shifts:
-                    if judge and (dy, dx) == (0, 0):    # its features come with the logits
-                        far, logits = self._judge(model, fit, batch)
+                    if judged and (dy, dx) == (0, 0):    # its features come with the logits
+                        ratio, logits = self._judge(model, fit, batch)
                         probs = torch.from_numpy(logits).softmax(1)
                     else:
                         probs = model(shift_images(batch, dy, dx)).float().softmax(1).cpu()
                     mix += member.weight * share * probs.double()
-                if judge and (0, 0) not in self.saved.shifts:
-                    far, _ = self._judge(model, fit, batch)
-                if far is not None:
-                    far_weight += member.weight * far
+                if judged and (0, 0) not in self.saved.shifts:
+                    ratio, _ = self._judge(model, fit, batch)
+                if ratio is not None:
+                    far_weight += member.weight * (ratio > 1.0)
+                    distance += member.weight * ratio
                     voters += member.weight
-        far_votes = far_weight > voters / 2 if voters > 0 else None
-        return log_probabilities(mix.numpy()).astype(np.float32), far_votes
+        logits = log_probabilities(mix.numpy()).astype(np.float32)
+        if voters <= 0:
+            return logits, None, None
+        return logits, far_weight > voters / 2, distance / voters
 
     @staticmethod
     def _judge(model: nn.Module, fit: Typicality | None, batch: torch.Tensor
                ) -> tuple[np.ndarray | None, np.ndarray]:
-        """(which pictures the member finds far, or None; its logits), in one forward."""
+        """(each picture's squared distance over the member's far threshold, or None; its
+        logits), in one forward: over 1 is "far"."""
         features, logits = features_and_logits(model, batch)
-        return (None if fit is None or features is None else fit.far(features)), logits
+        if fit is None or features is None:
+            return None, logits
+        return fit.distance(features) / fit.far_above, logits
 
 
 class EnsembleModule(nn.Module):

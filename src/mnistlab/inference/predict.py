@@ -202,6 +202,9 @@ def judgement(predictor: Predictor, images: np.ndarray) -> Judgement:
     calibrated and gives features, how far each lies from the digits it learnt (over its far
     threshold): what ``verify`` weighs the ways to read touching digits by."""
     x = _batch(images)
+    if isinstance(predictor, EnsemblePredictor):         # each member against its own fit
+        logits, distance = predictor.logits_and_distance(x)
+        return Judgement(_probabilities(predictor, logits), distance)
     fit = predictor.calibration.typicality if predictor.calibration is not None else None
     if fit is None or not isinstance(predictor, FeaturePredictor):
         return Judgement(predict_proba(predictor, x), None)

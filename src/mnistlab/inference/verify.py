@@ -32,9 +32,9 @@ MNIST validation digits (the 5,000 a 3-epoch seed CNN held out; 300 numbers of e
 300 single digits alone and stretched 1.3-1.8 times): touching numbers read whole 56 -> 65 at a
 weight of 2 (67 at 4, 65 with a log penalty, 57 with one only beyond the threshold), numbers
 with gaps 279, single digits 292 and stretched ones 272 unchanged; a second draw of numbers and
-digits, 81 -> 86 touching, gaps 286 -> 287, singles 294 -> 293, stretched 269 both. An
-uncalibrated run, an ensemble or an export without features is judged by its probabilities
-alone, as before.
+digits, 81 -> 86 touching, gaps 286 -> 287, singles 294 -> 293, stretched 269 both. A saved
+ensemble weighs its members' distances, each over its own threshold, by their weights; an
+uncalibrated run or an export without features is judged by its probabilities alone, as before.
 
 A tie keeps the ink's reading, and so does a model that answers NaN.
 """
