@@ -407,7 +407,8 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
             gray = to_gray(open_image(source, max_pixels=max_pixels,
                                       max_decoded_pixels=max_decoded_pixels))
             # a stroke wide enough to hold touching digits is read the way the model reads
-            # most surely (a wide 4 is no "41"; a touching "47" no 4): a few 28x28s more
+            # most surely, its pieces nearest the digits it learnt (a wide 4 is no "41"; a
+            # touching "47" no 4): a few 28x28s more
             layout = verified(read_layout(gray), lambda x: judgement(predictor, x))
             found.append((layout, gray.shape))
         except UserError as exc:
