@@ -335,3 +335,25 @@ def test_the_headline_is_an_engine_auto_would_train_with() -> None:
     # in fp32 it is a candidate, and the headline is in auto's precision
     assert (headline_row(rows, "fp32")["precision"], headline_row(rows, "fp32")["engine"]) \
         == ("fp32", "winograd")
+
+
+def test_a_bench_row_shows_one_bar_over_its_epochs_on_a_terminal(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from mnistlab import console
+    from mnistlab.perf.bench_progress import RowProgress
+
+    monkeypatch.setattr(console, "is_tty", lambda: True)
+    row = RowProgress("cnn bf16 fused")
+    for epoch in (1, 2):
+        row.on_epoch_begin(epoch, 2, 3)
+        for step in (1, 2, 3):
+            row.on_step(step, 0.5, 0.9)
+    assert row.bar.total == 6 and row.bar.n == 6 and row.bar.postfix == "epoch 2/2"
+    row.on_train_end(None)
+    assert row.bar is None                                   # closed
+    assert "cnn bf16 fused" in capsys.readouterr().err       # drawn on standard error
+    # a run resumed after its first epoch starts the bar there
+    resumed = RowProgress("fc fp32 autograd")
+    resumed.on_epoch_begin(2, 2, 3)
+    assert resumed.bar.n == 3
+    resumed.on_train_end(None)

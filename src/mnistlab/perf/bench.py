@@ -42,9 +42,11 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from mnistlab import console
 from mnistlab.data import load_dataset
 from mnistlab.machine import load_average, openmp_wait
 from mnistlab.models import build_model
+from mnistlab.perf.bench_progress import RowProgress
 from mnistlab.perf.cpu import machine_facts
 from mnistlab.threads import torch_threads
 from mnistlab.train.config import TrainConfig
@@ -153,7 +155,9 @@ def bench_mnistlab(model: str, precision: str, size: BenchSize, threads: int = 0
     config = TrainConfig(model=model, preset="seed", **overrides)
     load_tensors(config)                                     # data loading is not training
     start, cpu = time.perf_counter(), time.process_time()
-    result = fit(config)
+    # a bar on a terminal only: elsewhere the timed loop is exactly the one without it
+    bar = [RowProgress(f"{model} {precision} {engine}")] if console.is_tty() else []
+    result = fit(config, callbacks=bar)
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu
     m = result.metrics
     layout = "nhwc" if engine in FUSED else (
