@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -357,3 +358,40 @@ def test_a_bench_row_shows_one_bar_over_its_epochs_on_a_terminal(
     resumed.on_epoch_begin(2, 2, 3)
     assert resumed.bar.n == 3
     resumed.on_train_end(None)
+
+
+def test_the_keras_rows_progress_is_read_apart_from_its_result(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The reference prints {"epoch_done": k} after each epoch for the bar; the row is its
+    last JSON line, and a failure's reason its standard error's last line, as before."""
+    from mnistlab import console
+    from mnistlab.perf import bench
+
+    python = tmp_path / bench.KERAS_VENV / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    result = {"epochs": 2, "batch_size": 64, "images_per_second": 1000.0, "wall_seconds": 1.5,
+              "cpu_seconds": 2.0, "epoch_seconds": [0.7, 0.8], "test_accuracy": 0.9,
+              "parameters": 10, "versions": {"keras": "3"}}
+    python.write_text("#!/bin/sh\n"
+                      "echo 'TensorFlow chatter' >&2\n"
+                      "echo '{\"epoch_done\": 1}'\necho '{\"epoch_done\": 2}'\n"
+                      f"echo '{json.dumps(result)}'\n", encoding="utf-8")
+    python.chmod(0o755)
+    monkeypatch.setattr(console, "is_tty", lambda: True)
+    advanced = []
+    real = console.progress
+
+    def watched(*args, **kwargs):
+        bar = real(*args, **kwargs)
+        advanced.append(bar)
+        return bar
+
+    monkeypatch.setattr(console, "progress", watched)
+    size = bench.BenchSize(epochs=2, limit=512, test_limit=256)
+    row = bench.bench_keras("cnn", size, tmp_path, tmp_path / "unused.npz")
+    assert row["images_per_second"] == 1000.0 and row["epoch_seconds"] == [0.7, 0.8]
+    assert advanced and advanced[-1].n == 2 and advanced[-1].total == 2
+    python.write_text("#!/bin/sh\necho '{\"epoch_done\": 1}'\necho 'ImportError: no keras' >&2\n"
+                      "exit 1\n", encoding="utf-8")
+    failed = bench.bench_keras("cnn", size, tmp_path, tmp_path / "unused.npz")
+    assert failed["images_per_second"] is None and failed["error"] == "ImportError: no keras"

@@ -194,10 +194,9 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
     cmd = [str(root / KERAS_VENV / "bin" / "python"), str(KERAS_SCRIPT),
            "--data", str(data_file), "--model", model, "--epochs", str(size.epochs),
            "--threads", str(threads)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+    returncode, lines, stderr = _run_keras(cmd, size.epochs, f"keras {model} fp32 model.fit")
+    if returncode != 0 or not lines:
+        tail = (stderr.strip().splitlines() or ["no output"])[-1]
         return {"model": model, "precision": "fp32", "engine": "model.fit",
                 "framework": "keras", "images_per_second": None, "test_accuracy": None,
                 "error": tail}
@@ -211,6 +210,27 @@ def bench_keras(model: str, size: BenchSize, root: Path, data_file: Path, thread
             "test_accuracy": out["test_accuracy"], "parameters": out["parameters"],
             "threads": threads or os.cpu_count(), "device": "cpu",
             "versions": out["versions"]}
+
+
+def _run_keras(cmd: list[str], epochs: int, name: str) -> tuple[int, list[str], str]:
+    """Run the Keras reference: (its exit code, its JSON lines but the progress ones, its
+    standard error), a bar (terminals only) moving at each {"epoch_done": k} it prints.
+    Standard error goes to a file, not a pipe: TensorFlow writes plenty there, and a full
+    pipe would stall the child while this reads its standard output."""
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as err, \
+            console.progress(total=epochs, desc=name, unit="epoch") as bar:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=err, text=True)
+        assert proc.stdout is not None
+        lines = []
+        with proc.stdout:
+            for line in proc.stdout:
+                if line.startswith('{"epoch_done"'):
+                    bar.update(1)
+                elif line.startswith("{"):
+                    lines.append(line.strip())
+        returncode = proc.wait()
+        err.seek(0)
+        return returncode, lines, err.read()
 
 
 def _write_npz(path: Path, size: BenchSize) -> None:
