@@ -14,10 +14,17 @@ from scipy import ndimage
 
 from app_helpers import trained_run  # noqa: F401  (fixture)
 from mnistlab.data import load_dataset
-from mnistlab.inference.number import JOIN_PIECES, SeveralLines, find_digits, read_layout
+from mnistlab.inference.number import (
+    JOIN_PIECES,
+    JUDGED_SPLIT_WIDTH,
+    SPLIT_WIDTH,
+    SeveralLines,
+    find_digits,
+    read_layout,
+)
 from mnistlab.inference.predict import NumberPrediction, Prediction, load_predictor, read_picture
 from mnistlab.inference.preprocess import NoInk, preprocess, preprocess_gray, to_gray
-from mnistlab.inference.verify import DISTANCE_WEIGHT, Judgement, verified
+from mnistlab.inference.verify import JUDGE, Judgement, verified
 
 SCALE = 8            # each 28x28 digit drawn at 224 px
 
@@ -345,11 +352,44 @@ def test_pieces_unlike_any_digit_lose_to_pieces_that_look_like_digits(test_digit
     assert count(whole_far=0.3, pieces_far=0.3) == 1     # equally near: the surer reading
     # the weight is a trade: a slightly surer whole wins over slightly nearer pieces
     gain = np.log(0.95) - np.log(0.9)
-    assert count(whole_far=0.3 + 0.5 * gain / DISTANCE_WEIGHT, pieces_far=0.3) == 1
+    farther = -0.5 * gain * JUDGE.confidence / JUDGE.distance    # half the gain, as distance
+    assert count(whole_far=0.3 + farther, pieces_far=0.3) == 1
+
+
+def test_pieces_shorter_than_the_line_lose_to_whole_digits(test_digits):
+    """Equally sure and equally near, a reading whose pieces fall short of the line's height
+    (a 4 drawn wide, cut under its bar: one piece half as tall) loses to the whole digit."""
+    images, _ = test_digits
+    layout = read_layout(compose([images[6]], [], stretch=1.6))
+    heights = [s.piece.bbox[2] - s.piece.bbox[0] for s in layout.segments]
+    assert min(heights[i] for i in layout.reading) < 0.6 * max(heights)
+    same = judge_with(layout, pieces=0.9, whole=0.9, other=0.9, units=0.9)
+    near = np.full(len(layout.segments), 0.3)
+    assert len(verified(layout, same).digits) == 2               # no distance: a tie, the ink's
+    assert len(verified(layout, lambda x: Judgement(same(x), near)).digits) == 1
+
+
+def test_a_judge_that_knows_nearness_is_offered_narrower_strokes(test_digits):
+    """A touching "71" only 1.0-1.25 times as wide as it is tall is one stroke the ink leaves
+    whole; where the model can tell half a digit from a digit it is offered the cut."""
+    images, labels = test_digits
+    assert (labels[36], labels[39]) == (7, 1)
+    gray = compose([images[36], images[39]], [-8])
+    plain = read_layout(gray)
+    assert not plain.undecided and len(plain.digits) == 1
+    judged = read_layout(gray, split_width=JUDGED_SPLIT_WIDTH)
+    assert judged.undecided and judged.units == 2
+    def judge(x: np.ndarray) -> Judgement:
+        whole = [s.stop - s.start == 2 for s in judged.segments]
+        top = np.where(whole, 0.6, 0.99)
+        proba = np.repeat(((1 - top) / 9)[:, None], 10, axis=1)
+        proba[:, 7] = top
+        return Judgement(proba, np.where(whole, 2.0, 0.3))
+    assert len(verified(judged, judge).digits) == 2
 
 
 def test_a_calibrated_run_judges_by_distance_too(tmp_path, trained_run):  # noqa: F811
-    from mnistlab.inference.predict import judgement
+    from mnistlab.inference.predict import judgement, split_width
     from mnistlab.train.calibration import calibration_from_logits, save_calibration
     from mnistlab.train.typicality import features_and_logits, fit
 
@@ -368,6 +408,8 @@ def test_a_calibrated_run_judges_by_distance_too(tmp_path, trained_run):  # noqa
                                   typicality=typicality))
     said = judgement(load_predictor(run), x)
     assert said.distance is not None and said.distance.shape == (300,)
+    assert split_width(plain) == SPLIT_WIDTH                # narrower strokes where it judges
+    assert split_width(load_predictor(run)) == JUDGED_SPLIT_WIDTH
     expected = typicality.distance(features) / typicality.far_above
     assert np.allclose(said.distance, expected, rtol=1e-4)
     # noise is farther from the digits than the digits are

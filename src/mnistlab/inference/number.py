@@ -15,7 +15,8 @@ The ink is found as for one digit (``preprocess.ink_image``); then:
    neighbour: digits of one number share a line, their rows overlap by most of a digit), and
    so is a candidate far smaller than the tallest (a stray tick) into its nearest neighbour;
 3. touching digits are split (before step 2's merges, on the connected strokes themselves):
-   a stroke wider than ``SPLIT_WIDTH`` times its height may hold several digits. The ink's
+   a stroke wider than ``SPLIT_WIDTH`` times its height may hold several digits (wider than
+   ``JUDGED_SPLIT_WIDTH``, where the model can tell half a digit from a digit). The ink's
    own reading cuts it at the thinnest column (the least ink) near each border its width
    implies, where that column holds less than ``SPLIT_VALLEY`` of the mean column's ink.
    But touching digits overlap, so their border is rarely the thinnest column, and ink alone
@@ -51,6 +52,7 @@ MERGE_OVERLAP = 0.5     # column overlap, as a share of the narrower piece, that
 STAGGER_ROWS = 0.6      # columns overlapping and rows sharing less than this: one digit
 SMALL_PIECE = 0.35      # a piece under this share of the tallest one's height is not a digit
 SPLIT_WIDTH = 1.25      # width / height above which a stroke may hold touching digits
+JUDGED_SPLIT_WIDTH = 1.0  # ... where a model that knows how near a piece is to a digit judges
 DIGIT_ASPECT = 0.7      # a typical digit's width / height, to guess how many touch
 SPLIT_VALLEY = 0.4      # the ink's cut column holds at most this share of the mean column's ink
 UNIT_WIDTH = 0.15       # the units of a cut stroke are at least this share of its height wide
@@ -281,11 +283,11 @@ def _valleys(part: _Part, columns: np.ndarray, mean: float, taken: list[int]) ->
     return [x for x in chosen if x not in taken]
 
 
-def _split_touching(part: _Part, stroke: int) -> list[_Part]:
+def _split_touching(part: _Part, stroke: int, split_width: float) -> list[_Part]:
     """``part`` cut into units wherever touching digits may meet (``stroke``: its index, kept
     by the units, with the digit of the ink's own reading each lies in), or ``[part]`` when
-    it is too narrow or its ink shows no such place."""
-    if part.width <= SPLIT_WIDTH * part.height:
+    it is no wider than ``split_width`` times its height or its ink shows no such place."""
+    if part.width <= split_width * part.height:
         return [part]
     columns = part.mask.sum(axis=0)                                               # (W,)
     mean = float(columns[columns > 0].mean())
@@ -376,10 +378,12 @@ def find_digits(gray: np.ndarray) -> list[DigitPiece]:
     return read_layout(gray).digits
 
 
-def read_layout(gray: np.ndarray) -> Layout:
+def read_layout(gray: np.ndarray, *, split_width: float = SPLIT_WIDTH) -> Layout:
     """The digits of a grayscale picture (H, W) in [0, 1], left to right, the marks between
-    them, and the other ways to read touching digits. Raises ``NoInk`` (a UserError) for a
-    blank picture."""
+    them, and the other ways to read touching digits: those of each stroke wider than
+    ``split_width`` times its height (``JUDGED_SPLIT_WIDTH`` where the model that judges them
+    knows how near each piece lies to a digit, ``inference.verify``). Raises ``NoInk`` (a
+    UserError) for a blank picture."""
     ink, mask, inverted, notes, left_out = ink_image(gray)
     # Split first, merge after: a digit's detached tail merged into it first would make the
     # whole wide enough to be cut again, at the tail's thin join (MNIST test digit 1696).
@@ -392,8 +396,8 @@ def read_layout(gray: np.ndarray) -> Layout:
                            "number, written on one line; crop the picture to one line")
     # a stroke far smaller than the tallest (a dot, a dash) is no digit, nor touching ones
     parts = [piece for stroke, part in enumerate(strokes)
-             for piece in (_split_touching(part, stroke) if part.height >= SMALL_PIECE * tallest
-                           else [part])]
+             for piece in (_split_touching(part, stroke, split_width)
+                           if part.height >= SMALL_PIECE * tallest else [part])]
     parts, marks = split_marks(_merge_stacked(parts), SMALL_PIECE, _cut)
     parts = _merge_small(parts)
     parts.sort(key=lambda p: (p.left + p.right) / 2)

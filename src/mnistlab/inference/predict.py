@@ -27,7 +27,13 @@ from mnistlab import runs
 from mnistlab.errors import UserError
 from mnistlab.inference.ensemble import EnsemblePredictor, find_ensemble
 from mnistlab.inference.marks import Mark
-from mnistlab.inference.number import Box, Layout, read_layout
+from mnistlab.inference.number import (
+    JUDGED_SPLIT_WIDTH,
+    SPLIT_WIDTH,
+    Box,
+    Layout,
+    read_layout,
+)
 from mnistlab.inference.preprocess import (
     MAX_PIXELS,
     Preprocessed,
@@ -211,6 +217,21 @@ def judgement(predictor: Predictor, images: np.ndarray) -> Judgement:
     logits, features = predictor.logits_and_features(x)
     distance = None if features is None else fit.distance(features) / fit.far_above
     return Judgement(_probabilities(predictor, logits), distance)
+
+
+def split_width(predictor: Predictor) -> float:
+    """How wide a stroke must be (over its height) for ``number`` to offer cutting it into
+    touching digits: narrower strokes where ``judgement`` gives distances, whose judge tells
+    half a digit from a digit (``inference.verify``)."""
+    if isinstance(predictor, EnsemblePredictor):
+        knows = any(fit is not None for fit in predictor.typicalities)
+    elif isinstance(predictor, OnnxPredictor):
+        knows = predictor.with_features and predictor.calibration is not None \
+            and predictor.calibration.typicality is not None
+    else:
+        knows = (isinstance(predictor, FeaturePredictor) and predictor.calibration is not None
+                 and predictor.calibration.typicality is not None)
+    return JUDGED_SPLIT_WIDTH if knows else SPLIT_WIDTH
 
 
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:
@@ -409,7 +430,8 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
             # a stroke wide enough to hold touching digits is read the way the model reads
             # most surely, its pieces nearest the digits it learnt (a wide 4 is no "41"; a
             # touching "47" no 4): a few 28x28s more
-            layout = verified(read_layout(gray), lambda x: judgement(predictor, x))
+            layout = verified(read_layout(gray, split_width=split_width(predictor)),
+                              lambda x: judgement(predictor, x))
             found.append((layout, gray.shape))
         except UserError as exc:
             if not keep_errors:
