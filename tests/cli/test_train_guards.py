@@ -5,6 +5,7 @@ a resume whose files lag its checkpoint, and JSON that strict readers accept."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -196,6 +197,26 @@ def test_an_ensemble_names_each_run_once(tmp_path: Path,
     _one_error(capsys, "--select chooses an ensemble's members")
     assert main(["evaluate", str(run), "--save", str(tmp_path / "e")]) == 2
     _one_error(capsys, "--save writes an ensemble")
+
+
+def test_an_ensemble_of_an_unfinished_run_is_noted_and_not_saved(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    done, _ = _trained_fc(tmp_path, epochs=1)
+    capsys.readouterr()
+    stopped = tmp_path / "stopped"                  # as a run still training leaves its folder
+    shutil.copytree(done, stopped)
+    config = json.loads((stopped / runs.CONFIG).read_text())
+    config["train"]["epochs"] = 3
+    (stopped / runs.CONFIG).write_text(json.dumps(config))
+    (stopped / runs.METRICS).unlink()
+    saved = tmp_path / "ens"
+    assert main(["evaluate", "--ensemble", str(done), str(stopped), "--save", str(saved)]) == 2
+    _one_error(capsys, "--save", "unfinished (1 of 3 epochs)", "--resume")
+    assert not saved.exists()
+    assert main(["evaluate", "--ensemble", str(done), str(stopped)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {stopped.resolve()} is unfinished (1 of 3 epochs)" in err
+    assert f"{done.resolve()} is unfinished" not in err
 
 
 def test_sweep_refuses_zero_for_its_sizes(capsys: pytest.CaptureFixture[str]) -> None:

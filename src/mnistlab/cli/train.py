@@ -238,6 +238,7 @@ def _evaluate_ensemble(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     members = ([args.run] if args.run else []) + list(args.ensemble)
     _refuse_repeated(members)
+    _check_finished(members, saving=args.save is not None)
     if args.save is not None:               # before the work: a bad folder is one line
         check_ensemble_folder(args.save)
     result = evaluate_ensemble(members, select=args.select)
@@ -282,6 +283,25 @@ def _refuse_repeated(members: list[str]) -> None:
             raise UserError(f"--ensemble names {path} twice ({seen[path]!r} and {name!r}); "
                             "give each run once (a weight comes from --select validation)")
         seen[path] = name
+
+
+def _check_finished(members: list[str], *, saving: bool) -> None:
+    """A member still training (or stopped) is measured as its last epoch left it: a note, or
+    with --save a one-line refusal, since a saved ensemble reads its members' weights as they
+    are when it answers, and a run that trains on would no longer be the one measured."""
+    from mnistlab import runs
+    from mnistlab.errors import UserError
+
+    for name in members:
+        progress = runs.run_progress(runs.resolve_run(name))
+        if progress is None or progress.finished:
+            continue
+        if saving:
+            raise UserError(f"--save: {progress.run_dir} is unfinished ({progress.epochs_done} "
+                            f"of {progress.epochs_planned} epochs), and a saved ensemble answers "
+                            "with its members' weights as they are then; let it finish (or "
+                            f"resume it: `{progress.resume_command()}`) and save again")
+        _note_if_unfinished(progress)
 
 
 def _refuse_saved_ensemble(run: str) -> None:
