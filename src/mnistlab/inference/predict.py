@@ -226,8 +226,8 @@ def split_width(predictor: Predictor) -> float:
     if isinstance(predictor, EnsemblePredictor):
         knows = any(fit is not None for fit in predictor.typicalities)
     elif isinstance(predictor, OnnxPredictor):
-        knows = predictor.with_features and predictor.calibration is not None \
-            and predictor.calibration.typicality is not None
+        knows = (predictor.with_features and predictor.calibration is not None
+                 and predictor.calibration.typicality is not None)
     else:
         knows = (isinstance(predictor, FeaturePredictor) and predictor.calibration is not None
                  and predictor.calibration.typicality is not None)

@@ -29,15 +29,15 @@ the digits the model learnt: the squared Mahalanobis distance to the nearest cla
 run's "far" threshold (the distance only 1% of validation digits exceed). A saved ensemble
 weighs its members' distances, each over its own threshold, by their weights. Such a model can
 tell half a digit from a digit, so it is also offered narrower strokes to cut
-(``number.JUDGED_SPLIT_WIDTH``), and each candidate's score is then the log odds of a logistic
-model that it is one digit of the right reading (``JUDGE``): from its log top probability, its
-distance, and its height over the tallest candidate's (a piece of a digit is often shorter
-than the line; a whole digit rarely is). The model was fitted on the candidates of numbers
-composed of the first 2,500 of the 5,000 MNIST validation digits a 3-epoch seed CNN held out
-(300 touching numbers, 300 with gaps, 300 single digits alone and stretched 1.3-1.8 times; a
-candidate is right where it lies on a reading that spells the number), and measured on the
-other 2,500 (a new draw of each kind), against the distance penalty it replaces (the log top
-probability less 2 x the distance, strokes cut from 1.25 times their height):
+(``number.JUDGED_SPLIT_WIDTH``), and each candidate's score is then the log of a logistic
+model's probability that it is one digit of the right reading (``JUDGE``): from its log top
+probability, its distance, and its height over the tallest candidate's (a piece of a digit is
+often shorter than the line; a whole digit rarely is). The model was fitted on the candidates
+of numbers composed of the first 2,500 of the 5,000 MNIST validation digits a 3-epoch seed CNN
+held out (300 touching numbers, 300 with gaps, 300 single digits alone and stretched 1.3-1.8
+times; a candidate is right where it lies on a reading that spells the number), and measured on
+the other 2,500 (a new draw of each kind), against the distance penalty it replaces (the log
+top probability less 2 x the distance, strokes cut from 1.25 times their height):
 
     touching numbers read whole    84 -> 99 of 300 (111 and 131: those the candidates allow)
     numbers with gaps             287 -> 286
@@ -72,9 +72,10 @@ class JudgeWeights:
     height: float           # per unit of its height over the tallest candidate's
     bias: float
 
-    def log_odds(self, log_p: np.ndarray, distance: np.ndarray, height: np.ndarray
+    def log_probability(self, log_p: np.ndarray, distance: np.ndarray, height: np.ndarray
                  ) -> np.ndarray:
-        """The log of each candidate's probability of being one right digit."""
+        """The log of each candidate's probability of being one right digit: log sigmoid of
+        the weighted sum."""
         z = self.confidence * log_p + self.distance * distance + self.height * height + self.bias
         return -np.logaddexp(0.0, -z)
 
@@ -108,8 +109,8 @@ def verified(layout: Layout, judge: Judge) -> Layout:
         if said.distance is not None:
             boxes = np.array([s.piece.bbox for s in layout.segments], dtype=np.float64)
             heights = boxes[:, 2] - boxes[:, 0]
-            log_p = JUDGE.log_odds(log_p, np.asarray(said.distance, dtype=np.float64),
-                                   heights / heights.max())
+            log_p = JUDGE.log_probability(log_p, np.asarray(said.distance, dtype=np.float64),
+                                          heights / heights.max())
     if not np.isfinite(log_p).all():              # a broken model, or a zero: the ink decides
         return layout
     reading = _likeliest(layout, log_p.tolist())
