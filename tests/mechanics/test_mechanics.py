@@ -304,6 +304,26 @@ def test_loop_cli_writes_a_usable_run(tmp_path, capsys):
     assert "already holds files" in capsys.readouterr().err
 
 
+def test_loop_trains_a_cnn_channels_last_and_saves_weights_that_load(tmp_path):
+    from mnistlab import runs
+    from mnistlab.mechanics.loop import LoopConfig, layout, run_loop
+
+    def second_conv(model):    # block 1 has one input channel: its weight is both layouts
+        return [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)][1].weight
+
+    assert not second_conv(build_model("cnn")).is_contiguous(memory_format=torch.channels_last)
+    assert second_conv(layout(build_model("cnn"))).is_contiguous(
+        memory_format=torch.channels_last)
+    result = run_loop(LoopConfig(model="cnn", steps=3, limit=120, refresh_seconds=60.0),
+                      tmp_path / "run")
+    trained = result.model
+    assert second_conv(trained).is_contiguous(memory_format=torch.channels_last)
+    loaded = runs.load_model(tmp_path / "run")                   # NCHW, from safetensors
+    x = torch.rand(4, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), trained(x), rtol=1e-4, atol=1e-5)
+
+
 @pytest.mark.parametrize("flags", [["--lr", "-1"], ["--batch-size", "0"], ["--model", "nope"],
                                    ["--batch-size", "5000", "--limit", "100"]])
 def test_loop_cli_rejects_bad_input(tmp_path, capsys, flags):

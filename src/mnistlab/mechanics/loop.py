@@ -93,6 +93,20 @@ def batch_stream(x: torch.Tensor, y: torch.Tensor, batch_size: int, *,
         yield from passes
 
 
+def layout(model: nn.Module) -> nn.Module:
+    """``model`` in the memory layout its loop steps fastest in: channels_last for a conv model
+    on the CPU, where PyTorch's max-pool and its backward run vectorised over the channels
+    instead of walking each channel's map (the seed CNN's full pass, 5,000 iterations of batch
+    12 on one thread of an AMD EPYC Zen 5: 58 s against 76 s). The arithmetic is the same
+    float32; only the order in which oneDNN sums a convolution's products changes, so the
+    losses move in their last digits. A batch of one-channel images is already channels_last.
+    Elsewhere (a GPU, a model without convolutions) the model is returned as it is."""
+    on_cpu = all(p.device.type == "cpu" for p in model.parameters())
+    if on_cpu and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return model.to(memory_format=torch.channels_last)
+    return model
+
+
 LOSS_CSV = "loss.csv"
 CURVE_PNG = "figures/loss-curve.png"
 
@@ -239,7 +253,7 @@ def run_loop(config: LoopConfig, run_dir: str | Path, *,
     with torch_threads(config.threads) as threads:
         # build() seeds torch with config.seed, then initialises the model (Keras init).
         model, model_config = build(TrainConfig(model=config.model, seed=config.seed))
-        model = model.to(device)
+        model = layout(model.to(device))
         write_config(run_dir, _config_json(config, model_config, model, threads, steps,
                                            describe(device)))
         title = (f"Explicit training loop: {config.model}, SGD {config.lr:g}, batch "
