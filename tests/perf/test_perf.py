@@ -189,6 +189,10 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
         assert r["images_per_second"] > 0 and 0 <= r["test_accuracy"] <= 1
         assert r["share_of_peak"] > 0 and r["cpu_seconds"] > 0        # load-dependent: no cap
         assert r["images_per_cpu_second"] > 0 and r["ratio_vs_keras"] is None
+        # two epochs: the second one's rate; no Keras row to divide by
+        assert r["steady_images_per_second"] == pytest.approx(512 / r["epoch_seconds"][1],
+                                                              rel=1e-3)
+        assert r["steady_ratio_vs_keras"] is None
     assert result["peak_gflops"]["fp32"] > 0
     from mnistlab.perf.bench import matmul_libraries
 
@@ -196,6 +200,7 @@ def test_bench_quick_returns_the_row_structure(capsys: pytest.CaptureFixture[str
     assert set(by_library) == set(matmul_libraries(torch.float32))
     assert result["peak_gflops"]["fp32"] == pytest.approx(max(by_library.values()), abs=0.11)
     assert "cnn_speedup_vs_keras" in result             # None without the reference venv
+    assert "cnn_speedup_vs_keras_steady" in result
     assert result["keras"] == "skipped: --no-keras"     # asked for, not "not found"
     assert result["cnn_fastest_engine"] in precision.CANDIDATES    # engines auto can choose,
     assert result["cnn_fastest_precision"] == result["auto_precision"]   # in auto's precision
@@ -320,6 +325,16 @@ def test_the_reference_waits_for_the_device_before_reading_the_clock(
 
 def _no_training(*args, **kwargs):
     raise AssertionError("trained although the device is missing")
+
+
+def test_the_steady_rate_leaves_the_first_epoch_out() -> None:
+    from mnistlab.perf.bench import steady_images_per_second
+
+    # Keras's first epoch carries its graph tracing: 40 s, then 27, 25 and 26
+    assert steady_images_per_second({"epoch_seconds": [40.0, 27.0, 25.0, 26.0]}, 60000) \
+        == pytest.approx(60000 / 26.0, abs=0.1)
+    assert steady_images_per_second({"epoch_seconds": [40.0]}, 60000) is None
+    assert steady_images_per_second({"epoch_seconds": None}, 60000) is None
 
 
 def test_the_headline_is_an_engine_auto_would_train_with() -> None:

@@ -117,9 +117,11 @@ def bench(args: argparse.Namespace) -> int:
                     f"{result['skipped']['why']}")
     for r in result["rows"]:
         if r["framework"] == "mnistlab" and r["ratio_vs_keras"]:
+            steady = (f", {r['steady_ratio_vs_keras']:.2f}x (epochs after the first)"
+                      if r["steady_ratio_vs_keras"] else "")
             console.say(f"{r['model']} {r['precision']} {r['engine']}: "
                         f"{r['ratio_vs_keras']:.2f}x Keras "
-                        f"(wall), {r['ratio_vs_keras_cpu'] or 0:.2f}x (CPU time)")
+                        f"(wall), {r['ratio_vs_keras_cpu'] or 0:.2f}x (CPU time){steady}")
     if result["keras"] != "measured":
         console.say(f"keras: {result['keras']}")
     isa = result["isa"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -283,6 +284,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         share = ips and row.get("device", "cpu") == "cpu" and p
         row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if share else None
         row["share_of_peak_cpu"] = None
+        row["steady_images_per_second"] = steady_images_per_second(row, size.limit or 60000)
         if ips and row.get("cpu_seconds"):
             images = row["epochs"] * (size.limit or 60000)
             row["images_per_cpu_second"] = round(images / row["cpu_seconds"], 1)
@@ -316,6 +318,8 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
                                        ref.get("images_per_second"))
         row["ratio_vs_keras_cpu"] = _ratio(row.get("images_per_cpu_second"),
                                            ref.get("images_per_cpu_second"))
+        row["steady_ratio_vs_keras"] = _ratio(row.get("steady_images_per_second"),
+                                              ref.get("steady_images_per_second"))
     # with the bench's threads: the probe behind --engine auto is keyed by them
     with torch_threads(threads):
         facts = machine_facts()
@@ -326,6 +330,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "cnn_speedup_vs_keras": _ratio(fastest["images_per_second"],
                                        keras_cnn and keras_cnn.get("images_per_second")),
         "cnn_speedup_vs_keras_cpu": fastest.get("ratio_vs_keras_cpu"),
+        "cnn_speedup_vs_keras_steady": fastest.get("steady_ratio_vs_keras"),
         "cnn_fastest_precision": fastest["precision"],
         "cnn_fastest_engine": fastest["engine"],
         "keras": ("measured" if has_keras else "skipped: --no-keras" if not keras
@@ -348,6 +353,16 @@ def _repository_root() -> Path:
     """The checkout holding .bench-venv: the current folder, else this package's."""
     here = Path(__file__).resolve().parents[3]          # src/mnistlab/perf/bench.py -> root
     return next((p for p in (Path.cwd(), here) if keras_available(p)), Path.cwd())
+
+
+def steady_images_per_second(row: dict[str, Any], images: int) -> float | None:
+    """Images a second over a row's epochs after the first (their median epoch), or None with
+    fewer than two. A row's own figure charges Keras its first epoch, in which TensorFlow traces
+    the graph (seconds), and mnistlab nothing for its warm-up, which it reports apart: after
+    the first epoch neither has anything left to set up, so this ratio compares like with
+    like."""
+    later = [s for s in (row.get("epoch_seconds") or [])[1:] if s]
+    return round(images / statistics.median(later), 1) if later else None
 
 
 def _find(rows: list[dict[str, Any]], model: str, framework: str) -> dict[str, Any] | None:
