@@ -49,7 +49,7 @@ from mnistlab.train.calibration import (
     softmax,
     weights_fingerprint,
 )
-from mnistlab.train.typicality import features_and_logits
+from mnistlab.train.typicality import Typicality, features_and_logits
 
 
 @runtime_checkable
@@ -211,7 +211,7 @@ def judgement(predictor: Predictor, images: np.ndarray) -> Judgement:
     if isinstance(predictor, EnsemblePredictor):         # each member against its own fit
         logits, distance = predictor.logits_and_distance(x)
         return Judgement(_probabilities(predictor, logits), distance)
-    fit = predictor.calibration.typicality if predictor.calibration is not None else None
+    fit = _typicality(predictor)
     if fit is None or not isinstance(predictor, FeaturePredictor):
         return Judgement(predict_proba(predictor, x), None)
     logits, features = predictor.logits_and_features(x)
@@ -226,12 +226,16 @@ def split_width(predictor: Predictor) -> float:
     if isinstance(predictor, EnsemblePredictor):
         knows = any(fit is not None for fit in predictor.typicalities)
     elif isinstance(predictor, OnnxPredictor):
-        knows = (predictor.with_features and predictor.calibration is not None
-                 and predictor.calibration.typicality is not None)
+        knows = predictor.with_features and _typicality(predictor) is not None
     else:
-        knows = (isinstance(predictor, FeaturePredictor) and predictor.calibration is not None
-                 and predictor.calibration.typicality is not None)
+        knows = isinstance(predictor, FeaturePredictor) and _typicality(predictor) is not None
     return JUDGED_SPLIT_WIDTH if knows else SPLIT_WIDTH
+
+
+def _typicality(predictor: Predictor) -> Typicality | None:
+    """The fit that says how far a picture lies from the digits the run learnt, where its
+    calibration holds one."""
+    return predictor.calibration.typicality if predictor.calibration is not None else None
 
 
 def predict_proba(predictor: Predictor, images: np.ndarray) -> np.ndarray:

@@ -49,6 +49,7 @@ from mnistlab.train.config import TrainConfig
 from mnistlab.train.data import load_split
 from mnistlab.train.device import DEVICES, describe, resolve_device, to_device
 from mnistlab.train.phases import evaluate
+from mnistlab.train.precision import prepare_model
 
 OnStep = Callable[[int, float], None]
 
@@ -102,9 +103,7 @@ def layout(model: nn.Module) -> nn.Module:
     losses move in their last digits. A batch of one-channel images is already channels_last.
     Elsewhere (a GPU, a model without convolutions) the model is returned as it is."""
     on_cpu = all(p.device.type == "cpu" for p in model.parameters())
-    if on_cpu and any(isinstance(m, nn.Conv2d) for m in model.modules()):
-        return model.to(memory_format=torch.channels_last)
-    return model
+    return prepare_model(model, "fp32", engine="channels-last") if on_cpu else model
 
 
 LOSS_CSV = "loss.csv"

@@ -272,6 +272,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
     flops = {m: training_flops_per_image(build_model(m)) for m in MODELS}
 
     rows: list[dict[str, Any]] = []
+    train_images = size.limit or 60000                   # a row's images per epoch
 
     def add(row: dict[str, Any]) -> None:
         # share of the limit = achieved FLOP/s / matmul peak, both measured the same way:
@@ -284,9 +285,9 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         share = ips and row.get("device", "cpu") == "cpu" and p
         row["share_of_peak"] = round(ips * f / (p["wall"] * 1e9), 4) if share else None
         row["share_of_peak_cpu"] = None
-        row["steady_images_per_second"] = steady_images_per_second(row, size.limit or 60000)
+        row["steady_images_per_second"] = steady_images_per_second(row, train_images)
         if ips and row.get("cpu_seconds"):
-            images = row["epochs"] * (size.limit or 60000)
+            images = row["epochs"] * train_images
             row["images_per_cpu_second"] = round(images / row["cpu_seconds"], 1)
             if share:
                 row["share_of_peak_cpu"] = round(
@@ -342,7 +343,7 @@ def run_bench(size: BenchSize | None = None, *, keras: bool = True, threads: int
         "peak_gflops_cpu": {k: round(v["cpu"], 1) if v else None
                             for k, v in ({"bf16": {}} | peak).items()},
         "peak_gflops_by_library": by_library,      # the peak is the best of them
-        "epochs": size.epochs, "train_images": size.limit or 60000,
+        "epochs": size.epochs, "train_images": train_images,
         "threads": threads or torch.get_num_threads(), "torch": torch.__version__,
         "device": describe(resolved), "peak_device": "cpu",
         "load_average": load_average(), "openmp_wait": openmp_wait(),
