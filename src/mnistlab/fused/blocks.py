@@ -179,12 +179,12 @@ class Im2colBlock(_Block[_Im2colBuffers]):
         if parts == 1:
             self._run("weight-gradient matmul", torch.mm, dz.t(), patches, out=b.dw)
             set_grad(conv.weight, b.dw.view(conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
-        else:                       # (parts, 9I, O) partial sums, added in float32
+        else:                       # (parts, O, 9I) partial sums, added in float32
             partial = self._run("weight-gradient matmul", torch.bmm,
-                                patches.view(parts, -1, patches.shape[1]).transpose(1, 2),
-                                dz.view(parts, -1, dz.shape[1]))
-            set_grad(conv.weight, partial.sum(0, dtype=torch.float32).view(3, 3, -1, dz.shape[1]),
-                     permute=(2, 3, 1, 0))
+                                dz.view(parts, -1, dz.shape[1]).transpose(1, 2),
+                                patches.view(parts, -1, patches.shape[1]))
+            set_grad(conv.weight, partial.sum(0, dtype=torch.float32).view(
+                conv.out_channels, 3, 3, -1), permute=(0, 2, 3, 1))
         # the patches are dead once dw is made
         self._run("input-gradient matmul", torch.mm, dz, self.weight, out=patches)
         self._run("col2im", self.kernels.col2im3, raw(b.patches), b.dh.numpy())
