@@ -52,11 +52,14 @@ def raw(t: torch.Tensor) -> np.ndarray:
 
 
 def set_grad(param: torch.Tensor, value: torch.Tensor,
-             permute: tuple[int, ...] | None = None) -> None:
-    """Overwrite ``param.grad`` with ``value`` (viewed through ``permute`` of the gradient)."""
+             permute: tuple[int, ...] | None = None, view: tuple[int, ...] | None = None
+             ) -> None:
+    """Overwrite ``param.grad`` with ``value`` (seen through ``view``, then ``permute``, of the
+    gradient)."""
     if param.grad is None:
         param.grad = torch.empty_like(param)
-    target = param.grad.permute(*permute) if permute else param.grad
+    target = param.grad.view(*view) if view else param.grad
+    target = target.permute(*permute) if permute else target
     target.copy_(value)
 
 

@@ -90,9 +90,10 @@ class _Forward(NamedTuple):
     images: np.ndarray                  # (B, 28, 28) float32
     first: dict[str, torch.Tensor]      # block 1's buffers (its pooled output, winners, ...)
     h: torch.Tensor                     # (B, S, S, C) bf16: the last block's pooled output
-    flat: torch.Tensor                  # (B, C*S*S) bf16
+    flat: torch.Tensor                  # (B, S*S*C) bf16: h flattened as it lies (NHWC)
     hidden: torch.Tensor                # (B, H) bf16, after ReLU
-    w1: torch.Tensor                    # the dense weights in bf16
+    w1: torch.Tensor                    # the dense weights in bf16, w1's columns in flat's
+                                        # (S, S, C) order
     w2: torch.Tensor
     logits: torch.Tensor                # (B, classes) float32
 
@@ -165,8 +166,11 @@ class FusedCNN:
         h = first["out"]
         for block in self.blocks:                  # blocks 2..: conv -> pool + ReLU
             h = block.forward(h)
-        flat = h.permute(0, 3, 1, 2).reshape(batch, -1)   # nn.Flatten's (C, H, W) order
-        w1, b1 = self.fc1.weight.to(dtype), self.fc1.bias.to(dtype)
+        # nn.Flatten reads (C, S, S); the first dense weight's columns are put in the map's own
+        # (S, S, C) order instead, in the copy that casts it: the map is flattened as it lies,
+        # and its gradient comes back in that order, with no copy of either
+        flat = h.reshape(batch, -1)
+        w1, b1 = self._first_dense_weight(h), self.fc1.bias.to(dtype)
         w2, b2 = self.fc2.weight.to(dtype), self.fc2.bias.to(dtype)
         hidden = self.timer.run("dense: forward matmuls", torch.addmm, b1, flat, w1.t()).relu_()
         logits = self.timer.run("dense: forward matmuls", torch.addmm, b2, hidden, w2.t()).float()
@@ -207,9 +211,10 @@ class FusedCNN:
         d_hidden = torch.ops.aten.threshold_backward(                               # relu
             self.timer.run(dense_backward, torch.mm, d_logits, f.w2), hidden, 0)
         set_grad(self.fc1.bias, d_hidden.sum(0, dtype=torch.float32))
-        set_grad(self.fc1.weight, self.timer.run(dense_backward, torch.mm, d_hidden.t(), flat))
-        grad = self.timer.run(dense_backward, torch.mm, d_hidden, f.w1).float()
-        grad = grad.view(h.shape[0], h.shape[3], h.shape[1], h.shape[2]).permute(0, 2, 3, 1)
+        dw1 = self.timer.run(dense_backward, torch.mm, d_hidden.t(), flat)
+        set_grad(self.fc1.weight, dw1.view(-1, *h.shape[1:]), permute=(0, 2, 3, 1),
+                 view=self._dense_nchw(h))
+        grad = self.timer.run(dense_backward, torch.mm, d_hidden, f.w1).float().view(h.shape)
         for block in reversed(self.blocks):
             grad = block.backward(grad)
         conv, first = self.convs[0], f.first
@@ -219,6 +224,19 @@ class FusedCNN:
         set_grad(conv.bias, first["dbias"].sum(0))
         set_grad(conv.weight, first["dw"].sum(0).t().reshape(conv.weight.shape))
         return loss, logits
+
+    def _first_dense_weight(self, h: torch.Tensor) -> torch.Tensor:
+        """The first dense weight in the step's dtype, its columns in the (S, S, C) order of
+        the last block's pooled map h (B, S, S, C): one copy, or none where it already is."""
+        w = self.fc1.weight.detach().view(self._dense_nchw(h)).permute(0, 2, 3, 1)
+        if not (w.dtype == self.dtype and w.is_contiguous()):
+            w = torch.empty(w.shape, dtype=self.dtype).copy_(w)
+        return w.view(self.fc1.out_features, -1)
+
+    def _dense_nchw(self, h: torch.Tensor) -> tuple[int, int, int, int]:
+        """The first dense weight seen as (hidden, C, S, S): its columns in nn.Flatten's order,
+        for the last block's pooled map h (B, S, S, C)."""
+        return (self.fc1.out_features, h.shape[3], h.shape[1], h.shape[2])
 
     def time_with(self, timer: Timer | None) -> None:
         """Time each kernel and matmul of the step with ``timer`` (mnistlab.fused.timing), or
