@@ -524,3 +524,34 @@ def test_digits_in_two_strokes_and_a_sloping_line_are_one_line(test_digits):
     for c in range(sloped.shape[1]):
         shifted[:, c] = np.roll(sloped[:, c], -int(0.33 * c * 28 * SCALE / (28 * SCALE + 30)))
     assert len(read_layout(shifted).digits) == 4
+
+
+def test_a_judged_picture_is_read_in_one_pass_of_the_model(test_digits, trained_run):  # noqa: F811
+    """The judge's answers for the digits it chose are the reading's: the model runs once on a
+    picture of touching digits, and a batch of pictures gives what each picture gives alone."""
+    from mnistlab.inference.predict import assess, read_pictures
+
+    images, _ = test_digits
+    predictor = load_predictor(trained_run)
+    passes = []
+    for method in ("logits", "logits_and_features"):           # every way to run the model
+        real = getattr(predictor, method)
+
+        def counted(x, real=real):
+            passes.append(len(x))
+            return real(x)
+
+        setattr(predictor, method, counted)
+    gray = compose([images[10], images[11]], [-8])                  # a 0 and a 6 touching
+    assert read_layout(gray).undecided                              # ink cut, model to judge
+    touching = png(gray)
+    reading = read_picture(predictor, touching)
+    assert isinstance(reading, NumberPrediction) and len(passes) == 1
+    alone = assess(predictor, np.stack([d.pre.image for d in reading.digits]))
+    assert np.allclose([d.probabilities for d in reading.digits], alone.proba, atol=1e-6)
+    single = png(compose([images[2]], []))
+    together = read_pictures(predictor, [single, touching, single])
+    assert together[1].number == reading.number
+    assert np.allclose([d.probabilities for d in together[1].digits],
+                       [d.probabilities for d in reading.digits], atol=1e-6)
+    assert together[0].digit == together[2].digit == read_picture(predictor, single).digit

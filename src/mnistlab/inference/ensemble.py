@@ -213,6 +213,11 @@ class EnsemblePredictor:
         logits, far, _ = self._read(x, judge=True)
         return logits, far
 
+    def logits_far_and_distance(self, x: np.ndarray
+                                ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """``logits_and_far`` and ``logits_and_distance`` from one pass of the members."""
+        return self._read(x, judge=True)
+
     def logits_and_distance(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The logits and how far each picture lies from the digits the members holding a fit
         learnt: their weighted mean of the squared Mahalanobis distance over each one's far

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -185,38 +186,45 @@ class Assessment:
         """(N,) bool: which answers are unsure; None where nothing is calibrated."""
         return None if self.reasons is None else np.array([r is not None for r in self.reasons])
 
+    def rows(self, index: list[int]) -> Assessment:
+        """The answers of the pictures at ``index``, in that order."""
+        return Assessment(self.proba[index],
+                          None if self.reasons is None else [self.reasons[i] for i in index])
+
 
 def assess(predictor: Predictor, images: np.ndarray) -> Assessment:
     """(N, 28, 28) or (N, 1, 28, 28) floats in [0, 1] -> probabilities (calibrated when the
     predictor carries a calibration) and the unsure flags with their reasons."""
-    x = _batch(images)
-    cal = predictor.calibration
-    far = None
-    if isinstance(predictor, EnsemblePredictor):
-        logits, far = predictor.logits_and_far(x)
-    elif isinstance(predictor, FeaturePredictor):
-        logits, features = predictor.logits_and_features(x)
-        far = None if cal is None else cal.far(features)
-    else:
-        logits = predictor.logits(x)
-    proba = _probabilities(predictor, logits)
-    return Assessment(proba, None if cal is None else cal.reasons(proba, far))
+    return _assessed(predictor, images)[0]
 
 
 def judgement(predictor: Predictor, images: np.ndarray) -> Judgement:
     """(N, 28, 28) candidate digits -> their probabilities and, where the predictor is
     calibrated and gives features, how far each lies from the digits it learnt (over its far
     threshold): what ``verify`` weighs the ways to read touching digits by."""
+    return _judged(predictor, images, [])
+
+
+def _assessed(predictor: Predictor, images: np.ndarray
+              ) -> tuple[Assessment, np.ndarray | None]:
+    """One pass of the model for ``assess`` and ``judgement`` both: the Assessment, and each
+    picture's squared distance to the nearest digit over the far threshold (an ensemble: its
+    members' weighted mean), None where nobody can say."""
     x = _batch(images)
-    if isinstance(predictor, EnsemblePredictor):         # each member against its own fit
-        logits, distance = predictor.logits_and_distance(x)
-        return Judgement(_probabilities(predictor, logits), distance)
-    fit = _typicality(predictor)
-    if fit is None or not isinstance(predictor, FeaturePredictor):
-        return Judgement(predict_proba(predictor, x), None)
-    logits, features = predictor.logits_and_features(x)
-    distance = None if features is None else fit.distance(features) / fit.far_above
-    return Judgement(_probabilities(predictor, logits), distance)
+    cal = predictor.calibration
+    far = distance = None
+    if isinstance(predictor, EnsemblePredictor):        # each member against its own fit
+        logits, far, distance = predictor.logits_far_and_distance(x)
+    elif isinstance(predictor, FeaturePredictor):
+        logits, features = predictor.logits_and_features(x)
+        fit = _typicality(predictor)
+        if fit is not None and features is not None:
+            squared = fit.distance(features)
+            far, distance = squared > fit.far_above, squared / fit.far_above
+    else:
+        logits = predictor.logits(x)
+    proba = _probabilities(predictor, logits)
+    return Assessment(proba, None if cal is None else cal.reasons(proba, far)), distance
 
 
 def split_width(predictor: Predictor) -> float:
@@ -426,22 +434,26 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
     """Each picture's digits found, then one batched forward pass over all of them; a
     picture that fails is its UserError in place (``keep_errors``) or raised."""
     names = names or [("upload" if isinstance(s, bytes) else str(s)) for s in sources]
-    found: list[tuple[Layout, tuple[int, int]] | UserError] = []
+    found: list[_Found | UserError] = []
     for source in sources:
         try:
             gray = to_gray(open_image(source, max_pixels=max_pixels,
                                       max_decoded_pixels=max_decoded_pixels))
             # a stroke wide enough to hold touching digits is read the way the model reads
             # most surely, its pieces nearest the digits it learnt (a wide 4 is no "41"; a
-            # touching "47" no 4): a few 28x28s more
+            # touching "47" no 4): a few 28x28s more, whose answers are kept for the reading
+            judged: list[Assessment] = []
             layout = verified(read_layout(gray, split_width=split_width(predictor)),
-                              lambda x: judgement(predictor, x))
-            found.append((layout, gray.shape))
+                              partial(_judged, predictor, keep=judged))
+            found.append(_Found(layout, gray.shape, judged[0].rows(layout.reading)
+                                if judged else None))
         except UserError as exc:
             if not keep_errors:
                 raise
             found.append(exc)
-    pieces = [p for f in found if not isinstance(f, UserError) for p in f[0].digits]
+    # the digits the judge did not see, in one batched pass
+    pieces = [p for f in found if isinstance(f, _Found) and f.assessed is None
+              for p in f.layout.digits]
     assessed = assess(predictor, np.stack([p.pre.image for p in pieces])) if pieces else None
     out: list[Reading | UserError] = []
     i = 0
@@ -449,21 +461,39 @@ def read_pictures(predictor: Predictor, sources: list[Any], *, top: int = 3,
         if isinstance(f, UserError):
             out.append(f)
             continue
-        assert assessed is not None
+        mine, start = (f.assessed, 0) if f.assessed is not None else (assessed, i)
+        assert mine is not None
         try:
-            digits = [_prediction(name, p.pre, assessed, i + k, top, p.bbox)
-                      for k, p in enumerate(f[0].digits)]
+            digits = [_prediction(name, p.pre, mine, start + k, top, p.bbox)
+                      for k, p in enumerate(f.layout.digits)]
         except ModelOutputError as exc:
             if not keep_errors:
                 raise
             digits = []
             out.append(exc)
-        i += len(f[0].digits)
+        if f.assessed is None:
+            i += len(f.layout.digits)
         if digits:
-            out.append(digits[0] if len(digits) == 1 and not f[0].marks
-                       else NumberPrediction(name, digits, f[1], f[0].marks,
+            out.append(digits[0] if len(digits) == 1 and not f.layout.marks
+                       else NumberPrediction(name, digits, f.shape, f.layout.marks,
                                              _threshold(predictor)))
     return out
+
+
+@dataclass(frozen=True)
+class _Found:
+    """A picture's digits as found, and their answers where the judge already read them."""
+
+    layout: Layout
+    shape: tuple[int, int]
+    assessed: Assessment | None     # one row per digit of the reading; None: not judged
+
+
+def _judged(predictor: Predictor, images: np.ndarray, keep: list[Assessment]) -> Judgement:
+    """``judgement``, keeping the Assessment of the same pass in ``keep``."""
+    assessed, distance = _assessed(predictor, images)
+    keep.append(assessed)
+    return Judgement(assessed.proba, distance)
 
 
 def predict_files(predictor: Predictor, paths: list[str], *,
