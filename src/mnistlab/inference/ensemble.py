@@ -262,7 +262,7 @@ class EnsemblePredictor:
         features, logits = features_and_logits(model, batch)
         if fit is None or features is None:
             return None, logits
-        return fit.distance(features) / fit.far_above, logits
+        return fit.judge(features)[0], logits
 
 
 class EnsembleModule(nn.Module):

@@ -219,8 +219,7 @@ def _assessed(predictor: Predictor, images: np.ndarray
         logits, features = predictor.logits_and_features(x)
         fit = _typicality(predictor)
         if fit is not None and features is not None:
-            squared = fit.distance(features)
-            far, distance = squared > fit.far_above, squared / fit.far_above
+            distance, far = fit.judge(features)
     else:
         logits = predictor.logits(x)
     proba = _probabilities(predictor, logits)

@@ -72,7 +72,13 @@ class Typicality:
         return ((self.means @ self.precision) * self.means).sum(axis=1)
 
     def far(self, features: np.ndarray) -> np.ndarray:
-        return self.distance(features) > self.far_above
+        return self.judge(features)[1]
+
+    def judge(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(N, D) features -> (each one's squared distance over the far threshold, which are
+        far), from one computation of the distance."""
+        squared = self.distance(features)
+        return squared / self.far_above, squared > self.far_above
 
 
 def split_head(model: nn.Module) -> tuple[nn.Module, nn.Linear] | None:
